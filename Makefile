@@ -1,0 +1,47 @@
+# Two commands matter: `make dev` (the UI on the embedded local workspace) and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+export DBX_LOCAL_STATE_DIR ?= $(CURDIR)/.local_workspace
+
+.PHONY: setup dev demo test bench requirements clean
+
+setup: $(STAMP)
+
+$(UV):
+	$(PYTHON) -m pip install --user --quiet uv
+
+$(STAMP): requirements/dev.txt pyproject.toml | $(UV)
+	test -d $(VENV) || $(UV) venv --python $(PYTHON) $(VENV)
+	$(UV) pip sync --python $(BIN)/python requirements/dev.txt
+	$(UV) pip install --python $(BIN)/python --no-deps -e .
+	touch $(STAMP)
+
+# Re-pin after editing dependencies in pyproject.toml (hashes, no index address recorded).
+requirements: | $(UV)
+	$(UV) pip compile --quiet --generate-hashes -p 3.11 pyproject.toml -o requirements/base.txt
+	$(UV) pip compile --quiet --generate-hashes -p 3.11 pyproject.toml --extra local --extra test -o requirements/dev.txt
+
+dev: setup
+	mkdir -p $(DAGSTER_HOME)
+	$(BIN)/python -m dbx_assets.demo seed
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dagster dev -w workspace.yaml
+
+demo: setup
+	mkdir -p $(DAGSTER_HOME)
+	$(BIN)/python -m dbx_assets.demo seed
+	$(BIN)/python -m dbx_assets.demo run
+
+test: setup
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: setup
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench
+
+clean:
+	-$(BIN)/python -m dbx_assets.local_workspace stop --state-dir $(DBX_LOCAL_STATE_DIR)
+	rm -rf $(VENV) $(DAGSTER_HOME) $(DBX_LOCAL_STATE_DIR)
