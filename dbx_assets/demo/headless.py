@@ -1,0 +1,40 @@
+"""Materialize the whole demo graph without the UI and print what happened, per asset."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from dbx_assets.workflow.assets import RUN_ID_TAG
+
+
+def materialize_all(partition_key: str) -> int:
+    from dbx_assets.definitions import databricks_resource, defs
+
+    job = defs.resolve_implicit_global_asset_job_def()
+    instance = dg.DagsterInstance.get()
+    result = job.execute_in_process(instance=instance, partition_key=partition_key, raise_on_error=False)
+    run = instance.get_run_by_id(result.run_id)
+    print(f"\nDagster run {result.run_id} for partition {partition_key}: {'SUCCESS' if result.success else 'FAILURE'}")
+    materialized = {e.asset_key: e for e in result.get_asset_materialization_events()}
+    all_keys = sorted(job.asset_layer.executable_asset_keys, key=lambda k: k.to_user_string())
+    for key in all_keys:
+        event = materialized.get(key)
+        if event is None:
+            print(f"  FAILED        {key.to_user_string()}")
+            continue
+        meta = event.materialization.metadata
+        url = meta.get("databricks_run_url")
+        cluster = meta.get("databricks_cluster_id")
+        print(f"  materialized  {key.to_user_string():<24} cluster={cluster.value if cluster else '-'}  "
+              f"{url.value if url else ''}")
+    for check in result.get_asset_check_evaluations():
+        status = "passed" if check.passed else f"FAILED ({check.severity.value})"
+        print(f"  check         {check.asset_key.to_user_string()}:{check.check_name} {status}")
+    databricks_run_id = run.tags.get(RUN_ID_TAG) if run else None
+    if databricks_run_id:
+        dbx_run = databricks_resource.get_client().jobs.get_run(int(databricks_run_id))
+        clusters = {t.cluster_instance.cluster_id for t in dbx_run.tasks or [] if t.cluster_instance}
+        print(f"Databricks run {databricks_run_id}: {dbx_run.state.result_state.value if dbx_run.state and dbx_run.state.result_state else '?'}, "
+              f"{len(dbx_run.tasks or [])} task(s) on {len(clusters)} cluster(s) started: {', '.join(sorted(clusters))}")
+        print(f"Run page: {dbx_run.run_page_url}")
+    return 0 if result.success else 1

@@ -1,0 +1,142 @@
+"""The Databricks resource: one place that owns every connection to a workspace.
+
+It wraps the official `databricks-sdk` WorkspaceClient. Host and credentials follow the
+SDK's unified auth (arguments, `DATABRICKS_*` env vars, a `~/.databrickscfg` profile,
+PAT or OAuth M2M). With no host configured anywhere it points at the embedded local
+workspace, starting it if needed, so `dagster dev` works on a laptop with no settings.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Optional
+
+from dagster import ConfigurableResource, Failure
+from databricks.sdk import WorkspaceClient
+from databricks.sdk.config import Config
+from databricks.sdk.errors import DatabricksError, PermissionDenied, Unauthenticated
+from pydantic import Field, PrivateAttr
+
+from dbx_assets.secrets import redact
+
+LOCAL_STATE_DIR_ENV = "DBX_LOCAL_STATE_DIR"
+
+
+def default_local_state_dir() -> Path:
+    return Path(os.environ.get(LOCAL_STATE_DIR_ENV) or Path.cwd() / ".local_workspace").resolve()
+
+
+class WorkspaceConnectionError(Failure):
+    """A workspace could not be reached or rejected the credentials (message names host and fix)."""
+
+
+class DatabricksResource(ConfigurableResource):
+    """A Databricks workspace. Leave everything unset to use the embedded local workspace."""
+
+    host: Optional[str] = Field(
+        default=None,
+        description="Workspace URL, e.g. https://adb-123.azuredatabricks.net. Unset (and no "
+        "DATABRICKS_HOST/DATABRICKS_CONFIG_PROFILE): use the embedded local workspace.",
+    )
+    token: Optional[str] = Field(
+        default=None, description="Personal access token; pass EnvVar('DATABRICKS_TOKEN'), never a literal."
+    )
+    client_id: Optional[str] = Field(default=None, description="OAuth M2M service principal client id.")
+    client_secret: Optional[str] = Field(
+        default=None, description="OAuth M2M secret; pass EnvVar('DATABRICKS_CLIENT_SECRET')."
+    )
+    profile: Optional[str] = Field(default=None, description="A ~/.databrickscfg profile name.")
+    local_state_dir: Optional[str] = Field(
+        default=None,
+        description=f"State dir of the embedded local workspace (default ${LOCAL_STATE_DIR_ENV} or ./.local_workspace).",
+    )
+    workspace_root: str = Field(
+        default="/Shared/dbx_assets", description="Workspace folder that notebooks and the dbt project deploy to."
+    )
+    retry_timeout_seconds: int = Field(
+        default=300, description="How long the SDK retries transient failures (429, 5xx, dropped connections)."
+    )
+
+    _client: Optional[WorkspaceClient] = PrivateAttr(default=None)
+
+    @property
+    def is_local(self) -> bool:
+        """True when no workspace is configured anywhere, so the embedded one is used."""
+        configured = self.host or self.profile or os.environ.get("DATABRICKS_HOST") or os.environ.get(
+            "DATABRICKS_CONFIG_PROFILE"
+        )
+        return not configured
+
+    @property
+    def dbt_target(self) -> str:
+        """The dbt profile target matching where the dbt task runs."""
+        return "local" if self.is_local else "databricks"
+
+    def get_client(self) -> WorkspaceClient:
+        if self._client is None:
+            self._client = WorkspaceClient(config=self._config())
+        return self._client
+
+    @cached_property
+    def _local_state_dir(self) -> Path:
+        return Path(self.local_state_dir).resolve() if self.local_state_dir else default_local_state_dir()
+
+    def _config(self) -> Config:
+        common = dict(retry_timeout_seconds=self.retry_timeout_seconds)
+        if self.is_local:
+            from dbx_assets.local_workspace.launcher import ensure_running
+
+            connection = ensure_running(self._local_state_dir)
+            return Config(host=connection.host, token=connection.token, auth_type="pat", **common)
+        try:
+            return Config(
+                host=self.host,
+                token=self.token,
+                client_id=self.client_id,
+                client_secret=self.client_secret,
+                profile=self.profile,
+                **common,
+            )
+        except ValueError as err:  # the SDK's "cannot configure default credentials" and friends
+            raise WorkspaceConnectionError(
+                description=f"Databricks auth is not configured for {self.host or 'the default profile'}: "
+                f"{redact(str(err), self._secrets())}. Set DATABRICKS_HOST with DATABRICKS_TOKEN "
+                "(or client_id/client_secret, or a profile)."
+            ) from None
+
+    def _secrets(self) -> list[str]:
+        return [s for s in (self.token, self.client_secret) if s]
+
+    def workspace_host(self) -> str:
+        return (self.get_client().config.host or "").rstrip("/")
+
+    def check_connection(self) -> str:
+        """Make one authenticated call; return the identity, or raise one clear error naming host and fix."""
+        host = self.host or os.environ.get("DATABRICKS_HOST") or "the configured workspace"
+        try:
+            client = self.get_client()
+            host = client.config.host or host
+            me = client.current_user.me()
+            return me.user_name or me.display_name or "unknown identity"
+        except (Unauthenticated, PermissionDenied) as err:
+            raise WorkspaceConnectionError(
+                description=f"Databricks workspace {host} rejected the credentials ({redact(str(err), self._secrets())}). "
+                "Check DATABRICKS_TOKEN (or the OAuth client id/secret) for this host."
+            ) from None
+        except DatabricksError as err:
+            raise WorkspaceConnectionError(
+                description=f"Databricks workspace {host} answered with an error: {redact(str(err), self._secrets())}."
+            ) from None
+        except (OSError, TimeoutError) as err:
+            raise WorkspaceConnectionError(
+                description=f"Cannot reach Databricks workspace {host}: {redact(_root_cause(err), self._secrets())}. "
+                "Check DATABRICKS_HOST and your network."
+            ) from None
+
+
+def _root_cause(err: BaseException) -> str:
+    while err.__cause__ is not None:
+        err = err.__cause__
+    return f"{type(err).__name__}: {err}"

@@ -1,0 +1,131 @@
+"""Deploying a workflow from code: sync its files to the workspace and create/reset its job.
+
+Only files whose content changed are uploaded (a small manifest of content hashes lives next
+to them), and the job is reset only when its spec hash changed, so a materialization with
+nothing new to deploy costs three API calls.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import posixpath
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from databricks.sdk import WorkspaceClient
+from databricks.sdk.errors import NotFound
+from databricks.sdk.service.jobs import JobSettings
+from databricks.sdk.service.workspace import ImportFormat, Language
+
+from dbx_assets.workflow.model import WorkflowSpec
+
+MANIFEST_NAME = "_dbx_assets_manifest.json"
+
+
+@dataclass(frozen=True)
+class WorkspaceFile:
+    """A file to place under the workflow's workspace root; notebooks are imported as notebooks."""
+
+    relative_path: str  # e.g. "notebooks/ingest_orders" or "dbt_project/models/x.sql"
+    content: bytes
+    is_notebook: bool = False
+
+    @property
+    def content_hash(self) -> str:
+        return hashlib.sha256(self.content + (b"\0nb" if self.is_notebook else b"")).hexdigest()[:20]
+
+
+@dataclass(frozen=True)
+class DeployResult:
+    job_id: int
+    uploaded: tuple[str, ...]
+    job_reset: bool
+    job_created: bool
+
+
+class WorkflowDeployer:
+    def __init__(self, client: WorkspaceClient, workspace_root: str, log: logging.Logger | None = None):
+        self._client = client
+        self._root = workspace_root.rstrip("/")
+        self._log = log or logging.getLogger(__name__)
+
+    def path_of(self, relative_path: str) -> str:
+        return posixpath.join(self._root, relative_path)
+
+    def deploy(self, spec: WorkflowSpec, files: Mapping[str, WorkspaceFile]) -> DeployResult:
+        uploaded = self.sync_files(files)
+        job_id, created, reset = self.ensure_job(spec)
+        return DeployResult(job_id=job_id, uploaded=tuple(uploaded), job_reset=reset, job_created=created)
+
+    # -- files -------------------------------------------------------------------------------
+    def sync_files(self, files: Mapping[str, WorkspaceFile]) -> list[str]:
+        deployed = self._read_manifest()
+        wanted = {f.relative_path: f.content_hash for f in files.values()}
+        changed = [f for f in files.values() if deployed.get(f.relative_path) != f.content_hash]
+        made_dirs: set[str] = set()
+        for f in changed:
+            path = self.path_of(f.relative_path)
+            parent = posixpath.dirname(path)
+            if parent not in made_dirs:
+                self._client.workspace.mkdirs(parent)
+                made_dirs.add(parent)
+            if f.is_notebook:
+                self._client.workspace.upload(
+                    path, f.content, format=ImportFormat.SOURCE, language=Language.PYTHON, overwrite=True
+                )
+            else:
+                self._client.workspace.upload(path, f.content, format=ImportFormat.AUTO, overwrite=True)
+        if changed or set(deployed) != set(wanted):
+            self._write_manifest(wanted)
+        if changed:
+            self._log.info("Uploaded %d changed file(s) to %s: %s", len(changed), self._root,
+                           ", ".join(f.relative_path for f in changed[:10]))
+        return [f.relative_path for f in changed]
+
+    def _read_manifest(self) -> dict[str, str]:
+        try:
+            with self._client.workspace.download(self.path_of(MANIFEST_NAME)) as fh:
+                return json.loads(fh.read().decode())
+        except NotFound:
+            return {}
+        except (ValueError, UnicodeDecodeError):
+            return {}  # a damaged manifest only costs a full upload
+
+    def _write_manifest(self, manifest: dict[str, str]) -> None:
+        self._client.workspace.mkdirs(self._root)
+        self._client.workspace.upload(
+            self.path_of(MANIFEST_NAME),
+            json.dumps(manifest, sort_keys=True, indent=1).encode(),
+            format=ImportFormat.AUTO,
+            overwrite=True,
+        )
+
+    # -- job ---------------------------------------------------------------------------------
+    def ensure_job(self, spec: WorkflowSpec) -> tuple[int, bool, bool]:
+        """Return (job_id, created, reset). The job is found by its name; duplicates from racing
+        deployers are resolved by keeping the oldest (lowest id) and deleting the rest."""
+        settings = spec.job_settings()
+        jobs = sorted(self._client.jobs.list(name=spec.name), key=lambda j: j.job_id)
+        if not jobs:
+            job_settings = JobSettings.from_dict(settings)
+            created = self._client.jobs.create(**_create_kwargs(job_settings))
+            self._log.info("Created Databricks job %s (%s)", created.job_id, spec.name)
+            jobs = sorted(self._client.jobs.list(name=spec.name), key=lambda j: j.job_id)
+            for extra in jobs[1:]:
+                self._client.jobs.delete(extra.job_id)
+            return jobs[0].job_id if jobs else created.job_id, True, False
+        for extra in jobs[1:]:
+            self._client.jobs.delete(extra.job_id)
+        job = self._client.jobs.get(jobs[0].job_id)
+        deployed_hash = (job.settings.tags or {}).get("dbx_assets_spec_hash") if job.settings else None
+        if deployed_hash == settings["tags"]["dbx_assets_spec_hash"]:
+            return job.job_id, False, False
+        self._client.jobs.reset(job.job_id, new_settings=JobSettings.from_dict(settings))
+        self._log.info("Reset Databricks job %s (%s): spec changed", job.job_id, spec.name)
+        return job.job_id, False, True
+
+
+def _create_kwargs(settings: JobSettings) -> dict:
+    return {k: v for k, v in vars(settings).items() if v is not None}

@@ -1,0 +1,221 @@
+"""Running a deployed workflow: start (or reattach, or repair) one Databricks run and report
+each task the moment it terminates. Knows nothing of Dagster; the asset body translates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from databricks.sdk import WorkspaceClient
+from databricks.sdk.service.jobs import Run, RunLifeCycleState, RunOutput, RunTask
+
+TERMINAL_LIFE_CYCLE = {
+    RunLifeCycleState.TERMINATED,
+    RunLifeCycleState.SKIPPED,
+    RunLifeCycleState.INTERNAL_ERROR,
+}
+
+
+def idempotency_token(*parts: str) -> str:
+    """Databricks caps tokens at 64 characters; the same parts always give the same token."""
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:48]
+
+
+@dataclass(frozen=True)
+class PollPolicy:
+    """Exponential backoff between runs/get calls; resets to `initial` when something changed."""
+
+    initial_seconds: float = 1.0
+    max_seconds: float = 10.0
+    factor: float = 1.5
+
+    def delays(self) -> Iterator[float]:
+        delay = self.initial_seconds
+        while True:
+            yield delay
+            delay = min(self.max_seconds, delay * self.factor)
+
+
+@dataclass(frozen=True)
+class TaskFinished:
+    """One task run that reached a terminal state, with what the asset layer needs to report it."""
+
+    task_key: str
+    task_run_id: int
+    succeeded: bool
+    result_state: str
+    state_message: str
+    cluster_id: str | None
+    setup_seconds: float | None
+    execution_seconds: float | None
+    output: RunOutput | None  # None for tasks that never ran (upstream failed, excluded)
+
+    @property
+    def error(self) -> str:
+        if self.output and (self.output.error or self.output.error_trace):
+            return self.output.error or (self.output.error_trace or "").strip().splitlines()[-1]
+        return self.state_message or self.result_state
+
+
+@dataclass
+class RunHandle:
+    job_id: int | None
+    run_id: int
+    run_page_url: str
+    repair_id: int | None = None
+    reattached: bool = False
+    task_keys: tuple[str, ...] = ()
+    reported: set[int] = field(default_factory=set)
+
+
+class WorkflowRunner:
+    def __init__(
+        self,
+        client: WorkspaceClient,
+        *,
+        poll: PollPolicy = PollPolicy(),
+        log: logging.Logger | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        self._client = client
+        self._poll = poll
+        self._log = log or logging.getLogger(__name__)
+        self._sleep = sleep
+
+    # -- starting ----------------------------------------------------------------------------
+    def run_now(
+        self,
+        job_id: int,
+        task_keys: Sequence[str],
+        *,
+        job_parameters: Mapping[str, str],
+        token: str,
+        dbt_commands: Sequence[str] | None = None,
+    ) -> RunHandle:
+        """Start the job for exactly `task_keys`; the same token reattaches to the run it started."""
+        started = time.time()
+        waiter = self._client.jobs.run_now(
+            job_id,
+            only=list(task_keys),
+            job_parameters=dict(job_parameters),
+            idempotency_token=token,
+            dbt_commands=list(dbt_commands) if dbt_commands else None,
+        )
+        run = self._client.jobs.get_run(waiter.response.run_id)
+        reattached = bool(run.start_time and run.start_time < (started - 1) * 1000)
+        if reattached:
+            self._log.info("Reattached to Databricks run %s started earlier for this step", run.run_id)
+        return RunHandle(job_id, run.run_id, run.run_page_url or "", reattached=reattached, task_keys=tuple(task_keys))
+
+    def repair(self, run_id: int, task_keys: Sequence[str], *, dbt_commands: Sequence[str] | None = None) -> RunHandle:
+        """Re-run only `task_keys` of a finished run (Databricks runs/repair), keeping its successes."""
+        run = self._client.jobs.get_run(run_id, include_history=True)
+        latest = max((r.id for r in (run.repair_history or []) if r.id and r.type and r.type.value == "REPAIR"), default=None)
+        response = self._client.jobs.repair_run(
+            run_id,
+            rerun_tasks=list(task_keys),
+            latest_repair_id=latest,
+            dbt_commands=list(dbt_commands) if dbt_commands else None,
+        )
+        repair_id = response.response.repair_id
+        self._log.info("Repairing Databricks run %s (repair %s): rerunning %s", run_id, repair_id, ", ".join(task_keys))
+        return RunHandle(run.job_id, run_id, run.run_page_url or "", repair_id=repair_id, task_keys=tuple(task_keys))
+
+    def get_run(self, run_id: int) -> Run:
+        return self._client.jobs.get_run(run_id, include_history=True)
+
+    def cancel(self, handle: RunHandle) -> None:
+        self._log.info("Cancelling Databricks run %s", handle.run_id)
+        self._client.jobs.cancel_run(handle.run_id)
+
+    # -- watching ----------------------------------------------------------------------------
+    def watch(self, handle: RunHandle) -> Iterator[TaskFinished]:
+        """Yield each watched task as it terminates; return when the run (or repair) is over."""
+        delays = self._poll.delays()
+        while True:
+            run = self.get_run(handle.run_id)
+            progressed = False
+            for task in self._current_tasks(run, handle):
+                if task.run_id in handle.reported or not _is_terminal(task):
+                    continue
+                handle.reported.add(task.run_id)
+                progressed = True
+                yield self._finished(task)
+            if self._run_over(run, handle):
+                # Tasks that never got a terminal entry (e.g. run failed to start) are reported too.
+                for task in self._current_tasks(run, handle):
+                    if task.run_id not in handle.reported:
+                        handle.reported.add(task.run_id)
+                        yield self._finished(task, forced_state=run)
+                return
+            if progressed:
+                delays = self._poll.delays()
+            self._sleep(next(delays))
+
+    def _current_tasks(self, run: Run, handle: RunHandle) -> list[RunTask]:
+        """The latest attempt of each watched task (restricted to the repair's task runs when repairing)."""
+        allowed_ids: set[int] | None = None
+        if handle.repair_id is not None:
+            for entry in run.repair_history or []:
+                if entry.id == handle.repair_id:
+                    allowed_ids = set(entry.task_run_ids or [])
+        latest: dict[str, RunTask] = {}
+        for task in run.tasks or []:
+            if task.task_key not in handle.task_keys:
+                continue
+            if allowed_ids is not None and task.run_id not in allowed_ids:
+                continue
+            best = latest.get(task.task_key)
+            if best is None or (task.attempt_number or 0, task.run_id or 0) >= (best.attempt_number or 0, best.run_id or 0):
+                latest[task.task_key] = task
+        return list(latest.values())
+
+    def _run_over(self, run: Run, handle: RunHandle) -> bool:
+        if handle.repair_id is not None:
+            entry = next((e for e in run.repair_history or [] if e.id == handle.repair_id), None)
+            state = entry.state if entry else None
+            if state is None or state.life_cycle_state not in TERMINAL_LIFE_CYCLE:
+                return False
+            return True
+        return bool(run.state and run.state.life_cycle_state in TERMINAL_LIFE_CYCLE)
+
+    def _finished(self, task: RunTask, forced_state: Run | None = None) -> TaskFinished:
+        state = task.state
+        result = state.result_state.value if state and state.result_state else ""
+        message = (state.state_message if state else "") or ""
+        if forced_state is not None and not _is_terminal(task):
+            run_state = forced_state.state
+            result = result or (run_state.result_state.value if run_state and run_state.result_state else "")
+            result = result or (run_state.life_cycle_state.value if run_state and run_state.life_cycle_state else "FAILED")
+            message = message or (run_state.state_message if run_state else "") or ""
+        output = None
+        ran = task.start_time and task.attempt_number is not None and result not in ("UPSTREAM_FAILED", "UPSTREAM_CANCELED", "EXCLUDED")
+        if ran and task.run_id:
+            try:
+                output = self._client.jobs.get_run_output(task.run_id)
+            except Exception as err:  # output is extra detail; never lose the task's outcome over it
+                self._log.warning("Could not fetch output of task run %s: %s", task.run_id, err)
+        return TaskFinished(
+            task_key=task.task_key,
+            task_run_id=task.run_id,
+            succeeded=result in ("SUCCESS", "SUCCESS_WITH_FAILURES"),
+            result_state=result or "UNKNOWN",
+            state_message=message,
+            cluster_id=task.cluster_instance.cluster_id if task.cluster_instance else None,
+            setup_seconds=_ms_to_s(task.setup_duration),
+            execution_seconds=_ms_to_s(task.execution_duration),
+            output=output,
+        )
+
+
+def _is_terminal(task: RunTask) -> bool:
+    return bool(task.state and task.state.life_cycle_state in TERMINAL_LIFE_CYCLE)
+
+
+def _ms_to_s(ms: Any) -> float | None:
+    return round(ms / 1000.0, 3) if isinstance(ms, (int, float)) and ms else None

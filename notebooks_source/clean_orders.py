@@ -1,0 +1,46 @@
+# Databricks notebook source
+# MAGIC %md
+# MAGIC Cleaned, typed and enriched orders: duplicates removed (latest version of an order wins),
+# MAGIC rows without a customer or with a non-positive amount dropped, customer name and country joined in.
+
+# COMMAND ----------
+
+import json
+
+from pyspark.sql import Window
+from pyspark.sql import functions as F
+
+orders = spark.table("bronze.orders")
+customers = spark.table("bronze.customers").select(
+    F.col("customer_id").cast("int").alias("customer_id"),
+    F.col("name").alias("customer_name"),
+    "country",
+)
+
+# COMMAND ----------
+
+typed = orders.select(
+    F.col("order_id").cast("int").alias("order_id"),
+    F.col("customer_id").cast("int").alias("customer_id"),
+    F.to_timestamp("order_ts").alias("order_ts"),
+    F.col("amount").cast("double").alias("amount"),
+    F.lower(F.trim("status")).alias("status"),
+)
+latest = Window.partitionBy("order_id").orderBy(F.col("order_ts").desc())
+deduped = typed.withColumn("_rank", F.row_number().over(latest)).where("_rank = 1").drop("_rank")
+valid = deduped.where(F.col("customer_id").isNotNull() & (F.col("amount") > 0) & F.col("order_ts").isNotNull())
+
+enriched = valid.join(customers, "customer_id", "left").withColumn("order_date", F.to_date("order_ts"))
+
+# COMMAND ----------
+
+spark.sql("CREATE DATABASE IF NOT EXISTS silver")
+enriched.write.mode("overwrite").saveAsTable("silver.orders_enriched")
+
+stats = {
+    "input_rows": orders.count(),
+    "output_rows": enriched.count(),
+    "dropped_rows": orders.count() - enriched.count(),
+}
+print(stats)
+dbutils.notebook.exit(json.dumps(stats))

@@ -1,0 +1,4 @@
+# Databricks notebook source
+# COMMAND ----------
+
+print("sink ran")
