@@ -8,7 +8,11 @@ UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export DBX_LOCAL_STATE_DIR ?= $(CURDIR)/.local_workspace
 
-.PHONY: setup dev demo test bench requirements clean
+.PHONY: setup dev demo test bench requirements clean dagster-home
+
+# Concurrent Databricks runs from this Dagster instance (the `databricks` pool); change it
+# later with `dagster instance concurrency set databricks N`.
+POOL_LIMIT ?= 4
 
 setup: $(STAMP)
 
@@ -26,13 +30,15 @@ requirements: | $(UV)
 	$(UV) pip compile --quiet --generate-hashes -p 3.11 pyproject.toml -o requirements/base.txt
 	$(UV) pip compile --quiet --generate-hashes -p 3.11 pyproject.toml --extra local --extra test -o requirements/dev.txt
 
-dev: setup
+dagster-home:
 	mkdir -p $(DAGSTER_HOME)
+	test -f $(DAGSTER_HOME)/dagster.yaml || printf 'telemetry:\n  enabled: false\nconcurrency:\n  pools:\n    default_limit: $(POOL_LIMIT)\n' > $(DAGSTER_HOME)/dagster.yaml
+
+dev: setup dagster-home
 	$(BIN)/python -m dbx_assets.demo seed
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dagster dev -w workspace.yaml
 
-demo: setup
-	mkdir -p $(DAGSTER_HOME)
+demo: setup dagster-home
 	$(BIN)/python -m dbx_assets.demo seed
 	$(BIN)/python -m dbx_assets.demo run
 

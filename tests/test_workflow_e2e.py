@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import uuid
 from pathlib import Path
 
 import dagster as dg
@@ -88,10 +89,10 @@ def test_failure_fails_its_asset_and_reexecution_repairs_the_same_run(local_work
     workspace_client.dbfs.upload(flag_dbfs_path(name), io.BytesIO(b"fail"), overwrite=True)
     monkeypatch.setenv(ENV_NAME, name)
     monkeypatch.setenv("DBX_LOCAL_STATE_DIR", str(local_workspace.state_dir))
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS_DIR), os.environ.get("PYTHONPATH", "")]))
     job = dg.reconstructable(build_test_job)
+    in_process = {"execution": {"config": {"in_process": {}}}}  # env vars above must reach the step
     with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
-        with dg.execute_job(job, instance=instance, raise_on_error=False) as first:
+        with dg.execute_job(job, instance=instance, run_config=in_process, raise_on_error=False) as first:
             assert not first.success
             materialized = {e.asset_key for e in first.get_asset_materialization_events()}
             assert materialized == {key(name, "source"), key(name, "slow")}  # siblings stay materialized
@@ -107,7 +108,8 @@ def test_failure_fails_its_asset_and_reexecution_repairs_the_same_run(local_work
 
         workspace_client.dbfs.delete(flag_dbfs_path(name))
         options = dg.ReexecutionOptions.from_failure(first.run_id, instance)
-        with dg.execute_job(job, instance=instance, reexecution_options=options, raise_on_error=False) as second:
+        with dg.execute_job(job, instance=instance, run_config=in_process, reexecution_options=options,
+                            raise_on_error=False) as second:
             assert second.success
             materialized = {e.asset_key for e in second.get_asset_materialization_events()}
             assert materialized == {key(name, "flaky"), key(name, "sink")}
@@ -158,7 +160,7 @@ def _wait_for_running_task(client, name, timeout=180):
 
 def test_interrupting_the_step_cancels_the_databricks_run(local_workspace, workspace_client):
     name = new_name()
-    proc = _start_materialize_subprocess(name, local_workspace.state_dir, dg.make_new_run_id(), 600)
+    proc = _start_materialize_subprocess(name, local_workspace.state_dir, str(uuid.uuid4()), 600)
     try:
         run = _wait_for_running_task(workspace_client, name)
         time.sleep(1)  # the notebook is inside its sleep
@@ -178,7 +180,7 @@ def test_interrupting_the_step_cancels_the_databricks_run(local_workspace, works
 
 def test_killed_step_reattaches_to_its_run(local_workspace, workspace_client):
     name = new_name()
-    run_id = dg.make_new_run_id()
+    run_id = str(uuid.uuid4())
     proc = _start_materialize_subprocess(name, local_workspace.state_dir, run_id, 8)
     run = _wait_for_running_task(workspace_client, name)
     os.killpg(proc.pid, signal.SIGKILL)  # no chance to cancel: the Databricks run keeps going

@@ -178,7 +178,7 @@ class WorkflowExecution:
         deployed = deployer.deploy(spec, self.workflow.files())
         handle = self._start(deployed.job_id)
         self.context.instance.add_run_tags(
-            self.context.run_id, {RUN_ID_TAG: str(handle.run_id), JOB_ID_TAG: str(deployed.job_id)}
+            self.context.run.run_id, {RUN_ID_TAG: str(handle.run_id), JOB_ID_TAG: str(deployed.job_id)}
         )
         self.context.log.info(
             f"Databricks run {handle.run_id} ({'repair ' + str(handle.repair_id) if handle.repair_id else 'tasks'}: "
@@ -203,9 +203,18 @@ class WorkflowExecution:
     def _start(self, job_id: int) -> RunHandle:
         previous = self._previous_databricks_run(job_id)
         if previous is not None:
-            return self.runner.repair(previous, self.task_keys, dbt_commands=self._dbt_commands())
+            done = self.runner.succeeded_tasks(previous)
+            rerun = [k for k in self.task_keys if k not in done]
+            if rerun:
+                if len(rerun) < len(self.task_keys):
+                    self.context.log.info(
+                        f"Not rerunning {', '.join(k for k in self.task_keys if k in done)}: they succeeded in "
+                        f"Databricks run {previous}, which is being repaired."
+                    )
+                self.task_keys = rerun
+                return self.runner.repair(previous, rerun, dbt_commands=self._dbt_commands())
         step_key = self.context.op_execution_context.get_step_execution_context().step.key
-        token = idempotency_token(self.context.run_id, step_key, str(job_id))
+        token = idempotency_token(self.context.run.run_id, step_key, str(job_id))
         handle = self.runner.run_now(
             job_id, self.task_keys, job_parameters=self._job_parameters(), token=token,
             dbt_commands=self._dbt_commands(),

@@ -126,6 +126,15 @@ class WorkflowRunner:
         self._log.info("Repairing Databricks run %s (repair %s): rerunning %s", run_id, repair_id, ", ".join(task_keys))
         return RunHandle(run.job_id, run_id, run.run_page_url or "", repair_id=repair_id, task_keys=tuple(task_keys))
 
+    def succeeded_tasks(self, run_id: int) -> set[str]:
+        """Task keys whose latest attempt in the run succeeded."""
+        latest: dict[str, RunTask] = {}
+        for task in self.get_run(run_id).tasks or []:
+            best = latest.get(task.task_key)
+            if best is None or (task.attempt_number or 0, task.run_id or 0) >= (best.attempt_number or 0, best.run_id or 0):
+                latest[task.task_key] = task
+        return {k for k, t in latest.items() if t.state and t.state.result_state and t.state.result_state.value == "SUCCESS"}
+
     def get_run(self, run_id: int) -> Run:
         return self._client.jobs.get_run(run_id, include_history=True)
 

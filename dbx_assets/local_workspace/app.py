@@ -1,0 +1,121 @@
+"""Assembles one local workspace: state, storage APIs, clusters, scheduler, jobs, HTTP server."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import socket
+from pathlib import Path
+
+from .clusters_api import LOCAL_USER, ClusterFactory, Clusters, default_cluster_factory
+from .dbfs_api import Dbfs
+from .files_api import VolumeFiles
+from .jobs_api import Jobs
+from . import run_page
+from .runtime_types import StoragePaths
+from .scheduler import Resolvers, Scheduler
+from .server import Dispatcher, HttpServer
+from .state import StateStore
+from .workspace_api import Workspace
+
+CONNECTION_FILE = "connection.json"
+
+
+def read_connection(state_dir: Path) -> dict | None:
+    try:
+        return json.loads((state_dir / CONNECTION_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def write_connection(state_dir: Path, data: dict) -> None:
+    """Atomically, mode 0600: the file holds the bearer token."""
+    tmp = state_dir / f".{CONNECTION_FILE}.{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f)
+    os.replace(tmp, state_dir / CONNECTION_FILE)
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+class LocalWorkspace:
+    """One running workspace. `start()` serves in a background thread; `close()` stops clusters and the server."""
+
+    def __init__(self, state_dir: Path, *, port: int | None = None, tls: bool = False,
+                 cluster_factory: ClusterFactory | None = None, max_active_runs: int = 8):
+        self.state_dir = Path(state_dir).resolve()
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.paths = StoragePaths(self.state_dir).ensure()
+        previous = read_connection(self.state_dir) or {}
+        self.token: str = previous.get("token") or secrets.token_urlsafe(32)
+        if port is None:
+            old = previous.get("port")
+            port = old if old and _port_free(old) else 0
+        self.store = StateStore(self.state_dir / "state.db")
+        self.dispatcher = Dispatcher(self.token)
+        ssl_context = None
+        if tls:
+            from .tls import server_context
+
+            ssl_context = server_context(self.state_dir / "tls")
+        self.http = HttpServer(self.dispatcher, port, ssl_context)
+        self.host = f"{self.http.scheme}://127.0.0.1:{self.http.port}"
+
+        self.workspace = Workspace(self.paths.workspace, self.store)
+        self.dbfs = Dbfs(self.paths.dbfs)
+        self.files = VolumeFiles(self.paths.volumes)
+        self.clusters = Clusters(self.store, self.paths, cluster_factory or default_cluster_factory)
+        resolvers = Resolvers(self.workspace.read_notebook, self.workspace.local, self.dbfs.local)
+        self.scheduler = Scheduler(self.store, self.paths, self.clusters, resolvers, lambda: self.host, max_active_runs)
+        self.jobs = Jobs(self.store, self.scheduler, lambda: self.host, self.token)
+        for api in (self.workspace, self.dbfs, self.files, self.clusters, self.jobs):
+            api.register(self.dispatcher)
+        self.dispatcher.route("GET", "/api/2.0/preview/scim/v2/Me", lambda req: {
+            "id": "1", "userName": LOCAL_USER, "displayName": "Local User", "active": True,
+            "emails": [{"value": LOCAL_USER, "primary": True, "type": "work"}],
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        })
+        # The SDK probes this (unauthenticated) while building its Config; answer so it stays quiet.
+        self.dispatcher.public_route("GET", "/.well-known/databricks-config", lambda req: {"workspace_id": "1000000000000001"})
+        run_page.register(self.dispatcher, self.store)
+
+        self.clusters.recover_after_restart()
+        self.scheduler.recover_after_restart()
+
+    @property
+    def cert_path(self) -> Path | None:
+        cert = self.state_dir / "tls" / "cert.pem"
+        return cert if self.http.scheme == "https" else None
+
+    def write_connection_file(self) -> None:
+        write_connection(self.state_dir, {"host": self.host, "token": self.token, "pid": os.getpid(), "port": self.http.port,
+                                          **({"ca_cert": str(self.cert_path)} if self.cert_path else {})})
+
+    def start(self) -> "LocalWorkspace":
+        self.http.start_background()
+        return self
+
+    def close(self) -> None:
+        try:
+            self.scheduler.shutdown()
+        finally:
+            self.http.shutdown()
+            self.store.close()
+
+
+def configure_logging(state_dir: Path) -> None:
+    handler = logging.FileHandler(state_dir / "server.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logger = logging.getLogger("dbx_local_workspace")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)

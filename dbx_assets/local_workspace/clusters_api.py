@@ -1,0 +1,305 @@
+"""Clusters: the Clusters 2.0/2.1 API plus the registry the scheduler uses for job clusters.
+
+A cluster here is a local PySpark driver (runtime.cluster.LocalCluster), started on a
+background thread so create/start return at once like on Databricks and the SDK's
+waiter polls clusters/get until RUNNING.
+"""
+
+from __future__ import annotations
+
+import random
+import secrets
+import string
+import threading
+import time
+from typing import Callable, Protocol
+
+from .http_errors import invalid, invalid_state, not_found, require
+from .runtime_types import ClusterSpec, ClusterStartError, StoragePaths, TaskInvocation
+from .server import Dispatcher, Request
+from .state import StateStore
+
+ACTIVE = ("PENDING", "RUNNING", "RESTARTING", "RESIZING")
+
+
+class ClusterRuntime(Protocol):
+    def start(self, timeout: float = 300) -> None: ...
+    @property
+    def alive(self) -> bool: ...
+    def run_task(self, invocation: TaskInvocation): ...
+    def terminate(self) -> None: ...
+
+
+ClusterFactory = Callable[[str, ClusterSpec, StoragePaths], ClusterRuntime]
+
+
+def default_cluster_factory(cluster_id: str, spec: ClusterSpec, paths: StoragePaths) -> ClusterRuntime:
+    # Imported lazily: the server must start fast and never import Spark itself.
+    from .runtime.cluster import LocalCluster
+
+    return LocalCluster(cluster_id, spec, paths)
+
+
+def new_cluster_id() -> str:
+    suffix = "".join(random.choices(string.ascii_lowercase + string.digits, k=8))
+    return time.strftime("%m%d-%H%M%S-", time.gmtime()) + suffix
+
+
+def validate_cluster_spec(spec: dict, where: str = "") -> None:
+    prefix = f"{where}: " if where else ""
+    if not spec.get("spark_version"):
+        raise invalid(f"{prefix}Missing required field: spark_version")
+    if spec.get("num_workers") is None and not spec.get("autoscale"):
+        raise invalid(f"{prefix}Missing required field: num_workers (or autoscale)")
+
+
+def cluster_spec(spec: dict, pypi_packages: tuple[str, ...] = ()) -> ClusterSpec:
+    workers = spec.get("num_workers")
+    if workers is None:
+        workers = (spec.get("autoscale") or {}).get("max_workers", 0)
+    return ClusterSpec(
+        spark_conf={str(k): str(v) for k, v in (spec.get("spark_conf") or {}).items()},
+        spark_env_vars={str(k): str(v) for k, v in (spec.get("spark_env_vars") or {}).items()},
+        pypi_packages=pypi_packages,
+        num_workers=int(workers or 0),
+    )
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Clusters:
+    def __init__(self, store: StateStore, paths: StoragePaths, factory: ClusterFactory):
+        self.store = store
+        self.paths = paths
+        self.factory = factory
+        self._live: dict[str, ClusterRuntime] = {}
+        self._lock = threading.RLock()
+        self._changed = threading.Condition(self._lock)
+
+    # -- registry -------------------------------------------------------------------------
+    def doc(self, cluster_id: str) -> dict:
+        doc = self.store.get("cluster", cluster_id)
+        if doc is None:
+            raise not_found(f"Cluster {cluster_id} does not exist")
+        return doc
+
+    def _save(self, doc: dict) -> None:
+        with self._changed:
+            self.store.put("cluster", doc["cluster_id"], doc)
+            self._changed.notify_all()
+
+    def recover_after_restart(self) -> None:
+        """Drivers died with the previous server process: mark their clusters TERMINATED."""
+        for _, doc in self.store.all("cluster"):
+            if doc.get("state") in ACTIVE or doc.get("state") == "TERMINATING":
+                self._mark_terminated(
+                    doc,
+                    "The local workspace restarted; the cluster's driver is gone.",
+                    {"code": "DRIVER_UNREACHABLE", "type": "CLOUD_FAILURE"},
+                )
+
+    def _mark_terminated(self, doc: dict, message: str, reason: dict) -> None:
+        doc.update(state="TERMINATED", state_message=message, terminated_time=now_ms(), termination_reason=reason)
+        doc.pop("spark_context_id", None)
+        self._save(doc)
+
+    def _new_doc(self, spec: dict, source: str) -> dict:
+        cluster_id = new_cluster_id()
+        doc = {
+            k: v
+            for k, v in spec.items()
+            if k not in ("cluster_id", "state", "state_message", "termination_reason")
+        }
+        doc.update(
+            cluster_id=cluster_id,
+            cluster_name=spec.get("cluster_name") or (f"job-cluster-{cluster_id}" if source == "JOB" else cluster_id),
+            cluster_source=source,
+            creator_user_name=LOCAL_USER,
+            state="PENDING",
+            state_message="Starting local Spark driver",
+            start_time=now_ms(),
+            autotermination_minutes=spec.get("autotermination_minutes", 0 if source == "JOB" else 120),
+            driver={"host_private_ip": "127.0.0.1", "node_id": cluster_id},
+            default_tags={"Vendor": "Databricks", "Creator": LOCAL_USER, "ClusterId": cluster_id},
+        )
+        return doc
+
+    def _boot(self, doc: dict) -> ClusterRuntime:
+        """Start the driver (blocking). On failure the cluster ends TERMINATED and ClusterStartError propagates."""
+        cluster_id = doc["cluster_id"]
+        runtime = self.factory(cluster_id, cluster_spec(doc), self.paths)
+        with self._lock:
+            self._live[cluster_id] = runtime
+        try:
+            runtime.start()
+        except Exception as e:
+            with self._lock:
+                self._live.pop(cluster_id, None)
+            message = str(e) or type(e).__name__
+            self._mark_terminated(
+                self.doc(cluster_id),
+                message,
+                {"code": "SPARK_STARTUP_FAILURE", "type": "CLIENT_ERROR", "parameters": {"databricks_error_message": message}},
+            )
+            raise ClusterStartError(message) from e
+        doc = self.doc(cluster_id)
+        if doc["state"] != "PENDING" and doc["state"] != "RESTARTING":  # deleted while starting
+            runtime.terminate()
+            raise ClusterStartError(f"Cluster {cluster_id} was terminated while starting")
+        doc.update(state="RUNNING", state_message="", spark_context_id=random.randint(10**17, 10**18),
+                   last_state_loss_time=now_ms())
+        self._save(doc)
+        return runtime
+
+    def _boot_in_background(self, doc: dict) -> None:
+        def run():
+            try:
+                self._boot(doc)
+            except ClusterStartError:
+                pass  # recorded on the cluster doc
+
+        threading.Thread(target=run, name=f"cluster-start-{doc['cluster_id']}", daemon=True).start()
+
+    def terminate(self, cluster_id: str, message: str, reason: dict) -> None:
+        with self._lock:
+            runtime = self._live.pop(cluster_id, None)
+        doc = self.doc(cluster_id)
+        if doc["state"] == "TERMINATED":
+            return
+        doc.update(state="TERMINATING", state_message=message)
+        self._save(doc)
+        if runtime is not None:
+            runtime.terminate()
+        self._mark_terminated(self.doc(cluster_id), message, reason)
+
+    def terminate_all(self) -> None:
+        with self._lock:
+            ids = list(self._live)
+        for cid in ids:
+            try:
+                self.terminate(cid, "The local workspace shut down", {"code": "USER_REQUEST", "type": "SUCCESS"})
+            except Exception:
+                pass
+
+    # -- used by the scheduler ------------------------------------------------------------------
+    def start_job_cluster(self, spec: dict, run_id: int, name: str) -> tuple[str, ClusterRuntime]:
+        doc = self._new_doc(dict(spec, cluster_name=name), "JOB")
+        doc["custom_tags"] = dict(spec.get("custom_tags") or {}, RunName=name, JobRunId=str(run_id))
+        self._save(doc)
+        return doc["cluster_id"], self._boot(doc)
+
+    def end_job_cluster(self, cluster_id: str) -> None:
+        self.terminate(cluster_id, "Job run finished", {"code": "JOB_FINISHED", "type": "SUCCESS"})
+
+    def running(self, cluster_id: str, should_stop: Callable[[], bool]) -> ClusterRuntime:
+        """The runtime of an all-purpose cluster, waiting while it starts; raises ValueError if unusable."""
+        with self._changed:
+            while True:
+                doc = self.store.get("cluster", cluster_id)
+                if doc is None:
+                    raise ValueError(f"Cluster {cluster_id} does not exist; create it or use a job cluster.")
+                if doc["state"] == "RUNNING" and cluster_id in self._live:
+                    return self._live[cluster_id]
+                if doc["state"] not in ("PENDING", "RESTARTING"):
+                    raise ValueError(
+                        f"Cluster {cluster_id} is {doc['state']}, not RUNNING; start it with clusters/start first."
+                    )
+                if should_stop():
+                    raise ValueError(f"Stopped while waiting for cluster {cluster_id} to start")
+                self._changed.wait(0.5)
+
+    # -- HTTP -------------------------------------------------------------------------------------
+    def register(self, d: Dispatcher) -> None:
+        for version in ("2.0", "2.1"):
+            base = f"/api/{version}/clusters"
+            d.route("POST", base + "/create", self.api_create)
+            d.route("GET", base + "/get", self.api_get)
+            d.route("GET", base + "/list", self.api_list)
+            d.route("POST", base + "/start", self.api_start)
+            d.route("POST", base + "/restart", self.api_restart)
+            d.route("POST", base + "/edit", self.api_edit)
+            d.route("POST", base + "/delete", self.api_delete)
+            d.route("POST", base + "/permanent-delete", self.api_permanent_delete)
+            d.route("GET", base + "/spark-versions", lambda req: {"versions": [{"key": "15.4.x-scala2.12", "name": "15.4 LTS (local PySpark)"}]})
+            d.route("GET", base + "/list-node-types", lambda req: {"node_types": [{"node_type_id": "local", "memory_mb": 4096, "num_cores": 2.0, "description": "local"}]})
+
+    def api_create(self, req: Request) -> dict:
+        spec = req.json()
+        validate_cluster_spec(spec)
+        doc = self._new_doc(spec, spec.get("cluster_source") or "API")
+        self._save(doc)
+        self._boot_in_background(doc)
+        return {"cluster_id": doc["cluster_id"]}
+
+    def api_get(self, req: Request) -> dict:
+        return self.doc(require(req.params(), "cluster_id"))
+
+    def api_list(self, req: Request) -> dict:
+        docs = sorted((d for _, d in self.store.all("cluster")), key=lambda d: -d.get("start_time", 0))
+        return {"clusters": docs} if docs else {}
+
+    def _all_purpose(self, req: Request) -> dict:
+        doc = self.doc(require(req.json(), "cluster_id"))
+        if doc.get("cluster_source") == "JOB":
+            raise invalid(f"Cluster {doc['cluster_id']} is a job cluster; it cannot be managed through the Clusters API.")
+        return doc
+
+    def api_start(self, req: Request) -> dict:
+        doc = self._all_purpose(req)
+        if doc["state"] != "TERMINATED":
+            raise invalid_state(f"Cluster {doc['cluster_id']} is in unexpected state {doc['state']}; only a TERMINATED cluster can be started.")
+        doc.update(state="PENDING", state_message="Starting local Spark driver", start_time=now_ms())
+        doc.pop("termination_reason", None)
+        doc.pop("terminated_time", None)
+        self._save(doc)
+        self._boot_in_background(doc)
+        return {}
+
+    def api_restart(self, req: Request) -> dict:
+        doc = self._all_purpose(req)
+        if doc["state"] != "RUNNING":
+            raise invalid_state(f"Cluster {doc['cluster_id']} is in unexpected state {doc['state']}; only a RUNNING cluster can be restarted.")
+        with self._lock:
+            runtime = self._live.pop(doc["cluster_id"], None)
+        doc.update(state="RESTARTING", state_message="Restarting local Spark driver")
+        self._save(doc)
+        if runtime is not None:
+            runtime.terminate()
+        self._boot_in_background(doc)
+        return {}
+
+    def api_edit(self, req: Request) -> dict:
+        doc = self._all_purpose(req)
+        spec = req.json()
+        validate_cluster_spec(spec)
+        if doc["state"] not in ("RUNNING", "TERMINATED"):
+            raise invalid_state(f"Cluster {doc['cluster_id']} is in unexpected state {doc['state']}; edit it when RUNNING or TERMINATED.")
+        for k in ("spark_version", "num_workers", "autoscale", "spark_conf", "spark_env_vars", "cluster_name", "node_type_id", "custom_tags", "autotermination_minutes"):
+            if k in spec:
+                doc[k] = spec[k]
+        self._save(doc)
+        if doc["state"] == "RUNNING":  # Databricks restarts a running cluster to apply an edit
+            with self._lock:
+                runtime = self._live.pop(doc["cluster_id"], None)
+            doc.update(state="RESTARTING", state_message="Applying edit")
+            self._save(doc)
+            if runtime is not None:
+                runtime.terminate()
+            self._boot_in_background(doc)
+        return {}
+
+    def api_delete(self, req: Request) -> dict:
+        doc = self.doc(require(req.json(), "cluster_id"))
+        self.terminate(doc["cluster_id"], "Terminated by user", {"code": "USER_REQUEST", "type": "SUCCESS"})
+        return {}
+
+    def api_permanent_delete(self, req: Request) -> dict:
+        doc = self.doc(require(req.json(), "cluster_id"))
+        self.terminate(doc["cluster_id"], "Permanently deleted", {"code": "USER_REQUEST", "type": "SUCCESS"})
+        self.store.delete("cluster", doc["cluster_id"])
+        return {}
+
+
+LOCAL_USER = "local-user@localhost"

@@ -1,0 +1,483 @@
+"""Jobs 2.1/2.2: job definitions, runs, outputs, cancel and repair (execution lives in scheduler.py)."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import hmac
+import io
+import tarfile
+import threading
+from pathlib import Path
+
+from .clusters_api import LOCAL_USER, now_ms, validate_cluster_spec
+from .http_errors import ApiError, invalid, not_found, require
+from .scheduler import ACTIVE_RUN_STATES, FAILED_RESULTS, Scheduler, _state, _status, set_state
+from .server import Dispatcher, Request, Response, q_bool, q_int
+from .state import StateStore
+
+TASK_FIELDS = ("notebook_task", "spark_python_task", "dbt_task", "job_cluster_key", "new_cluster",
+               "existing_cluster_id", "libraries", "timeout_seconds", "run_if", "description", "environment_key",
+               "max_retries", "email_notifications")
+
+
+class Jobs:
+    def __init__(self, store: StateStore, scheduler: Scheduler, host, token: str):
+        self.store = store
+        self.s = scheduler
+        self.host = host
+        self._secret = hashlib.sha256(b"artifacts:" + token.encode()).digest()
+        self._create_lock = threading.Lock()
+
+    def register(self, d: Dispatcher) -> None:
+        for version in ("2.1", "2.2"):
+            b = f"/api/{version}/jobs"
+            for method, name, fn in [
+                ("POST", "create", self.create), ("POST", "reset", self.reset), ("POST", "update", self.update),
+                ("GET", "get", self.get), ("GET", "list", self.list), ("POST", "delete", self.delete),
+                ("POST", "run-now", self.run_now), ("POST", "runs/submit", self.submit), ("GET", "runs/get", self.get_run),
+                ("GET", "runs/get-output", self.get_output), ("POST", "runs/cancel", self.cancel),
+                ("POST", "runs/cancel-all", self.cancel_all), ("POST", "runs/repair", self.repair),
+                ("GET", "runs/list", self.list_runs), ("POST", "runs/delete", self.delete_run),
+            ]:
+                d.route(method, f"{b}/{name}", fn)
+        d.public_route("GET", r"/local/dbt-artifacts/(?P<task_run_id>\d+)\.tar\.gz", self.artifacts)
+
+    # -- job definitions ---------------------------------------------------------------------
+    def _validate(self, settings: dict) -> dict:
+        settings = copy.deepcopy(settings)
+        tasks = settings.get("tasks") or []
+        keys = [t.get("task_key") for t in tasks]
+        if any(not k for k in keys):
+            raise invalid("Every task needs a task_key")
+        if len(set(keys)) != len(keys):
+            raise invalid(f"Task keys must be unique, got duplicates in {keys}")
+        cluster_keys = {c.get("job_cluster_key") for c in settings.get("job_clusters") or []}
+        for c in settings.get("job_clusters") or []:
+            validate_cluster_spec(c.get("new_cluster") or {}, f"job_clusters[{c.get('job_cluster_key')}].new_cluster")
+        for t in tasks:
+            for dep in t.get("depends_on") or []:
+                if dep.get("task_key") not in keys:
+                    raise invalid(f"Task {t['task_key']} depends on {dep.get('task_key')!r}, which is not a task of this job")
+            if t.get("job_cluster_key") and t["job_cluster_key"] not in cluster_keys:
+                raise invalid(f"Task {t['task_key']} uses job_cluster_key {t['job_cluster_key']!r}, which is not defined in job_clusters")
+            if t.get("new_cluster"):
+                validate_cluster_spec(t["new_cluster"], f"tasks[{t['task_key']}].new_cluster")
+        self._check_acyclic(tasks)
+        settings.setdefault("max_concurrent_runs", 1)
+        settings.setdefault("name", "Untitled")
+        settings.setdefault("format", "MULTI_TASK")
+        settings.setdefault("timeout_seconds", 0)
+        return settings
+
+    @staticmethod
+    def _check_acyclic(tasks: list[dict]) -> None:
+        deps = {t["task_key"]: [d["task_key"] for d in t.get("depends_on") or []] for t in tasks}
+        state: dict[str, int] = {}
+
+        def visit(k: str) -> None:
+            if state.get(k) == 1:
+                raise invalid(f"The task dependency graph has a cycle through {k!r}")
+            if state.get(k) == 2:
+                return
+            state[k] = 1
+            for d in deps.get(k, []):
+                visit(d)
+            state[k] = 2
+
+        for k in deps:
+            visit(k)
+
+    def _job(self, job_id) -> dict:
+        job = self.store.get("job", int(job_id)) if str(job_id).isdigit() else None
+        if job is None:
+            raise not_found(f"Job {job_id} does not exist.")
+        return job
+
+    def create(self, req: Request) -> dict:
+        settings = self._validate({k: v for k, v in req.json().items() if k != "access_control_list"})
+        job_id = self.store.next_id("job", 1000)
+        self.store.put("job", job_id, {"job_id": job_id, "creator_user_name": LOCAL_USER, "run_as_user_name": LOCAL_USER,
+                                       "created_time": now_ms(), "settings": settings})
+        return {"job_id": job_id}
+
+    def reset(self, req: Request) -> dict:
+        body = req.json()
+        job = self._job(require(body, "job_id"))
+        job["settings"] = self._validate(require(body, "new_settings"))
+        self.store.put("job", job["job_id"], job)
+        return {}
+
+    def update(self, req: Request) -> dict:
+        body = req.json()
+        job = self._job(require(body, "job_id"))
+        settings = copy.deepcopy(job["settings"])
+        for k, v in (body.get("new_settings") or {}).items():
+            if k in ("tasks", "job_clusters"):  # merged by key, as Databricks does
+                key = "task_key" if k == "tasks" else "job_cluster_key"
+                merged = {x[key]: x for x in settings.get(k, [])}
+                merged.update({x[key]: x for x in v})
+                settings[k] = list(merged.values())
+            else:
+                settings[k] = v
+        for field in body.get("fields_to_remove") or []:
+            if field.startswith("tasks/"):
+                settings["tasks"] = [t for t in settings.get("tasks", []) if t["task_key"] != field.split("/", 1)[1]]
+            elif field.startswith("job_clusters/"):
+                settings["job_clusters"] = [c for c in settings.get("job_clusters", []) if c["job_cluster_key"] != field.split("/", 1)[1]]
+            else:
+                settings.pop(field, None)
+        job["settings"] = self._validate(settings)
+        self.store.put("job", job["job_id"], job)
+        return {}
+
+    def get(self, req: Request) -> dict:
+        return self._job(require(req.params(), "job_id"))
+
+    def list(self, req: Request) -> dict:
+        p = req.params()
+        limit = q_int(p, "limit", 20) or 20
+        if limit < 0 or limit > 100:
+            raise invalid("limit must be between 0 and 100")
+        offset = int(p.get("page_token") or q_int(p, "offset", 0) or 0)
+        jobs = sorted((j for _, j in self.store.all("job")), key=lambda j: -j["job_id"])
+        if p.get("name"):
+            jobs = [j for j in jobs if j["settings"].get("name", "").lower() == p["name"].lower()]
+        page = jobs[offset : offset + limit]
+        if not q_bool(p.get("expand_tasks", False)):
+            page = [dict(j, settings={k: v for k, v in j["settings"].items() if k not in ("tasks", "job_clusters")}) for j in page]
+        out: dict = {"jobs": page, "has_more": offset + limit < len(jobs)} if page else {"has_more": False}
+        if offset + limit < len(jobs):
+            out["next_page_token"] = str(offset + limit)
+        if offset > 0:
+            out["prev_page_token"] = str(max(0, offset - limit))
+        return out
+
+    def delete(self, req: Request) -> dict:
+        job = self._job(require(req.json(), "job_id"))
+        self.store.delete("job", job["job_id"])
+        return {}
+
+    # -- creating runs -----------------------------------------------------------------------------
+    def _idempotent(self, scope: str, token: str | None):
+        if not token:
+            return None
+        run_id = self.store.get("idempotency", f"{scope}:{token}")
+        return run_id
+
+    def run_now(self, req: Request) -> dict:
+        body = req.json()
+        with self._create_lock:
+            job = self._job(require(body, "job_id"))
+            existing = self._idempotent(f"job{job['job_id']}", body.get("idempotency_token"))
+            if existing is not None:
+                return {"run_id": existing, "number_in_job": existing}
+            settings = job["settings"]
+            tasks = settings.get("tasks") or []
+            only = body.get("only")
+            if only:
+                unknown = [k for k in only if k not in {t["task_key"] for t in tasks}]
+                if unknown:
+                    raise invalid(f"Task keys in 'only' are not tasks of job {job['job_id']}: {', '.join(unknown)}")
+                tasks = [t for t in tasks if t["task_key"] in only]
+            declared = {p["name"]: p.get("default", "") for p in settings.get("parameters") or []}
+            overrides = body.get("job_parameters") or {}
+            unknown = [k for k in overrides if k not in declared]
+            if unknown and declared:
+                raise invalid(f"Job parameters not defined on job {job['job_id']}: {', '.join(unknown)}")
+            job_parameters = [{"name": k, "default": v, **({"value": str(overrides[k])} if k in overrides else {})} for k, v in declared.items()]
+            job_parameters += [{"name": k, "value": str(overrides[k])} for k in unknown]
+            overriding = {k: body[k] for k in ("notebook_params", "python_params", "job_parameters", "dbt_commands") if body.get(k) is not None}
+            run = self._new_run(
+                job_id=job["job_id"], run_name=settings.get("name"), run_type="JOB_RUN", tasks=tasks,
+                job_clusters=settings.get("job_clusters") or [], timeout=settings.get("timeout_seconds") or 0,
+                params=overriding, job_parameters=job_parameters, overriding=overriding,
+                max_concurrent=settings.get("max_concurrent_runs", 1), queue=bool((settings.get("queue") or {}).get("enabled")),
+            )
+            if body.get("idempotency_token"):
+                self.store.put("idempotency", f"job{job['job_id']}:{body['idempotency_token']}", run["run_id"])
+            self._launch(run)
+        return {"run_id": run["run_id"], "number_in_job": run["number_in_job"]}
+
+    def submit(self, req: Request) -> dict:
+        body = req.json()
+        with self._create_lock:
+            existing = self._idempotent("submit", body.get("idempotency_token"))
+            if existing is not None:
+                return {"run_id": existing}
+            if body.get("job_clusters"):
+                raise invalid("runs/submit does not accept job_clusters; use new_cluster or existing_cluster_id on each task, or create a job.")
+            settings = self._validate({"tasks": body.get("tasks") or [], "name": body.get("run_name") or "Untitled"})
+            if not settings["tasks"]:
+                raise invalid("runs/submit needs at least one task")
+            run = self._new_run(job_id=None, run_name=body.get("run_name") or "Untitled", run_type="SUBMIT_RUN",
+                                tasks=settings["tasks"], job_clusters=[], timeout=body.get("timeout_seconds") or 0,
+                                params={}, job_parameters=[], overriding={}, max_concurrent=0, queue=False)
+            if body.get("idempotency_token"):
+                self.store.put("idempotency", f"submit:{body['idempotency_token']}", run["run_id"])
+            self._launch(run)
+        return {"run_id": run["run_id"]}
+
+    def _new_run(self, *, job_id, run_name, run_type, tasks, job_clusters, timeout, params, job_parameters,
+                 overriding, max_concurrent, queue) -> dict:
+        run_id = self.store.next_id("run", 100000)
+        kept = {t["task_key"] for t in tasks}
+        spec_tasks = []
+        for t in tasks:
+            t = copy.deepcopy(t)
+            t["depends_on"] = [d for d in t.get("depends_on") or [] if d["task_key"] in kept]  # `only` drops the rest
+            spec_tasks.append(t)
+        used_keys = {t.get("job_cluster_key") for t in spec_tasks}
+        run = {
+            "job_id": job_id, "run_id": run_id, "number_in_job": run_id, "original_attempt_run_id": run_id,
+            "run_name": run_name, "run_type": run_type, "creator_user_name": LOCAL_USER, "format": "MULTI_TASK",
+            "trigger": "ONE_TIME", "start_time": now_ms(), "setup_duration": 0, "execution_duration": 0,
+            "cleanup_duration": 0, "run_page_url": self._page_url(job_id, run_id),
+            "job_clusters": [c for c in job_clusters if c["job_cluster_key"] in used_keys],
+            "job_parameters": job_parameters, "tasks": [],
+            "repair_history": [{"type": "ORIGINAL", "start_time": now_ms(), "task_run_ids": []}],
+            "_spec": {"tasks": spec_tasks, "job_clusters": job_clusters, "timeout_seconds": timeout, "params": params,
+                      "max_concurrent_runs": max_concurrent, "queue": queue},
+        }
+        if job_id is None:
+            run.pop("job_id")
+        if overriding:
+            run["overriding_parameters"] = overriding
+        for t in spec_tasks:
+            run["tasks"].append(self._task_view(run, t))
+        run["repair_history"][0]["task_run_ids"] = [t["run_id"] for t in run["tasks"]]
+        set_state(run, "QUEUED" if queue else "PENDING")
+        if job_id is not None and max_concurrent and self.s.active_count(job_id) >= max_concurrent and not queue:
+            msg = f"Skipping this run because the limit of {max_concurrent} maximum concurrent runs has been reached."
+            set_state(run, "SKIPPED", "MAXIMUM_CONCURRENT_RUNS_REACHED", msg)
+            run["end_time"] = now_ms()
+            for t in run["tasks"]:
+                t["state"] = _state("SKIPPED", "MAXIMUM_CONCURRENT_RUNS_REACHED", msg)
+                t["status"] = _status("SKIPPED", "MAXIMUM_CONCURRENT_RUNS_REACHED", msg)
+            run["_skipped"] = True
+        elif job_id is not None and max_concurrent and self.s.active_count(job_id) >= max_concurrent:
+            run["status"]["queue_details"] = {"code": "ACTIVE_RUNS_LIMIT_REACHED", "message": "Queued: the job's max_concurrent_runs is reached"}
+        return run
+
+    def _task_view(self, run: dict, spec: dict) -> dict:
+        task_run_id = self.store.next_id("run", 100000)
+        view = {k: copy.deepcopy(spec[k]) for k in TASK_FIELDS if k in spec}
+        view.update(task_key=spec["task_key"], run_id=task_run_id, depends_on=spec.get("depends_on", []),
+                    run_if=spec.get("run_if", "ALL_SUCCESS"), attempt_number=0, start_time=0, setup_duration=0,
+                    execution_duration=0, cleanup_duration=0, end_time=0,
+                    run_page_url=self._page_url(run.get("job_id"), task_run_id))
+        view["state"] = _state("BLOCKED" if spec.get("depends_on") else "PENDING")
+        view["status"] = _status("BLOCKED" if spec.get("depends_on") else "PENDING", None, "")
+        self.store.put("task_run", task_run_id, {"parent_run_id": run["run_id"], "task_key": spec["task_key"]})
+        return view
+
+    def _page_url(self, job_id, run_id) -> str:
+        return f"{self.host()}/#job/{job_id if job_id is not None else 'submit'}/run/{run_id}"
+
+    def _launch(self, run: dict) -> None:
+        if run.pop("_skipped", False):
+            self.store.put("run", run["run_id"], run)
+            return
+        self.s.start(run, [t["task_key"] for t in run["tasks"]])
+
+    # -- reading runs ----------------------------------------------------------------------------
+    def _run(self, run_id) -> dict:
+        run = self.store.get("run", run_id) if str(run_id).lstrip("-").isdigit() else None
+        if run is None:
+            raise not_found(f"Run {run_id} does not exist.")
+        return run
+
+    @staticmethod
+    def public(run: dict, expand_tasks: bool = True) -> dict:
+        out = {k: v for k, v in run.items() if not k.startswith("_")}
+        if not expand_tasks:
+            out.pop("tasks", None)
+        return out
+
+    def get_run(self, req: Request) -> dict:
+        p = req.params()
+        run_id = require(p, "run_id")
+        record = self.store.get("task_run", run_id)
+        if record is not None and self.store.get("run", run_id) is None:
+            return self._task_metadata(int(run_id), record)
+        run = self.public(self._run(run_id))
+        if not q_bool(p.get("include_history", True)):
+            run.pop("repair_history", None)
+        return run
+
+    def _task_metadata(self, task_run_id: int, record: dict) -> dict:
+        run = self._run(record["parent_run_id"])
+        task = next((t for t in run["tasks"] if t["run_id"] == task_run_id), None)
+        if task is None:  # an earlier attempt replaced by a repair
+            task = record.get("view") or {"task_key": record["task_key"], "run_id": task_run_id, "state": _state("TERMINATED")}
+        meta = {k: v for k, v in task.items()}
+        meta.update(job_id=run.get("job_id"), run_id=task_run_id, run_name=run.get("run_name"), number_in_job=task_run_id,
+                    run_type=run.get("run_type"), creator_user_name=LOCAL_USER, job_parameters=run.get("job_parameters", []),
+                    original_attempt_run_id=task_run_id, parent_run_id=run["run_id"])
+        if meta.get("job_id") is None:
+            meta.pop("job_id")
+        return meta
+
+    def get_output(self, req: Request) -> dict:
+        run_id = require(req.params(), "run_id")
+        record = self.store.get("task_run", run_id)
+        if record is None:
+            self._run(run_id)
+            raise invalid(
+                f"Retrieving the output of run {run_id} is not supported: it is a job run with tasks. "
+                f"Call runs/get-output with a task run id (runs/get -> tasks[].run_id)."
+            )
+        meta = self._task_metadata(int(run_id), record)
+        out: dict = {"metadata": meta}
+        outcome = record.get("outcome") or {}
+        task_kind = "notebook_task" if meta.get("notebook_task") else "dbt_task" if meta.get("dbt_task") else None
+        if task_kind == "notebook_task" and meta["state"].get("result_state") == "SUCCESS":
+            out["notebook_output"] = {"result": outcome.get("notebook_result"), "truncated": bool(outcome.get("notebook_result_truncated"))}
+            if out["notebook_output"]["result"] is None:
+                out["notebook_output"].pop("result")
+        if outcome.get("error"):
+            out["error"] = outcome["error"]
+        if outcome.get("error_trace"):
+            out["error_trace"] = outcome["error_trace"]
+        if task_kind != "notebook_task" and outcome.get("logs") is not None:
+            out["logs"] = outcome.get("logs", "")
+            out["logs_truncated"] = bool(outcome.get("logs_truncated"))
+        if task_kind == "dbt_task":
+            dbt_out: dict = {}
+            if outcome.get("dbt_artifacts_dir"):
+                sig = hmac.new(self._secret, str(run_id).encode(), hashlib.sha256).hexdigest()
+                dbt_out = {"artifacts_link": f"{self.host()}/local/dbt-artifacts/{run_id}.tar.gz?sig={sig}", "artifacts_headers": {}}
+            out["dbt_output"] = dbt_out
+        return out
+
+    def artifacts(self, req: Request) -> Response:
+        """The dbt artifacts tarball behind dbt_output.artifacts_link (signed link, no bearer token)."""
+        task_run_id = req.path_params["task_run_id"]
+        sig = (req.query.get("sig") or [""])[-1]
+        expected = hmac.new(self._secret, task_run_id.encode(), hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(sig, expected):
+            return Response.json({"error_code": "PERMISSION_DENIED", "message": "Invalid or missing artifact link signature."}, 403)
+        record = self.store.get("task_run", task_run_id) or {}
+        folder = (record.get("outcome") or {}).get("dbt_artifacts_dir")
+        if not folder or not Path(folder).is_dir():
+            return Response.json({"error_code": "RESOURCE_DOES_NOT_EXIST", "message": f"No dbt artifacts for task run {task_run_id}"}, 404)
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+            tar.add(folder, arcname="target")
+        return Response(200, buf.getvalue(), {"Content-Type": "application/gzip"})
+
+    def list_runs(self, req: Request) -> dict:
+        p = req.params()
+        active_only, completed_only = q_bool(p.get("active_only", False)), q_bool(p.get("completed_only", False))
+        if active_only and completed_only:
+            raise invalid("active_only and completed_only cannot both be true")
+        limit = q_int(p, "limit", 20) or 25
+        if limit < 0 or limit > 25:
+            raise invalid("limit must be between 1 and 25")
+        offset = int(p.get("page_token") or q_int(p, "offset", 0) or 0)
+        runs = [r for _, r in self.store.all("run")]
+        if p.get("job_id"):
+            runs = [r for r in runs if str(r.get("job_id")) == str(p["job_id"])]
+        if p.get("run_type"):
+            runs = [r for r in runs if r.get("run_type") == p["run_type"]]
+        if active_only:
+            runs = [r for r in runs if r["state"]["life_cycle_state"] in ACTIVE_RUN_STATES]
+        if completed_only:
+            runs = [r for r in runs if r["state"]["life_cycle_state"] not in ACTIVE_RUN_STATES]
+        if p.get("start_time_from"):
+            runs = [r for r in runs if r.get("start_time", 0) >= int(p["start_time_from"])]
+        if p.get("start_time_to"):
+            runs = [r for r in runs if r.get("start_time", 0) <= int(p["start_time_to"])]
+        runs.sort(key=lambda r: -r["run_id"])
+        page = [self.public(r, q_bool(p.get("expand_tasks", False))) for r in runs[offset : offset + limit]]
+        out: dict = {"has_more": offset + limit < len(runs)}
+        if page:
+            out["runs"] = page
+        if offset + limit < len(runs):
+            out["next_page_token"] = str(offset + limit)
+        if offset > 0:
+            out["prev_page_token"] = str(max(0, offset - limit))
+        return out
+
+    # -- changing runs ----------------------------------------------------------------------------
+    def cancel(self, req: Request) -> dict:
+        run = self._run(require(req.json(), "run_id"))
+        self.s.cancel(run["run_id"])
+        return {}
+
+    def cancel_all(self, req: Request) -> dict:
+        body = req.json()
+        if not body.get("job_id") and not q_bool(body.get("all_queued_runs", False)):
+            raise invalid("Provide job_id, or all_queued_runs=true")
+        for _, run in self.store.all("run"):
+            if run["state"]["life_cycle_state"] not in ACTIVE_RUN_STATES:
+                continue
+            if body.get("job_id") and str(run.get("job_id")) != str(body["job_id"]):
+                continue
+            if not body.get("job_id") and run["state"]["life_cycle_state"] != "QUEUED":
+                continue
+            self.s.cancel(run["run_id"])
+        return {}
+
+    def delete_run(self, req: Request) -> dict:
+        run = self._run(require(req.json(), "run_id"))
+        if run["state"]["life_cycle_state"] in ACTIVE_RUN_STATES:
+            raise invalid(f"Run {run['run_id']} is still active; cancel it before deleting.")
+        self.store.delete("run", run["run_id"])
+        return {}
+
+    def repair(self, req: Request) -> dict:
+        body = req.json()
+        with self._create_lock:
+            run = self._run(require(body, "run_id"))
+            if run["state"]["life_cycle_state"] in ACTIVE_RUN_STATES or self.s.executor(run["run_id"]) is not None:
+                raise invalid(f"Run {run['run_id']} is still active; only a terminated run can be repaired.")
+            repairs = [h for h in run.get("repair_history", []) if h["type"] == "REPAIR"]
+            latest = repairs[-1]["id"] if repairs else None
+            given = body.get("latest_repair_id")
+            if latest is not None and (given is None or int(given) != latest):
+                raise invalid(f"The latest_repair_id {given} does not match the run's latest repair id {latest}.")
+            if latest is None and given is not None:
+                raise invalid(f"Run {run['run_id']} has not been repaired yet; latest_repair_id {given} does not match.")
+            keys = [t["task_key"] for t in run["tasks"]]
+            if q_bool(body.get("rerun_all_failed_tasks", False)):
+                selected = [t["task_key"] for t in run["tasks"] if t["state"].get("result_state") in FAILED_RESULTS]
+            else:
+                selected = list(body.get("rerun_tasks") or [])
+                unknown = [k for k in selected if k not in keys]
+                if unknown:
+                    raise invalid(f"Task keys not found in run {run['run_id']}: {', '.join(unknown)}")
+            if not selected:
+                raise invalid("Nothing to repair: pass rerun_tasks or rerun_all_failed_tasks (and the run must have failed tasks).")
+            if q_bool(body.get("rerun_dependent_tasks", False)):
+                changed = True
+                while changed:
+                    changed = False
+                    for t in run["tasks"]:
+                        if t["task_key"] not in selected and any(d["task_key"] in selected for d in t.get("depends_on", [])):
+                            selected.append(t["task_key"])
+                            changed = True
+            overriding = {k: body[k] for k in ("notebook_params", "python_params", "job_parameters", "dbt_commands") if body.get(k) is not None}
+            if overriding:
+                run["_spec"]["params"] = dict(run["_spec"].get("params") or {}, **overriding)
+                if body.get("job_parameters"):
+                    for jp in run.get("job_parameters", []):
+                        if jp["name"] in body["job_parameters"]:
+                            jp["value"] = str(body["job_parameters"][jp["name"]])
+            repair_id = self.store.next_id("repair", 500000)
+            new_ids = []
+            for i, t in enumerate(run["tasks"]):
+                if t["task_key"] in selected:
+                    record = self.store.get("task_run", t["run_id"]) or {}
+                    record["view"] = t
+                    self.store.put("task_run", t["run_id"], record)
+                    spec = next(s for s in run["_spec"]["tasks"] if s["task_key"] == t["task_key"])
+                    view = self._task_view(run, spec)
+                    view["attempt_number"] = 0
+                    run["tasks"][i] = view
+                    new_ids.append(view["run_id"])
+            run["repair_history"].append({"type": "REPAIR", "id": repair_id, "start_time": now_ms(), "task_run_ids": new_ids})
+            set_state(run, "PENDING")
+            run.pop("end_time", None)
+            self.s.start(run, [k for k in keys if k in selected], repair_id=repair_id)
+        return {"repair_id": repair_id}

@@ -1,0 +1,107 @@
+"""Start or reuse the local workspace server for a state dir; what the Dagster resource calls.
+
+Several processes (webserver, daemon, run workers) may call `ensure_running` at once:
+an fcntl lock on DIR/launch.lock makes them share ONE detached server.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+
+from .app import read_connection
+
+
+@dataclass(frozen=True)
+class Connection:
+    host: str
+    token: str
+    state_dir: Path
+    ca_cert: Path | None = None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def healthy(state_dir: Path, timeout: float = 2.0) -> Connection | None:
+    """The recorded server if its pid is alive and an authenticated request succeeds."""
+    info = read_connection(state_dir)
+    if not info or not _pid_alive(int(info.get("pid", 0))):
+        return None
+    ctx = None
+    if info.get("ca_cert"):
+        ctx = ssl.create_default_context(cafile=info["ca_cert"])
+    req = urllib.request.Request(info["host"] + "/api/2.0/preview/scim/v2/Me", headers={"Authorization": f"Bearer {info['token']}"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout, context=ctx) as resp:
+            if resp.status != 200:
+                return None
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+    return Connection(info["host"], info["token"], state_dir, Path(info["ca_cert"]) if info.get("ca_cert") else None)
+
+
+def ensure_running(state_dir: Path, *, timeout: float = 60, tls: bool = False) -> Connection:
+    state_dir = Path(state_dir).resolve()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    with open(state_dir / "launch.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        conn = healthy(state_dir)
+        if conn is not None:
+            return conn
+        previous = read_connection(state_dir) or {}
+        cmd = [sys.executable, "-m", "dbx_assets.local_workspace", "serve", "--state-dir", str(state_dir)]
+        if tls:
+            cmd.append("--tls")
+        with open(state_dir / "server.log", "ab") as log:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            info = read_connection(state_dir) or {}
+            if info.get("pid") == proc.pid and info != previous:
+                conn = healthy(state_dir)
+                if conn is not None:
+                    return conn
+            if proc.poll() is not None:
+                raise RuntimeError(
+                    f"The local workspace server exited with code {proc.returncode} while starting; see {state_dir / 'server.log'}"
+                )
+            time.sleep(0.1)
+        proc.terminate()
+        raise TimeoutError(f"The local workspace server did not answer within {timeout:.0f}s; see {state_dir / 'server.log'}")
+
+
+def stop(state_dir: Path, timeout: float = 30) -> bool:
+    """SIGTERM the recorded server and wait for it to exit. Returns False if none was running."""
+    info = read_connection(Path(state_dir))
+    if not info or not _pid_alive(int(info.get("pid", 0))):
+        return False
+    pid = int(info["pid"])
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _pid_alive(pid):
+            return True
+        try:
+            os.waitpid(pid, os.WNOHANG)  # reap if it is our child
+        except ChildProcessError:
+            pass
+        time.sleep(0.1)
+    os.killpg(pid, signal.SIGKILL)
+    return True

@@ -1,0 +1,574 @@
+"""Runs jobs: one executor thread per run (or repair) walks the task DAG, starts job
+clusters on first use, hands each task to a cluster as a TaskInvocation and records
+the outcome in the run document that runs/get serves.
+
+Run documents are stored in the API's own shape (plus a private `_spec`), so what
+a client reads is exactly what was persisted and restarts read it back unchanged.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from .clusters_api import Clusters, cluster_spec, now_ms
+from .runtime_types import ClusterStartError, DbtInvocation, StoragePaths, TaskInvocation, TaskOutcome
+from .state import StateStore
+
+ACTIVE_RUN_STATES = ("QUEUED", "PENDING", "RUNNING", "TERMINATING", "BLOCKED")
+FAILED_RESULTS = ("FAILED", "TIMEDOUT", "UPSTREAM_FAILED", "CANCELED", "UPSTREAM_CANCELED")
+RESTART_MESSAGE = "The local workspace restarted while this run was active"
+SERVERLESS_KEY = "__serverless__"
+
+_TERMINATION = {  # run result_state -> (status.termination_details.code, type)
+    "SUCCESS": ("SUCCESS", "SUCCESS"),
+    "SUCCESS_WITH_FAILURES": ("SUCCESS_WITH_FAILURES", "SUCCESS"),
+    "FAILED": ("RUN_EXECUTION_ERROR", "CLIENT_ERROR"),
+    "TIMEDOUT": ("RUN_EXECUTION_ERROR", "CLIENT_ERROR"),
+    "CANCELED": ("CANCELED", "SUCCESS"),
+    "MAXIMUM_CONCURRENT_RUNS_REACHED": ("MAX_CONCURRENT_RUNS_EXCEEDED", "CLIENT_ERROR"),
+}
+
+
+class TaskSetupError(Exception):
+    """The task cannot be turned into an invocation (missing notebook, bad path): it fails, the run goes on."""
+
+
+@dataclass
+class Resolvers:
+    """How task fields become local things; provided by the workspace and DBFS APIs."""
+
+    read_notebook: Callable[[str], str]
+    workspace_local: Callable[[str], Path]
+    dbfs_local: Callable[[str], Path]
+
+
+def _state(life: str, result: str | None = None, message: str = "", user_cancelled: bool = False) -> dict:
+    s = {"life_cycle_state": life, "state_message": message, "user_cancelled_or_timedout": user_cancelled}
+    if result:
+        s["result_state"] = result
+    return s
+
+
+def _status(life: str, result: str | None, message: str) -> dict:
+    v2 = {"QUEUED": "QUEUED", "PENDING": "PENDING", "RUNNING": "RUNNING", "TERMINATING": "TERMINATING",
+          "BLOCKED": "BLOCKED"}.get(life, "TERMINATED")
+    status: dict = {"state": v2}
+    if v2 == "TERMINATED":
+        if life == "INTERNAL_ERROR":
+            code, typ = ("CLUSTER_ERROR", "CLOUD_FAILURE") if "cluster" in message.lower() else ("INTERNAL_ERROR", "INTERNAL_ERROR")
+        elif life == "SKIPPED":
+            code, typ = _TERMINATION.get(result or "", ("SKIPPED", "SUCCESS"))
+        else:
+            code, typ = _TERMINATION.get(result or "", ("RUN_EXECUTION_ERROR", "CLIENT_ERROR"))
+        status["termination_details"] = {"code": code, "type": typ, "message": message}
+    return status
+
+
+def set_state(doc: dict, life: str, result: str | None = None, message: str = "", user_cancelled: bool = False) -> None:
+    doc["state"] = _state(life, result, message, user_cancelled)
+    doc["status"] = _status(life, result, message)
+
+
+_REF = re.compile(r"\{\{\s*([\w.]+)\s*\}\}")
+
+
+def substitute(value: str, refs: dict[str, str]) -> str:
+    """Databricks dynamic value references: {{job.parameters.x}}, {{job.run_id}}, {{task.name}}, ..."""
+    return _REF.sub(lambda m: refs.get(m.group(1), m.group(0)), value)
+
+
+class RunExecutor:
+    """Executes the selected tasks of one run (the original run or one repair of it)."""
+
+    def __init__(self, sched: "Scheduler", run: dict, task_keys: list[str], repair_id: int | None):
+        self.s = sched
+        self.run = run
+        self.run_id = run["run_id"]
+        self.task_keys = task_keys
+        self.repair_id = repair_id
+        self.cond = threading.Condition(threading.RLock())
+        self.cancel_requested = False
+        self.timed_out = False
+        self.internal_error: str | None = None
+        self.running: dict[str, object] = {}  # task_key -> RunningTask
+        self.finished: set[str] = set()
+        self.started: set[str] = set()
+        self.job_clusters: dict[str, tuple[str, object] | None] = {}
+        self.cluster_locks: dict[str, threading.Lock] = {}
+        self.own_clusters: list[str] = []
+        self.thread = threading.Thread(target=self._main, name=f"run-{self.run_id}", daemon=True)
+
+    # -- helpers ------------------------------------------------------------------------------
+    def task(self, key: str) -> dict:
+        return next(t for t in self.run["tasks"] if t["task_key"] == key)
+
+    def spec_of(self, key: str) -> dict:
+        return next(t for t in self.run["_spec"]["tasks"] if t["task_key"] == key)
+
+    def save(self) -> None:
+        with self.cond:
+            self.s.store.put("run", self.run_id, self.run)
+            self.cond.notify_all()
+
+    def request_cancel(self) -> None:
+        with self.cond:
+            self.cancel_requested = True
+            self.cond.notify_all()
+
+    # -- main loop -------------------------------------------------------------------------------
+    def _main(self) -> None:
+        try:
+            if not self.s.wait_for_slot(self):
+                return self._finish_canceled_before_start()
+            with self.cond:
+                self.run["start_time"] = self.run.get("start_time") or now_ms()
+                if self.run["state"]["life_cycle_state"] in ("QUEUED", "BLOCKED"):
+                    self.run["start_time"] = now_ms()
+                set_state(self.run, "PENDING", message="Waiting for cluster")
+                self.save()
+            self._drive()
+        except Exception:
+            self.internal_error = f"Internal error in the local scheduler: {traceback.format_exc(limit=3)}"
+        finally:
+            try:
+                self._finalize()
+            finally:
+                self.s.release_slot(self)
+
+    def _drive(self) -> None:
+        timeout = int(self.run["_spec"].get("timeout_seconds") or 0)
+        deadline = time.monotonic() + timeout if timeout > 0 else None
+        with self.cond:
+            while True:
+                if deadline and time.monotonic() > deadline and not self.timed_out:
+                    self.timed_out = True
+                    self._stop_everything()
+                if self.cancel_requested or self.internal_error:
+                    self._stop_everything()
+                self._start_ready_tasks()
+                if all(k in self.finished for k in self.task_keys):
+                    return
+                self.cond.wait(0.25)
+
+    def _stop_everything(self) -> None:
+        for key in self.task_keys:
+            if key in self.finished or key in self.started:
+                continue
+            result = "TIMEDOUT" if self.timed_out else ("CANCELED" if self.cancel_requested else None)
+            life = "INTERNAL_ERROR" if (self.internal_error and not result) else "TERMINATED"
+            self._end_task(key, life, result or "FAILED", "Run was stopped before this task started")
+        for rt in list(self.running.values()):
+            try:
+                rt.cancel()
+            except Exception:
+                pass
+
+    def _start_ready_tasks(self) -> None:
+        for key in self.task_keys:
+            if key in self.started or key in self.finished:
+                continue
+            deps = [d["task_key"] for d in self.task(key).get("depends_on", [])]
+            dep_states = []
+            for d in deps:
+                dt = self.task(d)
+                if d in self.task_keys and d not in self.finished:
+                    break
+                dep_states.append(dt["state"].get("result_state"))
+            else:
+                run_it, skip_result = self._run_if(self.spec_of(key).get("run_if", "ALL_SUCCESS"), dep_states)
+                if not run_it:
+                    msg = "Upstream task(s) failed" if skip_result.startswith("UPSTREAM") else "The task's run_if condition was not met"
+                    self._end_task(key, "TERMINATED", skip_result, msg)
+                    continue
+                self.started.add(key)
+                threading.Thread(target=self._task_thread, args=(key,), name=f"task-{self.run_id}-{key}", daemon=True).start()
+
+    @staticmethod
+    def _run_if(rule: str, results: list[str | None]) -> tuple[bool, str]:
+        if not results:
+            return True, ""
+        ok = [r == "SUCCESS" for r in results]
+        failed = [r in FAILED_RESULTS for r in results]
+        canceled = any(r in ("CANCELED", "UPSTREAM_CANCELED") for r in results)
+        upstream = "UPSTREAM_CANCELED" if canceled else "UPSTREAM_FAILED"
+        if rule == "ALL_DONE":
+            return True, ""
+        if rule == "NONE_FAILED":
+            return (not any(failed)), upstream
+        if rule == "AT_LEAST_ONE_SUCCESS":
+            return any(ok), upstream
+        if rule == "ALL_FAILED":
+            return all(failed), "EXCLUDED"
+        if rule == "AT_LEAST_ONE_FAILED":
+            return any(failed), "EXCLUDED"
+        # ALL_SUCCESS (default); an excluded upstream does not block it
+        if all(r in ("SUCCESS", "EXCLUDED") for r in results):
+            return True, ""
+        return False, upstream if any(failed) else "EXCLUDED"
+
+    def _end_task(self, key: str, life: str, result: str, message: str, outcome: TaskOutcome | None = None) -> None:
+        with self.cond:
+            t = self.task(key)
+            end = now_ms()
+            t["state"] = _state(life, result, message, result in ("CANCELED", "TIMEDOUT"))
+            t["status"] = _status(life, result, message)
+            t["end_time"] = end
+            if t.get("start_time"):
+                ran_from = t["start_time"] + t.get("setup_duration", 0)
+                t["execution_duration"] = max(0, end - ran_from) if t["state"].get("result_state") else 0
+            else:
+                t["start_time"] = end
+            t.setdefault("setup_duration", 0)
+            t.setdefault("execution_duration", 0)
+            t["cleanup_duration"] = 0
+            record = self.s.store.get("task_run", t["run_id"]) or {}
+            record.update(parent_run_id=self.run_id, task_key=key)
+            if outcome is not None:
+                record["outcome"] = {
+                    "notebook_result": outcome.notebook_result,
+                    "notebook_result_truncated": outcome.notebook_result_truncated,
+                    "error": outcome.error,
+                    "error_trace": outcome.error_trace,
+                    "logs": outcome.logs,
+                    "logs_truncated": outcome.logs_truncated,
+                    "dbt_artifacts_dir": str(outcome.dbt_artifacts_dir) if outcome.dbt_artifacts_dir else None,
+                }
+            elif message and result not in ("SUCCESS",):
+                record.setdefault("outcome", {"error": message})
+            self.s.store.put("task_run", t["run_id"], record)
+            self.finished.add(key)
+            self.running.pop(key, None)
+            self.save()
+
+    # -- one task --------------------------------------------------------------------------------
+    def _task_thread(self, key: str) -> None:
+        t = self.task(key)
+        spec = self.spec_of(key)
+        with self.cond:
+            t["start_time"] = now_ms()
+            t["state"] = _state("PENDING", message="Waiting for cluster")
+            t["status"] = _status("PENDING", None, "")
+            self.save()
+        try:
+            cluster_id, cluster = self._cluster_for(key, spec)
+        except ClusterStartError as e:
+            with self.cond:
+                self.internal_error = f"Cluster failed to start: {e}"
+                self._end_task(key, "INTERNAL_ERROR", "FAILED", self.internal_error)
+            return
+        except ValueError as e:  # existing cluster not usable
+            self._end_task(key, "INTERNAL_ERROR", "FAILED", str(e))
+            return
+        except Exception as e:
+            self._end_task(key, "INTERNAL_ERROR", "FAILED", f"Could not get a cluster for task {key}: {e}")
+            return
+        try:
+            invocation = self.s.invocation_for(self.run, t, spec)
+        except TaskSetupError as e:
+            self._end_task(key, "INTERNAL_ERROR", "FAILED", str(e))
+            return
+        with self.cond:
+            if self.cancel_requested or self.timed_out or self.internal_error:
+                result = "TIMEDOUT" if self.timed_out else "CANCELED" if self.cancel_requested else "FAILED"
+                self._end_task(key, "TERMINATED", result, "Run was stopped before this task started")
+                return
+            t["cluster_instance"] = {"cluster_id": cluster_id, "spark_context_id": str(self.s.clusters.doc(cluster_id).get("spark_context_id", ""))}
+            t["setup_duration"] = now_ms() - t["start_time"]
+            t["state"] = _state("RUNNING")
+            t["status"] = _status("RUNNING", None, "")
+            if self.run["state"]["life_cycle_state"] == "PENDING":
+                set_state(self.run, "RUNNING")
+                self.run["setup_duration"] = now_ms() - self.run["start_time"]
+            self.save()
+            try:
+                running = cluster.run_task(invocation)
+            except Exception as e:
+                self._end_task(key, "INTERNAL_ERROR", "FAILED", f"The cluster could not run task {key}: {e}")
+                return
+            self.running[key] = running
+        timeout = int(spec.get("timeout_seconds") or 0)
+        deadline = time.monotonic() + timeout if timeout > 0 else None
+        task_timed_out = False
+        outcome = None
+        while outcome is None:
+            outcome = running.wait(timeout=0.5)
+            if outcome is None and deadline and time.monotonic() > deadline and not task_timed_out:
+                task_timed_out = True
+                running.cancel()
+        if task_timed_out or (self.timed_out and outcome.result_state == "CANCELED"):
+            outcome.result_state = "TIMEDOUT"
+            outcome.state_message = outcome.state_message or f"Task {key} timed out"
+        message = outcome.state_message or ("" if outcome.result_state == "SUCCESS" else (outcome.error or f"Task {key} {outcome.result_state.lower()}"))
+        if outcome.result_state == "CANCELED" and not message:
+            message = "Run cancelled."
+        self._end_task(key, "TERMINATED", outcome.result_state, message, outcome)
+        if spec.get("new_cluster"):
+            self.s.clusters.end_job_cluster(cluster_id)
+
+    def _cluster_for(self, key: str, spec: dict) -> tuple[str, object]:
+        if spec.get("existing_cluster_id"):
+            cid = spec["existing_cluster_id"]
+            return cid, self.s.clusters.running(cid, lambda: self.cancel_requested or self.timed_out)
+        if spec.get("new_cluster"):
+            name = f"job-{self.run.get('job_id', 'submit')}-run-{self.run_id}-{key}"
+            cid, rt = self.s.clusters.start_job_cluster(spec["new_cluster"], self.run_id, name)
+            return cid, rt
+        ck = spec.get("job_cluster_key") or SERVERLESS_KEY
+        with self.cond:
+            lock = self.cluster_locks.setdefault(ck, threading.Lock())
+        with lock:  # the first task needing the cluster starts it; the others wait and share it
+            if ck in self.job_clusters:
+                existing = self.job_clusters[ck]
+                if existing is None:
+                    raise ClusterStartError(self.internal_error or f"Job cluster {ck} failed to start")
+                return existing
+            cluster_def = next((c["new_cluster"] for c in self.run["_spec"].get("job_clusters", []) if c["job_cluster_key"] == ck), None)
+            if cluster_def is None:
+                if ck != SERVERLESS_KEY:
+                    raise ValueError(f"Task {key} uses job_cluster_key {ck!r}, which is not defined in job_clusters")
+                cluster_def = {"spark_version": "serverless", "num_workers": 0}
+            name = f"job-{self.run.get('job_id', 'submit')}-run-{self.run_id}-{ck}"
+            try:
+                entry = self.s.clusters.start_job_cluster(cluster_def, self.run_id, name)
+            except ClusterStartError:
+                self.job_clusters[ck] = None
+                raise
+            self.job_clusters[ck] = entry
+            self.own_clusters.append(entry[0])
+            return entry
+
+    # -- the end --------------------------------------------------------------------------------
+    def _finish_canceled_before_start(self) -> None:
+        with self.cond:
+            for key in self.task_keys:
+                if key not in self.finished:
+                    self._end_task(key, "TERMINATED", "CANCELED", "Run was cancelled while queued")
+
+    def _finalize(self) -> None:
+        with self.cond:
+            if any(k not in self.finished for k in self.task_keys):
+                self._stop_everything()
+        while True:  # wait for task threads that are still reporting
+            with self.cond:
+                if all(k in self.finished for k in self.task_keys):
+                    break
+                self.cond.wait(0.25)
+        with self.cond:
+            if self.run["state"]["life_cycle_state"] not in ("QUEUED",):
+                set_state(self.run, "TERMINATING")
+                self.save()
+        for cid in self.own_clusters:
+            try:
+                self.s.clusters.end_job_cluster(cid)
+            except Exception:
+                pass
+        with self.cond:
+            life, result, message = self._run_result()
+            set_state(self.run, life, result, message, user_cancelled=result in ("CANCELED", "TIMEDOUT"))
+            end = now_ms()
+            self.run["end_time"] = end
+            start = self.run.get("start_time") or end
+            self.run["run_duration"] = end - start
+            self.run["execution_duration"] = max(0, end - start - self.run.get("setup_duration", 0))
+            self.run["cleanup_duration"] = 0
+            self.run.setdefault("setup_duration", 0)
+            entry = next(
+                (h for h in self.run["repair_history"] if (h.get("id") == self.repair_id if self.repair_id else h["type"] == "ORIGINAL")),
+                None,
+            )
+            if entry is not None:
+                entry.update(end_time=end, state=copy.deepcopy(self.run["state"]), status=copy.deepcopy(self.run["status"]))
+            self.save()
+
+    def _run_result(self) -> tuple[str, str, str]:
+        if self.internal_error:
+            return "INTERNAL_ERROR", "FAILED", self.internal_error
+        if self.timed_out:
+            return "TERMINATED", "TIMEDOUT", "Run timed out"
+        if self.cancel_requested:
+            return "TERMINATED", "CANCELED", "Run cancelled."
+        tasks = self.run["tasks"]
+        bad = [t["task_key"] for t in tasks if t["state"].get("result_state") in FAILED_RESULTS]
+        if not bad:
+            return "TERMINATED", "SUCCESS", ""
+        upstreams = {d["task_key"] for t in tasks for d in t.get("depends_on", [])}
+        leaves = [t for t in tasks if t["task_key"] not in upstreams]
+        if all(t["state"].get("result_state") in ("SUCCESS", "EXCLUDED") for t in leaves):
+            return "TERMINATED", "SUCCESS_WITH_FAILURES", f"{len(bad)} of {len(tasks)} tasks failed: {', '.join(bad)}"
+        return "TERMINATED", "FAILED", f"{len(bad)} of {len(tasks)} tasks failed: {', '.join(bad)}"
+
+
+class Scheduler:
+    def __init__(self, store: StateStore, paths: StoragePaths, clusters: Clusters, resolvers: Resolvers,
+                 host: Callable[[], str], max_active_runs: int = 8):
+        self.store = store
+        self.paths = paths
+        self.clusters = clusters
+        self.resolvers = resolvers
+        self.host = host
+        self.max_active_runs = max_active_runs
+        self._executors: dict[int, RunExecutor] = {}
+        self._lock = threading.Condition(threading.RLock())
+        self._active: list[RunExecutor] = []
+        self._waiting: list[RunExecutor] = []
+
+    # -- admission: per-job max_concurrent_runs with queueing, plus a workspace-wide cap -------
+    def wait_for_slot(self, ex: RunExecutor) -> bool:
+        with self._lock:
+            self._waiting.append(ex)
+            try:
+                while True:
+                    if ex.cancel_requested:
+                        return False
+                    if ex.repair_id is not None or self._can_start(ex):
+                        self._active.append(ex)
+                        return True
+                    self._lock.wait(0.5)
+            finally:
+                self._waiting.remove(ex)
+
+    def _can_start(self, ex: RunExecutor) -> bool:
+        if len(self._active) >= self.max_active_runs:
+            return False
+        if self._waiting[0] is not ex and any(w.run.get("job_id") == ex.run.get("job_id") for w in self._waiting[: self._waiting.index(ex)]):
+            return False  # FIFO within a job's queue
+        job_id = ex.run.get("job_id")
+        limit = ex.run["_spec"].get("max_concurrent_runs")
+        if job_id is None or not limit:
+            return True
+        return sum(1 for a in self._active if a.run.get("job_id") == job_id) < limit
+
+    def release_slot(self, ex: RunExecutor) -> None:
+        with self._lock:
+            if ex in self._active:
+                self._active.remove(ex)
+            self._executors.pop(ex.run_id, None)
+            self._lock.notify_all()
+
+    def active_count(self, job_id: int) -> int:
+        with self._lock:
+            return sum(1 for e in self._executors.values() if e.run.get("job_id") == job_id)
+
+    # -- entry points ---------------------------------------------------------------------------
+    def start(self, run: dict, task_keys: list[str], repair_id: int | None = None) -> None:
+        ex = RunExecutor(self, run, task_keys, repair_id)
+        with self._lock:
+            self._executors[run["run_id"]] = ex
+        ex.save()
+        ex.thread.start()
+
+    def executor(self, run_id: int) -> RunExecutor | None:
+        with self._lock:
+            return self._executors.get(run_id)
+
+    def cancel(self, run_id: int) -> None:
+        ex = self.executor(run_id)
+        if ex is not None:
+            ex.request_cancel()
+            with self._lock:
+                self._lock.notify_all()
+
+    def shutdown(self) -> None:
+        with self._lock:
+            executors = list(self._executors.values())
+        for ex in executors:
+            ex.request_cancel()
+        self.clusters.terminate_all()
+
+    def recover_after_restart(self) -> None:
+        for _, run in self.store.all("run"):
+            if run["state"]["life_cycle_state"] in ACTIVE_RUN_STATES:
+                end = now_ms()
+                for t in run["tasks"]:
+                    if t["state"]["life_cycle_state"] in ACTIVE_RUN_STATES:
+                        t["state"] = _state("INTERNAL_ERROR", "FAILED", RESTART_MESSAGE)
+                        t["status"] = _status("INTERNAL_ERROR", "FAILED", RESTART_MESSAGE)
+                        t["end_time"] = end
+                set_state(run, "INTERNAL_ERROR", "FAILED", RESTART_MESSAGE)
+                run["end_time"] = end
+                for h in run.get("repair_history", []):
+                    if not h.get("end_time"):
+                        h.update(end_time=end, state=run["state"], status=run["status"])
+                self.store.put("run", run["run_id"], run)
+
+    # -- building the runtime's TaskInvocation ------------------------------------------------------
+    def invocation_for(self, run: dict, task: dict, spec: dict) -> TaskInvocation:
+        params = run["_spec"].get("params", {})
+        job_params = {p["name"]: p.get("value", p.get("default", "")) for p in run.get("job_parameters", [])}
+        refs = {f"job.parameters.{k}": str(v) for k, v in job_params.items()}
+        refs.update({"job.id": str(run.get("job_id", "")), "job.run_id": str(run["run_id"]), "run_id": str(run["run_id"]),
+                     "job_id": str(run.get("job_id", "")), "task.run_id": str(task["run_id"]), "task.name": task["task_key"],
+                     "job.name": run.get("run_name", "")})
+        output_dir = self.paths.task_runs / str(task["run_id"])
+        output_dir.mkdir(parents=True, exist_ok=True)
+        packages = [str(lib["pypi"]["package"]) for lib in spec.get("libraries", []) if isinstance(lib, dict) and lib.get("pypi")]
+        cluster_env = {}
+        if spec.get("new_cluster"):
+            cluster_env = cluster_spec(spec["new_cluster"]).spark_env_vars
+        elif spec.get("job_cluster_key"):
+            jc = next((c["new_cluster"] for c in run["_spec"].get("job_clusters", []) if c["job_cluster_key"] == spec["job_cluster_key"]), {})
+            cluster_env = cluster_spec(jc).spark_env_vars
+        env = dict(cluster_env)
+        env.update({
+            "DBX_LOCAL_PYPI_PACKAGES": ",".join(packages),
+            "DATABRICKS_JOB_ID": str(run.get("job_id", "")),
+            "DATABRICKS_RUN_ID": str(run["run_id"]),
+            "DATABRICKS_TASK_RUN_ID": str(task["run_id"]),
+            "DATABRICKS_TASK_KEY": task["task_key"],
+        })
+        common = dict(task_run_id=task["run_id"], output_dir=output_dir, env=env, timeout_seconds=int(spec.get("timeout_seconds") or 0))
+        if spec.get("notebook_task"):
+            nt = spec["notebook_task"]
+            if (nt.get("source") or "WORKSPACE") != "WORKSPACE":
+                raise TaskSetupError(f"Task {task['task_key']}: notebook source {nt.get('source')} is not supported locally; use WORKSPACE.")
+            path = nt.get("notebook_path") or ""
+            try:
+                source = self.resolvers.read_notebook(path)
+            except Exception:
+                raise TaskSetupError(f"Notebook not found: {path}. Import it into the workspace first.") from None
+            widgets = {k: substitute(str(v), refs) for k, v in (nt.get("base_parameters") or {}).items()}
+            widgets.update({k: str(v) for k, v in job_params.items()})
+            widgets.update({k: str(v) for k, v in (params.get("notebook_params") or {}).items()})
+            return TaskInvocation(kind="notebook", notebook_path=path, notebook_source=source, widgets=widgets, **common)
+        if spec.get("spark_python_task"):
+            pt = spec["spark_python_task"]
+            file = pt.get("python_file") or ""
+            local = self._local_file(file, task["task_key"])
+            args = params.get("python_params")
+            if args is None:
+                args = [substitute(str(a), refs) for a in pt.get("parameters") or []]
+            return TaskInvocation(kind="spark_python", python_file=local, python_parameters=tuple(str(a) for a in args), **common)
+        if spec.get("dbt_task"):
+            dt = spec["dbt_task"]
+            if not dt.get("project_directory"):
+                raise TaskSetupError(f"Task {task['task_key']}: dbt_task.project_directory is required locally (git_source is not supported).")
+            project = self.resolvers.workspace_local(dt["project_directory"])
+            if not project.is_dir():
+                raise TaskSetupError(f"dbt project directory not found: {dt['project_directory']}. Sync the project into the workspace first.")
+            profiles = self.resolvers.workspace_local(dt["profiles_directory"]) if dt.get("profiles_directory") else None
+            commands = params.get("dbt_commands") or dt.get("commands") or []
+            return TaskInvocation(
+                kind="dbt",
+                dbt=DbtInvocation(commands=tuple(substitute(c, refs) for c in commands), project_dir=project,
+                                  profiles_dir=profiles, schema=dt.get("schema"), catalog=dt.get("catalog")),
+                **common,
+            )
+        raise TaskSetupError(f"Task {task['task_key']} has no notebook_task, spark_python_task or dbt_task; other task types are not supported locally.")
+
+    def _local_file(self, file: str, key: str) -> Path:
+        if file.startswith("dbfs:/"):
+            p = self.resolvers.dbfs_local(file)
+        elif file.startswith("/"):
+            p = self.resolvers.workspace_local(file)
+        else:
+            raise TaskSetupError(f"Task {key}: python_file must be dbfs:/... or an absolute workspace path, got {file!r}")
+        if not p.is_file():
+            raise TaskSetupError(f"Python file not found: {file}")
+        return p

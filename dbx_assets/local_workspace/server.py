@@ -1,0 +1,242 @@
+"""The HTTP front door: parse requests, authenticate, route, shape errors.
+
+Every /api request goes through `Dispatcher.dispatch` — the one place a later fault
+injection feature (429/5xx/latency/drops) hooks in. Handlers are plain functions
+`(Request) -> Response | dict | None` registered by the API modules.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import re
+import ssl
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from email import message_from_bytes
+from email.policy import HTTP
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable
+from urllib.parse import parse_qs, urlsplit
+
+from .http_errors import ApiError, endpoint_not_found, invalid, permission_denied, unauthenticated
+
+log = logging.getLogger("dbx_local_workspace")
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]  # lower-cased names
+    body: bytes
+    path_params: dict[str, str] = field(default_factory=dict)
+    _form: dict | None = None
+
+    def json(self) -> dict:
+        if not self.body:
+            return {}
+        if self.headers.get("content-type", "").startswith("multipart/form-data"):
+            return {k: v for k, v in self.form().items() if isinstance(v, str)}
+        try:
+            data = json.loads(self.body)
+        except ValueError as e:
+            raise ApiError(400, "MALFORMED_REQUEST", f"Invalid JSON in request body: {e}") from None
+        if not isinstance(data, dict):
+            raise ApiError(400, "MALFORMED_REQUEST", "Request body must be a JSON object")
+        return data
+
+    def params(self) -> dict:
+        """Query parameters merged with a JSON body (GET endpoints accept either)."""
+        merged: dict = {k: v[-1] for k, v in self.query.items()}
+        if self.method != "GET" and self.body:
+            merged.update(self.json())
+        return merged
+
+    def form(self) -> dict[str, str | bytes]:
+        """multipart/form-data fields: text fields as str, file parts as bytes."""
+        if self._form is None:
+            ctype = self.headers.get("content-type", "")
+            msg = message_from_bytes(b"Content-Type: " + ctype.encode() + b"\r\n\r\n" + self.body, policy=HTTP)
+            form: dict[str, str | bytes] = {}
+            for part in msg.iter_parts():
+                name = part.get_param("name", header="content-disposition")
+                payload = part.get_payload(decode=True) or b""
+                if part.get_filename() is None and name != "content" and name != "contents":
+                    form[name] = payload.decode()
+                else:
+                    form[name] = payload
+            self._form = form
+        return self._form
+
+    def is_multipart(self) -> bool:
+        return self.headers.get("content-type", "").startswith("multipart/form-data")
+
+
+@dataclass
+class Response:
+    status: int = 200
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def json(cls, data: dict, status: int = 200) -> "Response":
+        return cls(status, json.dumps(data).encode(), {"Content-Type": "application/json"})
+
+
+Handler = Callable[[Request], "Response | dict | None"]
+
+
+def q_bool(value) -> bool:
+    return str(value).lower() in ("true", "1") if not isinstance(value, bool) else value
+
+
+def q_int(params: dict, name: str, default: int | None = None) -> int | None:
+    value = params.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise invalid(f"Parameter {name} must be an integer, got {value!r}") from None
+
+
+class Dispatcher:
+    """Routes, auth and error shaping for every /api request."""
+
+    def __init__(self, token: str):
+        self._token = token
+        self._routes: list[tuple[str, re.Pattern, Handler]] = []
+        self._public: list[tuple[str, re.Pattern, Handler]] = []
+
+    def route(self, method: str, pattern: str, handler: Handler) -> None:
+        self._routes.append((method, re.compile(pattern + r"\Z"), handler))
+
+    def public_route(self, method: str, pattern: str, handler: Handler) -> None:
+        """Unauthenticated pages (the human-readable run page); loopback only by binding."""
+        self._public.append((method, re.compile(pattern + r"\Z"), handler))
+
+    def dispatch(self, req: Request) -> Response:
+        try:
+            if not req.path.startswith("/api/"):
+                return self._call(self._public, req) or Response.json(
+                    endpoint_not_found(req.method, req.path).body(), 404
+                )
+            self._authenticate(req)
+            resp = self._call(self._routes, req)
+            if resp is None:
+                raise endpoint_not_found(req.method, req.path)
+            return resp
+        except ApiError as e:
+            return Response.json(e.body(), e.status)
+        except Exception as e:  # a bug here must still answer in Databricks' shape
+            log.error("internal error on %s %s: %s", req.method, req.path, traceback.format_exc())
+            return Response.json({"error_code": "INTERNAL_ERROR", "message": f"{type(e).__name__}: {e}"}, 500)
+
+    def _authenticate(self, req: Request) -> None:
+        auth = req.headers.get("authorization")
+        if not auth:
+            raise unauthenticated("No access token provided. Send 'Authorization: Bearer <token>'.")
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), self._token.encode()):
+            raise permission_denied("Invalid access token.")
+
+    @staticmethod
+    def _call(routes, req: Request) -> Response | None:
+        for method, pattern, handler in routes:
+            m = pattern.match(req.path)
+            if not m:
+                continue
+            if method != req.method and not (method == "GET" and req.method == "HEAD"):
+                continue
+            req.path_params = m.groupdict()
+            result = handler(req)
+            if isinstance(result, Response):
+                return result
+            return Response.json(result or {})
+        return None
+
+
+class _HttpHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "DbxLocalWorkspace/1"
+    dispatcher: Dispatcher  # set on the subclass per server
+
+    def _handle(self) -> None:
+        started = time.monotonic()
+        parts = urlsplit(self.path)
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        try:
+            body = self._read_body(headers)
+        except ValueError as e:
+            self._send(Response.json({"error_code": "MALFORMED_REQUEST", "message": str(e)}, 400))
+            return
+        req = Request(self.command, parts.path, parse_qs(parts.query, keep_blank_values=True), headers, body)
+        resp = self.dispatcher.dispatch(req)
+        self._send(resp)
+        # Never log headers: they carry the bearer token.
+        log.info("%s %s -> %d (%.0f ms)", self.command, parts.path, resp.status, (time.monotonic() - started) * 1000)
+
+    def _read_body(self, headers: dict[str, str]) -> bytes:
+        if headers.get("transfer-encoding", "").lower() == "chunked":
+            chunks = []
+            while True:
+                size_line = self.rfile.readline().strip().split(b";")[0]
+                size = int(size_line or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass  # trailers
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+        length = int(headers.get("content-length") or 0)
+        if length < 0:
+            raise ValueError("Negative Content-Length")
+        return self.rfile.read(length) if length else b""
+
+    def _send(self, resp: Response) -> None:
+        self.send_response(resp.status)
+        for k, v in resp.headers.items():
+            self.send_header(k, v)
+        if "Content-Length" not in resp.headers:
+            self.send_header("Content-Length", str(len(resp.body)))
+        self.end_headers()
+        if self.command != "HEAD" and resp.body:
+            self.wfile.write(resp.body)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _handle
+
+    def log_message(self, format, *args):  # the default prints to stderr with the raw request line
+        pass
+
+
+class HttpServer:
+    """A threading HTTP(S) server on 127.0.0.1 that hands every request to a Dispatcher."""
+
+    def __init__(self, dispatcher: Dispatcher, port: int = 0, ssl_context: ssl.SSLContext | None = None):
+        handler = type("BoundHandler", (_HttpHandler,), {"dispatcher": dispatcher})
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), handler)
+        self._httpd.daemon_threads = True
+        if ssl_context is not None:
+            self._httpd.socket = ssl_context.wrap_socket(self._httpd.socket, server_side=True)
+        self.scheme = "https" if ssl_context else "http"
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return self._httpd.server_address[1]
+
+    def serve_forever(self) -> None:
+        self._httpd.serve_forever(poll_interval=0.2)
+
+    def start_background(self) -> None:
+        self._thread = threading.Thread(target=self.serve_forever, name="local-workspace-http", daemon=True)
+        self._thread.start()
+
+    def shutdown(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
