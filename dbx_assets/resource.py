@@ -114,26 +114,39 @@ class DatabricksResource(ConfigurableResource):
 
     def check_connection(self) -> str:
         """Make one authenticated call; return the identity, or raise one clear error naming host and fix."""
-        host = self.host or os.environ.get("DATABRICKS_HOST") or "the configured workspace"
         try:
-            client = self.get_client()
-            host = client.config.host or host
-            me = client.current_user.me()
-            return me.user_name or me.display_name or "unknown identity"
-        except (Unauthenticated, PermissionDenied) as err:
-            raise WorkspaceConnectionError(
-                description=f"Databricks workspace {host} rejected the credentials ({redact(str(err), self._secrets())}). "
+            me = self.get_client().current_user.me()
+        except Exception as err:
+            raise (self.connection_failure(err) or err) from None
+        return me.user_name or me.display_name or "unknown identity"
+
+    def connection_failure(self, err: BaseException) -> "WorkspaceConnectionError | None":
+        """Turn an auth or network failure into one clear message (host, cause, fix); None for other errors."""
+        if isinstance(err, WorkspaceConnectionError):
+            return err
+        host = (self._client.config.host if self._client else None) or self.host or os.environ.get(
+            "DATABRICKS_HOST"
+        ) or "the configured workspace"
+        secrets = self._secrets()
+        if isinstance(err, (Unauthenticated, PermissionDenied)) and _is_auth_rejection(err):
+            return WorkspaceConnectionError(
+                description=f"Databricks workspace {host} rejected the credentials ({redact(str(err), secrets)}). "
                 "Check DATABRICKS_TOKEN (or the OAuth client id/secret) for this host."
-            ) from None
-        except DatabricksError as err:
-            raise WorkspaceConnectionError(
-                description=f"Databricks workspace {host} answered with an error: {redact(str(err), self._secrets())}."
-            ) from None
-        except (OSError, TimeoutError) as err:
-            raise WorkspaceConnectionError(
-                description=f"Cannot reach Databricks workspace {host}: {redact(_root_cause(err), self._secrets())}. "
+            )
+        if isinstance(err, (OSError, TimeoutError)) and not isinstance(err, DatabricksError):
+            return WorkspaceConnectionError(
+                description=f"Cannot reach Databricks workspace {host}: {redact(_root_cause(err), secrets)}. "
                 "Check DATABRICKS_HOST and your network."
-            ) from None
+            )
+        return None
+
+
+def _is_auth_rejection(err: DatabricksError) -> bool:
+    """401s always; 403s only when they are about the credential, not a missing permission on one object."""
+    if isinstance(err, Unauthenticated):
+        return True
+    text = str(err).lower()
+    return "token" in text or "credential" in text or "authenticat" in text
 
 
 def _root_cause(err: BaseException) -> str:

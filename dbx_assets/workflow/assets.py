@@ -166,7 +166,10 @@ class WorkflowExecution:
         self.workflow = workflow
         self.context = context
         self.databricks = databricks
-        self.client = databricks.get_client()
+        try:
+            self.client = databricks.get_client()
+        except Exception as err:
+            raise (databricks.connection_failure(err) or err) from None
         self.runner = WorkflowRunner(self.client, log=context.log)
         self.selected = set(context.selected_asset_keys)
         self.selected_checks = set(context.selected_asset_check_keys)
@@ -175,8 +178,11 @@ class WorkflowExecution:
     def run(self) -> Iterator[Any]:
         spec = self.workflow.spec(self.databricks.workspace_root, self.databricks.dbt_target)
         deployer = WorkflowDeployer(self.client, self.databricks.workspace_root, log=self.context.log)
-        deployed = deployer.deploy(spec, self.workflow.files())
-        handle = self._start(deployed.job_id)
+        try:
+            deployed = deployer.deploy(spec, self.workflow.files())
+            handle = self._start(deployed.job_id)
+        except Exception as err:
+            raise (self.databricks.connection_failure(err) or err) from None
         self.context.instance.add_run_tags(
             self.context.run.run_id, {RUN_ID_TAG: str(handle.run_id), JOB_ID_TAG: str(deployed.job_id)}
         )

@@ -1,0 +1,183 @@
+"""Main of a task process: attach to the cluster JVM, run one notebook / python file /
+dbt task, write its TaskOutcome to output_dir/outcome.json (logs are this process's
+captured stdout/stderr, read by the server side)."""
+
+from __future__ import annotations
+
+import json
+import os
+import runpy
+import sys
+import threading
+import time
+import traceback
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from ..runtime_types import StoragePaths, TaskInvocation, TaskOutcome
+from .wire import invocation_from_dict, outcome_to_json
+
+NOTEBOOK_RESULT_LIMIT = 1024 * 1024  # Databricks truncates at 5 MB; locally 1 MB
+
+
+def _exit_when_orphaned() -> None:
+    # The server (our parent) died: nobody will read the outcome, so stop rather than linger.
+    parent = os.getppid()
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
+
+
+def main(argv: list[str]) -> None:
+    threading.Thread(target=_exit_when_orphaned, name="orphan-watch", daemon=True).start()
+    payload = json.loads(Path(argv[0]).read_text())
+    invocation = invocation_from_dict(payload["invocation"])
+    try:
+        outcome = run(invocation, payload["cluster"])
+    except BaseException as exc:  # a bug here must still produce an outcome
+        traceback.print_exc()
+        outcome = TaskOutcome(
+            "FAILED",
+            state_message=f"The local task runner failed: {type(exc).__name__}: {exc}",
+            error=f"{type(exc).__name__}: {exc}",
+            error_trace=traceback.format_exc(),
+        )
+    tmp = invocation.output_dir / "outcome.json.tmp"
+    tmp.write_text(outcome_to_json(outcome))
+    os.replace(tmp, invocation.output_dir / "outcome.json")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Skip interpreter teardown: py4j/dbt threads could delay exit, and nothing needs cleanup.
+    os._exit(0)
+
+
+def missing_packages(cluster_packages: list[str], env: dict[str, str]) -> list[str]:
+    names = list(cluster_packages) + [p for p in env.get("DBX_LOCAL_PYPI_PACKAGES", "").split(",") if p.strip()]
+    missing = []
+    for spec in names:
+        name = spec.strip().split(";")[0]
+        for sep in ("[", "=", "<", ">", "!", "~", " "):
+            name = name.split(sep)[0]
+        try:
+            metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            missing.append(name)
+    return missing
+
+
+def run(invocation: TaskInvocation, cluster: dict[str, Any]) -> TaskOutcome:
+    started = time.monotonic()
+    for name in missing_packages(cluster["pypi_packages"], dict(os.environ)):
+        message = (
+            f"Library installation failed for library due to user error: pypi package '{name}' is not installed "
+            "on this local cluster. Install it in the environment or remove it from the task's libraries."
+        )
+        return TaskOutcome("FAILED", state_message=message, error=message)
+
+    cells = None
+    if invocation.kind == "notebook":
+        from .notebook import MalformedNotebook, parse
+
+        try:
+            cells = parse(invocation.notebook_source or "", invocation.notebook_path or "notebook")
+        except MalformedNotebook as exc:
+            return TaskOutcome("FAILED", state_message=str(exc), error=f"MalformedNotebook: {exc}")
+
+    from .attach import attach
+    from .catalog_sync import remember_table_versions, sync_catalog
+    from .path_rewrite import PathMapper, install_local_file_patches, install_spark_patches
+
+    paths = StoragePaths(Path(cluster["state_dir"]))
+    spark = attach(Path(cluster["gateway_file"]), job_group=str(invocation.task_run_id))
+    for warning in sync_catalog(spark, paths.warehouse):
+        print(f"WARNING: {warning}", file=sys.stderr)
+    mapper = PathMapper(paths.dbfs, paths.volumes)
+    install_local_file_patches(mapper)
+    install_spark_patches(mapper)
+    print(f"[local runtime] attached to cluster {cluster['cluster_id']} in {time.monotonic() - started:.2f} s", flush=True)
+
+    try:
+        return _dispatch(invocation, cells or [], spark, mapper)
+    finally:
+        remember_table_versions(spark, paths.warehouse)
+
+
+def _dispatch(invocation: TaskInvocation, cells: list, spark: Any, mapper: Any) -> TaskOutcome:
+    if invocation.kind == "notebook":
+        return _run_notebook(invocation, cells, spark, mapper)
+    if invocation.kind == "spark_python":
+        return _run_python_file(invocation)
+    if invocation.kind == "dbt":
+        if invocation.dbt is None:
+            return TaskOutcome("FAILED", state_message="dbt task has no dbt invocation", error="ValueError: no dbt invocation")
+        from .dbt_task import run_dbt
+
+        return run_dbt(invocation.dbt, invocation.output_dir)
+    return TaskOutcome("FAILED", state_message=f"Unknown task kind {invocation.kind!r}", error="ValueError: unknown task kind")
+
+
+def display(obj: Any) -> None:
+    if hasattr(obj, "_jdf") and hasattr(obj, "show"):
+        obj.show(20, truncate=False)
+    else:
+        print(obj)
+
+
+def displayHTML(html: str) -> None:
+    print(html)
+
+
+def _run_notebook(invocation: TaskInvocation, cells: list, spark: Any, mapper: Any) -> TaskOutcome:
+    from .dbutils import DBUtils, NotebookExit
+    from .notebook import CellFailed, run_cells
+
+    dbutils = DBUtils(invocation.widgets, mapper)
+    namespace: dict[str, Any] = {
+        "__name__": "__main__",
+        "spark": spark,
+        "sc": spark.sparkContext,
+        "dbutils": dbutils,
+        "display": display,
+        "displayHTML": displayHTML,
+        "getArgument": dbutils.widgets.getArgument,
+        "table": spark.table,
+        "sql": spark.sql,
+    }
+    try:
+        run_cells(cells, namespace, spark, display)
+    except NotebookExit as done:
+        data = done.value.encode("utf-8")
+        if len(data) > NOTEBOOK_RESULT_LIMIT:
+            value = data[:NOTEBOOK_RESULT_LIMIT].decode("utf-8", "ignore")
+            return TaskOutcome("SUCCESS", notebook_result=value, notebook_result_truncated=True)
+        return TaskOutcome("SUCCESS", notebook_result=done.value)
+    except CellFailed as failed:
+        from .notebook import one_line
+
+        return TaskOutcome("FAILED", state_message=str(failed), error=one_line(failed.exc), error_trace=failed.trace)
+    return TaskOutcome("SUCCESS")
+
+
+def _run_python_file(invocation: TaskInvocation) -> TaskOutcome:
+    from .notebook import one_line
+
+    path = invocation.python_file
+    if path is None or not Path(path).is_file():
+        message = f"Python file {path} does not exist; upload it to the workspace or DBFS first."
+        return TaskOutcome("FAILED", state_message=message, error=f"FileNotFoundError: {message}")
+    sys.argv = [str(path), *invocation.python_parameters]
+    sys.path.insert(0, str(Path(path).parent))
+    try:
+        runpy.run_path(str(path), run_name="__main__")
+    except SystemExit as exc:
+        if exc.code not in (None, 0):
+            message = f"The Python file exited with code {exc.code}."
+            return TaskOutcome("FAILED", state_message=message, error=f"SystemExit: {exc.code}")
+    except Exception as exc:
+        tb = exc.__traceback__
+        while tb is not None and tb.tb_frame.f_code.co_filename != str(path):
+            tb = tb.tb_next
+        trace = "".join(traceback.format_exception(type(exc), exc, tb))
+        return TaskOutcome("FAILED", state_message=one_line(exc), error=one_line(exc), error_trace=trace)
+    return TaskOutcome("SUCCESS")
