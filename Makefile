@@ -8,13 +8,13 @@ UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export DBX_LOCAL_STATE_DIR ?= $(CURDIR)/.local_workspace
 
-.PHONY: setup dev demo test bench requirements clean dagster-home
+.PHONY: setup dev demo test bench requirements clean dagster-home dbt-manifest
 
 # Concurrent Databricks runs from this Dagster instance (the `databricks` pool); change it
 # later with `dagster instance concurrency set databricks N`.
 POOL_LIMIT ?= 4
 
-setup: $(STAMP)
+setup: $(STAMP) dbt-manifest
 
 $(UV):
 	$(PYTHON) -m pip install --user --quiet uv
@@ -24,6 +24,10 @@ $(STAMP): requirements/dev.txt pyproject.toml | $(UV)
 	$(UV) pip sync --python $(BIN)/python requirements/dev.txt
 	$(UV) pip install --python $(BIN)/python --no-deps -e .
 	touch $(STAMP)
+
+# dbt's own parser writes dbt_project/target/manifest.json; a no-op while it is current.
+dbt-manifest: $(STAMP)
+	$(BIN)/python -m dbx_assets.dbt prepare --if-stale
 
 # Re-pin after editing dependencies in pyproject.toml (hashes, no index address recorded).
 requirements: | $(UV)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from dbx_assets.dbt import load_dbt_project
 from dbx_assets.notebooks import NotebookAsset
 from dbx_assets.partitions import daily_partitions
 from dbx_assets.resource import DatabricksResource
@@ -32,14 +33,11 @@ NOTEBOOK_ASSETS = [
     ),
 ]
 
-
-def _dbt_project():
-    from dbx_assets.dbt import load_dbt_project
-
-    return load_dbt_project()
-
-
-workflow = Workflow(name="dbx_assets_demo", notebooks=NOTEBOOK_ASSETS, dbt=_dbt_project())
+workflow = Workflow(
+    name="dbx_assets_demo",
+    notebooks=NOTEBOOK_ASSETS,
+    dbt=load_dbt_project(),
+)
 demo_assets = build_workflow_assets(
     workflow, partitions_def=daily_partitions, backfill_policy=dg.BackfillPolicy.single_run()
 )

@@ -17,17 +17,26 @@ end = dbutils.widgets.get("partition_end") or start
 
 daily = spark.table("analytics.fct_daily_revenue")
 if start:
-    daily = daily.where((F.col("order_date") >= F.lit(start)) & (F.col("order_date") <= F.lit(end)))
+    daily = daily.where(F.col("revenue_date").between(F.lit(start).cast("date"), F.lit(end).cast("date")))
 
 # COMMAND ----------
 
-totals = daily.agg(F.sum("revenue").alias("revenue"), F.sum("order_count").alias("orders")).first()
-top = daily.groupBy("country").agg(F.sum("revenue").alias("revenue")).orderBy(F.desc("revenue")).first()
+totals = daily.agg(
+    F.sum("revenue").alias("revenue"),
+    F.sum("order_count").alias("orders"),
+    F.sum("completed_order_count").alias("completed_orders"),
+    F.count("*").alias("days"),
+).first()
+best = daily.orderBy(F.desc("revenue")).first()
 report = {
     "report_period": f"{start}..{end}" if start else "all",
+    "days": int(totals["days"]),
     "revenue": round(float(totals["revenue"] or 0.0), 2),
     "orders": int(totals["orders"] or 0),
-    "top_country": top["country"] if top else None,
+    "completed_orders": int(totals["completed_orders"] or 0),
+    "best_day": str(best["revenue_date"]) if best else None,
 }
-display(daily.orderBy("order_date", "country"))
+if report["days"] == 0:
+    raise ValueError(f"analytics.fct_daily_revenue has no rows for {report['report_period']}")
+display(daily.orderBy("revenue_date"))
 dbutils.notebook.exit(json.dumps(report))

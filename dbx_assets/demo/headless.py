@@ -6,9 +6,16 @@ import dagster as dg
 
 from dbx_assets.workflow.assets import RUN_ID_TAG
 
+STANDARD_METADATA = {
+    "databricks_job_id", "databricks_run_id", "databricks_task_run_id", "databricks_run_url",
+    "databricks_cluster_id", "setup_duration_s", "execution_duration_s",
+}
+
 
 def materialize_all(partition_key: str) -> int:
-    from dbx_assets.definitions import databricks_resource, defs
+    from dbx_assets.definitions import databricks_resource, defs, workflow
+
+    notebook_keys = {nb.asset_key for nb in workflow.notebooks}
 
     job = defs.resolve_implicit_global_asset_job_def()
     instance = dg.DagsterInstance.get()
@@ -27,6 +34,10 @@ def materialize_all(partition_key: str) -> int:
         cluster = meta.get("databricks_cluster_id")
         print(f"  materialized  {key.to_user_string():<24} cluster={cluster.value if cluster else '-'}  "
               f"{url.value if url else ''}")
+        if key in notebook_keys:  # the notebook's exit value, as metadata entries
+            exit_value = {k: v.value for k, v in meta.items() if k not in STANDARD_METADATA}
+            if exit_value:
+                print(f"{'':16}{exit_value}")
     for check in result.get_asset_check_evaluations():
         status = "passed" if check.passed else f"FAILED ({check.severity.value})"
         print(f"  check         {check.asset_key.to_user_string()}:{check.check_name} {status}")

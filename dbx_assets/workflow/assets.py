@@ -6,6 +6,8 @@ models becomes one Databricks run on shared job clusters, each asset reported as
 import graphlib
 import io
 import json
+import posixpath
+import re
 import tarfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +37,8 @@ DBT_TASK_KEY = "dbt_build"
 RUN_ID_TAG = "dbx_assets/databricks_run_id"
 JOB_ID_TAG = "dbx_assets/databricks_job_id"
 DEFAULT_POOL = "databricks"
+# How Databricks (and the local workspace) report a task whose notebook path does not exist.
+_MISSING_NOTEBOOK = re.compile(r"Notebook not found|Unable to access the notebook|RESOURCE_DOES_NOT_EXIST", re.IGNORECASE)
 Compute = Literal["job_cluster", "all_purpose"]
 
 
@@ -108,7 +112,8 @@ class Workflow:
         tasks = [nb.task(workspace_root=workspace_root, depends_on=deps[nb.declaration.task_key]) for nb in self.loaded]
         if self.dbt:
             payload = self.dbt.task_payload(workspace_project_dir=f"{workspace_root}/dbt_project", target=dbt_target)
-            tasks.append(WorkflowTask(DBT_TASK_KEY, "dbt", payload, depends_on=deps[DBT_TASK_KEY]))
+            tasks.append(WorkflowTask(DBT_TASK_KEY, "dbt", payload, depends_on=deps[DBT_TASK_KEY],
+                                      libraries=self.dbt.task_libraries(target=dbt_target)))
         return WorkflowSpec(name=self.name, tasks=tuple(tasks), job_clusters=dict(self.job_clusters))
 
     def files(self) -> dict[str, WorkspaceFile]:
@@ -294,12 +299,25 @@ class WorkflowExecution:
         if key is None or key not in self.selected:
             return
         if not finished.succeeded:
-            failures[key.to_user_string()] = f"{finished.result_state}: {finished.error} ({handle.run_page_url})"
-            self.context.log.error(f"Asset {key.to_user_string()} failed in task {finished.task_key}: {finished.error}")
+            error = self._explain_notebook_error(finished)
+            failures[key.to_user_string()] = f"{finished.result_state}: {error} ({handle.run_page_url})"
+            self.context.log.error(f"Asset {key.to_user_string()} failed in task {finished.task_key}: {error}")
             return
         metadata = self._common_metadata(finished, handle)
         metadata.update(exit_value_metadata(finished.output.notebook_output.result if finished.output and finished.output.notebook_output else None))
         yield dg.MaterializeResult(asset_key=key, metadata=metadata)
+
+    def _explain_notebook_error(self, finished: TaskFinished) -> str:
+        """A notebook deleted from the workspace after deploy: say so, and that the next deploy restores it
+        (the deployer checks the notebooks are still there before each run)."""
+        if not _MISSING_NOTEBOOK.search(finished.error):
+            return finished.error
+        nb = next((n for n in self.workflow.notebooks if n.task_key == finished.task_key), None)
+        if nb is None:
+            return finished.error
+        path = posixpath.join(self.databricks.workspace_root, nb.workspace_relative_path)
+        return (f"notebook {path} is missing in the workspace (deleted after deploy?); the next materialization "
+                f"uploads it again. Databricks said: {finished.error}")
 
     def _report_dbt(self, finished: TaskFinished, handle: RunHandle, failures: dict[str, str]) -> Iterator[Any]:
         dbt = self.workflow.dbt

@@ -2,7 +2,8 @@
 
 Only files whose content changed are uploaded (a small manifest of content hashes lives next
 to them), and the job is reset only when its spec hash changed, so a materialization with
-nothing new to deploy costs three API calls.
+nothing new to deploy costs four API calls (the fourth lists the notebook folder, because a
+notebook deleted in the workspace would otherwise stay missing while the manifest says "uploaded").
 """
 
 from __future__ import annotations
@@ -64,6 +65,11 @@ class WorkflowDeployer:
         deployed = self._read_manifest()
         wanted = {f.relative_path: f.content_hash for f in files.values()}
         changed = [f for f in files.values() if deployed.get(f.relative_path) != f.content_hash]
+        missing = self._missing_in_workspace([f for f in files.values() if f.is_notebook and f not in changed])
+        if missing:
+            self._log.warning("%d deployed notebook(s) are missing in the workspace; uploading them again: %s",
+                              len(missing), ", ".join(f.relative_path for f in missing))
+            changed += missing
         made_dirs: set[str] = set()
         for f in changed:
             path = self.path_of(f.relative_path)
@@ -83,6 +89,18 @@ class WorkflowDeployer:
             self._log.info("Uploaded %d changed file(s) to %s: %s", len(changed), self._root,
                            ", ".join(f.relative_path for f in changed[:10]))
         return [f.relative_path for f in changed]
+
+    def _missing_in_workspace(self, notebooks: list[WorkspaceFile]) -> list[WorkspaceFile]:
+        """Notebooks the manifest calls current but the workspace no longer has (one list call per folder)."""
+        folders: dict[str, set[str]] = {}
+        for f in notebooks:
+            folder = posixpath.dirname(self.path_of(f.relative_path))
+            if folder not in folders:
+                try:
+                    folders[folder] = {o.path for o in self._client.workspace.list(folder) if o.path}
+                except NotFound:
+                    folders[folder] = set()
+        return [f for f in notebooks if self.path_of(f.relative_path) not in folders[posixpath.dirname(self.path_of(f.relative_path))]]
 
     def _read_manifest(self) -> dict[str, str]:
         try:

@@ -149,9 +149,10 @@ class WorkflowRunner:
         while True:
             run = self.get_run(handle.run_id)
             progressed = False
-            for task in self._current_tasks(run, handle):
-                if task.run_id in handle.reported or not _is_terminal(task):
-                    continue
+            ended = [t for t in self._current_tasks(run, handle) if t.run_id not in handle.reported and _is_terminal(t)]
+            # A task ends after the tasks it depends on, so end-time order is a topological order
+            # (Dagster needs a multi-asset's events upstream-first).
+            for task in sorted(ended, key=lambda t: (t.end_time or 0, t.run_id or 0)):
                 handle.reported.add(task.run_id)
                 progressed = True
                 yield self._finished(task)

@@ -22,6 +22,10 @@ def _is_table_dir(path: Path) -> bool:
     return any(not p.name.startswith(".") for p in path.iterdir())
 
 
+def _has_partition_dirs(path: Path) -> bool:
+    return any(child.is_dir() and "=" in child.name for child in path.iterdir())
+
+
 def _signature(path: Path) -> str:
     st = os.stat(path)
     return f"{st.st_ino}:{st.st_mtime_ns}"
@@ -80,6 +84,9 @@ def sync_catalog(spark: Any, warehouse: Path) -> list[str]:
                 spark.sql(f"DROP TABLE IF EXISTS {qualified}")
             try:
                 spark.sql(f"CREATE TABLE IF NOT EXISTS {qualified} USING parquet LOCATION '{path.as_uri()}'")
+                if _has_partition_dirs(path):
+                    # Registering infers partition columns but not the partitions themselves.
+                    spark.sql(f"ALTER TABLE {qualified} RECOVER PARTITIONS")
                 _set_table_type(spark, db, name, "MANAGED")
                 conf.set(key, sig)
             except Exception as exc:  # e.g. a half-written dir or non-parquet files
