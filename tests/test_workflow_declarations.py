@@ -119,3 +119,10 @@ def test_deploy_uploads_only_changed_files_and_resets_only_on_spec_change(local_
     assert reset.job_reset and reset.job_id == first.job_id
     job = workspace_client.jobs.get(first.job_id)
     assert job.settings.job_clusters[0].new_cluster.num_workers == 2
+
+
+def test_materializations_are_capped_by_the_databricks_pool():
+    from dbx_assets.definitions import demo_assets
+
+    assert demo_assets.op.pool == "databricks"
+    assert build_workflow_assets(make_workflow("w"), pool="nightly").op.pool == "nightly"

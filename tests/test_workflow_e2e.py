@@ -23,8 +23,10 @@ from workflow_support import (
     key,
     make_assets,
     make_resource,
+    make_workflow,
     new_name,
 )
+from dbx_assets.workflow.assets import build_workflow_assets
 
 TESTS_DIR = Path(__file__).parent
 
@@ -211,3 +213,20 @@ def test_partition_key_and_range_reach_the_notebook(local_workspace):
     )
     meta = _meta(ranged, key(name, "source"))
     assert (meta["partition_key"], meta["partition_start"], meta["partition_end"]) == ("", "2026-11-02", "2026-11-04")
+
+
+def test_all_purpose_mode_deletes_its_cluster_even_on_failure(local_workspace, workspace_client):
+    name = new_name()
+    workspace_client.dbfs.upload(flag_dbfs_path(name), io.BytesIO(b"fail"), overwrite=True)
+    before = {c.cluster_id for c in workspace_client.clusters.list()}
+    assets = build_workflow_assets(make_workflow(name, compute="all_purpose"))
+    result = dg.materialize([assets], resources={"databricks": make_resource(local_workspace.state_dir, name)},
+                            raise_on_error=False)
+    assert not result.success  # flaky failed ...
+    assert {e.asset_key for e in result.get_asset_materialization_events()} == {key(name, "source"), key(name, "slow")}
+    meta = _meta(result, key(name, "source"))
+    run = workspace_client.jobs.get_run(meta["databricks_run_id"])
+    assert run.run_type.value == "SUBMIT_RUN"
+    assert {t.existing_cluster_id for t in run.tasks} == {meta["databricks_cluster_id"]}
+    # ... and the all-purpose cluster it ran on is gone anyway
+    assert {c.cluster_id for c in workspace_client.clusters.list()} == before

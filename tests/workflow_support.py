@@ -32,10 +32,11 @@ def flag_dbfs_path(name: str) -> str:
     return f"dbfs:/tmp/{name}/fail"
 
 
-def make_workflow(name: str, slow_seconds: int = 1, notebooks_dir: Path = NOTEBOOKS) -> Workflow:
+def make_workflow(name: str, slow_seconds: int = 1, notebooks_dir: Path = NOTEBOOKS, compute: str = "job_cluster") -> Workflow:
     return Workflow(
         name=name,
         notebooks_dir=notebooks_dir,
+        compute=compute,
         notebooks=[
             NotebookAsset(key=f"{name}/source", notebook="source.py", params={"table": f"default.{name}_source"}),
             NotebookAsset(key=f"{name}/flaky", notebook="flaky.py", deps=[f"{name}/source"],

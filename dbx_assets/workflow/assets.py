@@ -183,6 +183,9 @@ class WorkflowExecution:
     def run(self) -> Iterator[Any]:
         spec = self.workflow.spec(self.databricks.workspace_root, self.databricks.dbt_target)
         deployer = WorkflowDeployer(self.client, self.databricks.workspace_root, log=self.context.log)
+        if self.workflow.compute == "all_purpose":
+            yield from self._run_on_all_purpose_cluster(spec, deployer)
+            return
         try:
             deployed = deployer.deploy(spec, self.workflow.files())
             handle = self._start(deployed.job_id)
@@ -191,6 +194,45 @@ class WorkflowExecution:
         self.context.instance.add_run_tags(
             self.context.run.run_id, {RUN_ID_TAG: str(handle.run_id), JOB_ID_TAG: str(deployed.job_id)}
         )
+        yield from self._watch_and_report(handle)
+
+    def _run_on_all_purpose_cluster(self, spec: WorkflowSpec, deployer: WorkflowDeployer) -> Iterator[Any]:
+        """Create an all-purpose cluster, run the selection on it as one submitted run, and
+        delete the cluster whatever happens (the create → run → terminate flow of seed 001)."""
+        try:
+            deployer.sync_files(self.workflow.files())
+        except Exception as err:
+            raise (self.databricks.connection_failure(err) or err) from None
+        cluster_id = self.runner.create_cluster(
+            spec.job_clusters[DEFAULT_JOB_CLUSTER_KEY], name=f"{self.workflow.name}-{self.context.run.run_id[:8]}"
+        )
+        try:
+            handle = self.runner.submit(
+                f"{self.workflow.name} ({self.context.run.run_id[:8]})",
+                [self._submit_task(spec.task(k), cluster_id) for k in self.task_keys],
+                token=self._token("all_purpose"),
+            )
+            self.context.instance.add_run_tags(self.context.run.run_id, {RUN_ID_TAG: str(handle.run_id)})
+            yield from self._watch_and_report(handle)
+        finally:
+            self.runner.delete_cluster(cluster_id)
+
+    def _submit_task(self, task: WorkflowTask, cluster_id: str) -> dict[str, Any]:
+        """A job task as a runs/submit task: no job parameters there, so they go into the task itself."""
+        settings = task.settings(cluster_override={"existing_cluster_id": cluster_id})
+        settings["depends_on"] = [d for d in settings.get("depends_on", []) if d["task_key"] in self.task_keys]
+        if "notebook_task" in settings:
+            settings["notebook_task"]["base_parameters"] = {
+                **settings["notebook_task"].get("base_parameters", {}), **self._job_parameters()}
+        if "dbt_task" in settings:
+            settings["dbt_task"]["commands"] = self._dbt_commands() or settings["dbt_task"]["commands"]
+        return settings
+
+    def _token(self, *extra: str) -> str:
+        step_key = self.context.op_execution_context.get_step_execution_context().step.key
+        return idempotency_token(self.context.run.run_id, step_key, *extra)
+
+    def _watch_and_report(self, handle: RunHandle) -> Iterator[Any]:
         self.context.log.info(
             f"Databricks run {handle.run_id} ({'repair ' + str(handle.repair_id) if handle.repair_id else 'tasks'}: "
             f"{', '.join(self.task_keys)}): {handle.run_page_url}"
@@ -224,10 +266,8 @@ class WorkflowExecution:
                     )
                 self.task_keys = rerun
                 return self.runner.repair(previous, rerun, dbt_commands=self._dbt_commands())
-        step_key = self.context.op_execution_context.get_step_execution_context().step.key
-        token = idempotency_token(self.context.run.run_id, step_key, str(job_id))
         handle = self.runner.run_now(
-            job_id, self.task_keys, job_parameters=self._job_parameters(), token=token,
+            job_id, self.task_keys, job_parameters=self._job_parameters(), token=self._token(str(job_id)),
             dbt_commands=self._dbt_commands(),
         )
         if handle.reattached and self.context.retry_number > 0:

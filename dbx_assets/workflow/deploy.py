@@ -8,6 +8,7 @@ notebook deleted in the workspace would otherwise stay missing while the manifes
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import logging
@@ -77,12 +78,7 @@ class WorkflowDeployer:
             if parent not in made_dirs:
                 self._client.workspace.mkdirs(parent)
                 made_dirs.add(parent)
-            if f.is_notebook:
-                self._client.workspace.upload(
-                    path, f.content, format=ImportFormat.SOURCE, language=Language.PYTHON, overwrite=True
-                )
-            else:
-                self._client.workspace.upload(path, f.content, format=ImportFormat.AUTO, overwrite=True)
+            self._import(path, f.content, notebook=f.is_notebook)
         if changed or set(deployed) != set(wanted):
             self._write_manifest(wanted)
         if changed:
@@ -113,10 +109,16 @@ class WorkflowDeployer:
 
     def _write_manifest(self, manifest: dict[str, str]) -> None:
         self._client.workspace.mkdirs(self._root)
-        self._client.workspace.upload(
-            self.path_of(MANIFEST_NAME),
-            json.dumps(manifest, sort_keys=True, indent=1).encode(),
-            format=ImportFormat.AUTO,
+        self._import(self.path_of(MANIFEST_NAME), json.dumps(manifest, sort_keys=True, indent=1).encode(), notebook=False)
+
+    def _import(self, path: str, content: bytes, *, notebook: bool) -> None:
+        # The JSON import (base64 body), not the SDK's multipart `upload`: the SDK never retries a
+        # multipart request, so one 429/503 would fail the whole deploy. Fine for files under 10 MB.
+        self._client.workspace.import_(
+            path,
+            content=base64.b64encode(content).decode(),
+            format=ImportFormat.SOURCE if notebook else ImportFormat.AUTO,
+            language=Language.PYTHON if notebook else None,
             overwrite=True,
         )
 

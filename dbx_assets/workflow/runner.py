@@ -4,6 +4,7 @@ each task the moment it terminates. Knows nothing of Dagster; the asset body tra
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import logging
 import time
@@ -12,7 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from databricks.sdk import WorkspaceClient
-from databricks.sdk.service.jobs import Run, RunLifeCycleState, RunOutput, RunTask
+from databricks.sdk.service.compute import ClusterSpec
+from databricks.sdk.service.jobs import Run, RunLifeCycleState, RunOutput, RunTask, SubmitTask
 
 TERMINAL_LIFE_CYCLE = {
     RunLifeCycleState.TERMINATED,
@@ -111,6 +113,27 @@ class WorkflowRunner:
         if reattached:
             self._log.info("Reattached to Databricks run %s started earlier for this step", run.run_id)
         return RunHandle(job_id, run.run_id, run.run_page_url or "", reattached=reattached, task_keys=tuple(task_keys))
+
+    def submit(self, run_name: str, tasks: Sequence[dict[str, Any]], *, token: str) -> RunHandle:
+        """A one-time run (runs/submit) of `tasks`; the same token reattaches to the run it started."""
+        waiter = self._client.jobs.submit(
+            run_name=run_name, tasks=[SubmitTask.from_dict(t) for t in tasks], idempotency_token=token
+        )
+        run = self._client.jobs.get_run(waiter.response.run_id)
+        return RunHandle(None, run.run_id, run.run_page_url or "", task_keys=tuple(t["task_key"] for t in tasks))
+
+    def create_cluster(self, spec: Mapping[str, Any], *, name: str, autotermination_minutes: int = 30) -> str:
+        """Create an all-purpose cluster and wait until it runs; auto-termination guards against leaks."""
+        fields = ClusterSpec.from_dict({**spec, "cluster_name": name, "autotermination_minutes": autotermination_minutes})
+        waiter = self._client.clusters.create(**{k: v for k, v in vars(fields).items() if v is not None})
+        cluster_id = waiter.response.cluster_id
+        self._log.info("Starting all-purpose cluster %s (%s)", cluster_id, name)
+        waiter.result(timeout=datetime.timedelta(minutes=30))
+        return cluster_id
+
+    def delete_cluster(self, cluster_id: str) -> None:
+        self._log.info("Deleting all-purpose cluster %s", cluster_id)
+        self._client.clusters.permanent_delete(cluster_id)
 
     def repair(self, run_id: int, task_keys: Sequence[str], *, dbt_commands: Sequence[str] | None = None) -> RunHandle:
         """Re-run only `task_keys` of a finished run (Databricks runs/repair), keeping its successes."""
