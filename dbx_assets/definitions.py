@@ -6,12 +6,16 @@ contacts a workspace, starts a server or starts Spark (the UI reloads it often).
 
 from __future__ import annotations
 
+import os
+
 import dagster as dg
 
 from dbx_assets.dbt import load_dbt_project
 from dbx_assets.notebooks import NotebookAsset
 from dbx_assets.partitions import daily_partitions
 from dbx_assets.resource import DatabricksResource
+from dbx_assets.schedules import demo_daily_job, demo_daily_schedule
+from dbx_assets.sensors import build_file_sensor
 from dbx_assets.workflow.assets import Workflow, build_workflow_assets
 
 NOTEBOOK_ASSETS = [
@@ -46,7 +50,27 @@ demo_assets = build_workflow_assets(
 # DATABRICKS_TOKEN (or a profile / OAuth M2M variables) to run against a real workspace.
 databricks_resource = DatabricksResource()
 
+# A day's orders are complete when its `_SUCCESS` marker lands: materialize that day's partition
+# of bronze_orders and everything downstream. On by default, so `make dev` reacts to
+# `python -m dbx_assets.demo drop` within one tick (DBX_DEMO_SENSOR=stopped starts it off).
+orders_landing_sensor = build_file_sensor(
+    name="orders_landing",
+    watch_path="dbfs:/landing/orders",
+    marker="_SUCCESS",
+    partition_template="dbfs:/landing/orders/date={partition}/_SUCCESS",
+    partitions_def=daily_partitions,
+    settle_seconds=5,  # the marker is written last; a few seconds only guard against clock skew
+    default_status=(
+        dg.DefaultSensorStatus.STOPPED
+        if os.environ.get("DBX_DEMO_SENSOR") == "stopped"
+        else dg.DefaultSensorStatus.RUNNING
+    ),
+)
+
 defs = dg.Definitions(
     assets=[demo_assets],
+    jobs=[demo_daily_job],
+    schedules=[demo_daily_schedule],
+    sensors=[orders_landing_sensor],
     resources={"databricks": databricks_resource},
 )

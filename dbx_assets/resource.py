@@ -79,6 +79,13 @@ class DatabricksResource(ConfigurableResource):
             self._client = WorkspaceClient(config=self._config())
         return self._client
 
+    def get_client_with_retry_timeout(self, retry_timeout_seconds: int) -> WorkspaceClient:
+        """A separate client with a shorter retry budget, e.g. for one sensor tick. The budget must
+        be set before the client is built: building it already calls the workspace."""
+        quick = self.model_copy(update={"retry_timeout_seconds": retry_timeout_seconds})
+        quick._client = None  # model_copy carries private attributes over; build a fresh client
+        return quick.get_client()
+
     @cached_property
     def _local_state_dir(self) -> Path:
         return Path(self.local_state_dir).resolve() if self.local_state_dir else default_local_state_dir()

@@ -17,13 +17,25 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--state-dir", required=True, type=Path)
     serve.add_argument("--port", type=int, default=None)
     serve.add_argument("--tls", action="store_true", help="serve https with a self-signed certificate in DIR/tls/")
+    faults = serve.add_argument_group("fault injection (override DIR/faults.json; change live via PUT /api/2.0/local/faults)")
+    faults.add_argument("--fault-rate-limit", type=float, metavar="SHARE", help="share of calls answered 429")
+    faults.add_argument("--fault-server-error", type=float, metavar="SHARE", help="share answered 500/503")
+    faults.add_argument("--fault-latency-ms", type=int, metavar="MS", help="latency added to every call")
+    faults.add_argument("--fault-drop", type=float, metavar="SHARE", help="share dropped before taking effect")
+    faults.add_argument("--fault-drop-after", type=float, metavar="SHARE",
+                        help="share of mutating calls dropped after taking effect (lost responses)")
+    faults.add_argument("--fault-cluster-start-fail", type=float, nargs="?", const=1.0, metavar="SHARE",
+                        help="share of cluster starts that fail (default 1 when given without a value)")
+    faults.add_argument("--fault-seed", type=int, help="RNG seed, to replay a failing run")
+    faults.add_argument("--fault-endpoint", action="append", dest="fault_endpoints", metavar="REGEX",
+                        help="fault only paths matching REGEX (repeatable)")
     for name in ("stop", "status"):
         p = sub.add_parser(name)
         p.add_argument("--state-dir", required=True, type=Path)
     args = parser.parse_args(argv)
 
     if args.command == "serve":
-        return _serve(args.state_dir, args.port, args.tls)
+        return _serve(args.state_dir, args.port, args.tls, _fault_settings(args))
     from .launcher import healthy, stop
 
     if args.command == "stop":
@@ -34,13 +46,24 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if conn else 1
 
 
-def _serve(state_dir: Path, port: int | None, tls: bool) -> int:
+def _fault_settings(args: argparse.Namespace) -> dict:
+    names = ("rate_limit", "server_error", "latency_ms", "drop", "drop_after", "cluster_start_fail", "seed", "endpoints")
+    return {n: getattr(args, "fault_" + n) for n in names if getattr(args, "fault_" + n, None) is not None}
+
+
+def _serve(state_dir: Path, port: int | None, tls: bool, fault_flags: dict | None = None) -> int:
     from .app import LocalWorkspace, configure_logging
+    from .faults import FaultConfig, load_config_file
 
     state_dir = state_dir.resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
     configure_logging(state_dir)
-    ws = LocalWorkspace(state_dir, port=port, tls=tls)
+    try:
+        faults = FaultConfig.from_dict({**load_config_file(state_dir), **(fault_flags or {})})
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    ws = LocalWorkspace(state_dir, port=port, tls=tls, faults=faults)
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     signal.signal(signal.SIGINT, lambda *_: stopping.set())

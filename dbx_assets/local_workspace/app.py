@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .clusters_api import LOCAL_USER, ClusterFactory, Clusters, default_cluster_factory
 from .dbfs_api import Dbfs
+from .faults import FaultConfig, FaultInjector, load_config_file
 from .files_api import VolumeFiles
 from .jobs_api import Jobs
 from . import run_page
@@ -52,7 +53,8 @@ class LocalWorkspace:
     """One running workspace. `start()` serves in a background thread; `close()` stops clusters and the server."""
 
     def __init__(self, state_dir: Path, *, port: int | None = None, tls: bool = False,
-                 cluster_factory: ClusterFactory | None = None, max_active_runs: int = 8):
+                 cluster_factory: ClusterFactory | None = None, max_active_runs: int = 8,
+                 faults: FaultConfig | None = None):
         self.state_dir = Path(state_dir).resolve()
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.paths = StoragePaths(self.state_dir).ensure()
@@ -63,6 +65,9 @@ class LocalWorkspace:
             port = old if old and _port_free(old) else 0
         self.store = StateStore(self.state_dir / "state.db")
         self.dispatcher = Dispatcher(self.token)
+        # Faults: explicit config, else DIR/faults.json, else none (counting requests still happens).
+        self.faults = FaultInjector(faults or FaultConfig.from_dict(load_config_file(self.state_dir)))
+        self.dispatcher.faults = self.faults
         ssl_context = None
         if tls:
             from .tls import server_context
@@ -75,10 +80,11 @@ class LocalWorkspace:
         self.dbfs = Dbfs(self.paths.dbfs)
         self.files = VolumeFiles(self.paths.volumes)
         self.clusters = Clusters(self.store, self.paths, cluster_factory or default_cluster_factory)
+        self.clusters.start_failure = self.faults.cluster_start_failure
         resolvers = Resolvers(self.workspace.read_notebook, self.workspace.local, self.dbfs.local)
         self.scheduler = Scheduler(self.store, self.paths, self.clusters, resolvers, lambda: self.host, max_active_runs)
         self.jobs = Jobs(self.store, self.scheduler, lambda: self.host, self.token)
-        for api in (self.workspace, self.dbfs, self.files, self.clusters, self.jobs):
+        for api in (self.workspace, self.dbfs, self.files, self.clusters, self.jobs, self.faults):
             api.register(self.dispatcher)
         self.dispatcher.route("GET", "/api/2.0/preview/scim/v2/Me", lambda req: {
             "id": "1", "userName": LOCAL_USER, "displayName": "Local User", "active": True,

@@ -14,6 +14,7 @@ import threading
 import time
 from typing import Callable, Protocol
 
+from .faults import describe_termination
 from .http_errors import invalid, invalid_state, not_found, require
 from .runtime_types import ClusterSpec, ClusterStartError, StoragePaths, TaskInvocation
 from .server import Dispatcher, Request
@@ -77,6 +78,8 @@ class Clusters:
         self._live: dict[str, ClusterRuntime] = {}
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
+        # Fault injection: returns a termination_reason to fail a start with, or None.
+        self.start_failure: Callable[[str], dict | None] = lambda cluster_id: None
 
     # -- registry -------------------------------------------------------------------------
     def doc(self, cluster_id: str) -> dict:
@@ -129,6 +132,11 @@ class Clusters:
     def _boot(self, doc: dict) -> ClusterRuntime:
         """Start the driver (blocking). On failure the cluster ends TERMINATED and ClusterStartError propagates."""
         cluster_id = doc["cluster_id"]
+        injected = self.start_failure(cluster_id)
+        if injected is not None:  # fail before any driver starts, as a cloud launch failure would
+            message = describe_termination(cluster_id, injected)
+            self._mark_terminated(self.doc(cluster_id), message, injected)
+            raise ClusterStartError(message)
         runtime = self.factory(cluster_id, cluster_spec(doc), self.paths)
         with self._lock:
             self._live[cluster_id] = runtime

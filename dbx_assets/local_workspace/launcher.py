@@ -47,7 +47,8 @@ def healthy(state_dir: Path, timeout: float = 2.0) -> Connection | None:
     ctx = None
     if info.get("ca_cert"):
         ctx = ssl.create_default_context(cafile=info["ca_cert"])
-    req = urllib.request.Request(info["host"] + "/api/2.0/preview/scim/v2/Me", headers={"Authorization": f"Bearer {info['token']}"})
+    # The admin endpoint is authenticated but never fault-injected, so faults cannot fake an outage.
+    req = urllib.request.Request(info["host"] + "/api/2.0/local/faults", headers={"Authorization": f"Bearer {info['token']}"})
     try:
         with urllib.request.urlopen(req, timeout=timeout, context=ctx) as resp:
             if resp.status != 200:
@@ -66,6 +67,9 @@ def ensure_running(state_dir: Path, *, timeout: float = 60, tls: bool = False) -
         if conn is not None:
             return conn
         previous = read_connection(state_dir) or {}
+        if _is_workspace_server(int(previous.get("pid", 0))):
+            # Alive but slow (a loaded machine): wait for it rather than start a second server.
+            return _wait_for_existing(state_dir, int(previous["pid"]), timeout)
         cmd = [sys.executable, "-m", "dbx_assets.local_workspace", "serve", "--state-dir", str(state_dir)]
         if tls:
             cmd.append("--tls")
@@ -85,6 +89,31 @@ def ensure_running(state_dir: Path, *, timeout: float = 60, tls: bool = False) -
             time.sleep(0.1)
         proc.terminate()
         raise TimeoutError(f"The local workspace server did not answer within {timeout:.0f}s; see {state_dir / 'server.log'}")
+
+
+def _is_workspace_server(pid: int) -> bool:
+    if not _pid_alive(pid):
+        return False
+    try:
+        return b"dbx_assets.local_workspace" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def _wait_for_existing(state_dir: Path, pid: int, timeout: float) -> Connection:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        conn = healthy(state_dir, timeout=5.0)
+        if conn is not None:
+            return conn
+        if not _is_workspace_server(pid):
+            break
+        time.sleep(0.5)
+    raise TimeoutError(
+        f"The local workspace server (pid {pid}) in {state_dir} is running but not answering. "
+        f"Stop it with `python -m dbx_assets.local_workspace stop --state-dir {state_dir}` and retry; "
+        f"see {state_dir / 'server.log'}"
+    )
 
 
 def stop(state_dir: Path, timeout: float = 30) -> bool:

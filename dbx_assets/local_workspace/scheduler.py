@@ -163,7 +163,9 @@ class RunExecutor:
                 continue
             result = "TIMEDOUT" if self.timed_out else ("CANCELED" if self.cancel_requested else None)
             life = "INTERNAL_ERROR" if (self.internal_error and not result) else "TERMINATED"
-            self._end_task(key, life, result or "FAILED", "Run was stopped before this task started")
+            # A failed cluster start fails every waiting task with its reason, as on Databricks.
+            message = self.internal_error if life == "INTERNAL_ERROR" else "Run was stopped before this task started"
+            self._end_task(key, life, result or "FAILED", message)
         for rt in list(self.running.values()):
             try:
                 rt.cancel()
@@ -259,8 +261,8 @@ class RunExecutor:
         try:
             cluster_id, cluster = self._cluster_for(key, spec)
         except ClusterStartError as e:
-            with self.cond:
-                self.internal_error = f"Cluster failed to start: {e}"
+            with self.cond:  # tasks sharing the failed cluster report the first failure once, not nested
+                self.internal_error = self.internal_error or f"Cluster failed to start: {e}"
                 self._end_task(key, "INTERNAL_ERROR", "FAILED", self.internal_error)
             return
         except ValueError as e:  # existing cluster not usable

@@ -19,10 +19,13 @@ from dataclasses import dataclass, field
 from email import message_from_bytes
 from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 from urllib.parse import parse_qs, urlsplit
 
 from .http_errors import ApiError, endpoint_not_found, invalid, permission_denied, unauthenticated
+
+if TYPE_CHECKING:
+    from .faults import FaultInjector
 
 log = logging.getLogger("dbx_local_workspace")
 
@@ -82,6 +85,11 @@ class Response:
     status: int = 200
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
+    drop_connection: bool = False  # close the socket without answering (fault injection)
+
+    @classmethod
+    def dropped(cls) -> "Response":
+        return cls(0, drop_connection=True)
 
     @classmethod
     def json(cls, data: dict, status: int = 200) -> "Response":
@@ -112,6 +120,7 @@ class Dispatcher:
         self._token = token
         self._routes: list[tuple[str, re.Pattern, Handler]] = []
         self._public: list[tuple[str, re.Pattern, Handler]] = []
+        self.faults: FaultInjector | None = None  # set by the app; decides 429/5xx/drops per call
 
     def route(self, method: str, pattern: str, handler: Handler) -> None:
         self._routes.append((method, re.compile(pattern + r"\Z"), handler))
@@ -127,10 +136,15 @@ class Dispatcher:
                     endpoint_not_found(req.method, req.path).body(), 404
                 )
             self._authenticate(req)
+            faulty = self.faults is not None and not self.faults.exempt(req)
+            if faulty:
+                fault = self.faults.before(req)  # before any effect: a faulted call changes nothing
+                if fault is not None:
+                    return fault
             resp = self._call(self._routes, req)
             if resp is None:
                 raise endpoint_not_found(req.method, req.path)
-            return resp
+            return self.faults.after(req, resp) if faulty else resp
         except ApiError as e:
             return Response.json(e.body(), e.status)
         except Exception as e:  # a bug here must still answer in Databricks' shape
@@ -162,6 +176,8 @@ class Dispatcher:
 
 
 class _HttpHandler(BaseHTTPRequestHandler):
+    # Headers and body go out as separate writes; with Nagle on, the client's delayed ACK adds ~40 ms per call.
+    disable_nagle_algorithm = True
     protocol_version = "HTTP/1.1"
     server_version = "DbxLocalWorkspace/1"
     dispatcher: Dispatcher  # set on the subclass per server
@@ -177,6 +193,10 @@ class _HttpHandler(BaseHTTPRequestHandler):
             return
         req = Request(self.command, parts.path, parse_qs(parts.query, keep_blank_values=True), headers, body)
         resp = self.dispatcher.dispatch(req)
+        if resp.drop_connection:
+            self.close_connection = True  # the socket closes with no response written
+            log.info("%s %s -> connection dropped (injected fault)", self.command, parts.path)
+            return
         self._send(resp)
         # Never log headers: they carry the bearer token.
         log.info("%s %s -> %d (%.0f ms)", self.command, parts.path, resp.status, (time.monotonic() - started) * 1000)

@@ -1,0 +1,86 @@
+"""The daily schedule targets the day that just ended; backfills cover a day range."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import dagster as dg
+import pytest
+
+from dbx_assets.partitions import daily_partitions
+from dbx_assets.schedules import (
+    build_daily_job,
+    build_daily_schedule,
+    launch_backfill,
+    partition_keys_between,
+)
+
+
+# Stand-ins shaped like the demo graph (daily partitioned, bronze -> silver): the schedule
+# logic is pure Dagster, so it needs no workspace.
+@dg.asset(partitions_def=daily_partitions)
+def bronze_orders() -> None: ...
+
+
+@dg.asset(partitions_def=daily_partitions, deps=[bronze_orders])
+def silver_orders() -> None: ...
+
+
+JOB = build_daily_job()
+SCHEDULE = build_daily_schedule(JOB)
+DEFS = dg.Definitions(assets=[bronze_orders, silver_orders], jobs=[JOB], schedules=[SCHEDULE])
+
+
+def _evaluate(when: datetime) -> list[dg.RunRequest]:
+    schedule = DEFS.get_schedule_def(SCHEDULE.name)
+    with dg.instance_for_test() as instance:
+        context = dg.build_schedule_context(
+            instance=instance, scheduled_execution_time=when, repository_def=DEFS.get_repository_def()
+        )
+        result = schedule.evaluate_tick(context)
+    assert result.skip_message is None, result.skip_message
+    return list(result.run_requests or [])
+
+
+def test_schedule_runs_after_midnight_utc_daily():
+    schedule = DEFS.get_schedule_def(SCHEDULE.name)
+    assert schedule.cron_schedule == "0 1 * * *"
+    assert schedule.execution_timezone in (None, "UTC")
+    assert schedule.job_name == "demo_daily"
+
+
+@pytest.mark.parametrize(
+    "tick, expected",
+    [
+        (datetime(2026, 11, 10, 1, 0, tzinfo=timezone.utc), "2026-11-09"),
+        (datetime(2026, 11, 2, 1, 0, tzinfo=timezone.utc), "2026-11-01"),
+        (datetime(2026, 12, 1, 1, 0, tzinfo=timezone.utc), "2026-11-30"),
+    ],
+)
+def test_schedule_requests_previous_days_partition(tick, expected):
+    requests = _evaluate(tick)
+    assert [r.partition_key for r in requests] == [expected]
+
+
+def test_partition_keys_between_is_inclusive_and_validated():
+    assert partition_keys_between("2026-11-01", "2026-11-03") == ["2026-11-01", "2026-11-02", "2026-11-03"]
+    with pytest.raises(ValueError, match="after its end"):
+        partition_keys_between("2026-11-03", "2026-11-01")
+    with pytest.raises(ValueError, match="'2026-10-31' is not a partition"):
+        partition_keys_between("2026-10-31", "2026-11-01")
+
+
+def test_launch_backfill_queues_the_day_range_for_every_asset():
+    with dg.instance_for_test() as instance:
+        backfill_id = launch_backfill(instance, DEFS, "2026-11-02", "2026-11-04", tags={"reason": "replay"})
+        backfill = instance.get_backfill(backfill_id)
+        assert backfill is not None
+        assert backfill.tags["reason"] == "replay"
+        assert set(backfill.asset_selection) == {dg.AssetKey("bronze_orders"), dg.AssetKey("silver_orders")}
+        target = backfill.asset_backfill_data.target_subset
+        for key in ("bronze_orders", "silver_orders"):
+            assert set(target.get_partitions_subset(dg.AssetKey(key)).get_partition_keys()) == {
+                "2026-11-02",
+                "2026-11-03",
+                "2026-11-04",
+            }
