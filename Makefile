@@ -10,9 +10,10 @@ export DBX_LOCAL_STATE_DIR ?= $(CURDIR)/.local_workspace
 
 .PHONY: setup dev demo test bench requirements clean dagster-home dbt-manifest
 
-# Concurrent Databricks runs from this Dagster instance (the `databricks` pool); change it
-# later with `dagster instance concurrency set databricks N`.
-POOL_LIMIT ?= 4
+# Concurrent Databricks runs from this Dagster instance (the `databricks` pool). 1 for the demo:
+# runs for different days rewrite the same tables, and a laptop runs one Spark cluster well.
+# Change it later with `dagster instance concurrency set databricks N`.
+POOL_LIMIT ?= 1
 
 setup: $(STAMP) dbt-manifest
 

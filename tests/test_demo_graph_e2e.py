@@ -13,6 +13,7 @@ import pytest
 from dbx_assets.demo.data import orders_csv
 from dbx_assets.demo.landing import day_dir, land_customers, land_day, upload
 from dbx_assets.definitions import demo_assets
+from dbx_assets.local_workspace.launcher import ensure_running, stop
 from dbx_assets.resource import DatabricksResource
 
 DAY1, DAY2, BAD_DAY = dt.date(2026, 11, 10), dt.date(2026, 11, 11), dt.date(2026, 11, 12)
@@ -20,11 +21,27 @@ K = dg.AssetKey
 
 
 @pytest.fixture(scope="module")
-def resource(local_workspace, workspace_client):
-    land_customers(workspace_client)
+def own_workspace(tmp_path_factory):
+    """A workspace of its own: these tests rewrite the demo tables (one lands bad data on purpose),
+    and the demo tables of the shared workspace belong to the UI test."""
+    state_dir = tmp_path_factory.mktemp("demo_graph_workspace")
+    ensure_running(state_dir)
+    yield state_dir
+    stop(state_dir)
+
+
+@pytest.fixture(scope="module")
+def resource(own_workspace):
+    resource = DatabricksResource(local_state_dir=str(own_workspace), workspace_root="/Shared/tests/demo")
+    land_customers(resource.get_client())
     for day in (DAY1, DAY2):
-        land_day(workspace_client, day)
-    return DatabricksResource(local_state_dir=str(local_workspace.state_dir), workspace_root="/Shared/tests/demo")
+        land_day(resource.get_client(), day)
+    return resource
+
+
+@pytest.fixture(scope="module")
+def workspace_client(resource):
+    return resource.get_client()
 
 
 def _materialize(resource, partition_key=None, selection=None, tags=None):

@@ -230,3 +230,20 @@ def test_all_purpose_mode_deletes_its_cluster_even_on_failure(local_workspace, w
     assert {t.existing_cluster_id for t in run.tasks} == {meta["databricks_cluster_id"]}
     # ... and the all-purpose cluster it ran on is gone anyway
     assert {c.cluster_id for c in workspace_client.clusters.list()} == before
+
+
+def test_a_missing_task_library_fails_the_asset_with_the_package_named(local_workspace):
+    from dbx_assets.notebooks import NotebookAsset
+    from dbx_assets.workflow.assets import Workflow
+    from workflow_support import NOTEBOOKS
+
+    name = new_name()
+    workflow = Workflow(name=name, notebooks_dir=NOTEBOOKS, notebooks=[
+        NotebookAsset(key=f"{name}/needs_lib", notebook="sink.py", libraries=["definitely-not-installed-pkg==1.0"]),
+    ])
+    result = dg.materialize([build_workflow_assets(workflow)], raise_on_error=False,
+                            resources={"databricks": make_resource(local_workspace.state_dir, name)})
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    message = failure.step_failure_data.error.message
+    assert "definitely-not-installed-pkg" in message and "Library installation failed" in message

@@ -146,12 +146,7 @@ class Jobs:
         page = jobs[offset : offset + limit]
         if not q_bool(p.get("expand_tasks", False)):
             page = [dict(j, settings={k: v for k, v in j["settings"].items() if k not in ("tasks", "job_clusters")}) for j in page]
-        out: dict = {"jobs": page, "has_more": offset + limit < len(jobs)} if page else {"has_more": False}
-        if offset + limit < len(jobs):
-            out["next_page_token"] = str(offset + limit)
-        if offset > 0:
-            out["prev_page_token"] = str(max(0, offset - limit))
-        return out
+        return _page_response("jobs", page, offset, limit, len(jobs))
 
     def delete(self, req: Request) -> dict:
         job = self._job(require(req.json(), "job_id"))
@@ -390,14 +385,7 @@ class Jobs:
             runs = [r for r in runs if r.get("start_time", 0) <= int(p["start_time_to"])]
         runs.sort(key=lambda r: -r["run_id"])
         page = [self.public(r, q_bool(p.get("expand_tasks", False))) for r in runs[offset : offset + limit]]
-        out: dict = {"has_more": offset + limit < len(runs)}
-        if page:
-            out["runs"] = page
-        if offset + limit < len(runs):
-            out["next_page_token"] = str(offset + limit)
-        if offset > 0:
-            out["prev_page_token"] = str(max(0, offset - limit))
-        return out
+        return _page_response("runs", page, offset, limit, len(runs))
 
     # -- changing runs ----------------------------------------------------------------------------
     def cancel(self, req: Request) -> dict:
@@ -481,3 +469,15 @@ class Jobs:
             run.pop("end_time", None)
             self.s.start(run, [k for k in keys if k in selected], repair_id=repair_id)
         return {"repair_id": repair_id}
+
+
+def _page_response(list_key: str, page: list, offset: int, limit: int, total: int) -> dict:
+    """Databricks list paging: the list is omitted when empty; tokens are offsets."""
+    out: dict = {"has_more": offset + limit < total}
+    if page:
+        out[list_key] = page
+    if offset + limit < total:
+        out["next_page_token"] = str(offset + limit)
+    if offset > 0:
+        out["prev_page_token"] = str(max(0, offset - limit))
+    return out

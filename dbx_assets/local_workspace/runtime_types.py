@@ -91,6 +91,8 @@ class TaskInvocation:
     dbt: DbtInvocation | None = None
     # spark_env_vars of the cluster plus per-task additions
     env: dict[str, str] = field(default_factory=dict)
+    # pypi requirements from the task's `libraries`; the runtime fails the task if one is missing
+    pypi_packages: tuple[str, ...] = ()
     timeout_seconds: int = 0  # 0: none; the server enforces it by calling cancel()
 
 

@@ -519,13 +519,13 @@ class Scheduler:
             cluster_env = cluster_spec(jc).spark_env_vars
         env = dict(cluster_env)
         env.update({
-            "DBX_LOCAL_PYPI_PACKAGES": ",".join(packages),
             "DATABRICKS_JOB_ID": str(run.get("job_id", "")),
             "DATABRICKS_RUN_ID": str(run["run_id"]),
             "DATABRICKS_TASK_RUN_ID": str(task["run_id"]),
             "DATABRICKS_TASK_KEY": task["task_key"],
         })
-        common = dict(task_run_id=task["run_id"], output_dir=output_dir, env=env, timeout_seconds=int(spec.get("timeout_seconds") or 0))
+        common = dict(task_run_id=task["run_id"], output_dir=output_dir, env=env, pypi_packages=tuple(packages),
+                      timeout_seconds=int(spec.get("timeout_seconds") or 0))
         if spec.get("notebook_task"):
             nt = spec["notebook_task"]
             if (nt.get("source") or "WORKSPACE") != "WORKSPACE":

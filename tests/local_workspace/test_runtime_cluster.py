@@ -246,7 +246,7 @@ def test_missing_secret_fails_with_hint(cluster):
 
 
 def test_missing_pypi_library_fails_the_task(cluster):
-    outcome = run_notebook(cluster, "print('never runs')", env={"DBX_LOCAL_PYPI_PACKAGES": "pyspark,definitely-not-installed-pkg==1.0"})
+    outcome = run_notebook(cluster, "print('never runs')", pypi_packages=("pyspark", "definitely-not-installed-pkg==1.0"))
     assert outcome.result_state == "FAILED"
     assert outcome.state_message == (
         "Library installation failed for library due to user error: pypi package 'definitely-not-installed-pkg' "

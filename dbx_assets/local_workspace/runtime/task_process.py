@@ -52,8 +52,7 @@ def main(argv: list[str]) -> None:
     os._exit(0)
 
 
-def missing_packages(cluster_packages: list[str], env: dict[str, str]) -> list[str]:
-    names = list(cluster_packages) + [p for p in env.get("DBX_LOCAL_PYPI_PACKAGES", "").split(",") if p.strip()]
+def missing_packages(names: list[str]) -> list[str]:
     missing = []
     for spec in names:
         name = spec.strip().split(";")[0]
@@ -68,7 +67,7 @@ def missing_packages(cluster_packages: list[str], env: dict[str, str]) -> list[s
 
 def run(invocation: TaskInvocation, cluster: dict[str, Any]) -> TaskOutcome:
     started = time.monotonic()
-    for name in missing_packages(cluster["pypi_packages"], dict(os.environ)):
+    for name in missing_packages([*cluster["pypi_packages"], *invocation.pypi_packages]):
         message = (
             f"Library installation failed for library due to user error: pypi package '{name}' is not installed "
             "on this local cluster. Install it in the environment or remove it from the task's libraries."

@@ -48,6 +48,7 @@ def invocation_from_dict(d: dict) -> TaskInvocation:
             catalog=dbt.get("catalog"),
         ),
         env=dict(d.get("env") or {}),
+        pypi_packages=tuple(d.get("pypi_packages") or ()),
         timeout_seconds=int(d.get("timeout_seconds") or 0),
     )
 
