@@ -246,3 +246,48 @@ def test_materialize_all_from_the_asset_graph(dagster_dev, browser, local_worksp
     href = link.get_attribute("href")
     assert href and "/run/" in href, f"no Databricks run link on the asset page (screenshots in {tmp_path})"
     print(f"screenshots: {tmp_path}; databricks run url: {href}")
+
+
+LAUNCH = """mutation($params: ExecutionParams!) { launchRun(executionParams: $params) {
+  __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }"""
+TERMINATE = """mutation($runId: String!) { terminateRun(runId: $runId) {
+  __typename ... on PythonError { message } ... on TerminateRunFailure { message } } }"""
+RUN_STATUS = """query($runId: ID!) { runOrError(runId: $runId) { ... on Run { status tags { key value } } } }"""
+
+
+def test_terminating_the_dagster_run_cancels_the_databricks_run(dagster_dev, local_workspace, workspace_client):
+    """What the UI's Terminate button does, through the same GraphQL API and run launcher."""
+    url = dagster_dev
+    params = {
+        "selector": {"repositoryLocationName": "dbx_assets.definitions", "repositoryName": "__repository__",
+                     "jobName": "__ASSET_JOB", "assetSelection": [{"path": ["bronze_orders"]}]},
+        "executionMetadata": {"tags": [{"key": "dagster/partition", "value": "2026-11-20"}]},
+        "runConfigData": {},
+    }
+    launched = _graphql(url, LAUNCH, {"params": params})["launchRun"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    run_id = launched["run"]["runId"]
+
+    databricks_run_id = None
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    while time.monotonic() < deadline and databricks_run_id is None:
+        tags = {t["key"]: t["value"] for t in _graphql(url, RUN_STATUS, {"runId": run_id})["runOrError"]["tags"]}
+        databricks_run_id = tags.get("dbx_assets/databricks_run_id")
+        time.sleep(0.5)
+    assert databricks_run_id, "the Dagster run never started a Databricks run"
+    while workspace_client.jobs.get_run(int(databricks_run_id)).state.life_cycle_state.value not in ("RUNNING",):
+        assert time.monotonic() < deadline, "the Databricks run never started running"
+        time.sleep(0.5)
+
+    terminated = _graphql(url, TERMINATE, {"runId": run_id})["terminateRun"]
+    assert terminated["__typename"] == "TerminateRunSuccess", terminated
+    cancel_deadline = time.monotonic() + 30
+    state = workspace_client.jobs.get_run(int(databricks_run_id)).state
+    while state.life_cycle_state.value != "TERMINATED" and time.monotonic() < cancel_deadline:
+        time.sleep(0.5)
+        state = workspace_client.jobs.get_run(int(databricks_run_id)).state
+    assert state.result_state and state.result_state.value == "CANCELED", state
+    while _graphql(url, RUN_STATUS, {"runId": run_id})["runOrError"]["status"] not in TERMINAL:
+        assert time.monotonic() < cancel_deadline + 60
+        time.sleep(1)
+    assert _graphql(url, RUN_STATUS, {"runId": run_id})["runOrError"]["status"] == "CANCELED"
