@@ -86,6 +86,11 @@ class Workflow:
                 )
         for key, spec in self.job_clusters.items():
             validate_cluster_spec(spec, f"Job cluster '{key}' of workflow '{self.name}'")
+        if self.compute == "all_purpose" and DEFAULT_JOB_CLUSTER_KEY not in self.job_clusters:
+            raise WorkflowDefinitionError(
+                f"Workflow '{self.name}' uses compute='all_purpose', which creates one cluster from the "
+                f"'{DEFAULT_JOB_CLUSTER_KEY}' cluster spec; add job_clusters['{DEFAULT_JOB_CLUSTER_KEY}']."
+            )
         try:
             list(graphlib.TopologicalSorter({t: set(deps) for t, deps in self._task_deps().items()}).static_order())
         except graphlib.CycleError as err:
