@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .http_errors import ApiError, already_exists, invalid, not_found, require
 from .server import Dispatcher, Request, q_bool, q_int
-from .storage_api import local_path, mtime_ms, normalize
+from .storage_api import local_path, mtime_ms, multipart_upload, normalize
 
 MAX_BLOCK = 1024 * 1024
 
@@ -104,11 +104,9 @@ class Dbfs:
         return path, p
 
     def put(self, req: Request) -> dict:
-        if req.is_multipart():
-            form = req.form()
-            data = form.get("contents", b"")
-            data = data.encode() if isinstance(data, str) else data
-            body = {k: v for k, v in form.items() if isinstance(v, str)}
+        upload = multipart_upload(req, "contents")
+        if upload is not None:
+            data, body = upload
         else:
             body = req.json()
             encoded = body.get("contents") or ""

@@ -7,6 +7,7 @@ import posixpath
 from pathlib import Path
 
 from .http_errors import invalid
+from .server import Request
 
 
 def normalize(api_path: str, *, strip_prefixes: tuple[str, ...] = ()) -> str:
@@ -35,3 +36,12 @@ def local_path(root: Path, api_path: str) -> Path:
 
 def mtime_ms(p: Path) -> int:
     return int(p.stat().st_mtime * 1000)
+
+
+def multipart_upload(req: Request, file_field: str) -> tuple[bytes, dict[str, str]] | None:
+    """The SDK's multipart form uploads: (the file field's bytes, the other fields); None for a JSON body."""
+    if not req.is_multipart():
+        return None
+    form = req.form()
+    data = form.get(file_field, b"")
+    return (data.encode() if isinstance(data, str) else data), {k: v for k, v in form.items() if isinstance(v, str)}

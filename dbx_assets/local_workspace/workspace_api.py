@@ -15,7 +15,7 @@ from pathlib import Path
 from .http_errors import ApiError, already_exists, invalid, not_found, require
 from .server import Dispatcher, Request, Response, q_bool
 from .state import StateStore
-from .storage_api import local_path, normalize
+from .storage_api import local_path, multipart_upload, normalize
 
 NOTEBOOK_HEADERS = {
     "PYTHON": "# Databricks notebook source",
@@ -84,11 +84,9 @@ class Workspace:
         d.route("POST", base + "/delete", self.delete)
 
     def import_(self, req: Request) -> dict:
-        if req.is_multipart():
-            form = req.form()
-            content = form.get("content", b"")
-            content = content.encode() if isinstance(content, str) else content
-            body = {k: v for k, v in form.items() if isinstance(v, str)}
+        upload = multipart_upload(req, "content")
+        if upload is not None:
+            content, body = upload
         else:
             body = req.json()
             content = base64.b64decode(body.get("content") or "")
