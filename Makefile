@@ -4,11 +4,15 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+# uv from PATH, else the one pip installs for $(PYTHON) (run as `python -m uv`, wherever pip put it).
+UV := $(shell command -v uv 2>/dev/null)
+ifeq ($(UV),)
+UV := $(PYTHON) -m uv
+endif
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export DBX_LOCAL_STATE_DIR ?= $(CURDIR)/.local_workspace
 
-.PHONY: setup dev demo test bench requirements clean dagster-home dbt-manifest
+.PHONY: setup dev demo test bench requirements clean dagster-home dbt-manifest uv
 
 # Concurrent Databricks runs from this Dagster instance (the `databricks` pool). 1 for the demo:
 # runs for different days rewrite the same tables, and a laptop runs one Spark cluster well.
@@ -17,10 +21,10 @@ POOL_LIMIT ?= 1
 
 setup: $(STAMP) dbt-manifest
 
-$(UV):
-	$(PYTHON) -m pip install --user --quiet uv
+uv:
+	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv || $(PYTHON) -m pip install --quiet --user uv
 
-$(STAMP): requirements/dev.txt pyproject.toml | $(UV)
+$(STAMP): requirements/dev.txt pyproject.toml | uv
 	test -d $(VENV) || $(UV) venv --python $(PYTHON) $(VENV)
 	$(UV) pip sync --python $(BIN)/python requirements/dev.txt
 	$(UV) pip install --python $(BIN)/python --no-deps -e .
@@ -31,7 +35,7 @@ dbt-manifest: $(STAMP)
 	$(BIN)/python -m dbx_assets.dbt prepare --if-stale
 
 # Re-pin after editing dependencies in pyproject.toml (hashes, no index address recorded).
-requirements: | $(UV)
+requirements: | uv
 	$(UV) pip compile --quiet --generate-hashes -p 3.11 pyproject.toml -o requirements/base.txt
 	$(UV) pip compile --quiet --generate-hashes -p 3.11 pyproject.toml --extra local --extra test -o requirements/dev.txt
 
