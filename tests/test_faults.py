@@ -159,7 +159,9 @@ def test_cli_flags_and_faults_json_configure_the_server_and_admin_is_never_fault
 def test_full_graph_under_429s_and_5xx_is_one_run_on_one_cluster(ws):
     name = new_name()
     clusters_before = ws.cluster_ids()
-    config = ws.set_faults(rate_limit=0.2, server_error=0.05)
+    # A fixed seed: with ~35 calls a random one leaves 5% 5xx unexercised one time in five. Seed 3's
+    # first draws give a 503 on the very first call and 429s on the 6th and 7th (the deploy's calls).
+    config = ws.set_faults(rate_limit=0.2, server_error=0.05, seed=3)
     try:
         result = materialize(build_workflow_assets(make_workflow(name)), name)
     finally:
