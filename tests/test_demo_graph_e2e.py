@@ -15,6 +15,7 @@ from dbx_assets.demo.landing import day_dir, land_customers, land_day, upload
 from dbx_assets.definitions import demo_assets
 from dbx_assets.local_workspace.launcher import ensure_running, stop
 from dbx_assets.resource import DatabricksResource
+from workflow_support import materialization_metadata, step_failure_message
 
 DAY1, DAY2, BAD_DAY = dt.date(2026, 11, 10), dt.date(2026, 11, 11), dt.date(2026, 11, 12)
 K = dg.AssetKey
@@ -55,12 +56,6 @@ def _materialize(resource, partition_key=None, selection=None, tags=None):
     )
 
 
-def _meta(result, key):
-    events = [e for e in result.get_asset_materialization_events() if e.asset_key == key]
-    assert events, f"{key.to_user_string()} not materialized"
-    return {k: v.value for k, v in events[-1].materialization.metadata.items()}
-
-
 def test_full_graph_is_one_run_one_cluster_and_the_report_reads_dbt(resource, workspace_client):
     result = _materialize(resource, DAY1.isoformat())
     assert result.success
@@ -72,10 +67,10 @@ def test_full_graph_is_one_run_one_cluster_and_the_report_reads_dbt(resource, wo
     assert sorted(t.task_key for t in run.tasks) == sorted(
         ["bronze_orders", "bronze_customers", "silver_orders", "dbt_build", "revenue_report"])
     assert len({t.cluster_instance.cluster_id for t in run.tasks}) == 1
-    report = _meta(result, K("revenue_report"))
+    report = materialization_metadata(result, K("revenue_report"))
     assert report["report_period"] == f"{DAY1}..{DAY1}" and report["days"] == 1
     assert report["revenue"] > 0 and report["orders"] > 100
-    fct = _meta(result, K("fct_daily_revenue"))
+    fct = materialization_metadata(result, K("fct_daily_revenue"))
     assert fct["databricks_run_url"] == run.run_page_url
     checks = {(c.asset_key, c.check_name): c for c in result.get_asset_check_evaluations()}
     assert checks[(K("stg_orders"), "unique_stg_orders_order_id")].passed
@@ -88,7 +83,7 @@ def test_one_model_selection_builds_only_that_model(resource, workspace_client):
     result = _materialize(resource, DAY1.isoformat(), selection=[K("stg_customers")])
     assert result.success
     assert {e.asset_key for e in result.get_asset_materialization_events()} == {K("stg_customers")}
-    run = workspace_client.jobs.get_run(_meta(result, K("stg_customers"))["databricks_run_id"])
+    run = workspace_client.jobs.get_run(materialization_metadata(result, K("stg_customers"))["databricks_run_id"])
     assert [t.task_key for t in run.tasks] == ["dbt_build"]
     (command,) = run.overriding_parameters.dbt_commands
     assert "fqn:dbx_assets_demo.staging.stg_customers" in command
@@ -106,7 +101,7 @@ def test_incremental_model_appends_the_next_day(resource):
               "dagster/asset_partition_range_end": DAY2.isoformat()},
     )
     assert both_days.success
-    report = _meta(both_days, K("revenue_report"))
+    report = materialization_metadata(both_days, K("revenue_report"))
     assert report["days"] == 2  # day 1 kept from the first build, day 2 appended by the incremental run
 
 
@@ -124,5 +119,4 @@ def test_failing_dbt_test_fails_its_check_and_skips_downstream(resource, workspa
     assert not status_check.passed and status_check.severity == dg.AssetCheckSeverity.ERROR
     materialized = {e.asset_key for e in result.get_asset_materialization_events()}
     assert K("stg_orders") in materialized and K("fct_daily_revenue") not in materialized
-    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
-    assert "fct_daily_revenue" in failure.step_failure_data.error.message
+    assert "fct_daily_revenue" in step_failure_message(result)

@@ -13,18 +13,18 @@ import uuid
 from pathlib import Path
 
 import dagster as dg
-import pytest
 
 from workflow_support import (
     ENV_NAME,
-    ENV_SLOW,
     build_test_job,
     flag_dbfs_path,
     key,
     make_assets,
     make_resource,
     make_workflow,
+    materialization_metadata,
     new_name,
+    step_failure_message,
 )
 from dbx_assets.workflow.assets import build_workflow_assets
 
@@ -43,12 +43,6 @@ def _materialize(name, state_dir, selection=None, slow_seconds=1, instance=None,
     )
 
 
-def _meta(result, asset_key):
-    events = [e for e in result.get_asset_materialization_events() if e.asset_key == asset_key]
-    assert events, f"{asset_key.to_user_string()} was not materialized"
-    return {k: v.value for k, v in events[-1].materialization.metadata.items()}
-
-
 def _job_runs(client, name):
     job = next(iter(client.jobs.list(name=name)))
     return job.job_id, list(client.jobs.list_runs(job_id=job.job_id))
@@ -58,7 +52,7 @@ def test_full_graph_is_one_run_on_one_cluster(local_workspace, workspace_client)
     name = new_name()
     result = _materialize(name, local_workspace.state_dir)
     assert result.success
-    metas = {a: _meta(result, key(name, a)) for a in ("source", "flaky", "sink", "slow")}
+    metas = {a: materialization_metadata(result, key(name, a)) for a in ("source", "flaky", "sink", "slow")}
     run_ids = {m["databricks_run_id"] for m in metas.values()}
     assert len(run_ids) == 1
     run = workspace_client.jobs.get_run(run_ids.pop())
@@ -82,7 +76,7 @@ def test_subset_runs_only_selected_tasks(local_workspace, workspace_client):
     assert result.success
     materialized = {e.asset_key for e in result.get_asset_materialization_events()}
     assert materialized == {key(name, "source"), key(name, "slow")}
-    run = workspace_client.jobs.get_run(_meta(result, key(name, "slow"))["databricks_run_id"])
+    run = workspace_client.jobs.get_run(materialization_metadata(result, key(name, "slow"))["databricks_run_id"])
     assert sorted(t.task_key for t in run.tasks) == [f"{name}__slow", f"{name}__source"]
 
 
@@ -98,11 +92,10 @@ def test_failure_fails_its_asset_and_reexecution_repairs_the_same_run(local_work
             assert not first.success
             materialized = {e.asset_key for e in first.get_asset_materialization_events()}
             assert materialized == {key(name, "source"), key(name, "slow")}  # siblings stay materialized
-            failure = next(e for e in first.all_events if e.event_type_value == "STEP_FAILURE")
-            message = failure.step_failure_data.error.message
+            message = step_failure_message(first)
             assert "flag file" in message and "says fail" in message  # the notebook's own error
             assert "#job/" in message  # and the run URL
-            source_meta = _meta(first, key(name, "source"))
+            source_meta = materialization_metadata(first, key(name, "source"))
         databricks_run_id = source_meta["databricks_run_id"]
         run = workspace_client.jobs.get_run(databricks_run_id)
         states = {t.task_key.split("__")[1]: t.state.result_state.value for t in run.tasks}
@@ -115,7 +108,7 @@ def test_failure_fails_its_asset_and_reexecution_repairs_the_same_run(local_work
             assert second.success
             materialized = {e.asset_key for e in second.get_asset_materialization_events()}
             assert materialized == {key(name, "flaky"), key(name, "sink")}
-            assert _meta(second, key(name, "flaky"))["databricks_run_id"] == databricks_run_id
+            assert materialization_metadata(second, key(name, "flaky"))["databricks_run_id"] == databricks_run_id
     repaired = workspace_client.jobs.get_run(databricks_run_id, include_history=True)
     assert [h.type.value for h in repaired.repair_history] == ["ORIGINAL", "REPAIR"]
     _, runs = _job_runs(workspace_client, name)
@@ -200,7 +193,7 @@ def test_partition_key_and_range_reach_the_notebook(local_workspace):
     result = _materialize(name, local_workspace.state_dir, selection=[key(name, "source")], partitioned=True,
                           partition_key="2026-11-05")
     assert result.success
-    meta = _meta(result, key(name, "source"))
+    meta = materialization_metadata(result, key(name, "source"))
     assert (meta["partition_key"], meta["partition_start"], meta["partition_end"]) == ("2026-11-05",) * 3
 
     assets = make_assets(name, partitioned=True)
@@ -211,7 +204,7 @@ def test_partition_key_and_range_reach_the_notebook(local_workspace):
         asset_selection=[key(name, "source")],
         tags={"dagster/asset_partition_range_start": "2026-11-02", "dagster/asset_partition_range_end": "2026-11-04"},
     )
-    meta = _meta(ranged, key(name, "source"))
+    meta = materialization_metadata(ranged, key(name, "source"))
     assert (meta["partition_key"], meta["partition_start"], meta["partition_end"]) == ("", "2026-11-02", "2026-11-04")
 
 
@@ -224,7 +217,7 @@ def test_all_purpose_mode_deletes_its_cluster_even_on_failure(local_workspace, w
                             raise_on_error=False)
     assert not result.success  # flaky failed ...
     assert {e.asset_key for e in result.get_asset_materialization_events()} == {key(name, "source"), key(name, "slow")}
-    meta = _meta(result, key(name, "source"))
+    meta = materialization_metadata(result, key(name, "source"))
     run = workspace_client.jobs.get_run(meta["databricks_run_id"])
     assert run.run_type.value == "SUBMIT_RUN"
     assert {t.existing_cluster_id for t in run.tasks} == {meta["databricks_cluster_id"]}
@@ -244,6 +237,5 @@ def test_a_missing_task_library_fails_the_asset_with_the_package_named(local_wor
     result = dg.materialize([build_workflow_assets(workflow)], raise_on_error=False,
                             resources={"databricks": make_resource(local_workspace.state_dir, name)})
     assert not result.success
-    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
-    message = failure.step_failure_data.error.message
+    message = step_failure_message(result)
     assert "definitely-not-installed-pkg" in message and "Library installation failed" in message

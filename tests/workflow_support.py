@@ -73,3 +73,15 @@ def build_test_job() -> dg.JobDefinition:
 
 def key(name: str, asset: str) -> dg.AssetKey:
     return dg.AssetKey([name, asset])
+
+
+def materialization_metadata(result, asset_key: dg.AssetKey) -> dict:
+    """The plain metadata values of an asset's last materialization in a run result."""
+    events = [e for e in result.get_asset_materialization_events() if e.asset_key == asset_key]
+    assert events, f"{asset_key.to_user_string()} was not materialized"
+    return {k: v.value for k, v in events[-1].materialization.metadata.items()}
+
+
+def step_failure_message(result) -> str:
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    return failure.step_failure_data.error.message

@@ -8,7 +8,6 @@ waiter polls clusters/get until RUNNING.
 from __future__ import annotations
 
 import random
-import secrets
 import string
 import threading
 import time

@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 
 from .clusters_api import LOCAL_USER, now_ms, validate_cluster_spec
-from .http_errors import ApiError, invalid, not_found, require
+from .http_errors import invalid, not_found, require
 from .scheduler import ACTIVE_RUN_STATES, FAILED_RESULTS, Scheduler, _state, _status, set_state
 from .server import Dispatcher, Request, Response, q_bool, q_int
 from .state import StateStore

@@ -8,7 +8,6 @@ import os
 import stat
 import subprocess
 import sys
-import time
 
 import certifi
 import pytest
