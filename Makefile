@@ -32,7 +32,7 @@ $(STAMP): requirements/dev.txt pyproject.toml | uv
 
 # dbt's own parser writes dbt_project/target/manifest.json; a no-op while it is current.
 dbt-manifest: $(STAMP)
-	$(BIN)/python -m dbx_assets.dbt prepare --if-stale
+	$(BIN)/python -m dbx_assets.integration.dbt prepare --project-dir dbt_project --if-stale
 
 # Re-pin after editing dependencies in pyproject.toml (hashes, no index address recorded).
 requirements: | uv

@@ -1,7 +1,7 @@
 """How long loading the dbt assets takes for a big project, next to importing Dagster alone.
 
 Generates a synthetic dbt project (N chained models reading one source, a not_null test on
-each), parses it with dbt (`python -m dbx_assets.dbt prepare`), then measures in fresh
+each), parses it with dbt (`python -m dbx_assets.integration.dbt.project prepare`), then measures in fresh
 subprocesses (median of --repeat runs):
   - import of `dagster` + `dagster_dbt` alone (the floor any code location pays), and
   - the definitions-load equivalent: those imports + `load_dbt_project` + a multi_asset over
@@ -37,7 +37,7 @@ from pathlib import Path
 t0 = time.perf_counter()
 import dagster as dg, dagster_dbt
 t1 = time.perf_counter()
-from dbx_assets.dbt import load_dbt_project
+from dbx_assets.integration.dbt.project import load_dbt_project
 project = load_dbt_project(Path(sys.argv[1]))
 t2 = time.perf_counter()
 
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="dbt_load_bench_") as tmp:
         project = generate_project(Path(tmp), args.models)
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "dbx_assets.dbt", "prepare", "--project-dir", str(project)], check=True, cwd=REPO, capture_output=True)
+        subprocess.run([sys.executable, "-m", "dbx_assets.integration.dbt.project", "prepare", "--project-dir", str(project)], check=True, cwd=REPO, capture_output=True)
         parse_seconds = time.perf_counter() - started
 
         # "cold": no bytecode cache (this machine sets PYTHONDONTWRITEBYTECODE, so every import
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     last = results["warm"][1][-1]
     print(f"dbt load benchmark: {args.models} models, {last['assets']} asset specs, {last['checks']} check specs "
           f"(median of {args.repeat} fresh processes; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
-    print(f"  dbt parse (python -m dbx_assets.dbt prepare, once) : {parse_seconds:6.2f} s")
+    print(f"  dbt parse (python -m dbx_assets.integration.dbt.project prepare, once) : {parse_seconds:6.2f} s")
     print("                                                        cold .pyc   warm .pyc")
     rows = [
         ("import dagster + dagster_dbt alone", 0, "import"),

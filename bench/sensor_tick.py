@@ -25,8 +25,8 @@ from databricks.sdk import WorkspaceClient
 from databricks.sdk.core import ApiClient
 
 from dbx_assets.local_workspace.launcher import ensure_running, stop
-from dbx_assets.resource import DatabricksResource
-from dbx_assets.sensors import build_file_sensor
+from dbx_assets.integration.resource import DatabricksResource
+from dbx_assets.integration.file_sensor import build_file_sensor
 
 LIST_PATHS = ("/api/2.0/dbfs/list", "/api/2.0/fs/directories")
 calls: Counter[str] = Counter()

@@ -20,11 +20,11 @@ from databricks.sdk.service.jobs import SubmitTask
 
 from dbx_assets.demo.landing import land_customers, land_day
 from dbx_assets.local_workspace.launcher import stop
-from dbx_assets.notebooks import NotebookAsset
-from dbx_assets.resource import DatabricksResource
-from dbx_assets.workflow.assets import Workflow, build_workflow_assets
-from dbx_assets.workflow.deploy import WorkflowDeployer
-from dbx_assets.workflow.model import DEFAULT_CLUSTER_SPEC
+from dbx_assets.integration.sources.notebook import NotebookAsset
+from dbx_assets.integration.resource import DatabricksResource
+from dbx_assets.integration.workflow.assets import Workflow, build_workflow_assets
+from dbx_assets.integration.workflow.deploy import WorkflowDeployer
+from dbx_assets.integration.workflow.model import DEFAULT_CLUSTER_SPEC
 
 NOTEBOOKS = [
     NotebookAsset(key="bronze_orders", notebook="ingest_orders.py"),

@@ -21,8 +21,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from dbx_assets import dbt_manifest
-from dbx_assets.dbt import (
+from dbx_assets.integration.dbt import manifest as dbt_manifest
+from dbx_assets.integration.dbt.project import (
     DbtManifestError,
     DbtProjectAssets,
     UnknownDbtAssetError,
@@ -72,7 +72,7 @@ def test_spec_building_matches_dagster_dbts_build_dbt_specs(project: DbtProjectA
     from dagster_dbt import DagsterDbtTranslator
     from dagster_dbt.asset_utils import build_dbt_specs
 
-    from dbx_assets.dbt import build_all_specs
+    from dbx_assets.integration.dbt.project import build_all_specs
 
     ours = build_all_specs(project.manifest, DagsterDbtTranslator())
     theirs = build_dbt_specs(
@@ -178,7 +178,7 @@ def test_missing_manifest_names_the_command_and_dagster_dev_prepares_it(tmp_path
     for rel, content in dbt_manifest.project_files(PROJECT_DIR).items():
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_bytes(content)
-    with pytest.raises(DbtManifestError, match=rf"dbt manifest not found at {tmp_path}.*python -m dbx_assets.dbt prepare --project-dir {tmp_path}"):
+    with pytest.raises(DbtManifestError, match=rf"dbt manifest not found at {tmp_path}.*python -m dbx_assets.integration.dbt.project prepare --project-dir {tmp_path}"):
         load_dbt_project(tmp_path)
     # under `dagster dev` (like dagster-dbt's prepare_if_dev) a missing manifest is parsed on load
     monkeypatch.setenv("DAGSTER_IS_DEV_CLI", "1")

@@ -12,9 +12,9 @@ import pytest
 
 from dbx_assets.demo.data import orders_csv
 from dbx_assets.demo.landing import day_dir, land_customers, land_day, upload
-from dbx_assets.definitions import demo_assets
+from dbx_assets.demo.definitions import demo_assets
 from dbx_assets.local_workspace.launcher import ensure_running, stop
-from dbx_assets.resource import DatabricksResource
+from dbx_assets.integration.resource import DatabricksResource
 from workflow_support import materialization_metadata, step_failure_message
 
 DAY1, DAY2, BAD_DAY = dt.date(2026, 11, 10), dt.date(2026, 11, 11), dt.date(2026, 11, 12)

@@ -7,9 +7,9 @@ import time
 
 import dagster as dg
 
-from dbx_assets.definitions import demo_assets, orders_landing_sensor
+from dbx_assets.demo.definitions import demo_assets, orders_landing_sensor
 from dbx_assets.demo.landing import land_customers, land_day
-from dbx_assets.resource import DatabricksResource
+from dbx_assets.integration.resource import DatabricksResource
 
 
 def _defs(resource):

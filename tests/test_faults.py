@@ -30,9 +30,9 @@ from databricks.sdk.service.compute import ClusterSpec
 from databricks.sdk.service.jobs import NotebookTask, SubmitTask
 
 from dbx_assets.local_workspace.launcher import ensure_running, stop
-from dbx_assets.resource import DatabricksResource, WorkspaceConnectionError
-from dbx_assets.workflow.assets import Workflow, build_workflow_assets
-from dbx_assets.workflow.runner import WorkflowRunner
+from dbx_assets.integration.resource import DatabricksResource, WorkspaceConnectionError
+from dbx_assets.integration.workflow.assets import Workflow, build_workflow_assets
+from dbx_assets.integration.workflow.runner import WorkflowRunner
 from workflow_support import key, make_workflow, new_name
 
 TESTS_DIR = Path(__file__).parent
@@ -222,8 +222,8 @@ _STEP_SCRIPT = textwrap.dedent(
     import os, sys
     import dagster as dg
     from workflow_support import key, make_workflow
-    from dbx_assets.resource import DatabricksResource
-    from dbx_assets.workflow.assets import build_workflow_assets
+    from dbx_assets.integration.resource import DatabricksResource
+    from dbx_assets.integration.workflow.assets import build_workflow_assets
     name, run_id, seconds, only = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
     resource = DatabricksResource(host=dg.EnvVar("DBX_FAULT_TEST_HOST"), token=dg.EnvVar("DBX_FAULT_TEST_TOKEN"),
                                   workspace_root=f"/Shared/faults/{name}")

@@ -7,7 +7,7 @@ import socket
 import dagster as dg
 import pytest
 
-from dbx_assets.resource import DatabricksResource, WorkspaceConnectionError
+from dbx_assets.integration.resource import DatabricksResource, WorkspaceConnectionError
 
 SECRET = "dapi-not-a-real-token-0123456789"
 

@@ -7,8 +7,8 @@ from datetime import datetime, timezone
 import dagster as dg
 import pytest
 
-from dbx_assets.partitions import daily_partitions
-from dbx_assets.schedules import (
+from dbx_assets.demo.partitions import daily_partitions
+from dbx_assets.demo.schedules import (
     build_daily_job,
     build_daily_schedule,
     launch_backfill,

@@ -15,9 +15,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import dagster as dg
 import pytest
 
-from dbx_assets.partitions import daily_partitions
-from dbx_assets.resource import DatabricksResource
-from dbx_assets.sensors import (
+from dbx_assets.demo.partitions import daily_partitions
+from dbx_assets.integration.resource import DatabricksResource
+from dbx_assets.integration.file_sensor import (
     TRIGGER_FILE_TAG,
     FileCursor,
     FileVersion,

@@ -259,7 +259,7 @@ def test_terminating_the_dagster_run_cancels_the_databricks_run(dagster_dev, loc
     """What the UI's Terminate button does, through the same GraphQL API and run launcher."""
     url = dagster_dev
     params = {
-        "selector": {"repositoryLocationName": "dbx_assets.definitions", "repositoryName": "__repository__",
+        "selector": {"repositoryLocationName": "dbx_assets.demo.definitions", "repositoryName": "__repository__",
                      "jobName": "__ASSET_JOB", "assetSelection": [{"path": ["bronze_orders"]}]},
         "executionMetadata": {"tags": [{"key": "dagster/partition", "value": "2026-11-20"}]},
         "runConfigData": {},

@@ -7,12 +7,12 @@ import shutil
 import dagster as dg
 import pytest
 
-from dbx_assets.notebook_source import NotebookSourceError
-from dbx_assets.notebooks import NotebookAsset
-from dbx_assets.workflow.assets import Workflow, build_workflow_assets, exit_value_metadata
-from dbx_assets.workflow.deploy import WorkflowDeployer
-from dbx_assets.workflow.model import WorkflowDefinitionError, spec_hash, task_key_for
-from dbx_assets.workflow.runner import PollPolicy, idempotency_token
+from dbx_assets.integration.sources.notebook_file import NotebookFileError
+from dbx_assets.integration.sources.notebook import NotebookAsset
+from dbx_assets.integration.workflow.assets import Workflow, build_workflow_assets, exit_value_metadata
+from dbx_assets.integration.workflow.deploy import WorkflowDeployer
+from dbx_assets.integration.workflow.model import WorkflowDefinitionError, spec_hash, task_key_for
+from dbx_assets.integration.workflow.runner import PollPolicy, idempotency_token
 from workflow_support import NOTEBOOKS, make_workflow, new_name
 
 
@@ -28,13 +28,13 @@ def _wf(notebooks_dir, *declarations, **kwargs):
 
 
 def test_missing_notebook_names_the_file(notebooks_dir):
-    with pytest.raises(NotebookSourceError, match=r"nope\.py does not exist.*notebooks_source"):
+    with pytest.raises(NotebookFileError, match=r"nope\.py does not exist.*notebooks_source"):
         _wf(notebooks_dir, NotebookAsset(key="a", notebook="nope.py"))
 
 
 def test_malformed_notebook_names_file_and_fix(notebooks_dir):
     (notebooks_dir / "bad.py").write_text("print('no header')\n")
-    with pytest.raises(NotebookSourceError, match=r"bad\.py is not in Databricks SOURCE format.*# Databricks notebook source"):
+    with pytest.raises(NotebookFileError, match=r"bad\.py is not in Databricks SOURCE format.*# Databricks notebook source"):
         _wf(notebooks_dir, NotebookAsset(key="a", notebook="bad.py"))
 
 
@@ -122,7 +122,7 @@ def test_deploy_uploads_only_changed_files_and_resets_only_on_spec_change(local_
 
 
 def test_materializations_are_capped_by_the_databricks_pool():
-    from dbx_assets.definitions import demo_assets
+    from dbx_assets.demo.definitions import demo_assets
 
     assert demo_assets.op.pool == "databricks"
     assert build_workflow_assets(make_workflow("w"), pool="nightly").op.pool == "nightly"

@@ -26,7 +26,7 @@ from workflow_support import (
     new_name,
     step_failure_message,
 )
-from dbx_assets.workflow.assets import build_workflow_assets
+from dbx_assets.integration.workflow.assets import build_workflow_assets
 
 TESTS_DIR = Path(__file__).parent
 
@@ -226,8 +226,8 @@ def test_all_purpose_mode_deletes_its_cluster_even_on_failure(local_workspace, w
 
 
 def test_a_missing_task_library_fails_the_asset_with_the_package_named(local_workspace):
-    from dbx_assets.notebooks import NotebookAsset
-    from dbx_assets.workflow.assets import Workflow
+    from dbx_assets.integration.sources.notebook import NotebookAsset
+    from dbx_assets.integration.workflow.assets import Workflow
     from workflow_support import NOTEBOOKS
 
     name = new_name()

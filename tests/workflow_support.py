@@ -14,10 +14,10 @@ from pathlib import Path
 
 import dagster as dg
 
-from dbx_assets.notebooks import NotebookAsset
-from dbx_assets.partitions import daily_partitions
-from dbx_assets.resource import DatabricksResource
-from dbx_assets.workflow.assets import Workflow, build_workflow_assets
+from dbx_assets.integration.sources.notebook import NotebookAsset
+from dbx_assets.demo.partitions import daily_partitions
+from dbx_assets.integration.resource import DatabricksResource
+from dbx_assets.integration.workflow.assets import Workflow, build_workflow_assets
 
 NOTEBOOKS = Path(__file__).parent / "notebooks"
 ENV_NAME = "DBX_TEST_WORKFLOW_NAME"

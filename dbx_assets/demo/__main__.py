@@ -17,7 +17,7 @@ from dbx_assets.demo.landing import land_customers, land_day
 
 
 def _resource():
-    from dbx_assets.definitions import databricks_resource
+    from dbx_assets.demo.definitions import databricks_resource
 
     return databricks_resource
 

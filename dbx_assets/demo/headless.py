@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from dbx_assets.workflow.assets import RUN_ID_TAG
+from dbx_assets.integration.workflow.assets import RUN_ID_TAG
 
 STANDARD_METADATA = {
     "databricks_job_id", "databricks_run_id", "databricks_task_run_id", "databricks_run_url",
@@ -13,7 +13,7 @@ STANDARD_METADATA = {
 
 
 def materialize_all(partition_key: str) -> int:
-    from dbx_assets.definitions import databricks_resource, defs, workflow
+    from dbx_assets.demo.definitions import databricks_resource, defs, workflow
 
     notebook_keys = {nb.asset_key for nb in workflow.notebooks}
 

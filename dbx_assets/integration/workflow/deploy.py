@@ -21,7 +21,7 @@ from databricks.sdk.errors import NotFound
 from databricks.sdk.service.jobs import JobSettings
 from databricks.sdk.service.workspace import ImportFormat, Language
 
-from dbx_assets.workflow.model import WorkflowSpec
+from dbx_assets.integration.workflow.model import WorkflowSpec
 
 MANIFEST_NAME = "_dbx_assets_manifest.json"
 

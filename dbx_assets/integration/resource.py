@@ -19,7 +19,7 @@ from databricks.sdk.config import Config
 from databricks.sdk.errors import DatabricksError, PermissionDenied, Unauthenticated
 from pydantic import Field, PrivateAttr
 
-from dbx_assets.secrets import redact
+from dbx_assets.integration.redaction import redact
 
 LOCAL_STATE_DIR_ENV = "DBX_LOCAL_STATE_DIR"
 

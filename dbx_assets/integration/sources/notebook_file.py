@@ -1,4 +1,4 @@
-"""Reading Databricks SOURCE-format notebooks from notebooks_source/ (no Databricks calls)."""
+"""Reading Databricks SOURCE-format notebook files (no Databricks calls)."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ CELL_SEPARATOR = "# COMMAND ----------"
 _MAGIC_MD = re.compile(r"^# MAGIC %md(-sandbox)?\s*$")
 
 
-class NotebookSourceError(ValueError):
+class NotebookFileError(ValueError):
     """A notebook file that cannot be used (missing, not SOURCE format)."""
 
 
 @dataclass(frozen=True)
-class NotebookSource:
+class NotebookFile:
     path: Path
     text: str
 
@@ -40,16 +40,16 @@ class NotebookSource:
         return None
 
 
-def read_notebook(path: Path) -> NotebookSource:
+def read_notebook(path: Path) -> NotebookFile:
     if not path.is_file():
-        raise NotebookSourceError(
-            f"Notebook {path} does not exist. Create it in notebooks_source/ or fix the 'notebook' of its declaration."
+        raise NotebookFileError(
+            f"Notebook {path} does not exist. Create it in {path.parent}/ or fix the 'notebook' of its declaration."
         )
     text = path.read_text(encoding="utf-8")
     if not text.startswith(NOTEBOOK_HEADER):
-        raise NotebookSourceError(
+        raise NotebookFileError(
             f"Notebook {path} is not in Databricks SOURCE format: its first line must be "
             f"'{NOTEBOOK_HEADER}' (cells separated by '{CELL_SEPARATOR}'). Export it from Databricks "
             "as 'Source file' or add the header."
         )
-    return NotebookSource(path=path, text=text)
+    return NotebookFile(path=path, text=text)

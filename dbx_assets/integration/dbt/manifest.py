@@ -1,6 +1,6 @@
 """The dbt project on disk: which files make it up, and a manifest.json that matches them.
 
-`python -m dbx_assets.dbt prepare` runs dbt's own parser (`dbt parse`) and records a
+`python -m dbx_assets.integration.dbt.project prepare` runs dbt's own parser (`dbt parse`) and records a
 fingerprint of the project's files next to the manifest. Loading definitions then only
 reads JSON: it never runs dbt when the manifest is present and current. Under `dagster dev`
 a missing or stale manifest is re-parsed (as dagster-dbt's `prepare_if_dev` does); anywhere
@@ -44,7 +44,7 @@ class DbtManifestError(RuntimeError):
 def prepare_command(project_dir: Path) -> str:
     """The exact command a user runs to (re)build the manifest."""
     suffix = "" if project_dir.resolve() == DEFAULT_PROJECT_DIR else f" --project-dir {project_dir}"
-    return f"python -m dbx_assets.dbt prepare{suffix}"
+    return f"python -m dbx_assets.integration.dbt.project prepare{suffix}"
 
 
 def manifest_path(project_dir: Path) -> Path:
@@ -115,7 +115,7 @@ def prepare(project_dir: Path = DEFAULT_PROJECT_DIR, *, target: str = DEFAULT_PR
 def _prepare_in_subprocess(project_dir: Path) -> None:
     """Re-parse without loading dbt into this (long-lived code server) process."""
     proc = subprocess.run(
-        [sys.executable, "-m", "dbx_assets.dbt_manifest", "prepare", "--project-dir", str(project_dir)],
+        [sys.executable, "-m", "dbx_assets.integration.dbt.manifest", "prepare", "--project-dir", str(project_dir)],
         capture_output=True,
         text=True,
         cwd=REPO_ROOT,
@@ -152,7 +152,7 @@ def load_manifest(project_dir: Path) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m dbx_assets.dbt", description="dbt project tasks for dbx_assets.")
+    parser = argparse.ArgumentParser(prog="python -m dbx_assets.integration.dbt.project", description="dbt project tasks for dbx_assets.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("prepare", help="run `dbt parse` to write target/manifest.json")
     p.add_argument("--project-dir", type=Path, default=DEFAULT_PROJECT_DIR)

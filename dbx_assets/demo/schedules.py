@@ -13,7 +13,7 @@ from typing import Mapping, Optional, Sequence
 import dagster as dg
 from dagster._core.execution.backfill import PartitionBackfill  # what the UI's "Launch backfill" creates
 
-from dbx_assets.partitions import daily_partitions
+from dbx_assets.demo.partitions import daily_partitions
 
 DEMO_DAILY_JOB = "demo_daily"
 

@@ -17,10 +17,10 @@ import dagster as dg
 import requests
 from dagster._core.errors import DagsterExecutionInterruptedError
 
-from dbx_assets.notebooks import NOTEBOOKS_DIR, NotebookAsset, load_notebooks
-from dbx_assets.resource import DatabricksResource
-from dbx_assets.workflow.deploy import WorkflowDeployer, WorkspaceFile
-from dbx_assets.workflow.model import (
+from dbx_assets.integration.sources.notebook import NOTEBOOKS_DIR, NotebookAsset, load_notebooks
+from dbx_assets.integration.resource import DatabricksResource
+from dbx_assets.integration.workflow.deploy import WorkflowDeployer, WorkspaceFile
+from dbx_assets.integration.workflow.model import (
     DEFAULT_CLUSTER_SPEC,
     DEFAULT_JOB_CLUSTER_KEY,
     WorkflowDefinitionError,
@@ -28,10 +28,10 @@ from dbx_assets.workflow.model import (
     WorkflowTask,
     validate_cluster_spec,
 )
-from dbx_assets.workflow.runner import RunHandle, TaskFinished, WorkflowRunner, idempotency_token
+from dbx_assets.integration.workflow.runner import RunHandle, TaskFinished, WorkflowRunner, idempotency_token
 
 if TYPE_CHECKING:
-    from dbx_assets.dbt import DbtProjectAssets
+    from dbx_assets.integration.dbt.project import DbtProjectAssets
 
 DBT_TASK_KEY = "dbt_build"
 RUN_ID_TAG = "dbx_assets/databricks_run_id"

@@ -10,13 +10,13 @@ import os
 
 import dagster as dg
 
-from dbx_assets.dbt import load_dbt_project
-from dbx_assets.notebooks import NotebookAsset
-from dbx_assets.partitions import daily_partitions
-from dbx_assets.resource import DatabricksResource
-from dbx_assets.schedules import demo_daily_job, demo_daily_schedule
-from dbx_assets.sensors import build_file_sensor
-from dbx_assets.workflow.assets import Workflow, build_workflow_assets
+from dbx_assets.integration.dbt.project import load_dbt_project
+from dbx_assets.integration.sources.notebook import NotebookAsset
+from dbx_assets.demo.partitions import daily_partitions
+from dbx_assets.integration.resource import DatabricksResource
+from dbx_assets.demo.schedules import demo_daily_job, demo_daily_schedule
+from dbx_assets.integration.file_sensor import build_file_sensor
+from dbx_assets.integration.workflow.assets import Workflow, build_workflow_assets
 
 NOTEBOOK_ASSETS = [
     NotebookAsset(key="bronze_orders", notebook="ingest_orders.py", group="bronze", owners=["team:data-eng"]),

@@ -1,0 +1,201 @@
+"""Notebooks as assets: a small typed declaration per notebook, and the task source that turns
+a folder's declared notebooks into asset specs, notebook tasks and events."""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from dbx_assets.integration.sources.base import DeployTarget, Selection, SourceTask, TaskReport
+from dbx_assets.integration.sources.notebook_file import NotebookFile, read_notebook
+from dbx_assets.integration.workflow.deploy import WorkspaceFile
+from dbx_assets.integration.workflow.model import WorkflowDefinitionError, task_key_for
+from dbx_assets.integration.workflow.runner import TaskFinished
+
+# How Databricks (and the local workspace) report a task whose notebook path does not exist.
+_MISSING_NOTEBOOK = re.compile(r"Notebook not found|Unable to access the notebook|RESOURCE_DOES_NOT_EXIST", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class NotebookAsset:
+    """One notebook materializing one asset.
+
+    key:         asset key, "name" or "prefix/name"
+    notebook:    file in the notebooks folder, e.g. "ingest_orders.py"
+    deps:        upstream asset keys (other notebooks, dbt models, or declared external assets)
+    params:      base_parameters (widgets); job parameters (partition_key, ...) take precedence
+    job_cluster: which of the workflow's job clusters runs it (default: the workflow's default)
+    libraries:   pypi requirements installed for the task, e.g. ("requests==2.32.3",)
+    """
+
+    key: str
+    notebook: str
+    deps: Sequence[str] = ()
+    group: str = "databricks"
+    owners: Sequence[str] = ()
+    params: Mapping[str, str] = field(default_factory=dict)
+    job_cluster: str | None = None
+    description: str | None = None
+    libraries: Sequence[str] = ()
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def asset_key(self) -> dg.AssetKey:
+        return dg.AssetKey.from_user_string(self.key)
+
+    @property
+    def dep_keys(self) -> list[dg.AssetKey]:
+        return [dg.AssetKey.from_user_string(d) for d in self.deps]
+
+    @property
+    def task_key(self) -> str:
+        return task_key_for(self.asset_key.path)
+
+    @property
+    def workspace_relative_path(self) -> str:
+        """Notebooks lose their extension in the workspace, as Databricks does on import."""
+        return posixpath.join("notebooks", posixpath.splitext(self.notebook)[0])
+
+
+@dataclass(frozen=True)
+class _LoadedNotebook:
+    declaration: NotebookAsset
+    file: NotebookFile
+
+
+class NotebookTasks:
+    """The notebooks of one folder, each declared as one asset materialized by one notebook task.
+
+    Reads every declared notebook at construction: a missing or malformed one raises at
+    definitions load, naming the file and the fix.
+    """
+
+    def __init__(self, declarations: Sequence[NotebookAsset], *, notebooks_dir: Path | str):
+        self.notebooks_dir = Path(notebooks_dir)
+        seen: dict[dg.AssetKey, str] = {}
+        for nb in declarations:
+            if nb.asset_key in seen:
+                raise WorkflowDefinitionError(
+                    f"Asset key '{nb.key}' is declared twice (notebooks {seen[nb.asset_key]} and {nb.notebook}). "
+                    "Give each notebook asset its own key."
+                )
+            seen[nb.asset_key] = nb.notebook
+        self._notebooks = [_LoadedNotebook(d, read_notebook(self.notebooks_dir / d.notebook)) for d in declarations]
+        self._by_task_key = {nb.declaration.task_key: nb for nb in self._notebooks}
+
+    @property
+    def declarations(self) -> list[NotebookAsset]:
+        return [nb.declaration for nb in self._notebooks]
+
+    # -- declaration ----------------------------------------------------------------------------
+    def asset_specs(self) -> list[dg.AssetSpec]:
+        return [self._spec(nb) for nb in self._notebooks]
+
+    def check_specs(self) -> list[dg.AssetCheckSpec]:
+        return []
+
+    def tasks(self, target: DeployTarget) -> list[SourceTask]:
+        return [
+            SourceTask(
+                task_key=nb.declaration.task_key,
+                asset_keys=frozenset({nb.declaration.asset_key}),
+                upstream_keys=frozenset(nb.declaration.dep_keys),
+                settings={
+                    "notebook_task": {
+                        "notebook_path": posixpath.join(target.workspace_root, nb.declaration.workspace_relative_path),
+                        "base_parameters": dict(nb.declaration.params),
+                        "source": "WORKSPACE",
+                    }
+                },
+                libraries=tuple({"pypi": {"package": p}} for p in nb.declaration.libraries),
+                job_cluster=nb.declaration.job_cluster,
+            )
+            for nb in self._notebooks
+        ]
+
+    def files(self) -> dict[str, WorkspaceFile]:
+        return {
+            nb.declaration.workspace_relative_path: WorkspaceFile(
+                nb.declaration.workspace_relative_path, nb.file.text.encode(), is_notebook=True
+            )
+            for nb in self._notebooks
+        }
+
+    # -- execution ------------------------------------------------------------------------------
+    def run_overrides(self, selection: Selection, target: DeployTarget) -> Mapping[str, Any]:
+        return {}  # notebooks read the run's job parameters; nothing else narrows them
+
+    def submit_settings(self, task: SourceTask, selection: Selection, target: DeployTarget) -> dict[str, Any]:
+        notebook_task = dict(task.settings["notebook_task"])
+        notebook_task["base_parameters"] = {**notebook_task.get("base_parameters", {}), **selection.parameters}
+        return {"notebook_task": notebook_task}
+
+    def report(
+        self, finished: TaskFinished, selection: Selection, target: DeployTarget, metadata: Mapping[str, Any]
+    ) -> TaskReport:
+        nb = self._by_task_key[finished.task_key]
+        key = nb.declaration.asset_key
+        report = TaskReport()
+        if key not in selection.assets:
+            return report
+        if not finished.succeeded:
+            report.failures[key] = f"{finished.result_state}: {self._explain_error(nb, finished, target)}"
+            return report
+        exit_value = finished.output.notebook_output.result if finished.output and finished.output.notebook_output else None
+        report.events.append(dg.MaterializeResult(asset_key=key, metadata={**metadata, **exit_value_metadata(exit_value)}))
+        return report
+
+    # -- helpers --------------------------------------------------------------------------------
+    def _spec(self, nb: _LoadedNotebook) -> dg.AssetSpec:
+        d = nb.declaration
+        return dg.AssetSpec(
+            key=d.asset_key,
+            deps=d.dep_keys,
+            group_name=d.group,
+            owners=list(d.owners),
+            description=d.description or nb.file.first_markdown() or f"Databricks notebook {d.notebook}",
+            code_version=nb.file.code_version,
+            kinds={"databricks", "notebook"},
+            tags=dict(d.tags),
+            skippable=True,
+            metadata={"notebook": d.notebook, "databricks_task_key": d.task_key},
+        )
+
+    @staticmethod
+    def _explain_error(nb: _LoadedNotebook, finished: TaskFinished, target: DeployTarget) -> str:
+        """A notebook deleted from the workspace after deploy: say so, and that the next deploy
+        restores it (the deployer checks that deployed notebooks are still there before each run)."""
+        if not _MISSING_NOTEBOOK.search(finished.error):
+            return finished.error
+        return (
+            f"notebook {posixpath.join(target.workspace_root, nb.declaration.workspace_relative_path)} is missing in the workspace (deleted after deploy?); "
+            f"the next materialization uploads it again. Databricks said: {finished.error}"
+        )
+
+
+def exit_value_metadata(result: str | None) -> dict[str, Any]:
+    """A notebook's exit value: a JSON object's keys become entries; anything else stays text."""
+    if result is None or result == "":
+        return {}
+    try:
+        value = json.loads(result)
+    except ValueError:
+        return {"notebook_exit_value": dg.MetadataValue.text(result)}
+    if not isinstance(value, dict):
+        return {"notebook_exit_value": dg.MetadataValue.text(result)}
+    meta: dict[str, Any] = {}
+    for k, v in value.items():
+        if isinstance(v, bool) or v is None:
+            meta[str(k)] = dg.MetadataValue.text(str(v))
+        elif isinstance(v, (int, float, str)):
+            meta[str(k)] = v
+        else:
+            meta[str(k)] = dg.MetadataValue.json(v)
+    return meta
