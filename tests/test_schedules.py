@@ -1,4 +1,4 @@
-"""The daily schedule targets the day that just ended; backfills cover a day range."""
+"""The daily schedule targets the day that just ended."""
 
 from __future__ import annotations
 
@@ -8,12 +8,7 @@ import dagster as dg
 import pytest
 
 from dbx_assets.demo.partitions import daily_partitions
-from dbx_assets.demo.schedules import (
-    build_daily_job,
-    build_daily_schedule,
-    launch_backfill,
-    partition_keys_between,
-)
+from dbx_assets.demo.schedules import build_daily_job, build_daily_schedule
 
 
 # Stand-ins shaped like the demo graph (daily partitioned, bronze -> silver): the schedule
@@ -60,27 +55,3 @@ def test_schedule_runs_after_midnight_utc_daily():
 def test_schedule_requests_previous_days_partition(tick, expected):
     requests = _evaluate(tick)
     assert [r.partition_key for r in requests] == [expected]
-
-
-def test_partition_keys_between_is_inclusive_and_validated():
-    assert partition_keys_between("2026-11-01", "2026-11-03") == ["2026-11-01", "2026-11-02", "2026-11-03"]
-    with pytest.raises(ValueError, match="after its end"):
-        partition_keys_between("2026-11-03", "2026-11-01")
-    with pytest.raises(ValueError, match="'2026-10-31' is not a partition"):
-        partition_keys_between("2026-10-31", "2026-11-01")
-
-
-def test_launch_backfill_queues_the_day_range_for_every_asset():
-    with dg.instance_for_test() as instance:
-        backfill_id = launch_backfill(instance, DEFS, "2026-11-02", "2026-11-04", tags={"reason": "replay"})
-        backfill = instance.get_backfill(backfill_id)
-        assert backfill is not None
-        assert backfill.tags["reason"] == "replay"
-        assert set(backfill.asset_selection) == {dg.AssetKey("bronze_orders"), dg.AssetKey("silver_orders")}
-        target = backfill.asset_backfill_data.target_subset
-        for key in ("bronze_orders", "silver_orders"):
-            assert set(target.get_partitions_subset(dg.AssetKey(key)).get_partition_keys()) == {
-                "2026-11-02",
-                "2026-11-03",
-                "2026-11-04",
-            }

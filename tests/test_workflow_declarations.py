@@ -7,9 +7,11 @@ import shutil
 import dagster as dg
 import pytest
 
+from dbx_assets.integration.sources.base import DeployTarget
+from dbx_assets.integration.sources.notebook import NotebookAsset, NotebookTasks, exit_value_metadata
 from dbx_assets.integration.sources.notebook_file import NotebookFileError
-from dbx_assets.integration.sources.notebook import NotebookAsset
-from dbx_assets.integration.workflow.assets import Workflow, build_workflow_assets, exit_value_metadata
+from dbx_assets.integration.workflow.assets import build_workflow_assets
+from dbx_assets.integration.workflow.definition import Workflow
 from dbx_assets.integration.workflow.deploy import WorkflowDeployer
 from dbx_assets.integration.workflow.model import WorkflowDefinitionError, spec_hash, task_key_for
 from dbx_assets.integration.workflow.runner import PollPolicy, idempotency_token
@@ -24,11 +26,15 @@ def notebooks_dir(tmp_path):
 
 
 def _wf(notebooks_dir, *declarations, **kwargs):
-    return Workflow(name="w", notebooks=list(declarations), notebooks_dir=notebooks_dir, **kwargs)
+    return Workflow(name="w", sources=[NotebookTasks(list(declarations), notebooks_dir=notebooks_dir)], **kwargs)
+
+
+def _target(root: str) -> DeployTarget:
+    return DeployTarget(workspace_root=root)
 
 
 def test_missing_notebook_names_the_file(notebooks_dir):
-    with pytest.raises(NotebookFileError, match=r"nope\.py does not exist.*notebooks_source"):
+    with pytest.raises(NotebookFileError, match=r"nope\.py does not exist\. Create it in .*/notebooks/ or fix"):
         _wf(notebooks_dir, NotebookAsset(key="a", notebook="nope.py"))
 
 
@@ -39,7 +45,7 @@ def test_malformed_notebook_names_file_and_fix(notebooks_dir):
 
 
 def test_unknown_dep_and_duplicate_key_are_named(notebooks_dir):
-    with pytest.raises(WorkflowDefinitionError, match=r"'a' \(sink\.py\) depends on unknown asset 'ghost'"):
+    with pytest.raises(WorkflowDefinitionError, match=r"Task 'a' of workflow 'w' depends on unknown asset 'ghost'"):
         _wf(notebooks_dir, NotebookAsset(key="a", notebook="sink.py", deps=["ghost"]))
     with pytest.raises(WorkflowDefinitionError, match=r"'a' is declared twice"):
         _wf(notebooks_dir, NotebookAsset(key="a", notebook="sink.py"), NotebookAsset(key="a", notebook="slow.py"))
@@ -49,7 +55,7 @@ def test_unknown_dep_and_duplicate_key_are_named(notebooks_dir):
 
 def test_bad_cluster_specs_are_rejected_at_load(notebooks_dir):
     nb = NotebookAsset(key="a", notebook="sink.py", job_cluster="big")
-    with pytest.raises(WorkflowDefinitionError, match=r"names job cluster 'big'.*defined: shared"):
+    with pytest.raises(WorkflowDefinitionError, match=r"Task 'a' .* names job cluster 'big'.*defined: shared"):
         _wf(notebooks_dir, nb)
     with pytest.raises(WorkflowDefinitionError, match=r"no 'spark_version'"):
         _wf(notebooks_dir, nb, job_clusters={"big": {"num_workers": 2}})
@@ -71,7 +77,7 @@ def test_description_and_code_version_follow_the_notebook(notebooks_dir):
 
 def test_job_spec_mirrors_asset_deps_on_one_shared_job_cluster(notebooks_dir):
     wf = make_workflow("w", notebooks_dir=notebooks_dir)
-    settings = wf.spec("/Shared/x", "local").job_settings()
+    settings = wf.spec(_target("/Shared/x")).job_settings()
     tasks = {t["task_key"]: t for t in settings["tasks"]}
     assert tasks["w__flaky"]["depends_on"] == [{"task_key": "w__source"}]
     assert tasks["w__sink"]["depends_on"] == [{"task_key": "w__flaky"}]
@@ -80,8 +86,8 @@ def test_job_spec_mirrors_asset_deps_on_one_shared_job_cluster(notebooks_dir):
     assert [c["job_cluster_key"] for c in settings["job_clusters"]] == ["shared"]
     assert tasks["w__source"]["notebook_task"]["notebook_path"] == "/Shared/x/notebooks/source"
     # the hash is stable and changes with the spec
-    assert settings["tags"]["dbx_assets_spec_hash"] == spec_hash(wf.spec("/Shared/x", "local").job_settings())
-    assert settings["tags"]["dbx_assets_spec_hash"] != wf.spec("/Shared/y", "local").job_settings()["tags"]["dbx_assets_spec_hash"]
+    assert settings["tags"]["dbx_assets_spec_hash"] == spec_hash(wf.spec(_target("/Shared/x")).job_settings())
+    assert settings["tags"]["dbx_assets_spec_hash"] != wf.spec(_target("/Shared/y")).job_settings()["tags"]["dbx_assets_spec_hash"]
 
 
 def test_pure_helpers():
@@ -101,21 +107,21 @@ def test_deploy_uploads_only_changed_files_and_resets_only_on_spec_change(local_
     name = new_name()
     deployer = WorkflowDeployer(workspace_client, f"/Shared/tests/{name}")
     wf = make_workflow(name, notebooks_dir=notebooks_dir)
-    first = deployer.deploy(wf.spec(f"/Shared/tests/{name}", "local"), wf.files())
+    first = deployer.deploy(wf.spec(_target(f"/Shared/tests/{name}")), wf.files())
     assert first.job_created and len(first.uploaded) == 4
-    again = deployer.deploy(wf.spec(f"/Shared/tests/{name}", "local"), wf.files())
+    again = deployer.deploy(wf.spec(_target(f"/Shared/tests/{name}")), wf.files())
     assert (again.job_id, again.uploaded, again.job_reset, again.job_created) == (first.job_id, (), False, False)
     (notebooks_dir / "sink.py").write_text((notebooks_dir / "sink.py").read_text() + "\nprint('v2')\n")
     wf2 = make_workflow(name, notebooks_dir=notebooks_dir)
-    changed = deployer.deploy(wf2.spec(f"/Shared/tests/{name}", "local"), wf2.files())
+    changed = deployer.deploy(wf2.spec(_target(f"/Shared/tests/{name}")), wf2.files())
     assert changed.uploaded == ("notebooks/sink",) and not changed.job_reset
     exported = workspace_client.workspace.export(f"/Shared/tests/{name}/notebooks/sink")
     import base64
 
     assert "print('v2')" in base64.b64decode(exported.content).decode()
-    wf3 = Workflow(name=name, notebooks=wf2.notebooks, notebooks_dir=notebooks_dir,
+    wf3 = Workflow(name=name, sources=wf2.sources,
                    job_clusters={"shared": {"spark_version": "15.4.x-scala2.12", "num_workers": 2}})
-    reset = deployer.deploy(wf3.spec(f"/Shared/tests/{name}", "local"), wf3.files())
+    reset = deployer.deploy(wf3.spec(_target(f"/Shared/tests/{name}")), wf3.files())
     assert reset.job_reset and reset.job_id == first.job_id
     job = workspace_client.jobs.get(first.job_id)
     assert job.settings.job_clusters[0].new_cluster.num_workers == 2

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import dagster as dg
 
-from dbx_assets.integration.sources.notebook import NotebookAsset
 from dbx_assets.demo.partitions import daily_partitions
 from dbx_assets.integration.resource import DatabricksResource
-from dbx_assets.integration.workflow.assets import Workflow, build_workflow_assets
+from dbx_assets.integration.sources.notebook import NotebookAsset, NotebookTasks
+from dbx_assets.integration.workflow.assets import build_workflow_assets
+from dbx_assets.integration.workflow.definition import Workflow
 
 NOTEBOOKS = Path(__file__).parent / "notebooks"
 ENV_NAME = "DBX_TEST_WORKFLOW_NAME"
@@ -35,15 +36,21 @@ def flag_dbfs_path(name: str) -> str:
 def make_workflow(name: str, slow_seconds: int = 1, notebooks_dir: Path = NOTEBOOKS, compute: str = "job_cluster") -> Workflow:
     return Workflow(
         name=name,
-        notebooks_dir=notebooks_dir,
         compute=compute,
-        notebooks=[
+        sources=[notebook_tasks(name, slow_seconds, notebooks_dir)],
+    )
+
+
+def notebook_tasks(name: str, slow_seconds: int = 1, notebooks_dir: Path = NOTEBOOKS) -> NotebookTasks:
+    return NotebookTasks(
+        [
             NotebookAsset(key=f"{name}/source", notebook="source.py", params={"table": f"default.{name}_source"}),
             NotebookAsset(key=f"{name}/flaky", notebook="flaky.py", deps=[f"{name}/source"],
                           params={"flag": "/dbfs/tmp/" + name + "/fail"}),
             NotebookAsset(key=f"{name}/sink", notebook="sink.py", deps=[f"{name}/flaky"]),
             NotebookAsset(key=f"{name}/slow", notebook="slow.py", params={"seconds": str(slow_seconds)}),
         ],
+        notebooks_dir=notebooks_dir,
     )
 
 

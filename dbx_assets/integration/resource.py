@@ -9,6 +9,8 @@ workspace, starting it if needed, so `dagster dev` works on a laptop with no set
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 from typing import Optional
@@ -20,8 +22,10 @@ from databricks.sdk.errors import DatabricksError, PermissionDenied, Unauthentic
 from pydantic import Field, PrivateAttr
 
 from dbx_assets.integration.redaction import redact
+from dbx_assets.integration.sources.base import DeployTarget
 
 LOCAL_STATE_DIR_ENV = "DBX_LOCAL_STATE_DIR"
+SQL_WAREHOUSE_ENV = "DATABRICKS_SQL_WAREHOUSE"
 
 
 def default_local_state_dir() -> Path:
@@ -55,6 +59,17 @@ class DatabricksResource(ConfigurableResource):
     workspace_root: str = Field(
         default="/Shared/dbx_assets", description="Workspace folder that notebooks and the dbt project deploy to."
     )
+    sql_warehouse: Optional[str] = Field(
+        default=None,
+        description=f"SQL warehouse (id or name) that dbt tasks run on. Unset: ${SQL_WAREHOUSE_ENV}, else the "
+        "workspace's only warehouse.",
+    )
+    catalog: Optional[str] = Field(
+        default=None, description="Unity Catalog catalog that dbt writes to (unset: the warehouse's default)."
+    )
+    schema_name: Optional[str] = Field(
+        default=None, description="Schema that dbt writes to (unset: the dbt source's default schema)."
+    )
     retry_timeout_seconds: int = Field(
         default=300, description="How long the SDK retries transient failures (429, 5xx, dropped connections)."
     )
@@ -62,17 +77,12 @@ class DatabricksResource(ConfigurableResource):
     _client: Optional[WorkspaceClient] = PrivateAttr(default=None)
 
     @property
-    def is_local(self) -> bool:
+    def _uses_embedded_workspace(self) -> bool:
         """True when no workspace is configured anywhere, so the embedded one is used."""
         configured = self.host or self.profile or os.environ.get("DATABRICKS_HOST") or os.environ.get(
             "DATABRICKS_CONFIG_PROFILE"
         )
         return not configured
-
-    @property
-    def dbt_target(self) -> str:
-        """The dbt profile target matching where the dbt task runs."""
-        return "local" if self.is_local else "databricks"
 
     def get_client(self) -> WorkspaceClient:
         if self._client is None:
@@ -92,7 +102,7 @@ class DatabricksResource(ConfigurableResource):
 
     def _config(self) -> Config:
         common = dict(retry_timeout_seconds=self.retry_timeout_seconds)
-        if self.is_local:
+        if self._uses_embedded_workspace:
             from dbx_assets.local_workspace.launcher import ensure_running
 
             connection = ensure_running(self._local_state_dir)
@@ -116,15 +126,51 @@ class DatabricksResource(ConfigurableResource):
     def _secrets(self) -> list[str]:
         return [s for s in (self.token, self.client_secret) if s]
 
+    def deploy_target(self, *, needs_sql_warehouse: bool) -> DeployTarget:
+        """Where workflows deploy on this workspace; resolves the SQL warehouse only when needed."""
+        return DeployTarget(
+            workspace_root=self.workspace_root,
+            sql_warehouse_id=self.sql_warehouse_id() if needs_sql_warehouse else None,
+            catalog=self.catalog,
+            schema=self.schema_name,
+        )
+
+    def sql_warehouse_id(self) -> str:
+        """The configured warehouse's id (an id or a name is accepted), else the only one there is."""
+        wanted = self.sql_warehouse or os.environ.get(SQL_WAREHOUSE_ENV)
+        warehouses = list(self.get_client().warehouses.list())
+        if wanted:
+            for w in warehouses:
+                if wanted in (w.id, w.name) and w.id:
+                    return w.id
+            names = ", ".join(f"{w.name} ({w.id})" for w in warehouses) or "none"
+            raise WorkspaceConnectionError(
+                description=f"SQL warehouse '{wanted}' does not exist in {self.workspace_host()} (warehouses: {names}). "
+                f"Set the resource's sql_warehouse or ${SQL_WAREHOUSE_ENV} to one of them."
+            )
+        if len(warehouses) == 1 and warehouses[0].id:
+            return warehouses[0].id
+        names = ", ".join(f"{w.name} ({w.id})" for w in warehouses) or "none"
+        raise WorkspaceConnectionError(
+            description=f"dbt tasks need a SQL warehouse and {self.workspace_host()} has {len(warehouses)} "
+            f"(warehouses: {names}). Set the resource's sql_warehouse or ${SQL_WAREHOUSE_ENV} to a warehouse id or name."
+        )
+
+    @contextmanager
+    def explained_connection_errors(self) -> Iterator[None]:
+        """Re-raise auth and network failures inside the block as one clear WorkspaceConnectionError."""
+        try:
+            yield
+        except Exception as err:
+            raise (self.connection_failure(err) or err) from None
+
     def workspace_host(self) -> str:
         return (self.get_client().config.host or "").rstrip("/")
 
     def check_connection(self) -> str:
         """Make one authenticated call; return the identity, or raise one clear error naming host and fix."""
-        try:
+        with self.explained_connection_errors():
             me = self.get_client().current_user.me()
-        except Exception as err:
-            raise (self.connection_failure(err) or err) from None
         return me.user_name or me.display_name or "unknown identity"
 
     def connection_failure(self, err: BaseException) -> "WorkspaceConnectionError | None":

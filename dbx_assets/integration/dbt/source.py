@@ -60,6 +60,8 @@ class DbtProjectTasks:
     task_key: the job task's key
     """
 
+    needs_sql_warehouse = True
+
     def __init__(
         self,
         project_dir: Path | str,

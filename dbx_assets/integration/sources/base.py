@@ -66,6 +66,9 @@ class TaskReport:
 class TaskSource(Protocol):
     """A kind of task that materializes assets inside a workflow's one Databricks run."""
 
+    # True when its tasks run SQL on a SQL warehouse: the deploy target then names one.
+    needs_sql_warehouse: bool
+
     def asset_specs(self) -> Sequence[dg.AssetSpec]: ...
 
     def check_specs(self) -> Sequence[dg.AssetCheckSpec]: ...

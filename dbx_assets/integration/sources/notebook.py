@@ -77,6 +77,8 @@ class NotebookTasks:
     definitions load, naming the file and the fix.
     """
 
+    needs_sql_warehouse = False
+
     def __init__(self, declarations: Sequence[NotebookAsset], *, notebooks_dir: Path | str):
         self.notebooks_dir = Path(notebooks_dir)
         seen: dict[dg.AssetKey, str] = {}

@@ -10,7 +10,8 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from collections.abc import Mapping
+from typing import Any
 
 DEFAULT_JOB_CLUSTER_KEY = "shared"
 
@@ -23,6 +24,11 @@ DEFAULT_CLUSTER_SPEC: dict[str, Any] = {
 
 # Job parameters every workflow declares; notebooks read them with dbutils.widgets.
 PARTITION_PARAMETERS = ("partition_key", "partition_start", "partition_end")
+# Identity, never clocks: which Dagster run started a Databricks run, and a fresh id per run-now
+# call, so a step can tell a run it started from one an earlier attempt started (same token).
+DAGSTER_RUN_PARAMETER = "dagster_run_id"
+LAUNCH_PARAMETER = "dagster_launch_id"
+JOB_PARAMETERS = (*PARTITION_PARAMETERS, DAGSTER_RUN_PARAMETER, LAUNCH_PARAMETER)
 
 TASK_KEY_RE = re.compile(r"[^A-Za-z0-9_-]")
 
@@ -56,24 +62,23 @@ def validate_cluster_spec(spec: dict[str, Any], where: str) -> None:
 
 @dataclass(frozen=True)
 class WorkflowTask:
-    """One Databricks task. `payload` is the task-type block, e.g. {"notebook_task": {...}}."""
+    """One Databricks task. `settings` is the task-type block, e.g. {"notebook_task": {...}}."""
 
     task_key: str
-    kind: Literal["notebook", "dbt"]
-    payload: dict[str, Any]
+    settings: Mapping[str, Any]
     depends_on: tuple[str, ...] = ()
     job_cluster_key: str = DEFAULT_JOB_CLUSTER_KEY
-    libraries: tuple[dict[str, Any], ...] = ()
+    libraries: tuple[Mapping[str, Any], ...] = ()
     timeout_seconds: int = 0
 
-    def settings(self, *, cluster_override: dict[str, Any] | None = None) -> dict[str, Any]:
-        """The task as Jobs API JSON; `cluster_override` replaces the job cluster (e.g. existing_cluster_id)."""
-        task: dict[str, Any] = {"task_key": self.task_key, **self.payload}
+    def job_settings(self, *, compute: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The task as Jobs API JSON; `compute` replaces the job cluster (e.g. existing_cluster_id)."""
+        task: dict[str, Any] = {"task_key": self.task_key, **json.loads(json.dumps(self.settings))}
         if self.depends_on:
             task["depends_on"] = [{"task_key": k} for k in sorted(self.depends_on)]
-        task.update(cluster_override or {"job_cluster_key": self.job_cluster_key})
+        task.update(compute or {"job_cluster_key": self.job_cluster_key})
         if self.libraries:
-            task["libraries"] = list(self.libraries)
+            task["libraries"] = [dict(lib) for lib in self.libraries]
         if self.timeout_seconds:
             task["timeout_seconds"] = self.timeout_seconds
         return task
@@ -86,7 +91,7 @@ class WorkflowSpec:
     name: str
     tasks: tuple[WorkflowTask, ...]
     job_clusters: dict[str, dict[str, Any]] = field(default_factory=lambda: {DEFAULT_JOB_CLUSTER_KEY: DEFAULT_CLUSTER_SPEC})
-    parameters: tuple[str, ...] = PARTITION_PARAMETERS
+    parameters: tuple[str, ...] = JOB_PARAMETERS
     max_concurrent_runs: int = 20
     timeout_seconds: int = 0
 
@@ -100,7 +105,7 @@ class WorkflowSpec:
         used_keys = sorted({t.job_cluster_key for t in self.tasks})
         settings: dict[str, Any] = {
             "name": self.name,
-            "tasks": [t.settings() for t in self.tasks],
+            "tasks": [t.job_settings() for t in self.tasks],
             "job_clusters": [{"job_cluster_key": k, "new_cluster": self.job_clusters[k]} for k in used_keys],
             "parameters": [{"name": p, "default": ""} for p in self.parameters],
             "max_concurrent_runs": self.max_concurrent_runs,

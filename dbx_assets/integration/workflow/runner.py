@@ -8,13 +8,16 @@ import datetime
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import uuid
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from databricks.sdk import WorkspaceClient
 from databricks.sdk.service.compute import ClusterSpec
-from databricks.sdk.service.jobs import Run, RunLifeCycleState, RunOutput, RunTask, SubmitTask
+from databricks.sdk.service.jobs import BaseRun, Run, RunLifeCycleState, RunOutput, RunTask, SubmitTask
+
+from dbx_assets.integration.workflow.model import LAUNCH_PARAMETER
 
 TERMINAL_LIFE_CYCLE = {
     RunLifeCycleState.TERMINATED,
@@ -97,22 +100,36 @@ class WorkflowRunner:
         *,
         job_parameters: Mapping[str, str],
         token: str,
-        dbt_commands: Sequence[str] | None = None,
+        overrides: Mapping[str, Any] | None = None,
     ) -> RunHandle:
-        """Start the job for exactly `task_keys`; the same token reattaches to the run it started."""
-        started = time.time()
+        """Start the job for exactly `task_keys`; the same token reattaches to the run it started.
+
+        Whether the run is new is decided by identity, not by clocks: each call sends a fresh
+        launch id as a job parameter, and a run started by an earlier call with the same token
+        carries that earlier call's id.
+        """
+        launch_id = uuid.uuid4().hex
         waiter = self._client.jobs.run_now(
             job_id,
             only=list(task_keys),
-            job_parameters=dict(job_parameters),
+            job_parameters={**job_parameters, LAUNCH_PARAMETER: launch_id},
             idempotency_token=token,
-            dbt_commands=list(dbt_commands) if dbt_commands else None,
+            **dict(overrides or {}),
         )
         run = self._client.jobs.get_run(waiter.response.run_id)
-        reattached = bool(run.start_time and run.start_time < (started - 1) * 1000)
+        reattached = job_parameter(run, LAUNCH_PARAMETER) != launch_id
         if reattached:
             self._log.info("Reattached to Databricks run %s started earlier for this step", run.run_id)
         return RunHandle(job_id, run.run_id, run.run_page_url or "", reattached=reattached, task_keys=tuple(task_keys))
+
+    def find_run(self, job_id: int, parameter: str, values: Collection[str], *, scan: int = 200) -> Run | None:
+        """The newest of the job's last `scan` runs whose job parameter `parameter` is one of `values`."""
+        for i, run in enumerate(self._client.jobs.list_runs(job_id=job_id)):
+            if i >= scan:
+                return None
+            if job_parameter(run, parameter) in values:
+                return run
+        return None
 
     def submit(self, run_name: str, tasks: Sequence[dict[str, Any]], *, token: str) -> RunHandle:
         """A one-time run (runs/submit) of `tasks`; the same token reattaches to the run it started."""
@@ -135,7 +152,7 @@ class WorkflowRunner:
         self._log.info("Deleting all-purpose cluster %s", cluster_id)
         self._client.clusters.permanent_delete(cluster_id)
 
-    def repair(self, run_id: int, task_keys: Sequence[str], *, dbt_commands: Sequence[str] | None = None) -> RunHandle:
+    def repair(self, run_id: int, task_keys: Sequence[str], *, overrides: Mapping[str, Any] | None = None) -> RunHandle:
         """Re-run only `task_keys` of a finished run (Databricks runs/repair), keeping its successes."""
         run = self._client.jobs.get_run(run_id, include_history=True)
         latest = max((r.id for r in (run.repair_history or []) if r.id and r.type and r.type.value == "REPAIR"), default=None)
@@ -143,7 +160,7 @@ class WorkflowRunner:
             run_id,
             rerun_tasks=list(task_keys),
             latest_repair_id=latest,
-            dbt_commands=list(dbt_commands) if dbt_commands else None,
+            **dict(overrides or {}),
         )
         repair_id = response.response.repair_id
         self._log.info("Repairing Databricks run %s (repair %s): rerunning %s", run_id, repair_id, ", ".join(task_keys))
@@ -244,6 +261,14 @@ class WorkflowRunner:
             execution_seconds=_ms_to_s(task.execution_duration),
             output=output,
         )
+
+
+def job_parameter(run: Run | BaseRun, name: str) -> str | None:
+    """The value a run got for a job parameter (its default when not overridden)."""
+    for p in run.job_parameters or []:
+        if p.name == name:
+            return p.value if p.value is not None else p.default
+    return None
 
 
 def _is_terminal(task: RunTask) -> bool:

@@ -1,0 +1,161 @@
+"""What a workflow is: task sources deployed as one Databricks job whose tasks share job clusters.
+
+Pure declaration and validation (at definitions load): it reads nothing from disk (the sources
+already did) and calls no workspace. Task dependencies come from asset dependencies: a task
+depends on the tasks that produce the assets it reads, whatever kind of task either is.
+"""
+
+from __future__ import annotations
+
+import graphlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import dagster as dg
+
+from dbx_assets.integration.sources.base import DeployTarget, Selection, SourceTask, TaskSource
+from dbx_assets.integration.workflow.deploy import WorkspaceFile
+from dbx_assets.integration.workflow.model import (
+    DEFAULT_CLUSTER_SPEC,
+    DEFAULT_JOB_CLUSTER_KEY,
+    WorkflowDefinitionError,
+    WorkflowSpec,
+    WorkflowTask,
+    validate_cluster_spec,
+)
+
+Compute = Literal["job_cluster", "all_purpose"]
+
+# The task graph does not depend on where the workflow is deployed: validation builds the tasks
+# for a stand-in target.
+_DECLARATION_TARGET = DeployTarget(workspace_root="/Workspace/declaration", sql_warehouse_id="declaration")
+
+
+@dataclass(frozen=True)
+class Workflow:
+    """Task sources (notebooks, a dbt project, ...) deployed as one Databricks job named `name`.
+
+    job_clusters:        job cluster key -> cluster spec; tasks use `default_job_cluster` unless
+                         their declaration names another
+    compute:             "job_cluster" (a deployed job, run-now) or "all_purpose" (create one
+                         cluster from the default spec, submit the selection on it, delete it)
+    external_deps:       asset keys read by tasks but produced outside this workflow
+    timeout_seconds:     the job's timeout (0: none)
+    max_concurrent_runs: the job's cap on concurrent runs (extra runs queue)
+    """
+
+    name: str
+    sources: Sequence[TaskSource]
+    job_clusters: Mapping[str, Mapping[str, Any]] = field(
+        default_factory=lambda: {DEFAULT_JOB_CLUSTER_KEY: DEFAULT_CLUSTER_SPEC}
+    )
+    default_job_cluster: str = DEFAULT_JOB_CLUSTER_KEY
+    compute: Compute = "job_cluster"
+    external_deps: Sequence[str] = ()
+    timeout_seconds: int = 0
+    max_concurrent_runs: int = 20
+
+    def __post_init__(self) -> None:
+        self._validate()
+
+    # -- validation (definitions load) ----------------------------------------------------------
+    def _validate(self) -> None:
+        for key, spec in self.job_clusters.items():
+            validate_cluster_spec(dict(spec), f"Job cluster '{key}' of workflow '{self.name}'")
+        if self.default_job_cluster not in self.job_clusters:
+            raise WorkflowDefinitionError(
+                f"Workflow '{self.name}' has no job cluster '{self.default_job_cluster}' (its default_job_cluster); "
+                f"defined: {', '.join(sorted(self.job_clusters)) or 'none'}."
+            )
+        tasks = self._source_tasks(_DECLARATION_TARGET)
+        producers: dict[dg.AssetKey, str] = {}
+        task_keys: set[str] = set()
+        for _, task in tasks:
+            if task.task_key in task_keys:
+                raise WorkflowDefinitionError(f"Workflow '{self.name}' has two tasks with key '{task.task_key}'.")
+            task_keys.add(task.task_key)
+            for key in task.asset_keys:
+                if key in producers:
+                    raise WorkflowDefinitionError(
+                        f"Asset key '{key.to_user_string()}' is materialized by two tasks of workflow "
+                        f"'{self.name}' ({producers[key]} and {task.task_key}). Give each asset one producer."
+                    )
+                producers[key] = task.task_key
+        external = {dg.AssetKey.from_user_string(k) for k in self.external_deps}
+        for _, task in tasks:
+            for dep in sorted(task.upstream_keys - set(producers) - external, key=lambda k: k.to_user_string()):
+                raise WorkflowDefinitionError(
+                    f"Task '{task.task_key}' of workflow '{self.name}' depends on unknown asset "
+                    f"'{dep.to_user_string()}'. Declare it as a notebook, a dbt model, or list it in external_deps."
+                )
+            if task.job_cluster is not None and task.job_cluster not in self.job_clusters:
+                raise WorkflowDefinitionError(
+                    f"Task '{task.task_key}' of workflow '{self.name}' names job cluster '{task.job_cluster}', which "
+                    f"the workflow does not define (defined: {', '.join(sorted(self.job_clusters))})."
+                )
+        deps = self._task_deps([t for _, t in tasks])
+        try:
+            list(graphlib.TopologicalSorter({k: set(v) for k, v in deps.items()}).static_order())
+        except graphlib.CycleError as err:
+            raise WorkflowDefinitionError(
+                f"Workflow '{self.name}' has a dependency cycle between tasks {err.args[1]}: for example a notebook "
+                "that reads a dbt model cannot also feed one of its sources."
+            ) from None
+
+    # -- the job --------------------------------------------------------------------------------
+    @property
+    def needs_sql_warehouse(self) -> bool:
+        return any(source.needs_sql_warehouse for source in self.sources)
+
+    def _source_tasks(self, target: DeployTarget) -> list[tuple[TaskSource, SourceTask]]:
+        return [(source, task) for source in self.sources for task in source.tasks(target)]
+
+    @staticmethod
+    def _task_deps(tasks: Sequence[SourceTask]) -> dict[str, tuple[str, ...]]:
+        producer = {key: t.task_key for t in tasks for key in t.asset_keys}
+        return {
+            t.task_key: tuple(sorted({producer[k] for k in t.upstream_keys if k in producer} - {t.task_key}))
+            for t in tasks
+        }
+
+    def spec(self, target: DeployTarget) -> WorkflowSpec:
+        tasks = [t for _, t in self._source_tasks(target)]
+        deps = self._task_deps(tasks)
+        return WorkflowSpec(
+            name=self.name,
+            tasks=tuple(
+                WorkflowTask(
+                    task_key=t.task_key,
+                    settings=t.settings,
+                    depends_on=deps[t.task_key],
+                    job_cluster_key=t.job_cluster or self.default_job_cluster,
+                    libraries=t.libraries,
+                )
+                for t in tasks
+            ),
+            job_clusters={k: dict(v) for k, v in self.job_clusters.items()},
+            max_concurrent_runs=self.max_concurrent_runs,
+            timeout_seconds=self.timeout_seconds,
+        )
+
+    def files(self) -> dict[str, WorkspaceFile]:
+        files: dict[str, WorkspaceFile] = {}
+        for source in self.sources:
+            files.update(source.files())
+        return files
+
+    # -- selection ------------------------------------------------------------------------------
+    def selected_tasks(self, selection: Selection, target: DeployTarget) -> list[tuple[TaskSource, SourceTask]]:
+        """The tasks that materialize something in `selection`, in job order."""
+        return [
+            (source, task)
+            for source, task in self._source_tasks(target)
+            if task.asset_keys & selection.assets or task.check_keys & selection.checks
+        ]
+
+    def asset_specs(self) -> list[dg.AssetSpec]:
+        return [spec for source in self.sources for spec in source.asset_specs()]
+
+    def check_specs(self) -> list[dg.AssetCheckSpec]:
+        return [spec for source in self.sources for spec in source.check_specs()]

@@ -1,0 +1,196 @@
+"""Running one Dagster step of a workflow: deploy, start (or reattach, or repair) one Databricks
+run for the selected tasks, report each task's assets as it ends, cancel on terminate.
+
+Knows tasks only through their sources (`TaskSource`): it never branches on the kind of task.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import dagster as dg
+
+from dbx_assets.integration.resource import DatabricksResource
+from dbx_assets.integration.sources.base import Selection, SourceTask, TaskSource
+from dbx_assets.integration.workflow.definition import Workflow
+from dbx_assets.integration.workflow.deploy import WorkflowDeployer
+from dbx_assets.integration.workflow.model import DAGSTER_RUN_PARAMETER, WorkflowSpec
+from dbx_assets.integration.workflow.runner import RunHandle, TaskFinished, WorkflowRunner, idempotency_token
+
+
+def partition_parameters(context: dg.AssetExecutionContext) -> dict[str, str]:
+    """The job parameters describing the step's partition(s); empty when unpartitioned."""
+    if not context.has_partition_key and not context.has_partition_key_range:
+        return {}
+    key_range = context.partition_key_range
+    single = key_range.start == key_range.end
+    return {
+        "partition_key": key_range.start if single else "",
+        "partition_start": key_range.start,
+        "partition_end": key_range.end,
+    }
+
+
+class WorkflowExecution:
+    """One step's worth of work for `workflow` on the workspace of `databricks`."""
+
+    def __init__(self, workflow: Workflow, context: dg.AssetExecutionContext, databricks: DatabricksResource):
+        self.workflow = workflow
+        self.context = context
+        self.databricks = databricks
+        with databricks.explained_connection_errors():
+            self.client = databricks.get_client()
+            self.target = databricks.deploy_target(needs_sql_warehouse=workflow.needs_sql_warehouse)
+        self.runner = WorkflowRunner(self.client, log=context.log)
+        self.selection = Selection(
+            assets=frozenset(context.selected_asset_keys),
+            checks=frozenset(context.selected_asset_check_keys),
+            parameters=partition_parameters(context),
+        )
+        self.selected: list[tuple[TaskSource, SourceTask]] = workflow.selected_tasks(self.selection, self.target)
+        self.task_keys = [task.task_key for _, task in self.selected]
+        self._source_of = {task.task_key: source for source, task in self.selected}
+
+    def run(self) -> Iterator[Any]:
+        spec = self.workflow.spec(self.target)
+        deployer = WorkflowDeployer(self.client, self.target.workspace_root, log=self.context.log)
+        if self.workflow.compute == "all_purpose":
+            yield from self._run_on_all_purpose_cluster(spec, deployer)
+            return
+        with self.databricks.explained_connection_errors():
+            deployed = deployer.deploy(spec, self.workflow.files())
+            handle = self._start(deployed.job_id)
+        yield from self._watch_and_report(handle)
+
+    # -- start, reattach or repair ----------------------------------------------------------------
+    def _job_parameters(self) -> dict[str, str]:
+        return {**self.selection.parameters, DAGSTER_RUN_PARAMETER: self.context.run.run_id}
+
+    def _overrides(self) -> dict[str, Any]:
+        overrides: dict[str, Any] = {}
+        for source in {id(s): s for s, _ in self.selected}.values():
+            overrides.update(source.run_overrides(self.selection, self.target))
+        return overrides
+
+    def _token(self, *extra: str) -> str:
+        # The op's name identifies the step: a workflow is one (non-dynamic) op per Dagster run.
+        return idempotency_token(self.context.run.run_id, self.context.op_def.name, *extra)
+
+    def _start(self, job_id: int) -> RunHandle:
+        previous = self._previous_databricks_run(job_id)
+        if previous is not None:
+            done = self.runner.succeeded_tasks(previous)
+            rerun = [k for k in self.task_keys if k not in done]
+            if rerun:
+                if len(rerun) < len(self.task_keys):
+                    self.context.log.info(
+                        f"Not rerunning {', '.join(k for k in self.task_keys if k in done)}: they succeeded in "
+                        f"Databricks run {previous}, which is being repaired."
+                    )
+                self.task_keys = rerun
+                return self.runner.repair(previous, rerun, overrides=self._overrides())
+        handle = self.runner.run_now(
+            job_id,
+            self.task_keys,
+            job_parameters=self._job_parameters(),
+            token=self._token(str(job_id)),
+            overrides=self._overrides(),
+        )
+        if handle.reattached and self.context.retry_number > 0:
+            run = self.runner.get_run(handle.run_id)
+            if run.state and run.state.result_state and run.state.result_state.value != "SUCCESS":
+                return self.runner.repair(handle.run_id, self.task_keys, overrides=self._overrides())
+        return handle
+
+    def _previous_databricks_run(self, job_id: int) -> int | None:
+        """On re-execution of a failed Dagster run: the Databricks run one of its ancestors
+        started for this job, if it ended without success (found by the dagster_run_id job
+        parameter, so nothing depends on Dagster's own storage or on clocks)."""
+        ancestors: list[str] = []
+        run = self.context.run
+        while run is not None and run.parent_run_id:
+            ancestors.append(run.parent_run_id)
+            run = self.context.instance.get_run_by_id(run.parent_run_id)
+        if not ancestors:
+            return None
+        found = self.runner.find_run(job_id, DAGSTER_RUN_PARAMETER, ancestors)
+        if found is None or found.run_id is None:
+            return None
+        state = self.runner.get_run(found.run_id).state
+        if not state or not state.life_cycle_state or state.life_cycle_state.value != "TERMINATED":
+            return None
+        if state.result_state and state.result_state.value == "SUCCESS":
+            return None
+        return found.run_id
+
+    # -- all-purpose compute ------------------------------------------------------------------------
+    def _run_on_all_purpose_cluster(self, spec: WorkflowSpec, deployer: WorkflowDeployer) -> Iterator[Any]:
+        """Create an all-purpose cluster, run the selection on it as one submitted run, and
+        delete the cluster whatever happens (the create → run → terminate flow of seed 001)."""
+        with self.databricks.explained_connection_errors():
+            deployer.sync_files(self.workflow.files())
+        cluster_id = self.runner.create_cluster(
+            spec.job_clusters[self.workflow.default_job_cluster],
+            name=f"{self.workflow.name}-{self.context.run.run_id[:8]}",
+        )
+        try:
+            handle = self.runner.submit(
+                f"{self.workflow.name} ({self.context.run.run_id[:8]})",
+                [self._submit_task(spec, source, task, cluster_id) for source, task in self.selected],
+                token=self._token("all_purpose"),
+            )
+            yield from self._watch_and_report(handle)
+        finally:
+            self.runner.delete_cluster(cluster_id)
+
+    def _submit_task(self, spec: WorkflowSpec, source: TaskSource, task: SourceTask, cluster_id: str) -> dict[str, Any]:
+        """A job task as a runs/submit task on the cluster; only dependencies inside the selection."""
+        settings = spec.task(task.task_key).job_settings(compute={"existing_cluster_id": cluster_id})
+        settings.update(source.submit_settings(task, self.selection, self.target))
+        settings["depends_on"] = [d for d in settings.get("depends_on", []) if d["task_key"] in self.task_keys]
+        return settings
+
+    # -- reporting ----------------------------------------------------------------------------------
+    def _watch_and_report(self, handle: RunHandle) -> Iterator[Any]:
+        what = f"repair {handle.repair_id}" if handle.repair_id else "tasks"
+        self.context.log.info(
+            f"Databricks run {handle.run_id} ({what}: {', '.join(self.task_keys)}): {handle.run_page_url}"
+        )
+        failures: dict[dg.AssetKey, str] = {}
+        try:
+            for finished in self.runner.watch(handle):
+                source = self._source_of.get(finished.task_key)
+                if source is None:
+                    continue
+                report = source.report(finished, self.selection, self.target, self._metadata(finished, handle))
+                yield from report.events
+                for key, why in report.failures.items():
+                    self.context.log.error(f"Asset {key.to_user_string()} failed in task {finished.task_key}: {why}")
+                    failures[key] = f"{why} ({handle.run_page_url})"
+        except (dg.DagsterExecutionInterruptedError, KeyboardInterrupt):
+            self.runner.cancel(handle)
+            raise
+        if failures:
+            lines = "\n".join(f"- {k.to_user_string()}: {v}" for k, v in sorted(failures.items()))
+            raise dg.Failure(
+                description=f"{len(failures)} asset(s) failed in Databricks run {handle.run_id} "
+                f"({handle.run_page_url}):\n{lines}",
+                metadata={"databricks_run_url": dg.MetadataValue.url(handle.run_page_url)},
+            )
+
+    @staticmethod
+    def _metadata(finished: TaskFinished, handle: RunHandle) -> dict[str, Any]:
+        meta: dict[str, Any] = {
+            "databricks_job_id": handle.job_id,
+            "databricks_run_id": handle.run_id,
+            "databricks_task_run_id": finished.task_run_id,
+            "databricks_run_url": dg.MetadataValue.url(handle.run_page_url),
+        }
+        if finished.cluster_id:
+            meta["databricks_cluster_id"] = finished.cluster_id
+        if finished.setup_seconds is not None:
+            meta["setup_duration_s"] = finished.setup_seconds
+        if finished.execution_seconds is not None:
+            meta["execution_duration_s"] = finished.execution_seconds
+        return meta
