@@ -4,26 +4,27 @@ from __future__ import annotations
 
 import dagster as dg
 
-from dbx_assets.integration.workflow.assets import RUN_ID_TAG
-
 STANDARD_METADATA = {
     "databricks_job_id", "databricks_run_id", "databricks_task_run_id", "databricks_run_url",
     "databricks_cluster_id", "setup_duration_s", "execution_duration_s",
 }
 
 
-def materialize_all(partition_key: str) -> int:
-    from dbx_assets.demo.definitions import databricks_resource, defs, workflow
+def demo_keys(defs: dg.Definitions) -> set[dg.AssetKey]:
+    return {spec.key for assets in defs.assets or [] if isinstance(assets, dg.AssetsDefinition) for spec in assets.specs}
 
-    notebook_keys = {nb.asset_key for nb in workflow.notebooks}
+
+def materialize_all(partition_key: str) -> int:
+    from dbx_assets.demo.definitions import databricks_resource, defs, notebooks
+
+    notebook_keys = {d.asset_key for d in notebooks.declarations}
 
     job = defs.resolve_implicit_global_asset_job_def()
     instance = dg.DagsterInstance.get()
     result = job.execute_in_process(instance=instance, partition_key=partition_key, raise_on_error=False)
-    run = instance.get_run_by_id(result.run_id)
     print(f"\nDagster run {result.run_id} for partition {partition_key}: {'SUCCESS' if result.success else 'FAILURE'}")
     materialized = {e.asset_key: e for e in result.get_asset_materialization_events()}
-    all_keys = sorted(job.asset_layer.executable_asset_keys, key=lambda k: k.to_user_string())
+    all_keys = sorted(demo_keys(defs), key=lambda k: k.to_user_string())
     for key in all_keys:
         event = materialized.get(key)
         if event is None:
@@ -41,7 +42,9 @@ def materialize_all(partition_key: str) -> int:
     for check in result.get_asset_check_evaluations():
         status = "passed" if check.passed else f"FAILED ({check.severity.value})"
         print(f"  check         {check.asset_key.to_user_string()}:{check.check_name} {status}")
-    databricks_run_id = run.tags.get(RUN_ID_TAG) if run else None
+    run_ids = {e.materialization.metadata["databricks_run_id"].value for e in materialized.values()
+               if "databricks_run_id" in e.materialization.metadata}
+    databricks_run_id = max(run_ids) if run_ids else None
     if databricks_run_id:
         dbx_run = databricks_resource.get_client().jobs.get_run(int(databricks_run_id))
         clusters = {t.cluster_instance.cluster_id for t in dbx_run.tasks or [] if t.cluster_instance}
