@@ -10,21 +10,21 @@ STANDARD_METADATA = {
 }
 
 
-def demo_keys(defs: dg.Definitions) -> set[dg.AssetKey]:
-    return {spec.key for assets in defs.assets or [] if isinstance(assets, dg.AssetsDefinition) for spec in assets.specs}
-
-
 def materialize_all(partition_key: str) -> int:
-    from dbx_assets.demo.definitions import databricks_resource, defs, notebooks
+    from dbx_assets.demo.definitions import databricks_resource, defs, demo_assets, notebooks
 
     notebook_keys = {d.asset_key for d in notebooks.declarations}
 
-    job = defs.resolve_implicit_global_asset_job_def()
-    instance = dg.DagsterInstance.get()
-    result = job.execute_in_process(instance=instance, partition_key=partition_key, raise_on_error=False)
+    result = dg.materialize(
+        [demo_assets],
+        partition_key=partition_key,
+        resources={"databricks": databricks_resource},
+        instance=dg.DagsterInstance.get(),
+        raise_on_error=False,
+    )
     print(f"\nDagster run {result.run_id} for partition {partition_key}: {'SUCCESS' if result.success else 'FAILURE'}")
     materialized = {e.asset_key: e for e in result.get_asset_materialization_events()}
-    all_keys = sorted(demo_keys(defs), key=lambda k: k.to_user_string())
+    all_keys = sorted(defs.resolve_all_asset_keys(), key=lambda k: k.to_user_string())
     for key in all_keys:
         event = materialized.get(key)
         if event is None:
