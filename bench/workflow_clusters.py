@@ -18,13 +18,15 @@ from pathlib import Path
 import dagster as dg
 from databricks.sdk.service.jobs import SubmitTask
 
+from dbx_assets.demo.definitions import NOTEBOOKS_DIR
 from dbx_assets.demo.landing import land_customers, land_day
-from dbx_assets.local_workspace.launcher import stop
-from dbx_assets.integration.sources.notebook import NotebookAsset
 from dbx_assets.integration.resource import DatabricksResource
-from dbx_assets.integration.workflow.assets import Workflow, build_workflow_assets
+from dbx_assets.integration.sources.notebook import NotebookAsset, NotebookTasks
+from dbx_assets.integration.workflow.assets import build_workflow_assets
+from dbx_assets.integration.workflow.definition import Workflow
 from dbx_assets.integration.workflow.deploy import WorkflowDeployer
 from dbx_assets.integration.workflow.model import DEFAULT_CLUSTER_SPEC
+from dbx_assets.local_workspace.launcher import stop
 
 NOTEBOOKS = [
     NotebookAsset(key="bronze_orders", notebook="ingest_orders.py"),
@@ -42,7 +44,7 @@ def _cluster_ids(client) -> set[str]:
 def shared_run(resource: DatabricksResource) -> tuple[float, int]:
     client = resource.get_client()
     before = _cluster_ids(client)
-    assets = build_workflow_assets(Workflow(name="bench_shared", notebooks=NOTEBOOKS))
+    assets = build_workflow_assets(Workflow(name="bench_shared", sources=[NotebookTasks(NOTEBOOKS, notebooks_dir=NOTEBOOKS_DIR)]))
     start = time.perf_counter()
     result = dg.materialize([assets], resources={"databricks": resource})
     wall = time.perf_counter() - start
@@ -52,14 +54,14 @@ def shared_run(resource: DatabricksResource) -> tuple[float, int]:
 
 def per_asset_runs(resource: DatabricksResource) -> tuple[float, int]:
     client = resource.get_client()
-    workflow = Workflow(name="bench_per_asset", notebooks=NOTEBOOKS)
+    workflow = Workflow(name="bench_per_asset", sources=[NotebookTasks(NOTEBOOKS, notebooks_dir=NOTEBOOKS_DIR)])
     WorkflowDeployer(client, resource.workspace_root).sync_files(workflow.files())
+    spec = workflow.spec(resource.deploy_target(needs_sql_warehouse=False))
     before = _cluster_ids(client)
 
     def run_one(asset: str) -> None:
-        loaded = next(nb for nb in workflow.loaded if nb.declaration.key == asset)
-        task = loaded.task(workspace_root=resource.workspace_root, depends_on=())
-        settings = task.settings(cluster_override={"new_cluster": DEFAULT_CLUSTER_SPEC})
+        settings = spec.task(asset).job_settings(compute={"new_cluster": DEFAULT_CLUSTER_SPEC})
+        settings.pop("depends_on", None)  # one run per asset: ordering is this script's job
         run = client.jobs.submit(run_name=f"bench {asset}", tasks=[SubmitTask.from_dict(settings)]).result()
         assert run.state.result_state.value == "SUCCESS", run.state
 

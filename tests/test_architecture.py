@@ -1,0 +1,109 @@
+"""The three parts stay three parts: no import cycles, the local workspace imports nothing from
+Dagster or the rest of dbx_assets, the library knows nothing of the demo, and nothing reaches
+into Dagster's private modules. Read from the source (ast), so it costs no imports."""
+
+from __future__ import annotations
+
+import ast
+import graphlib
+from pathlib import Path
+
+import pytest
+
+PACKAGE_ROOT = Path(__file__).resolve().parents[1] / "dbx_assets"
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE_ROOT.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: Path) -> list[tuple[str, tuple[str, ...]]]:
+    """(imported module, imported names) for every import in the file: lazy ones and those under
+    `if TYPE_CHECKING:` included (a cycle of types is still a cycle in the design)."""
+    module = _module_name(path)
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found: list[tuple[str, tuple[str, ...]]] = []
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, ast.Import):
+            found.extend((alias.name, ()) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")
+                anchor = anchor[: len(anchor) - (node.level - 1)]
+                base = ".".join(anchor + ([base] if base else []))
+            found.append((base, tuple(alias.name for alias in node.names)))
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(ast.parse(path.read_text(), filename=str(path)))
+    return found
+
+
+MODULES = {_module_name(p): p for p in sorted(PACKAGE_ROOT.rglob("*.py"))}
+
+
+def _internal_target(imported: str, names: tuple[str, ...]) -> list[str]:
+    """The dbx_assets modules an import statement loads (`from pkg import mod` loads pkg.mod)."""
+    targets = []
+    if imported in MODULES:
+        targets.append(imported)
+    targets += [f"{imported}.{n}" for n in names if f"{imported}.{n}" in MODULES]
+    return targets
+
+
+def _graph() -> dict[str, set[str]]:
+    return {
+        module: {t for imported, names in _imports(path) for t in _internal_target(imported, names) if t != module}
+        for module, path in MODULES.items()
+    }
+
+
+def test_there_are_no_import_cycles():
+    try:
+        list(graphlib.TopologicalSorter(_graph()).static_order())
+    except graphlib.CycleError as err:
+        pytest.fail(f"import cycle: {' -> '.join(err.args[1])}")
+
+
+def _part(module: str) -> str:
+    return module.split(".")[1] if module.count(".") >= 1 else "root"
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if _part(m) == "local_workspace"))
+def test_the_local_workspace_imports_nothing_from_dagster_or_the_rest(module):
+    for imported, _ in _imports(MODULES[module]):
+        top = imported.split(".")[0]
+        assert not top.startswith("dagster"), f"{module} imports {imported}"
+        if top == "dbx_assets":
+            assert imported.startswith("dbx_assets.local_workspace"), f"{module} imports {imported}"
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if _part(m) == "integration"))
+def test_the_library_knows_nothing_of_the_demo(module):
+    for imported, _ in _imports(MODULES[module]):
+        assert not imported.startswith("dbx_assets.demo"), f"{module} imports {imported}"
+        if imported.startswith("dbx_assets.local_workspace"):
+            # Only the resource may start the embedded workspace; tasks never know it is local.
+            assert module == "dbx_assets.integration.resource", f"{module} imports {imported}"
+
+
+def test_no_private_dagster_api():
+    offenders = []
+    for module, path in MODULES.items():
+        for imported, names in _imports(path):
+            if not imported.split(".")[0].startswith("dagster"):
+                continue
+            private_module = any(part.startswith("_") for part in imported.split(".")[1:])
+            private_names = [n for n in names if n.startswith("_")]
+            if private_module or private_names:
+                offenders.append(f"{module}: from {imported} import {', '.join(names)}")
+    assert not offenders, "private Dagster API used:\n" + "\n".join(offenders)
+
+
+def test_package_roots_stay_empty():
+    """Task processes import dbx_assets.local_workspace.runtime.*: the parents must stay free of imports."""
+    for init in (PACKAGE_ROOT / "__init__.py", PACKAGE_ROOT / "local_workspace" / "__init__.py"):
+        assert not _imports(init), f"{init} imports something"
