@@ -19,6 +19,7 @@ from .runtime_types import StoragePaths
 from .scheduler import Resolvers, Scheduler
 from .server import Dispatcher, HttpServer
 from .state import StateStore
+from .warehouses_api import Warehouses
 from .workspace_api import Workspace
 
 CONNECTION_FILE = "connection.json"
@@ -84,7 +85,10 @@ class LocalWorkspace:
         resolvers = Resolvers(self.workspace.read_notebook, self.workspace.local, self.dbfs.local)
         self.scheduler = Scheduler(self.store, self.paths, self.clusters, resolvers, lambda: self.host, max_active_runs)
         self.jobs = Jobs(self.store, self.scheduler, lambda: self.host, self.token)
-        for api in (self.workspace, self.dbfs, self.files, self.clusters, self.jobs, self.faults):
+        # dbt tasks name a SQL warehouse; the scheduler starts it and hands its token to dbt.
+        self.warehouses = Warehouses(self.store, lambda: self.host, self.token)
+        self.scheduler.warehouses = self.warehouses
+        for api in (self.workspace, self.dbfs, self.files, self.clusters, self.jobs, self.warehouses, self.faults):
             api.register(self.dispatcher)
         self.dispatcher.route("GET", "/api/2.0/preview/scim/v2/Me", lambda req: {
             "id": "1", "userName": LOCAL_USER, "displayName": "Local User", "active": True,

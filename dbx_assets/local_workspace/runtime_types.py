@@ -39,15 +39,22 @@ class StoragePaths:
         return self.state_dir / "warehouse"
 
     @property
-    def clusters(self) -> Path:  # per-cluster logs
+    def clusters(self) -> Path:  # per-cluster logs and installed libraries
         return self.state_dir / "clusters"
+
+    def cluster_libraries(self, cluster_id: str) -> Path:  # pypi libraries installed on one cluster
+        return self.clusters / cluster_id / "site-packages"
+
+    @property
+    def library_cache(self) -> Path:  # download cache shared by every cluster's library installs
+        return self.state_dir / "library_cache"
 
     @property
     def task_runs(self) -> Path:  # per-task-run output dirs
         return self.state_dir / "task_runs"
 
     def ensure(self) -> "StoragePaths":
-        for p in (self.workspace, self.dbfs, self.volumes, self.warehouse, self.clusters, self.task_runs):
+        for p in (self.workspace, self.dbfs, self.volumes, self.warehouse, self.clusters, self.task_runs, self.library_cache):
             p.mkdir(parents=True, exist_ok=True)
         return self
 
@@ -58,7 +65,7 @@ class ClusterSpec:
 
     spark_conf: dict[str, str] = field(default_factory=dict)
     spark_env_vars: dict[str, str] = field(default_factory=dict)
-    # pypi package names from `libraries: [{"pypi": {"package": ...}}]`; checked for importability
+    # pypi requirements from the cluster's `libraries: [{"pypi": {"package": ...}}]`; installed like task libraries
     pypi_packages: tuple[str, ...] = ()
     num_workers: int = 0
 
@@ -68,11 +75,16 @@ class ClusterSpec:
 
 @dataclass(frozen=True)
 class DbtInvocation:
+    """A dbt task. With `warehouse_id` the runtime generates the profile (as Databricks does:
+    the project's profiles.yml is not used) and `schema`/`catalog` say where models land;
+    without it dbt reads profiles.yml from `profiles_dir` (None: the project dir)."""
+
     commands: tuple[str, ...]  # e.g. ("dbt deps", "dbt build --select a b")
     project_dir: Path  # local directory holding the synced project (materialized from workspace files)
     profiles_dir: Path | None  # None: the project dir
     schema: str | None = None
     catalog: str | None = None
+    warehouse_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -91,7 +103,8 @@ class TaskInvocation:
     dbt: DbtInvocation | None = None
     # spark_env_vars of the cluster plus per-task additions
     env: dict[str, str] = field(default_factory=dict)
-    # pypi requirements from the task's `libraries`; the runtime fails the task if one is missing
+    # pypi requirements from the task's `libraries`; the runtime installs them on the cluster
+    # (runtime/libraries.py) and fails the task with Databricks' message if one cannot be installed
     pypi_packages: tuple[str, ...] = ()
     timeout_seconds: int = 0  # 0: none; the server enforces it by calling cancel()
 

@@ -554,15 +554,38 @@ class Scheduler:
             project = self.resolvers.workspace_local(dt["project_directory"])
             if not project.is_dir():
                 raise TaskSetupError(f"dbt project directory not found: {dt['project_directory']}. Sync the project into the workspace first.")
+            warehouse_id = dt.get("warehouse_id") or None
+            if warehouse_id:
+                self._prepare_warehouse(dt, warehouse_id, task["task_key"], env)
+            elif dt.get("catalog"):  # schema without a warehouse is documented as unused, catalog as not allowed
+                raise TaskSetupError(f"Task {task['task_key']}: dbt_task.catalog can only be specified if a warehouse_id is specified.")
             profiles = self.resolvers.workspace_local(dt["profiles_directory"]) if dt.get("profiles_directory") else None
             commands = params.get("dbt_commands") or dt.get("commands") or []
             return TaskInvocation(
                 kind="dbt",
                 dbt=DbtInvocation(commands=tuple(substitute(c, refs) for c in commands), project_dir=project,
-                                  profiles_dir=profiles, schema=dt.get("schema"), catalog=dt.get("catalog")),
+                                  profiles_dir=profiles, schema=dt.get("schema") if warehouse_id else None,
+                                  catalog=dt.get("catalog"), warehouse_id=warehouse_id),
                 **common,
             )
         raise TaskSetupError(f"Task {task['task_key']} has no notebook_task, spark_python_task or dbt_task; other task types are not supported locally.")
+
+    def _prepare_warehouse(self, dt: dict, warehouse_id: str, key: str, env: dict[str, str]) -> None:
+        """A dbt task on a SQL warehouse, as Databricks runs one: the profile is generated (so a
+        profiles_directory is refused), the warehouse is started if stopped, and the run-as
+        principal's token is injected as DBT_ACCESS_TOKEN (locally: the workspace's token)."""
+        if dt.get("profiles_directory"):
+            raise TaskSetupError(f"Task {key}: dbt_task.profiles_directory can only be specified if no warehouse_id is specified.")
+        warehouses = getattr(self, "warehouses", None)  # set by the app; absent: no warehouse exists
+        if warehouses is None:
+            raise TaskSetupError(f"SQL warehouse {warehouse_id} does not exist.")
+        from .warehouses_api import WarehouseNotFound
+
+        try:
+            warehouses.ensure_started(warehouse_id)
+        except WarehouseNotFound as e:
+            raise TaskSetupError(e.message) from None
+        env["DBT_ACCESS_TOKEN"] = warehouses.token
 
     def _local_file(self, file: str, key: str) -> Path:
         if file.startswith("dbfs:/"):

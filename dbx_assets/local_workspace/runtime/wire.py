@@ -46,6 +46,7 @@ def invocation_from_dict(d: dict) -> TaskInvocation:
             profiles_dir=Path(dbt["profiles_dir"]) if dbt.get("profiles_dir") else None,
             schema=dbt.get("schema"),
             catalog=dbt.get("catalog"),
+            warehouse_id=dbt.get("warehouse_id"),
         ),
         env=dict(d.get("env") or {}),
         pypi_packages=tuple(d.get("pypi_packages") or ()),
