@@ -1,22 +1,26 @@
-"""File sensors against the shared local workspace, through the real SDK over real HTTP."""
+"""File sensors: the pure planning logic at scale (no HTTP, no Dagster instance), then a few
+ticks against the shared local workspace through the real SDK over real HTTP."""
 
 from __future__ import annotations
 
 import base64
 import io
 import json
+import os
+import random
 import socket
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import dagster as dg
 import pytest
 
 from dbx_assets.demo.partitions import daily_partitions
-from dbx_assets.integration.resource import DatabricksResource
+from dbx_assets.integration.file_cursor import HANDLED, CursorCapacityError, Entry
 from dbx_assets.integration.file_sensor import (
     TRIGGER_FILE_TAG,
     FileCursor,
@@ -26,9 +30,244 @@ from dbx_assets.integration.file_sensor import (
     plan_tick,
     template_regex,
 )
+from dbx_assets.integration.resource import DatabricksResource
+
+# ============================================================================ pure planning logic
+
+OLD = 946_684_800_000  # 2000-01-01 in ms: an archive copied in with its original mtime
+NOW = 1_795_000_000_000  # roughly when these tests were written; only a label, never compared with a clock
 
 
-# ---------------------------------------------------------------------------- helpers
+def _f(path: str, mtime: int = NOW, size: int = 1) -> FileVersion:
+    return FileVersion(mtime_ms=mtime, path=path, size=size)
+
+
+class Sensor:
+    """plan_tick driven like the daemon drives it: the cursor goes through its string form
+    between every two ticks, as if the daemon restarted each time."""
+
+    def __init__(self, **options):
+        self.options = {"settle_ticks": 1, **options}
+        self.stored: str | None = None
+        self.triggered: Counter[FileVersion] = Counter()
+        self.notes: list[str] = []
+
+    def tick(self, files: list[FileVersion], **overrides) -> list[FileVersion]:
+        plan = plan_tick(FileCursor.from_json(self.stored), files, **{**self.options, **overrides})
+        self.stored = plan.cursor.to_json()
+        self.triggered.update(plan.to_trigger)
+        self.notes += plan.notes
+        return plan.to_trigger
+
+
+def _paths(versions: list[FileVersion]) -> list[str]:
+    return [f.path for f in versions]
+
+
+def test_late_file_with_an_old_mtime_triggers():
+    s = Sensor()
+    recent = [_f(f"d/new-{i}", NOW + i) for i in range(50)]
+    assert len(s.tick(recent)) == 50
+    late = _f("d/archive-1999.csv", OLD)  # `cp -p` of an old file, long after newer ones were handled
+    assert s.tick(recent + [late]) == [late]
+    assert s.tick(recent + [late]) == []
+
+
+def test_rewritten_file_triggers_again_for_a_new_size_or_a_new_mtime():
+    s = Sensor()
+    assert _paths(s.tick([_f("a", NOW, 5)])) == ["a"]
+    assert s.tick([_f("a", NOW, 9)]) == [_f("a", NOW, 9)]  # object stores keep mtime at creation
+    assert s.tick([_f("a", NOW + 1, 9)]) == [_f("a", NOW + 1, 9)]
+    assert s.tick([_f("a", OLD, 9)]) == [_f("a", OLD, 9)]  # rewritten with an older mtime still counts
+    assert s.tick([_f("a", OLD, 9)]) == []
+
+
+def test_unchanged_files_never_trigger_twice_across_restarts():
+    s = Sensor()
+    files = [_f(f"p/{i:03d}", NOW - i * 1000, i) for i in range(200)]
+    assert len(s.tick(files)) == 200
+    for _ in range(5):  # each tick decodes the stored string: a daemon restart every time
+        assert s.tick(files) == []
+    assert set(s.triggered.values()) == {1}
+
+
+def test_files_in_the_same_millisecond_are_distinct():
+    s = Sensor()
+    assert _paths(s.tick([_f("a", NOW)])) == ["a"]
+    assert _paths(s.tick([_f("a", NOW), _f("b", NOW)])) == ["b"]
+
+
+def test_deleted_then_restored_unchanged_is_not_new_but_restored_changed_is():
+    s = Sensor()
+    a, b = _f("a", NOW, 3), _f("b", NOW, 4)
+    s.tick([a, b])
+    assert s.tick([b]) == []  # a deleted (or moved away)
+    assert s.tick([b]) == []
+    assert s.tick([a, b]) == []  # moved back: same size and mtime, the same version
+    assert s.tick([b]) == []
+    assert s.tick([_f("a", NOW, 30), b]) == [_f("a", NOW, 30)]  # restored from elsewhere: new version
+    # Back to the first version: already handled once, so not again.
+    assert s.tick([a, b]) == []
+
+
+def test_forgetting_deleted_versions_beyond_the_cap_errs_on_a_duplicate_and_says_so():
+    s = Sensor(max_retired=2)
+    files = [_f(f"x{i}", NOW + i) for i in range(5)]
+    s.tick(files)
+    s.tick([])  # all five gone: only the newest two deletions are remembered
+    assert any("Forgot the 3 oldest" in n for n in s.notes)
+    assert sorted(_paths(s.tick(files))) == ["x0", "x1", "x2"]  # triggered again, never silently lost
+
+
+def test_a_file_must_be_seen_unchanged_on_consecutive_ticks():
+    s = Sensor(settle_ticks=2)
+    assert s.tick([_f("big", NOW, 10)]) == []  # first sighting
+    assert s.tick([_f("big", NOW, 20)]) == []  # still growing: a new version, counted from 1
+    assert s.tick([_f("big", NOW, 20)]) == [_f("big", NOW, 20)]
+    assert s.tick([_f("big", NOW, 20)]) == []
+    # A version seen once, then the daemon restarts: the restart does not reset the count.
+    assert s.tick([_f("big", NOW, 20), _f("c", OLD)]) == []
+    assert s.tick([_f("big", NOW, 20), _f("c", OLD)]) == [_f("c", OLD)]
+
+
+def test_stability_never_compares_the_file_mtime_with_the_local_clock():
+    # mtimes far in the future or the past (clock skew, archives) settle exactly alike.
+    for mtime in (0, OLD, NOW, NOW + 10**12):
+        s = Sensor(settle_ticks=2)
+        assert s.tick([_f("f", mtime)], now_s=5) == []
+        assert s.tick([_f("f", mtime)], now_s=6) == [_f("f", mtime)]
+
+
+def test_settle_seconds_is_measured_on_the_sensor_clock_from_first_sighting():
+    s = Sensor(settle_ticks=1, settle_seconds=30)
+    assert s.tick([_f("m", OLD)], now_s=1_000) == []  # an ancient mtime does not make it "settled"
+    assert s.tick([_f("m", OLD)], now_s=1_029) == []
+    assert s.tick([_f("m", OLD)], now_s=1_030) == [_f("m", OLD)]
+
+
+def test_burst_beyond_the_run_cap_drains_over_ticks_without_loss():
+    s = Sensor(max_groups=400)
+    files = [_f(f"burst/{i:05d}", OLD + (i * 7919) % 1000, i) for i in range(1001)]
+    assert [len(s.tick(files)) for _ in range(4)] == [400, 400, 201, 0]
+    assert len(s.triggered) == 1001 and set(s.triggered.values()) == {1}
+
+
+def test_backlog_files_rewritten_while_waiting_trigger_once_in_their_final_version():
+    s = Sensor(max_groups=2, settle_ticks=2)
+    files = [_f(f"q{i}", NOW + i) for i in range(6)]
+    s.tick(files)
+    assert _paths(s.tick(files)) == ["q0", "q1"]
+    files[5] = _f("q5", NOW + 5, 99)  # rewritten while still in the backlog
+    assert _paths(s.tick(files)) == ["q2", "q3"]
+    assert _paths(s.tick(files)) == ["q4", "q5"]
+    assert s.tick(files) == []
+    assert _f("q5", NOW + 5, 99) in s.triggered and _f("q5", NOW + 5, 1) not in s.triggered
+
+
+def test_groups_take_all_stable_files_of_an_open_group_and_skipped_files_are_not_retried():
+    def group_of(f: FileVersion) -> str | None:
+        return None if f.path.endswith(".tmp") else f.path.split("/")[0]
+
+    s = Sensor(max_groups=1, group_of=group_of)
+    files = [_f("d1/a", NOW), _f("d2/a", NOW + 1), _f("d1/b", NOW + 2), _f("d3/x.tmp", NOW + 3)]
+    assert _paths(s.tick(files)) == ["d1/a", "d1/b", "d3/x.tmp"]  # the skipped file is handled too
+    assert _paths(s.tick(files)) == ["d2/a"]
+    assert s.tick(files) == []
+
+
+def test_exactly_once_under_random_churn_with_restarts():
+    """A random landing zone: new files with any mtime, rewrites, deletions, restores, moves.
+    Every version that stays unchanged long enough triggers exactly once; none twice."""
+    rng = random.Random(7)
+    s = Sensor(settle_ticks=2, max_groups=25)
+    present: dict[str, FileVersion] = {}
+    archive: list[FileVersion] = []  # deleted versions that may come back unchanged
+    for _ in range(300):
+        for _ in range(rng.randint(0, 12)):
+            roll = rng.random()
+            if roll < 0.45:
+                path = f"z/{rng.randint(0, 400):04d}"
+                present[path] = _f(path, rng.choice([OLD, NOW]) + rng.randint(0, 5), rng.randint(0, 3))
+            elif roll < 0.7 and present:
+                archive.append(present.pop(rng.choice(sorted(present))))
+            elif roll < 0.85 and archive:
+                f = archive.pop(rng.randrange(len(archive)))
+                present[f.path] = f
+        s.tick(list(present.values()))
+    assert max(s.triggered.values()) == 1  # nothing ever triggered twice
+    for _ in range(50):  # quiet period: the backlog drains
+        s.tick(list(present.values()))
+    assert max(s.triggered.values()) == 1
+    assert all(f in s.triggered for f in present.values())  # everything present got its run
+
+
+def test_cursor_size_at_10000_and_100000_files():
+    sizes = {}
+    for n in (10_000, 100_000):
+        files = [_f(f"dbfs:/landing/bench/part-{i:06d}.csv", NOW + i * 3, 23) for i in range(n)]
+        plan = plan_tick(FileCursor(), files, settle_ticks=1)
+        raw = plan.cursor.to_json()
+        sizes[n] = len(raw)
+        assert plan_tick(FileCursor.from_json(raw), files, settle_ticks=1).to_trigger == []
+        late = _f("dbfs:/landing/bench/late.csv", OLD)
+        assert plan_tick(FileCursor.from_json(raw), files + [late], settle_ticks=1).to_trigger == [late]
+    assert sizes[10_000] < 5_000 and sizes[100_000] < 40_000, sizes
+    # Random names (UUIDs) carry real entropy: the bound is per file, not per directory.
+    rng = random.Random(1)
+    files = [
+        _f(f"/Volumes/main/raw/f/{uuid.UUID(int=rng.getrandbits(128))}.json", NOW + rng.randint(0, 10**9), rng.randint(1, 10**6))
+        for _ in range(10_000)
+    ]
+    raw = plan_tick(FileCursor(), files, settle_ticks=1).cursor.to_json()
+    assert len(raw) < 45 * 10_000, len(raw)
+
+
+def test_more_files_than_the_cap_fail_the_tick_loudly():
+    files = [_f(f"f{i}") for i in range(11)]
+    with pytest.raises(CursorCapacityError, match="11 matching files are present, more than the 10"):
+        plan_tick(FileCursor(), files, max_tracked=10)
+
+
+def test_version_1_cursor_is_migrated():
+    v1 = json.dumps({"v": 1, "floor": NOW, "seen": {"same_ms": [NOW, 4]}, "pending": {"growing": [NOW, 1]}})
+    cursor = FileCursor.from_json(v1)
+    assert "Migrated a version-1" in cursor.notes[0]
+    files = [_f("below", NOW - 1), _f("same_ms", NOW, 4), _f("other_same_ms", NOW, 4), _f("growing", NOW, 1)]
+    plan = plan_tick(cursor, files, settle_ticks=1)
+    assert sorted(_paths(plan.to_trigger)) == ["growing", "other_same_ms"]
+    assert plan.notes == cursor.notes
+    again = plan_tick(FileCursor.from_json(plan.cursor.to_json()), files + [_f("late", OLD)], settle_ticks=1)
+    assert _paths(again.to_trigger) == ["late"] and again.notes == []  # v2 from here on: the late file is found
+
+
+@pytest.mark.parametrize("stored", ['{"v":99}', "not json", '{"v":2,"z":"@@@"}', "[]"])
+def test_unreadable_cursor_resets_with_a_note(stored):
+    cursor = FileCursor.from_json(stored)
+    assert cursor.files == {} and "Reset an unreadable file-sensor cursor" in cursor.notes[0]
+
+
+def test_cursor_round_trip_keeps_pending_state_and_retired_versions():
+    cursor = FileCursor(
+        files={"dbfs:/a/x": Entry(5, NOW, HANDLED), "dbfs:/a/y": Entry(6, OLD, 1, 1234), "/Volumes/c/s/v/ü": Entry(0, 0, 2, 9)},
+        retired={("dbfs:/gone", 7, NOW): None},
+    )
+    back = FileCursor.from_json(cursor.to_json())
+    assert back.files == cursor.files and back.retired == cursor.retired
+
+
+def test_template_regex_extracts_partition_within_one_segment():
+    regex = template_regex("dbfs:/landing/orders/date={partition}/*.csv")
+    assert regex.fullmatch("dbfs:/landing/orders/date=2026-11-01/a.csv").group("partition") == "2026-11-01"
+    assert regex.fullmatch("dbfs:/landing/orders/date=2026-11-01/sub/a.csv") is None
+    assert template_regex("/landing/x/{partition}/_SUCCESS").fullmatch("dbfs:/landing/x/k/_SUCCESS")
+
+
+def test_target_is_required():
+    with pytest.raises(TypeError):
+        build_file_sensor(name="x", watch_path="dbfs:/x")  # type: ignore[call-arg]
+
+
+# ============================================================================ through the SDK
 
 
 # Stand-ins for the demo graph's shape: the sensor resolves its target against real definitions.
@@ -42,6 +281,9 @@ def silver_orders() -> None: ...
 
 @dg.asset
 def raw_files() -> None: ...
+
+
+ORDERS_TARGET = dg.AssetSelection.assets("bronze_orders").downstream()
 
 
 def _tick(sensor: dg.SensorDefinition, cursor: str | None, resource: DatabricksResource):
@@ -73,19 +315,19 @@ def put_volume(client, path: str, data: bytes) -> None:
     client.files.upload(path, io.BytesIO(data), overwrite=True)
 
 
-def put_many(put, client, paths: list[str]) -> None:
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        list(pool.map(lambda p: put(client, p, b"id,amount\n1,2\n"), paths))
+def set_mtime(local: Path, mtime_s: float) -> None:
+    """What `cp -p` of an old file looks like: the workspace lists the file's own mtime."""
+    os.utime(local, (mtime_s, mtime_s))
 
 
 def orders_sensor(root: str, **overrides) -> dg.SensorDefinition:
     options = dict(
         name="orders_landing",
         watch_path=root,
+        target=ORDERS_TARGET,
         marker="_SUCCESS",
         partition_template=f"{root}/date={{partition}}/_SUCCESS",
         partitions_def=daily_partitions,
-        settle_seconds=0,
     )
     options.update(overrides)
     return build_file_sensor(**options)
@@ -96,15 +338,12 @@ def land_day(client, root: str, day: str) -> None:
     put_dbfs(client, f"{root}/date={day}/_SUCCESS", b"")
 
 
-# ---------------------------------------------------------------------------- behaviour
-
-
 def test_new_marker_triggers_exactly_one_run_for_its_partition(workspace_client, resource, root):
     land_day(workspace_client, root, "2026-11-05")
     put_dbfs(workspace_client, f"{root}/date=2026-11-06/orders.csv", b"order_id\n2\n")  # no marker yet
     sensor = orders_sensor(root)
 
-    requests, cursor, _ = _tick(sensor, None, resource)
+    requests, cursor, _ = _tick(sensor, None, resource)  # a marker reacts at first sight
     assert [r.partition_key for r in requests] == ["2026-11-05"]
     assert requests[0].tags[TRIGGER_FILE_TAG] == f"{root}/date=2026-11-05"
     assert requests[0].run_key.startswith(f"{root}/date=2026-11-05/_SUCCESS@")
@@ -116,17 +355,6 @@ def test_new_marker_triggers_exactly_one_run_for_its_partition(workspace_client,
     put_dbfs(workspace_client, f"{root}/date=2026-11-06/_SUCCESS", b"")
     requests, _, _ = _tick(sensor, cursor2, resource)
     assert [r.partition_key for r in requests] == ["2026-11-06"]
-
-
-def test_default_target_is_bronze_orders_and_downstream(root):
-    defs = dg.Definitions(assets=[bronze_orders, silver_orders, raw_files], sensors=[orders_sensor(root)])
-    repo = defs.get_repository_def()
-    sensor = repo.get_sensor_def("orders_landing")
-    assert repo.get_job(sensor.job_name).asset_layer.selected_asset_keys == {
-        dg.AssetKey("bronze_orders"),
-        dg.AssetKey("silver_orders"),
-    }
-    assert sensor.minimum_interval_seconds == 30
 
 
 def test_files_outside_the_partitions_are_skipped_not_retried(workspace_client, resource, root, capfd):
@@ -143,46 +371,26 @@ def test_files_outside_the_partitions_are_skipped_not_retried(workspace_client, 
     assert requests == []
 
 
-def test_rewritten_file_is_a_new_version_but_unchanged_reappearance_is_not(workspace_client, resource, root):
-    sensor = build_file_sensor(name="csvs", watch_path=root, pattern="*.csv", settle_seconds=0, target="raw_files")
-    put_dbfs(workspace_client, f"{root}/a.csv", b"v1\n")
-    requests, cursor, _ = _tick(sensor, None, resource)
-    assert len(requests) == 1
-
-    # Moved away and back: same mtime and size, so the same version.
-    workspace_client.dbfs.move(f"{root}/a.csv", f"{root}/../parked_{uuid.uuid4().hex[:6]}.txt")
-    requests, cursor, _ = _tick(sensor, cursor, resource)
-    assert requests == []
-    parked = [f.path for f in workspace_client.dbfs.list(root + "/..") if "parked_" in f.path]
-    workspace_client.dbfs.move(parked[0], f"{root}/a.csv")
-    requests, cursor, _ = _tick(sensor, cursor, resource)
-    assert requests == []
-
-    time.sleep(0.01)  # a new mtime even on coarse clocks
-    put_dbfs(workspace_client, f"{root}/a.csv", b"v2, longer\n")
-    requests, _, _ = _tick(sensor, cursor, resource)
-    assert len(requests) == 1 and requests[0].run_key.endswith(":11")
-
-
-def test_growing_file_waits_until_stable(workspace_client, resource, root):
-    sensor = build_file_sensor(name="csvs", watch_path=root, pattern="*.csv", settle_seconds=2, target="raw_files")
-    path = f"{root}/big.csv"
-    put_dbfs(workspace_client, path, b"part one\n")
+def test_dbfs_late_copy_with_an_old_mtime_and_a_rewrite(workspace_client, local_workspace, resource, root):
+    sensor = build_file_sensor(name="csvs", watch_path=root, pattern="*.csv", target="raw_files")
+    put_dbfs(workspace_client, f"{root}/today.csv", b"v1\n")
     requests, cursor, skip = _tick(sensor, None, resource)
-    assert requests == [] and "still settling" in skip
-    assert path in json.loads(cursor)["pending"]
-
-    put_dbfs(workspace_client, path, b"part one\npart two\n")  # still being written
+    assert requests == [] and "waiting to settle" in skip  # seen once; stable when seen again unchanged
     requests, cursor, _ = _tick(sensor, cursor, resource)
-    assert requests == []
+    assert [r.run_key.split("@")[0] for r in requests] == [f"{root}/today.csv"]
 
-    modified = workspace_client.dbfs.get_status(path).modification_time / 1000
-    time.sleep(max(0.0, modified + 2.2 - time.time()))
-    requests, cursor, _ = _tick(sensor, cursor, resource)
-    assert [r.run_key for r in requests] == [f"{path}@{int(modified * 1000)}:18"]
-    assert json.loads(cursor)["pending"] == {}
-    requests, _, _ = _tick(sensor, cursor, resource)
-    assert requests == []
+    late = f"{root}/2001/archive.csv"
+    put_dbfs(workspace_client, late, b"old,data\n")
+    set_mtime(local_workspace.paths.dbfs / late[len("dbfs:/") :], 978_307_200)  # 2001-01-01
+    for expected in ([], [f"{late}@978307200000:9"], []):
+        requests, cursor, _ = _tick(sensor, cursor, resource)
+        assert [r.run_key for r in requests] == expected
+
+    put_dbfs(workspace_client, late, b"old,data,rewritten\n")  # a new size: a new version
+    set_mtime(local_workspace.paths.dbfs / late[len("dbfs:/") :], 978_307_200)
+    for expected in ([], [f"{late}@978307200000:19"], []):
+        requests, cursor, _ = _tick(sensor, cursor, resource)
+        assert [r.run_key for r in requests] == expected
 
 
 def test_daemon_restart_neither_retriggers_nor_misses(workspace_client, resource, root):
@@ -197,23 +405,23 @@ def test_daemon_restart_neither_retriggers_nor_misses(workspace_client, resource
     assert [r.partition_key for r in requests] == ["2026-11-09"]
 
 
-def test_volume_path_pages_and_drains_a_backlog(workspace_client, resource):
-    root = f"/Volumes/main/landing/files/{uuid.uuid4().hex[:10]}"
-    paths = [f"{root}/batch/{i:05d}.csv" for i in range(1001)]  # > one 1000-entry page
-    put_many(put_volume, workspace_client, paths)
-    put_volume(workspace_client, f"{root}/batch/readme.txt", b"not a csv")
-    sensor = build_file_sensor(
-        name="volume_csvs", watch_path=root, pattern="*.csv", settle_seconds=0, max_runs_per_tick=400, target="raw_files"
-    )
+def test_volume_listing_pages_and_finds_an_old_mtime(local_workspace, resource):
+    rel = f"main/landing/files/{uuid.uuid4().hex[:10]}"
+    root = f"/Volumes/{rel}"
+    local_dir = local_workspace.paths.volumes / rel / "batch"
+    local_dir.mkdir(parents=True)
+    for i in range(1001):  # > one 1000-entry page; written on disk, listed over HTTP
+        (local_dir / f"{i:05d}.csv").write_bytes(b"id\n1\n")
+    (local_dir / "readme.txt").write_bytes(b"not a csv")
+    sensor = build_file_sensor(name="volume_csvs", watch_path=root, pattern="*.csv", settle_ticks=1, max_runs_per_tick=None, target="raw_files")
+    requests, cursor, _ = _tick(sensor, None, resource)
+    assert {r.run_key.split("@")[0] for r in requests} == {f"{root}/batch/{i:05d}.csv" for i in range(1001)}
 
-    seen_keys: list[str] = []
-    cursor = None
-    for expected in (400, 400, 201, 0):
-        requests, cursor, _ = _tick(sensor, cursor, resource)
-        assert len(requests) == expected
-        seen_keys += [r.run_key for r in requests]
-    assert len(set(seen_keys)) == 1001
-    assert {k.split("@")[0] for k in seen_keys} == set(paths)
+    (local_dir / "late.csv").write_bytes(b"id\n2\n")
+    set_mtime(local_dir / "late.csv", 978_307_200)
+    requests, cursor, _ = _tick(sensor, cursor, resource)
+    assert [r.run_key for r in requests] == [f"{root}/batch/late.csv@978307200000:5"]
+    assert _tick(sensor, cursor, resource)[0] == []
 
 
 def test_volume_marker_with_partitions(workspace_client, resource):
@@ -228,29 +436,12 @@ def test_volume_marker_with_partitions(workspace_client, resource):
 
 @pytest.mark.parametrize("missing", ["dbfs:/no/such/landing", "/Volumes/main/landing/files/no_such_dir"])
 def test_missing_watch_path_skips_naming_the_path(resource, missing):
-    sensor = build_file_sensor(name="missing", watch_path=missing, settle_seconds=0, target="raw_files")
-    requests, cursor, skip = _tick(sensor, '{"v":1,"floor":5,"seen":{},"pending":{}}', resource)
+    sensor = build_file_sensor(name="missing", watch_path=missing, target="raw_files")
+    stored = FileCursor(files={f"{missing}/x": Entry(1, 5, HANDLED)}).to_json()
+    requests, cursor, skip = _tick(sensor, stored, resource)
     assert requests == []
     assert missing in skip and "does not exist" in skip
-    assert cursor == '{"v":1,"floor":5,"seen":{},"pending":{}}'
-
-
-def test_cursor_stays_bounded_with_10000_files(workspace_client, resource, root):
-    paths = [f"{root}/part-{i:05d}.csv" for i in range(10_000)]
-    put_many(put_dbfs, workspace_client, paths)
-    sensor = build_file_sensor(name="bulk", watch_path=root, pattern="*.csv", settle_seconds=0, max_runs_per_tick=None, target="raw_files")
-
-    requests, cursor, _ = _tick(sensor, None, resource)
-    assert len(requests) == 10_000
-    state = json.loads(cursor)
-    assert len(cursor) < 4_000, f"cursor is {len(cursor)} bytes"
-    assert len(state["seen"]) < 100 and state["pending"] == {}
-
-    put_many(put_dbfs, workspace_client, [f"{root}/late-{i}.csv" for i in range(3)])
-    requests, cursor, _ = _tick(sensor, cursor, resource)
-    assert sorted(r.run_key.split("@")[0] for r in requests) == [f"{root}/late-{i}.csv" for i in range(3)]
-    assert len(cursor) < 4_000
-    assert _tick(sensor, cursor, resource)[0] == []
+    assert cursor == stored
 
 
 # ---------------------------------------------------------------------------- failures
@@ -258,7 +449,7 @@ def test_cursor_stays_bounded_with_10000_files(workspace_client, resource, root)
 
 def test_rejected_credentials_name_the_path_and_identity(local_workspace, root):
     bad = DatabricksResource(host=local_workspace.host, token="dapi-not-the-token")
-    sensor = build_file_sensor(name="orders", watch_path=root, settle_seconds=0, api_retry_seconds=2, target="raw_files")
+    sensor = build_file_sensor(name="orders", watch_path=root, api_retry_seconds=2, target="raw_files")
     with pytest.raises(Exception) as info:
         _tick(sensor, None, bad)
     err = info.value
@@ -281,7 +472,7 @@ def test_rejected_credentials_name_the_path_and_identity(local_workspace, root):
 def test_transient_api_failures_skip_and_keep_the_cursor(workspace_client, resource, root, faults):
     land_day(workspace_client, root, "2026-11-11")
     sensor = orders_sensor(root, api_retry_seconds=2)
-    stored = FileCursor(floor=123, seen={f"{root}/x": [123, 1]}).to_json()
+    stored = FileCursor(files={f"{root}/x": Entry(1, 123, HANDLED)}).to_json()
     # The workspace's own fault injection, only on listing calls, switched off afterwards.
     workspace_client.api_client.do("PUT", "/api/2.0/local/faults", body={**faults, "endpoints": ["/dbfs/list"]})
     try:
@@ -344,45 +535,3 @@ def test_unreachable_workspace_skips_quickly():
     sensor = build_file_sensor(name="orders", watch_path="dbfs:/landing/orders", api_retry_seconds=2, target="raw_files")
     requests, cursor, skip = _tick(sensor, None, resource)
     assert requests == [] and cursor is None and "transiently" in skip
-
-
-# ---------------------------------------------------------------------------- pure planning logic
-
-
-def _f(path, mtime, size=1):
-    return FileVersion(mtime_ms=mtime, path=path, size=size)
-
-
-def test_plan_catches_same_millisecond_files_and_size_change_without_mtime_change():
-    plan = plan_tick(FileCursor(), [_f("a", 100)], now_ms=10_000, settle_ms=0)
-    assert [f.path for f in plan.to_trigger] == ["a"]
-    # b lands in the same millisecond as a, after a was handled
-    plan = plan_tick(plan.cursor, [_f("a", 100), _f("b", 100)], now_ms=10_000, settle_ms=0)
-    assert [f.path for f in plan.to_trigger] == ["b"]
-
-    # object-store semantics: mtime fixed at creation while the size grows
-    plan = plan_tick(FileCursor(), [_f("c", 100, 5)], now_ms=1_000, settle_ms=1_000)
-    assert plan.to_trigger == [] and plan.cursor.pending == {"c": [100, 5]}
-    plan = plan_tick(plan.cursor, [_f("c", 100, 9)], now_ms=5_000, settle_ms=1_000)
-    assert plan.to_trigger == []  # changed since last tick
-    plan = plan_tick(plan.cursor, [_f("c", 100, 9)], now_ms=6_000, settle_ms=1_000)
-    assert [f.size for f in plan.to_trigger] == [9]
-
-
-def test_plan_backlog_does_not_lose_a_formerly_pending_file_below_the_floor():
-    cursor = FileCursor(floor=0, seen={}, pending={"old": [50, 1]})
-    files = [_f("old", 50), _f("n1", 200), _f("n2", 300)]
-    plan = plan_tick(cursor, files, now_ms=10_000, settle_ms=0, max_groups=1)
-    assert [f.path for f in plan.to_trigger] == ["old"]
-    plan = plan_tick(plan.cursor, files, now_ms=10_000, settle_ms=0, max_groups=1)
-    assert [f.path for f in plan.to_trigger] == ["n1"]
-    plan = plan_tick(plan.cursor, files, now_ms=10_000, settle_ms=0, max_groups=1)
-    assert [f.path for f in plan.to_trigger] == ["n2"]
-    assert plan_tick(plan.cursor, files, now_ms=10_000, settle_ms=0).to_trigger == []
-
-
-def test_template_regex_extracts_partition_within_one_segment():
-    regex = template_regex("dbfs:/landing/orders/date={partition}/*.csv")
-    assert regex.fullmatch("dbfs:/landing/orders/date=2026-11-01/a.csv").group("partition") == "2026-11-01"
-    assert regex.fullmatch("dbfs:/landing/orders/date=2026-11-01/sub/a.csv") is None
-    assert template_regex("/landing/x/{partition}/_SUCCESS").fullmatch("dbfs:/landing/x/k/_SUCCESS")

@@ -19,7 +19,6 @@ orders_landing_sensor = build_file_sensor(
     marker="_SUCCESS",
     partition_template="dbfs:/landing/orders/date={partition}/_SUCCESS",
     partitions_def=daily_partitions,
-    settle_seconds=5,  # the marker is written last; a few seconds only guard against clock skew
     default_status=(
         dg.DefaultSensorStatus.STOPPED
         if os.environ.get("DBX_DEMO_SENSOR") == "stopped"

@@ -181,8 +181,10 @@ def plan_tick(
                 files[path] = old
                 continue
             entry = Entry(f.size, f.mtime_ms, min(old.state + 1, settle_ticks), old.first_seen_s)
-        elif retired.pop((path, f.size, f.mtime_ms), 0) is None or (cursor.legacy and cursor.legacy.covers(f)):
-            files[path] = Entry(f.size, f.mtime_ms, HANDLED)  # restored unchanged, or handled by a v1 cursor
+        elif (path, f.size, f.mtime_ms) in retired or (cursor.legacy is not None and cursor.legacy.covers(f)):
+            # Restored unchanged, or handled under a version-1 cursor: the same version, no trigger.
+            retired.pop((path, f.size, f.mtime_ms), None)
+            files[path] = Entry(f.size, f.mtime_ms, HANDLED)
             continue
         else:
             entry = Entry(f.size, f.mtime_ms, 1, now_s)
@@ -276,8 +278,12 @@ def _decode_v2(data: dict) -> FileCursor:
 
 
 def _common_prefix(a: str, b: str) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
+    # Binary search on slice equality: O(log len) comparisons done in C, not a Python loop per char.
+    lo, hi = 0, min(len(a), len(b))
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a[:mid] == b[:mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo

@@ -1,21 +1,21 @@
 """File-arrival sensors on DBFS (`dbfs:/...`) and Unity Catalog volumes (`/Volumes/...`).
 
 `build_file_sensor` watches a path recursively through the Databricks SDK and requests a
-materialization of its target when a matching file (or a `_SUCCESS`-style marker) appears
-or changes. Each tick lists the tree (DBFS has no "changed since" API), then a pure planning
-step (`plan_tick`) decides what to trigger against a small JSON cursor (`FileCursor`).
+materialization of its target once for every new file version (path, size, mtime) that
+matches, or for every `_SUCCESS`-style marker, whatever its mtime. Each tick lists the tree
+(DBFS has no "changed since" API), then the pure planning step `plan_tick` (in
+`file_cursor`) decides what to trigger against the cursor, which remembers every handled
+version of the files present (its bound is stated in `file_cursor`).
 """
 
 from __future__ import annotations
 
 import fnmatch
 import hashlib
-import json
 import posixpath
 import re
 import time
-from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator, Optional, Sequence, Union
+from collections.abc import Iterator, Sequence
 
 import dagster as dg
 import requests
@@ -32,6 +32,31 @@ from databricks.sdk.errors import (
     Unauthenticated,
 )
 from databricks.sdk.service.files import DbfsAPI
+
+from dbx_assets.integration.file_cursor import (
+    DEFAULT_MAX_RETIRED,
+    DEFAULT_MAX_TRACKED,
+    CursorCapacityError,
+    FileCursor,
+    FileVersion,
+    TickPlan,
+    plan_tick,
+)
+
+__all__ = [
+    "TRIGGER_COUNT_TAG",
+    "TRIGGER_FILE_TAG",
+    "CursorCapacityError",
+    "FileCursor",
+    "FileVersion",
+    "TickPlan",
+    "WatchPathAccessError",
+    "build_file_sensor",
+    "list_files",
+    "normalize_path",
+    "plan_tick",
+    "template_regex",
+]
 
 TRIGGER_FILE_TAG = "dbx_assets/trigger_file"
 TRIGGER_COUNT_TAG = "dbx_assets/trigger_file_count"
@@ -52,27 +77,6 @@ def normalize_path(path: str) -> str:
     if clean == "/Volumes" or clean.startswith("/Volumes/"):
         return clean
     return "dbfs:" + clean
-
-
-def is_volume_path(path: str) -> bool:
-    return normalize_path(path).startswith("/Volumes/")
-
-
-@dataclass(frozen=True, order=True)
-class FileVersion:
-    """One observed state of a file; a change in mtime or size is a new version."""
-
-    mtime_ms: int
-    path: str  # normalized, see normalize_path
-    size: int
-
-    @property
-    def key(self) -> list[int]:
-        return [self.mtime_ms, self.size]
-
-    @property
-    def run_key(self) -> str:
-        return f"{self.path}@{self.mtime_ms}:{self.size}"
 
 
 def list_files(client: WorkspaceClient, watch_path: str) -> Iterator[FileVersion]:
@@ -117,138 +121,6 @@ def _list_volume_dir(client: WorkspaceClient, path: str) -> Iterator[tuple[bool,
             path=normalize_path((entry.path or "").rstrip("/")),
             size=int(entry.file_size or 0),
         )
-
-
-# ---------------------------------------------------------------------------------------
-# Cursor and planning (pure logic)
-# ---------------------------------------------------------------------------------------
-
-
-@dataclass
-class FileCursor:
-    """What the sensor remembers between ticks, kept small however large the directory.
-
-    - `floor` (ms): every file version with a modification time below it has been handled.
-      It trails the newest handled modification time by `lookback_seconds`, so it only
-      moves over files that were already seen.
-    - `seen`: {path: [mtime_ms, size]} for handled versions at or above the floor — the few
-      files that share the newest timestamps, so a file landing in the same millisecond as
-      one already handled is still caught, and a file that reappears unchanged is not.
-    - `pending`: {path: [mtime_ms, size]} for matching files not yet stable (modified within
-      `settle_seconds`, or changed since the previous tick). They are re-checked every tick
-      whatever the floor, so the floor can move past a file that is still being written.
-
-    Size is O(files modified within the lookback + files being written), not O(directory):
-    a 10,000-file directory leaves a cursor of a few hundred bytes. `max_seen` caps `seen`
-    (raising the floor to the newest `max_seen` timestamps) for pathological bursts.
-    """
-
-    floor: int = 0
-    seen: dict[str, list[int]] = field(default_factory=dict)
-    pending: dict[str, list[int]] = field(default_factory=dict)
-
-    VERSION = 1
-
-    @classmethod
-    def from_json(cls, raw: Optional[str]) -> "FileCursor":
-        if not raw:
-            return cls()
-        data = json.loads(raw)
-        if data.get("v") != cls.VERSION:
-            raise ValueError(f"Unknown file-sensor cursor version {data.get('v')!r}; reset the sensor's cursor.")
-        return cls(floor=int(data["floor"]), seen=dict(data["seen"]), pending=dict(data["pending"]))
-
-    def to_json(self) -> str:
-        return json.dumps(
-            {"v": self.VERSION, "floor": self.floor, "seen": self.seen, "pending": self.pending},
-            separators=(",", ":"),
-            sort_keys=True,
-        )
-
-    def is_handled(self, f: FileVersion) -> bool:
-        if f.path in self.pending:
-            return False
-        return self.seen.get(f.path) == f.key or f.mtime_ms < self.floor
-
-
-@dataclass(frozen=True)
-class TickPlan:
-    """The outcome of one tick before it is turned into Dagster objects."""
-
-    to_trigger: list[FileVersion]  # stable, new versions, oldest first
-    waiting: list[FileVersion]  # new versions not yet stable
-    cursor: FileCursor
-
-
-def plan_tick(
-    cursor: FileCursor,
-    candidates: Iterable[FileVersion],
-    *,
-    now_ms: int,
-    settle_ms: int,
-    lookback_ms: int = 0,
-    max_groups: Optional[int] = None,
-    group_of: Callable[[FileVersion], Optional[str]] = lambda f: f.path,
-    max_seen: int = 1000,
-) -> TickPlan:
-    """Decide which candidate file versions to handle now, and the next cursor.
-
-    Stable new versions are taken oldest first. `group_of` names the run a file belongs to
-    (its partition, or the file itself; None = skipped, no run); taking stops before the file
-    that would open group number `max_groups + 1`. What is left stays above the floor and is
-    taken on the next tick, so a backlog drains without being lost.
-    """
-    present = {}
-    fresh: list[FileVersion] = []
-    for f in candidates:
-        present[f.path] = f
-        if not cursor.is_handled(f):
-            fresh.append(f)
-    fresh.sort()
-
-    pending: dict[str, list[int]] = {}
-    stable: list[FileVersion] = []
-    for f in fresh:
-        recently_modified = now_ms - f.mtime_ms < settle_ms
-        changed_since_last_tick = f.path in cursor.pending and cursor.pending[f.path] != f.key
-        if recently_modified or changed_since_last_tick:
-            pending[f.path] = f.key
-        else:
-            stable.append(f)
-
-    taken: list[FileVersion] = []
-    groups: set[str] = set()
-    left_over: Optional[FileVersion] = None
-    for f in stable:
-        group = group_of(f)
-        if group is not None and group not in groups:
-            if max_groups is not None and len(groups) >= max_groups:
-                left_over = f
-                break
-            groups.add(group)
-        taken.append(f)
-
-    seen = dict(cursor.seen)
-    for f in taken:
-        seen[f.path] = f.key
-    newest = max([cursor.floor] + [v[0] for v in seen.values()])
-    floor = max(cursor.floor, newest - lookback_ms)
-    if len(seen) > max_seen:
-        floor = max(floor, sorted((v[0] for v in seen.values()), reverse=True)[max_seen - 1])
-    if left_over is not None:
-        # The backlog sorts at or after left_over: keep the floor at or below it (but never
-        # lower than before, which would resurrect handled files below the old floor).
-        floor = max(cursor.floor, min(floor, left_over.mtime_ms))
-        # The only backlog files that can sit below the floor are formerly pending ones;
-        # keep them pending so they are not mistaken for handled.
-        for f in stable[len(taken) :]:
-            if f.mtime_ms < floor:
-                pending[f.path] = f.key
-    seen = {p: v for p, v in seen.items() if v[0] >= floor}
-    # A pending file that disappeared is simply forgotten.
-    pending = {p: v for p, v in pending.items() if p in present}
-    waiting = [f for f in fresh if f.path in pending]
-    return TickPlan(to_trigger=taken, waiting=waiting, cursor=FileCursor(floor, seen, pending))
 
 
 def template_regex(template: str) -> re.Pattern[str]:
@@ -302,49 +174,58 @@ def _identity(client: WorkspaceClient) -> str:
 # The sensor
 # ---------------------------------------------------------------------------------------
 
-TargetSelection = Union[dg.AssetSelection, str, dg.AssetKey, Sequence[Union[str, dg.AssetKey]]]
-
-
-def default_target() -> dg.AssetSelection:
-    """The ingest asset and everything downstream of it."""
-    return dg.AssetSelection.assets("bronze_orders").downstream()
+TargetSelection = dg.AssetSelection | str | dg.AssetKey | Sequence[str | dg.AssetKey]
 
 
 def build_file_sensor(
     *,
     name: str,
     watch_path: str,
-    target: Optional[TargetSelection] = None,
+    target: TargetSelection,
     pattern: str = "*",
-    marker: Optional[str] = None,
-    partition_template: Optional[str] = None,
-    partitions_def: Optional[dg.PartitionsDefinition] = None,
-    settle_seconds: float = 30,
-    lookback_seconds: float = 0,
-    max_runs_per_tick: Optional[int] = 100,
+    marker: str | None = None,
+    partition_template: str | None = None,
+    partitions_def: dg.PartitionsDefinition | None = None,
+    settle_ticks: int | None = None,
+    settle_seconds: float = 0,
+    max_runs_per_tick: int | None = 100,
+    max_tracked_files: int = DEFAULT_MAX_TRACKED,
+    max_remembered_deletions: int = DEFAULT_MAX_RETIRED,
     minimum_interval_seconds: int = 30,
     resource_key: str = "databricks",
     api_retry_seconds: int = 15,
     default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.STOPPED,
-    description: Optional[str] = None,
+    description: str | None = None,
 ) -> dg.SensorDefinition:
-    """A sensor that materializes `target` when files land under `watch_path`.
+    """A sensor that materializes `target` once per new file version under `watch_path`.
+
+    A file version is (path, size, mtime) as the workspace reports them; it triggers once
+    however old its mtime (files copied in with their original timestamps are found) and
+    never again while it stays unchanged, across daemon restarts. Nothing compares a remote
+    timestamp with the local clock.
 
     Args:
         watch_path: `dbfs:/...` (DBFS 2.0 API) or `/Volumes/<catalog>/<schema>/<volume>/...`
             (Files API), listed recursively each tick.
-        target: assets to materialize; default `bronze_orders` and everything downstream.
+        target: the assets to materialize (an AssetSelection, key or keys).
         pattern: glob on the file name (or on the path below `watch_path` if it has a `/`).
         marker: e.g. `_SUCCESS`: only marker files trigger (`pattern` is ignored); the run is
             about the marker's directory, written completely before the marker.
         partition_template: e.g. `dbfs:/landing/orders/date={partition}/_SUCCESS`; maps a
             trigger file to a partition key of `partitions_def`. Files that do not match, or
             whose key is not a partition, are skipped (logged) and not retried.
-        settle_seconds: a file modified more recently than this, or whose size/mtime changed
-            since the previous tick, waits until stable.
-        lookback_seconds: keep remembering handled files this far below the newest one, to
-            catch files that become visible late with an older mtime (e.g. moved in place).
+        settle_ticks: a new version triggers once it has been listed unchanged on this many
+            consecutive ticks. Default 1 with `marker` (the marker is written last, so react at
+            first sight), else 2 (a file still growing shows a new size on the next tick).
+        settle_seconds: additionally, at least this long between a version's first sighting
+            and its trigger, both read from the sensor's own clock (never the file's mtime).
+            Default 0; the tick interval already spaces the sightings.
         max_runs_per_tick: bound on run requests per tick; the backlog continues next tick.
+        max_tracked_files: how many matching files may be present; beyond it the tick fails
+            naming the fix, with the cursor unchanged (see `file_cursor` for the bound).
+        max_remembered_deletions: handled versions no longer present that are remembered, so
+            a file restored unchanged does not trigger again; beyond it the oldest are
+            forgotten (logged) and would trigger again if restored.
         api_retry_seconds: the SDK's retry budget for one tick's calls (not the 300 s default),
             so an outage skips the tick quickly and the next tick retries.
     """
@@ -352,9 +233,13 @@ def build_file_sensor(
         raise ValueError(f"marker must be a file name like '_SUCCESS', not a path: {marker!r}")
     if (partition_template is None) != (partitions_def is None):
         raise ValueError(f"Sensor {name}: partition_template and partitions_def go together; set both or neither.")
+    if target is None:
+        raise ValueError(f"Sensor {name}: target is required (the assets to materialize when files land).")
     root = normalize_path(watch_path)
     partition_regex = template_regex(partition_template) if partition_template else None
-    selection = default_target() if target is None else target
+    ticks_to_settle = settle_ticks if settle_ticks is not None else (1 if marker else 2)
+    if ticks_to_settle < 1:
+        raise ValueError(f"Sensor {name}: settle_ticks must be at least 1, got {settle_ticks}.")
 
     def matches(f: FileVersion) -> bool:
         if marker:
@@ -362,7 +247,7 @@ def build_file_sensor(
         relative = f.path[len(root) :].lstrip("/")
         return fnmatch.fnmatchcase(relative if "/" in pattern else posixpath.basename(f.path), pattern)
 
-    def resolve(f: FileVersion, context: dg.SensorEvaluationContext) -> tuple[Optional[str], Optional[str]]:
+    def resolve(f: FileVersion, context: dg.SensorEvaluationContext) -> tuple[str | None, str | None]:
         """(run group, None) or (None, why the file is skipped)."""
         if partition_regex is None:
             return f.path, None
@@ -377,7 +262,7 @@ def build_file_sensor(
 
     @dg.sensor(
         name=name,
-        target=selection,
+        target=target,
         minimum_interval_seconds=minimum_interval_seconds,
         default_status=default_status,
         required_resource_keys={resource_key},
@@ -404,37 +289,53 @@ def build_file_sensor(
                 "cursor unchanged, the next tick retries."
             )
 
-        resolved = {f.path: resolve(f, context) for f in candidates if not cursor.is_handled(f)}
+        resolved: dict[str, tuple[str | None, str | None]] = {}
+
+        def group_of(f: FileVersion) -> str | None:
+            if f.path not in resolved:  # only stable new versions are resolved
+                resolved[f.path] = resolve(f, context)
+            return resolved[f.path][0]
+
         plan = plan_tick(
             cursor,
             candidates,
-            now_ms=int(time.time() * 1000),
-            settle_ms=int(settle_seconds * 1000),
-            lookback_ms=int(lookback_seconds * 1000),
+            now_s=int(time.time()),  # local clock only, compared with itself (settle_seconds)
+            settle_ticks=ticks_to_settle,
+            settle_seconds=settle_seconds,
             max_groups=max_runs_per_tick,
-            group_of=lambda f: resolved[f.path][0],
+            group_of=group_of,
+            max_tracked=max_tracked_files,
+            max_retired=max_remembered_deletions,
         )
+        for note in plan.notes:
+            context.log.warning(f"Sensor {name}: {note}")
+        _log_plan(context, plan, resolved)
         run_requests = _run_requests(plan.to_trigger, resolved, partitioned=partition_regex is not None, marker=marker)
-        skipped = [resolved[f.path][1] for f in plan.to_trigger if resolved[f.path][0] is None]
-        for reason in skipped[:_MAX_LOGGED_SKIPS]:
-            context.log.info(reason)
-        if len(skipped) > _MAX_LOGGED_SKIPS:
-            context.log.info(f"... and {len(skipped) - _MAX_LOGGED_SKIPS} more skipped files.")
-        if plan.waiting:
-            context.log.info(
-                f"{len(plan.waiting)} file(s) still being written, waiting to settle: "
-                + ", ".join(f.path for f in plan.waiting[:5])
-            )
         skip_reason = None
         if not run_requests:
             skip_reason = (
-                f"{len(plan.waiting)} file(s) under {root} still settling."
+                f"{len(plan.waiting)} new file version(s) under {root} waiting to settle or for a later tick."
                 if plan.waiting
                 else f"No new or changed files under {root} ({len(candidates)} matching files known)."
             )
         return dg.SensorResult(run_requests=run_requests, cursor=plan.cursor.to_json(), skip_reason=skip_reason)
 
     return _file_sensor
+
+
+def _log_plan(
+    context: dg.SensorEvaluationContext, plan: TickPlan, resolved: dict[str, tuple[str | None, str | None]]
+) -> None:
+    skipped = [resolved[f.path][1] for f in plan.to_trigger if resolved[f.path][0] is None]
+    for reason in skipped[:_MAX_LOGGED_SKIPS]:
+        context.log.info(reason)
+    if len(skipped) > _MAX_LOGGED_SKIPS:
+        context.log.info(f"... and {len(skipped) - _MAX_LOGGED_SKIPS} more skipped files.")
+    if plan.waiting:
+        context.log.info(
+            f"{len(plan.waiting)} new file version(s) waiting to settle or for a later tick: "
+            + ", ".join(f.path for f in plan.waiting[:5])
+        )
 
 
 def sensor_client(resource, retry_seconds: int) -> WorkspaceClient:
@@ -448,10 +349,10 @@ def sensor_client(resource, retry_seconds: int) -> WorkspaceClient:
 
 def _run_requests(
     files: list[FileVersion],
-    resolved: dict[str, tuple[Optional[str], Optional[str]]],
+    resolved: dict[str, tuple[str | None, str | None]],
     *,
     partitioned: bool,
-    marker: Optional[str],
+    marker: str | None,
 ) -> list[dg.RunRequest]:
     """One run per group: per partition when partitioned (all of a tick's files for that
     partition together), otherwise per file version."""
