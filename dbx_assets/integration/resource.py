@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
-from typing import Optional
 
 from dagster import ConfigurableResource, Failure
 from databricks.sdk import WorkspaceClient
@@ -39,42 +38,42 @@ class WorkspaceConnectionError(Failure):
 class DatabricksResource(ConfigurableResource):
     """A Databricks workspace. Leave everything unset to use the embedded local workspace."""
 
-    host: Optional[str] = Field(
+    host: str | None = Field(
         default=None,
         description="Workspace URL, e.g. https://adb-123.azuredatabricks.net. Unset (and no "
         "DATABRICKS_HOST/DATABRICKS_CONFIG_PROFILE): use the embedded local workspace.",
     )
-    token: Optional[str] = Field(
+    token: str | None = Field(
         default=None, description="Personal access token; pass EnvVar('DATABRICKS_TOKEN'), never a literal."
     )
-    client_id: Optional[str] = Field(default=None, description="OAuth M2M service principal client id.")
-    client_secret: Optional[str] = Field(
+    client_id: str | None = Field(default=None, description="OAuth M2M service principal client id.")
+    client_secret: str | None = Field(
         default=None, description="OAuth M2M secret; pass EnvVar('DATABRICKS_CLIENT_SECRET')."
     )
-    profile: Optional[str] = Field(default=None, description="A ~/.databrickscfg profile name.")
-    local_state_dir: Optional[str] = Field(
+    profile: str | None = Field(default=None, description="A ~/.databrickscfg profile name.")
+    local_state_dir: str | None = Field(
         default=None,
         description=f"State dir of the embedded local workspace (default ${LOCAL_STATE_DIR_ENV} or ./.local_workspace).",
     )
     workspace_root: str = Field(
         default="/Shared/dbx_assets", description="Workspace folder that notebooks and the dbt project deploy to."
     )
-    sql_warehouse: Optional[str] = Field(
+    sql_warehouse: str | None = Field(
         default=None,
         description=f"SQL warehouse (id or name) that dbt tasks run on. Unset: ${SQL_WAREHOUSE_ENV}, else the "
         "workspace's only warehouse.",
     )
-    catalog: Optional[str] = Field(
+    catalog: str | None = Field(
         default=None, description="Unity Catalog catalog that dbt writes to (unset: the warehouse's default)."
     )
-    schema_name: Optional[str] = Field(
+    schema_name: str | None = Field(
         default=None, description="Schema that dbt writes to (unset: the dbt source's default schema)."
     )
     retry_timeout_seconds: int = Field(
         default=300, description="How long the SDK retries transient failures (429, 5xx, dropped connections)."
     )
 
-    _client: Optional[WorkspaceClient] = PrivateAttr(default=None)
+    _client: WorkspaceClient | None = PrivateAttr(default=None)
 
     @property
     def _uses_embedded_workspace(self) -> bool:
@@ -101,12 +100,16 @@ class DatabricksResource(ConfigurableResource):
         return Path(self.local_state_dir).resolve() if self.local_state_dir else default_local_state_dir()
 
     def _config(self) -> Config:
-        common = dict(retry_timeout_seconds=self.retry_timeout_seconds)
         if self._uses_embedded_workspace:
             from dbx_assets.local_workspace.launcher import ensure_running
 
             connection = ensure_running(self._local_state_dir)
-            return Config(host=connection.host, token=connection.token, auth_type="pat", **common)
+            return Config(
+                host=connection.host,
+                token=connection.token,
+                auth_type="pat",
+                retry_timeout_seconds=self.retry_timeout_seconds,
+            )
         try:
             return Config(
                 host=self.host,
@@ -114,7 +117,7 @@ class DatabricksResource(ConfigurableResource):
                 client_id=self.client_id,
                 client_secret=self.client_secret,
                 profile=self.profile,
-                **common,
+                retry_timeout_seconds=self.retry_timeout_seconds,
             )
         except ValueError as err:  # the SDK's "cannot configure default credentials" and friends
             raise WorkspaceConnectionError(
@@ -173,7 +176,7 @@ class DatabricksResource(ConfigurableResource):
             me = self.get_client().current_user.me()
         return me.user_name or me.display_name or "unknown identity"
 
-    def connection_failure(self, err: BaseException) -> "WorkspaceConnectionError | None":
+    def connection_failure(self, err: BaseException) -> WorkspaceConnectionError | None:
         """Turn an auth or network failure into one clear message (host, cause, fix); None for other errors."""
         if isinstance(err, WorkspaceConnectionError):
             return err

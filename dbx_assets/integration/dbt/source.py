@@ -24,7 +24,7 @@ from dagster_dbt.asset_utils import DAGSTER_DBT_UNIQUE_ID_METADATA_KEY
 
 from dbx_assets.integration.dbt import manifest as dbt_manifest
 from dbx_assets.integration.dbt.run_results import RunResultsTranslator, run_results_from_artifacts
-from dbx_assets.integration.dbt.specs import build_all_specs
+from dbx_assets.integration.dbt.specs import SpecsCache, build_all_specs
 from dbx_assets.integration.sources.base import DeployTarget, Selection, SourceTask, TaskReport
 from dbx_assets.integration.workflow.deploy import WorkspaceFile
 from dbx_assets.integration.workflow.model import WorkflowDefinitionError
@@ -73,10 +73,11 @@ class DbtProjectTasks:
         self.project_dir = Path(project_dir).resolve()
         if not (self.project_dir / "dbt_project.yml").exists():
             raise dbt_manifest.DbtManifestError(f"No dbt project at {self.project_dir} (dbt_project.yml is missing).")
-        self.manifest: Mapping[str, Any] = dbt_manifest.load_manifest(self.project_dir)
+        loaded = dbt_manifest.load_manifest(self.project_dir)
+        self.manifest: Mapping[str, Any] = loaded.data
         self.schema = schema
         self.task_key = task_key
-        self.specs, self.checks = build_all_specs(self.manifest, _Translator(partitions_def))
+        self.specs, self.checks = build_all_specs(loaded.data, _Translator(partitions_def), cache=SpecsCache.next_to(loaded))
         self.project_name: str = self.manifest.get("metadata", {}).get("project_name") or self.project_dir.name
         self._unique_id_by_key = {s.key: s.metadata[DAGSTER_DBT_UNIQUE_ID_METADATA_KEY] for s in self.specs}
         self._unique_id_by_check = {c.key: (c.metadata or {})[DAGSTER_DBT_UNIQUE_ID_METADATA_KEY] for c in self.checks}
@@ -153,13 +154,12 @@ class DbtProjectTasks:
     ) -> TaskReport:
         models = selection.assets & self.model_keys()
         report = TaskReport()
-        output = finished.output
-        link = output.dbt_output.artifacts_link if output and output.dbt_output else None
-        if not link:
+        dbt_output = finished.output.dbt_output if finished.output else None
+        if dbt_output is None or not dbt_output.artifacts_link:
             for key in models:
                 report.failures[key] = f"dbt task {finished.result_state}: {finished.error}"
             return report
-        response = requests.get(link, headers=output.dbt_output.artifacts_headers or {}, timeout=60)
+        response = requests.get(dbt_output.artifacts_link, headers=dbt_output.artifacts_headers or {}, timeout=60)
         response.raise_for_status()
         run_results = run_results_from_artifacts(response.content)
         events, failures = self._results.events(

@@ -61,8 +61,8 @@ class Workflow:
 
     # -- validation (definitions load) ----------------------------------------------------------
     def _validate(self) -> None:
-        for key, spec in self.job_clusters.items():
-            validate_cluster_spec(dict(spec), f"Job cluster '{key}' of workflow '{self.name}'")
+        for cluster_key, spec in self.job_clusters.items():
+            validate_cluster_spec(dict(spec), f"Job cluster '{cluster_key}' of workflow '{self.name}'")
         if self.default_job_cluster not in self.job_clusters:
             raise WorkflowDefinitionError(
                 f"Workflow '{self.name}' has no job cluster '{self.default_job_cluster}' (its default_job_cluster); "
@@ -75,13 +75,13 @@ class Workflow:
             if task.task_key in task_keys:
                 raise WorkflowDefinitionError(f"Workflow '{self.name}' has two tasks with key '{task.task_key}'.")
             task_keys.add(task.task_key)
-            for key in task.asset_keys:
-                if key in producers:
+            for asset_key in task.asset_keys:
+                if asset_key in producers:
                     raise WorkflowDefinitionError(
-                        f"Asset key '{key.to_user_string()}' is materialized by two tasks of workflow "
-                        f"'{self.name}' ({producers[key]} and {task.task_key}). Give each asset one producer."
+                        f"Asset key '{asset_key.to_user_string()}' is materialized by two tasks of workflow "
+                        f"'{self.name}' ({producers[asset_key]} and {task.task_key}). Give each asset one producer."
                     )
-                producers[key] = task.task_key
+                producers[asset_key] = task.task_key
         external = {dg.AssetKey.from_user_string(k) for k in self.external_deps}
         for _, task in tasks:
             for dep in sorted(task.upstream_keys - set(producers) - external, key=lambda k: k.to_user_string()):

@@ -22,6 +22,7 @@ from databricks.sdk.service.jobs import JobSettings
 from databricks.sdk.service.workspace import ImportFormat, Language
 
 from dbx_assets.integration.workflow.model import WorkflowSpec
+from dbx_assets.integration.workflow.runner import required
 
 MANIFEST_NAME = "_dbx_assets_manifest.json"
 
@@ -127,24 +128,27 @@ class WorkflowDeployer:
         """Return (job_id, created, reset). The job is found by its name; duplicates from racing
         deployers are resolved by keeping the oldest (lowest id) and deleting the rest."""
         settings = spec.job_settings()
-        jobs = sorted(self._client.jobs.list(name=spec.name), key=lambda j: j.job_id)
-        if not jobs:
-            job_settings = JobSettings.from_dict(settings)
-            created = self._client.jobs.create(**_create_kwargs(job_settings))
+        job_ids = self._job_ids(spec.name)
+        if not job_ids:
+            created = self._client.jobs.create(**_create_kwargs(JobSettings.from_dict(settings)))
             self._log.info("Created Databricks job %s (%s)", created.job_id, spec.name)
-            jobs = sorted(self._client.jobs.list(name=spec.name), key=lambda j: j.job_id)
-            for extra in jobs[1:]:
-                self._client.jobs.delete(extra.job_id)
-            return jobs[0].job_id if jobs else created.job_id, True, False
-        for extra in jobs[1:]:
-            self._client.jobs.delete(extra.job_id)
-        job = self._client.jobs.get(jobs[0].job_id)
+            job_ids = self._job_ids(spec.name) or [required(created.job_id, "the new job_id")]
+            for extra in job_ids[1:]:
+                self._client.jobs.delete(extra)
+            return job_ids[0], True, False
+        for extra in job_ids[1:]:
+            self._client.jobs.delete(extra)
+        job = self._client.jobs.get(job_ids[0])
         deployed_hash = (job.settings.tags or {}).get("dbx_assets_spec_hash") if job.settings else None
         if deployed_hash == settings["tags"]["dbx_assets_spec_hash"]:
-            return job.job_id, False, False
-        self._client.jobs.reset(job.job_id, new_settings=JobSettings.from_dict(settings))
-        self._log.info("Reset Databricks job %s (%s): spec changed", job.job_id, spec.name)
-        return job.job_id, False, True
+            return job_ids[0], False, False
+        self._client.jobs.reset(job_ids[0], new_settings=JobSettings.from_dict(settings))
+        self._log.info("Reset Databricks job %s (%s): spec changed", job_ids[0], spec.name)
+        return job_ids[0], False, True
+
+    def _job_ids(self, name: str) -> list[int]:
+        """Ids of the jobs named `name`, oldest first."""
+        return sorted(j.job_id for j in self._client.jobs.list(name=name) if j.job_id is not None)
 
 
 def _create_kwargs(settings: JobSettings) -> dict:

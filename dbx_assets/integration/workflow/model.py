@@ -9,8 +9,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from collections.abc import Mapping
 from typing import Any
 
 DEFAULT_JOB_CLUSTER_KEY = "shared"
@@ -37,7 +37,7 @@ class WorkflowDefinitionError(ValueError):
     """A declaration that cannot become a valid Databricks job (raised at definitions load)."""
 
 
-def task_key_for(asset_path: tuple[str, ...] | list[str]) -> str:
+def task_key_for(asset_path: Sequence[str]) -> str:
     """Databricks task keys allow [A-Za-z0-9_-] and at most 100 characters."""
     key = TASK_KEY_RE.sub("_", "__".join(asset_path))
     if len(key) > 100:

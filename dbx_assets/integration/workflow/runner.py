@@ -11,7 +11,7 @@ import time
 import uuid
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from databricks.sdk import WorkspaceClient
 from databricks.sdk.service.compute import ClusterSpec
@@ -24,6 +24,21 @@ TERMINAL_LIFE_CYCLE = {
     RunLifeCycleState.SKIPPED,
     RunLifeCycleState.INTERNAL_ERROR,
 }
+
+
+T = TypeVar("T")
+
+
+def required(value: T | None, what: str) -> T:
+    """A field the Databricks API always sets (the SDK types every field optional)."""
+    if value is None:
+        raise RuntimeError(f"The Databricks workspace answered without {what}.")
+    return value
+
+
+def response_of(waiter: Any) -> Any:
+    """The API response behind an SDK waiter (typed `any` by the SDK)."""
+    return waiter.response
 
 
 def idempotency_token(*parts: str) -> str:
@@ -116,13 +131,14 @@ class WorkflowRunner:
             idempotency_token=token,
             **dict(overrides or {}),
         )
-        run = self._client.jobs.get_run(waiter.response.run_id)
+        run = self._client.jobs.get_run(required(response_of(waiter).run_id, "the run-now run_id"))
+        run_id = required(run.run_id, "a run_id")
         reattached = job_parameter(run, LAUNCH_PARAMETER) != launch_id
         if reattached:
-            self._log.info("Reattached to Databricks run %s started earlier for this step", run.run_id)
-        return RunHandle(job_id, run.run_id, run.run_page_url or "", reattached=reattached, task_keys=tuple(task_keys))
+            self._log.info("Reattached to Databricks run %s started earlier for this step", run_id)
+        return RunHandle(job_id, run_id, run.run_page_url or "", reattached=reattached, task_keys=tuple(task_keys))
 
-    def find_run(self, job_id: int, parameter: str, values: Collection[str], *, scan: int = 200) -> Run | None:
+    def find_run(self, job_id: int, parameter: str, values: Collection[str], *, scan: int = 200) -> BaseRun | None:
         """The newest of the job's last `scan` runs whose job parameter `parameter` is one of `values`."""
         for i, run in enumerate(self._client.jobs.list_runs(job_id=job_id)):
             if i >= scan:
@@ -136,14 +152,16 @@ class WorkflowRunner:
         waiter = self._client.jobs.submit(
             run_name=run_name, tasks=[SubmitTask.from_dict(t) for t in tasks], idempotency_token=token
         )
-        run = self._client.jobs.get_run(waiter.response.run_id)
-        return RunHandle(None, run.run_id, run.run_page_url or "", task_keys=tuple(t["task_key"] for t in tasks))
+        run = self._client.jobs.get_run(required(response_of(waiter).run_id, "the submitted run_id"))
+        return RunHandle(
+            None, required(run.run_id, "a run_id"), run.run_page_url or "", task_keys=tuple(t["task_key"] for t in tasks)
+        )
 
     def create_cluster(self, spec: Mapping[str, Any], *, name: str, autotermination_minutes: int = 30) -> str:
         """Create an all-purpose cluster and wait until it runs; auto-termination guards against leaks."""
         fields = ClusterSpec.from_dict({**spec, "cluster_name": name, "autotermination_minutes": autotermination_minutes})
         waiter = self._client.clusters.create(**{k: v for k, v in vars(fields).items() if v is not None})
-        cluster_id = waiter.response.cluster_id
+        cluster_id = required(response_of(waiter).cluster_id, "the new cluster_id")
         self._log.info("Starting all-purpose cluster %s (%s)", cluster_id, name)
         waiter.result(timeout=datetime.timedelta(minutes=30))
         return cluster_id
@@ -162,7 +180,7 @@ class WorkflowRunner:
             latest_repair_id=latest,
             **dict(overrides or {}),
         )
-        repair_id = response.response.repair_id
+        repair_id = required(response_of(response).repair_id, "the repair_id")
         self._log.info("Repairing Databricks run %s (repair %s): rerunning %s", run_id, repair_id, ", ".join(task_keys))
         return RunHandle(run.job_id, run_id, run.run_page_url or "", repair_id=repair_id, task_keys=tuple(task_keys))
 
@@ -193,14 +211,14 @@ class WorkflowRunner:
             # A task ends after the tasks it depends on, so end-time order is a topological order
             # (Dagster needs a multi-asset's events upstream-first).
             for task in sorted(ended, key=lambda t: (t.end_time or 0, t.run_id or 0)):
-                handle.reported.add(task.run_id)
+                handle.reported.add(required(task.run_id, "a task run_id"))
                 progressed = True
                 yield self._finished(task)
             if self._run_over(run, handle):
                 # Tasks that never got a terminal entry (e.g. run failed to start) are reported too.
                 for task in self._current_tasks(run, handle):
                     if task.run_id not in handle.reported:
-                        handle.reported.add(task.run_id)
+                        handle.reported.add(required(task.run_id, "a task run_id"))
                         yield self._finished(task, forced_state=run)
                 return
             if progressed:
@@ -229,9 +247,7 @@ class WorkflowRunner:
         if handle.repair_id is not None:
             entry = next((e for e in run.repair_history or [] if e.id == handle.repair_id), None)
             state = entry.state if entry else None
-            if state is None or state.life_cycle_state not in TERMINAL_LIFE_CYCLE:
-                return False
-            return True
+            return state is not None and state.life_cycle_state in TERMINAL_LIFE_CYCLE
         return bool(run.state and run.state.life_cycle_state in TERMINAL_LIFE_CYCLE)
 
     def _finished(self, task: RunTask, forced_state: Run | None = None) -> TaskFinished:
@@ -251,8 +267,8 @@ class WorkflowRunner:
             except Exception as err:  # output is extra detail; never lose the task's outcome over it
                 self._log.warning("Could not fetch output of task run %s: %s", task.run_id, err)
         return TaskFinished(
-            task_key=task.task_key,
-            task_run_id=task.run_id,
+            task_key=required(task.task_key, "a task_key"),
+            task_run_id=required(task.run_id, "a task run_id"),
             succeeded=result in ("SUCCESS", "SUCCESS_WITH_FAILURES"),
             result_state=result or "UNKNOWN",
             state_message=message,
