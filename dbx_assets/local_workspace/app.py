@@ -17,6 +17,8 @@ from .jobs_api import Jobs
 from . import run_page
 from .runtime_types import StoragePaths
 from .scheduler import Resolvers, Scheduler
+from .secret_store import SecretStore
+from .secrets_api import Secrets
 from .server import Dispatcher, HttpServer
 from .state import StateStore
 from .warehouses_api import Warehouses
@@ -88,7 +90,9 @@ class LocalWorkspace:
         # dbt tasks name a SQL warehouse; the scheduler starts it and hands its token to dbt.
         self.warehouses = Warehouses(self.store, lambda: self.host, self.token)
         self.scheduler.warehouses = self.warehouses
-        for api in (self.workspace, self.dbfs, self.files, self.clusters, self.jobs, self.warehouses, self.faults):
+        # Secret values live in their own 0600 file that a task's dbutils.secrets reads directly.
+        self.secrets = Secrets(SecretStore(self.paths.secrets))
+        for api in (self.workspace, self.dbfs, self.files, self.clusters, self.jobs, self.warehouses, self.secrets, self.faults):
             api.register(self.dispatcher)
         self.dispatcher.route("GET", "/api/2.0/preview/scim/v2/Me", lambda req: {
             "id": "1", "userName": LOCAL_USER, "displayName": "Local User", "active": True,

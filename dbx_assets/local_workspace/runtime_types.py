@@ -50,6 +50,10 @@ class StoragePaths:
         return self.state_dir / "library_cache"
 
     @property
+    def secrets(self) -> Path:  # secret scopes and values (dir 0700, file 0600): secret_store.py
+        return self.state_dir / "secrets"
+
+    @property
     def task_runs(self) -> Path:  # per-task-run output dirs
         return self.state_dir / "task_runs"
 
