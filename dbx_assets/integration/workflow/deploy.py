@@ -69,8 +69,11 @@ class WorkflowDeployer:
         changed = [f for f in files.values() if deployed.get(f.relative_path) != f.content_hash]
         missing = self._missing_in_workspace([f for f in files.values() if f.is_notebook and f not in changed])
         if missing:
-            self._log.warning("%d deployed notebook(s) are missing in the workspace; uploading them again: %s",
-                              len(missing), ", ".join(f.relative_path for f in missing))
+            self._log.warning(
+                "%d deployed notebook(s) are missing in the workspace; uploading them again: %s",
+                len(missing),
+                ", ".join(f.relative_path for f in missing),
+            )
             changed += missing
         made_dirs: set[str] = set()
         for f in changed:
@@ -83,8 +86,12 @@ class WorkflowDeployer:
         if changed or set(deployed) != set(wanted):
             self._write_manifest(wanted)
         if changed:
-            self._log.info("Uploaded %d changed file(s) to %s: %s", len(changed), self._root,
-                           ", ".join(f.relative_path for f in changed[:10]))
+            self._log.info(
+                "Uploaded %d changed file(s) to %s: %s",
+                len(changed),
+                self._root,
+                ", ".join(f.relative_path for f in changed[:10]),
+            )
         return [f.relative_path for f in changed]
 
     def _missing_in_workspace(self, notebooks: list[WorkspaceFile]) -> list[WorkspaceFile]:
@@ -97,7 +104,11 @@ class WorkflowDeployer:
                     folders[folder] = {o.path for o in self._client.workspace.list(folder) if o.path}
                 except NotFound:
                     folders[folder] = set()
-        return [f for f in notebooks if self.path_of(f.relative_path) not in folders[posixpath.dirname(self.path_of(f.relative_path))]]
+        return [
+            f
+            for f in notebooks
+            if self.path_of(f.relative_path) not in folders[posixpath.dirname(self.path_of(f.relative_path))]
+        ]
 
     def _read_manifest(self) -> dict[str, str]:
         try:
@@ -110,7 +121,9 @@ class WorkflowDeployer:
 
     def _write_manifest(self, manifest: dict[str, str]) -> None:
         self._client.workspace.mkdirs(self._root)
-        self._import(self.path_of(MANIFEST_NAME), json.dumps(manifest, sort_keys=True, indent=1).encode(), notebook=False)
+        self._import(
+            self.path_of(MANIFEST_NAME), json.dumps(manifest, sort_keys=True, indent=1).encode(), notebook=False
+        )
 
     def _import(self, path: str, content: bytes, *, notebook: bool) -> None:
         # The JSON import (base64 body), not the SDK's multipart `upload`: the SDK never retries a

@@ -18,6 +18,8 @@ from dbx_assets.integration.workflow.deploy import WorkflowDeployer
 from dbx_assets.integration.workflow.model import DAGSTER_RUN_PARAMETER, WorkflowSpec
 from dbx_assets.integration.workflow.runner import RunHandle, TaskFinished, WorkflowRunner, idempotency_token
 
+EXECUTION_SECONDS = "execution_duration_s"
+
 
 def partition_parameters(context: dg.AssetExecutionContext) -> dict[str, str]:
     """The job parameters describing the step's partition(s); empty when unpartitioned."""
@@ -159,7 +161,7 @@ class WorkflowExecution:
         )
         failures: dict[dg.AssetKey, str] = {}
         try:
-            for finished in self.runner.watch(handle):
+            for finished in self.runner.watch(handle, usual_seconds=self._usual_task_seconds()):
                 source = self._source_of.get(finished.task_key)
                 if source is None:
                     continue
@@ -179,6 +181,19 @@ class WorkflowExecution:
                 metadata={"databricks_run_url": dg.MetadataValue.url(handle.run_page_url)},
             )
 
+    def _usual_task_seconds(self) -> dict[str, float]:
+        """Each selected task's execution time at its last materialization, from Dagster's own
+        history (one lookup per task, whatever number of assets it materializes)."""
+        usual: dict[str, float] = {}
+        for _, task in self.selected:
+            key = min(task.asset_keys & self.selection.assets, default=None, key=lambda k: k.to_user_string())
+            event = self.context.instance.get_latest_materialization_event(key) if key else None
+            materialization = event.asset_materialization if event else None
+            seconds = materialization.metadata.get(EXECUTION_SECONDS) if materialization else None
+            if seconds is not None and isinstance(seconds.value, (int, float)):
+                usual[task.task_key] = float(seconds.value)
+        return usual
+
     @staticmethod
     def _metadata(finished: TaskFinished, handle: RunHandle) -> dict[str, Any]:
         meta: dict[str, Any] = {
@@ -192,5 +207,5 @@ class WorkflowExecution:
         if finished.setup_seconds is not None:
             meta["setup_duration_s"] = finished.setup_seconds
         if finished.execution_seconds is not None:
-            meta["execution_duration_s"] = finished.execution_seconds
+            meta[EXECUTION_SECONDS] = finished.execution_seconds
         return meta

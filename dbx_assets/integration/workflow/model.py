@@ -90,7 +90,9 @@ class WorkflowSpec:
 
     name: str
     tasks: tuple[WorkflowTask, ...]
-    job_clusters: dict[str, dict[str, Any]] = field(default_factory=lambda: {DEFAULT_JOB_CLUSTER_KEY: DEFAULT_CLUSTER_SPEC})
+    job_clusters: dict[str, dict[str, Any]] = field(
+        default_factory=lambda: {DEFAULT_JOB_CLUSTER_KEY: DEFAULT_CLUSTER_SPEC}
+    )
     parameters: tuple[str, ...] = JOB_PARAMETERS
     max_concurrent_runs: int = 20
     timeout_seconds: int = 0

@@ -61,6 +61,44 @@ class PollPolicy:
             delay = min(self.max_seconds, delay * self.factor)
 
 
+class ExpectedEnds:
+    """When watched tasks should end, on this machine's monotonic clock: the moment a task was
+    first seen RUNNING here plus its usual duration. No remote timestamp is compared with the
+    local clock, so a skewed workspace clock changes nothing.
+
+    The watcher polls just after the earliest expected end instead of waiting out a backoff
+    that has grown while the task ran; each expectation is used once, so a task that overruns
+    falls back to the ordinary backoff.
+    """
+
+    def __init__(self, usual_seconds: Mapping[str, float], clock: Callable[[], float] = time.monotonic):
+        self._usual = dict(usual_seconds)
+        self._clock = clock
+        self._due: dict[int, float] = {}  # task run id -> expected end
+        self._used: set[int] = set()
+
+    def observe(self, tasks: Sequence[RunTask]) -> None:
+        now = self._clock()
+        for task in tasks:
+            usual = self._usual.get(task.task_key or "")
+            running = task.state is not None and task.state.life_cycle_state == RunLifeCycleState.RUNNING
+            if usual is not None and running and task.run_id is not None and task.run_id not in self._due:
+                self._due[task.run_id] = now + usual
+
+    def wake_within(self, limit: float, margin: float = 0.3) -> float | None:
+        """Seconds until just after the earliest unused expected end, if that is sooner than
+        `limit` (the expectation is then used up); else None."""
+        pending = [(due, run_id) for run_id, due in self._due.items() if run_id not in self._used]
+        if not pending:
+            return None
+        due, run_id = min(pending)
+        seconds = max(0.0, due + margin - self._clock())
+        if seconds >= limit:
+            return None
+        self._used.add(run_id)
+        return seconds
+
+
 @dataclass(frozen=True)
 class TaskFinished:
     """One task run that reached a terminal state, with what the asset layer needs to report it."""
@@ -101,11 +139,13 @@ class WorkflowRunner:
         poll: PollPolicy = PollPolicy(),
         log: logging.Logger | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ):
         self._client = client
         self._poll = poll
         self._log = log or logging.getLogger(__name__)
         self._sleep = sleep
+        self._clock = clock
 
     # -- starting ----------------------------------------------------------------------------
     def run_now(
@@ -154,12 +194,17 @@ class WorkflowRunner:
         )
         run = self._client.jobs.get_run(required(response_of(waiter).run_id, "the submitted run_id"))
         return RunHandle(
-            None, required(run.run_id, "a run_id"), run.run_page_url or "", task_keys=tuple(t["task_key"] for t in tasks)
+            None,
+            required(run.run_id, "a run_id"),
+            run.run_page_url or "",
+            task_keys=tuple(t["task_key"] for t in tasks),
         )
 
     def create_cluster(self, spec: Mapping[str, Any], *, name: str, autotermination_minutes: int = 30) -> str:
         """Create an all-purpose cluster and wait until it runs; auto-termination guards against leaks."""
-        fields = ClusterSpec.from_dict({**spec, "cluster_name": name, "autotermination_minutes": autotermination_minutes})
+        fields = ClusterSpec.from_dict(
+            {**spec, "cluster_name": name, "autotermination_minutes": autotermination_minutes}
+        )
         waiter = self._client.clusters.create(**{k: v for k, v in vars(fields).items() if v is not None})
         cluster_id = required(response_of(waiter).cluster_id, "the new cluster_id")
         self._log.info("Starting all-purpose cluster %s (%s)", cluster_id, name)
@@ -173,7 +218,9 @@ class WorkflowRunner:
     def repair(self, run_id: int, task_keys: Sequence[str], *, overrides: Mapping[str, Any] | None = None) -> RunHandle:
         """Re-run only `task_keys` of a finished run (Databricks runs/repair), keeping its successes."""
         run = self._client.jobs.get_run(run_id, include_history=True)
-        latest = max((r.id for r in (run.repair_history or []) if r.id and r.type and r.type.value == "REPAIR"), default=None)
+        latest = max(
+            (r.id for r in (run.repair_history or []) if r.id and r.type and r.type.value == "REPAIR"), default=None
+        )
         response = self._client.jobs.repair_run(
             run_id,
             rerun_tasks=list(task_keys),
@@ -189,9 +236,14 @@ class WorkflowRunner:
         latest: dict[str, RunTask] = {}
         for task in self.get_run(run_id).tasks or []:
             best = latest.get(task.task_key)
-            if best is None or (task.attempt_number or 0, task.run_id or 0) >= (best.attempt_number or 0, best.run_id or 0):
+            if best is None or (task.attempt_number or 0, task.run_id or 0) >= (
+                best.attempt_number or 0,
+                best.run_id or 0,
+            ):
                 latest[task.task_key] = task
-        return {k for k, t in latest.items() if t.state and t.state.result_state and t.state.result_state.value == "SUCCESS"}
+        return {
+            k for k, t in latest.items() if t.state and t.state.result_state and t.state.result_state.value == "SUCCESS"
+        }
 
     def get_run(self, run_id: int) -> Run:
         return self._client.jobs.get_run(run_id, include_history=True)
@@ -201,13 +253,20 @@ class WorkflowRunner:
         self._client.jobs.cancel_run(handle.run_id)
 
     # -- watching ----------------------------------------------------------------------------
-    def watch(self, handle: RunHandle) -> Iterator[TaskFinished]:
-        """Yield each watched task as it terminates; return when the run (or repair) is over."""
+    def watch(self, handle: RunHandle, usual_seconds: Mapping[str, float] | None = None) -> Iterator[TaskFinished]:
+        """Yield each watched task as it terminates; return when the run (or repair) is over.
+
+        `usual_seconds` (task key -> its usual execution time) lets the watcher poll right
+        after a task should end rather than on a backoff that has grown meanwhile.
+        """
         delays = self._poll.delays()
+        expected = ExpectedEnds(usual_seconds or {}, self._clock)
         while True:
             run = self.get_run(handle.run_id)
             progressed = False
-            ended = [t for t in self._current_tasks(run, handle) if t.run_id not in handle.reported and _is_terminal(t)]
+            current = self._current_tasks(run, handle)
+            expected.observe(current)
+            ended = [t for t in current if t.run_id not in handle.reported and _is_terminal(t)]
             # A task ends after the tasks it depends on, so end-time order is a topological order
             # (Dagster needs a multi-asset's events upstream-first).
             for task in sorted(ended, key=lambda t: (t.end_time or 0, t.run_id or 0)):
@@ -223,7 +282,12 @@ class WorkflowRunner:
                 return
             if progressed:
                 delays = self._poll.delays()
-            self._sleep(next(delays))
+            delay = next(delays)
+            until_expected_end = expected.wake_within(delay)
+            if until_expected_end is not None:
+                delay = until_expected_end
+                delays = self._poll.delays()  # if the task overruns, look again soon, then back off
+            self._sleep(delay)
 
     def _current_tasks(self, run: Run, handle: RunHandle) -> list[RunTask]:
         """The latest attempt of each watched task (restricted to the repair's task runs when repairing)."""
@@ -239,7 +303,10 @@ class WorkflowRunner:
             if allowed_ids is not None and task.run_id not in allowed_ids:
                 continue
             best = latest.get(task.task_key)
-            if best is None or (task.attempt_number or 0, task.run_id or 0) >= (best.attempt_number or 0, best.run_id or 0):
+            if best is None or (task.attempt_number or 0, task.run_id or 0) >= (
+                best.attempt_number or 0,
+                best.run_id or 0,
+            ):
                 latest[task.task_key] = task
         return list(latest.values())
 
@@ -257,10 +324,16 @@ class WorkflowRunner:
         if forced_state is not None and not _is_terminal(task):
             run_state = forced_state.state
             result = result or (run_state.result_state.value if run_state and run_state.result_state else "")
-            result = result or (run_state.life_cycle_state.value if run_state and run_state.life_cycle_state else "FAILED")
+            result = result or (
+                run_state.life_cycle_state.value if run_state and run_state.life_cycle_state else "FAILED"
+            )
             message = message or (run_state.state_message if run_state else "") or ""
         output = None
-        ran = task.start_time and task.attempt_number is not None and result not in ("UPSTREAM_FAILED", "UPSTREAM_CANCELED", "EXCLUDED")
+        ran = (
+            task.start_time
+            and task.attempt_number is not None
+            and result not in ("UPSTREAM_FAILED", "UPSTREAM_CANCELED", "EXCLUDED")
+        )
         if ran and task.run_id:
             try:
                 output = self._client.jobs.get_run_output(task.run_id)
