@@ -26,6 +26,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="share of mutating calls dropped after taking effect (lost responses)")
     faults.add_argument("--fault-cluster-start-fail", type=float, nargs="?", const=1.0, metavar="SHARE",
                         help="share of cluster starts that fail (default 1 when given without a value)")
+    faults.add_argument("--fault-clock-offset", type=float, dest="fault_clock_offset_seconds", metavar="SECONDS",
+                        help="shift every timestamp the workspace reports by SECONDS (clock skew; may be negative)")
     faults.add_argument("--fault-seed", type=int, help="RNG seed, to replay a failing run")
     faults.add_argument("--fault-endpoint", action="append", dest="fault_endpoints", metavar="REGEX",
                         help="fault only paths matching REGEX (repeatable)")
@@ -47,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _fault_settings(args: argparse.Namespace) -> dict:
-    names = ("rate_limit", "server_error", "latency_ms", "drop", "drop_after", "cluster_start_fail", "seed", "endpoints")
+    names = ("rate_limit", "server_error", "latency_ms", "drop", "drop_after", "cluster_start_fail", "seed", "endpoints",
+             "clock_offset_seconds")
     return {n: getattr(args, "fault_" + n) for n in names if getattr(args, "fault_" + n, None) is not None}
 
 

@@ -7,19 +7,71 @@ waiter polls clusters/get until RUNNING.
 
 from __future__ import annotations
 
+import os
 import random
 import string
 import threading
 import time
 from typing import Callable, Protocol
 
+from databricks.sdk.service import compute
+
+from .clock import Clock
 from .faults import describe_termination
-from .http_errors import invalid, invalid_state, not_found, require
+from .http_errors import invalid, invalid_state, require
+from .http_types import Request, Router
+from .request_shapes import check_body
 from .runtime_types import ClusterSpec, ClusterStartError, StoragePaths, TaskInvocation
-from .server import Dispatcher, Request
 from .state import StateStore
 
 ACTIVE = ("PENDING", "RUNNING", "RESTARTING", "RESIZING")
+_API = compute.ClustersAPI
+# The one runtime we serve (a local PySpark); DBR 15.4 LTS ships Apache Spark 3.5.0.
+SPARK_VERSION_KEY = "15.4.x-scala2.12"
+SPARK_VERSION_NAME = "15.4 LTS (includes Apache Spark 3.5.0, Scala 2.12)"
+NODE_TYPE_ID = "local"
+
+
+def termination_reason(code: str, kind: str, message: str | None = None, parameters: dict | None = None) -> dict:
+    """A cluster termination_reason, checked against the SDK's enums so codes cannot drift."""
+    params = dict(parameters or {})
+    if message:
+        params.setdefault("databricks_error_message", message)
+    return compute.TerminationReason(code=compute.TerminationReasonCode(code), type=compute.TerminationReasonType(kind),
+                                     parameters=params or None).as_dict()
+
+
+def node_types() -> dict:
+    """clusters/list-node-types: one node type, this machine (what every local cluster runs on)."""
+    cores = float(os.cpu_count() or 1)
+    try:
+        memory_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1024 * 1024)
+    except (ValueError, OSError, AttributeError):
+        memory_mb = 4096
+    node = compute.NodeType(
+        node_type_id=NODE_TYPE_ID, instance_type_id=NODE_TYPE_ID, description="This machine (local PySpark driver)",
+        category="General Purpose", memory_mb=int(memory_mb), num_cores=cores, num_gpus=0, is_deprecated=False,
+        is_hidden=False, is_io_cache_enabled=False, support_cluster_tags=True, support_ebs_volumes=False,
+        support_port_forwarding=False, photon_driver_capable=False, photon_worker_capable=False, is_graviton=False,
+        display_order=0,
+        node_instance_type=compute.NodeInstanceType(instance_type_id=NODE_TYPE_ID, local_disks=1,
+                                                    local_disk_size_gb=_local_disk_gb(), local_nvme_disks=0,
+                                                    local_nvme_disk_size_gb=0),
+    )
+    return compute.ListNodeTypesResponse(node_types=[node]).as_dict()
+
+
+def _local_disk_gb() -> int:
+    try:
+        st = os.statvfs(os.getcwd())
+        return max(1, st.f_blocks * st.f_frsize // 1024**3)
+    except OSError:
+        return 1
+
+
+def spark_versions() -> dict:
+    return compute.GetSparkVersionsResponse(
+        versions=[compute.SparkVersion(key=SPARK_VERSION_KEY, name=SPARK_VERSION_NAME)]).as_dict()
 
 
 class ClusterRuntime(Protocol):
@@ -79,13 +131,20 @@ class Clusters:
         self._changed = threading.Condition(self._lock)
         # Fault injection: returns a termination_reason to fail a start with, or None.
         self.start_failure: Callable[[str], dict | None] = lambda cluster_id: None
+        self.clock = Clock()  # the dispatcher's, from register()
 
     # -- registry -------------------------------------------------------------------------
     def doc(self, cluster_id: str) -> dict:
         doc = self.store.get("cluster", cluster_id)
         if doc is None:
-            raise not_found(f"Cluster {cluster_id} does not exist")
+            # Databricks answers 400 INVALID_PARAMETER_VALUE (not 404); for clusters/get the SDK
+            # maps exactly this message to ResourceDoesNotExist (databricks/sdk/errors/overrides.py).
+            raise invalid(f"Cluster {cluster_id} does not exist")
         return doc
+
+    def public(self, doc: dict) -> dict:
+        """A stored cluster as clusters/get serves it: through compute.ClusterDetails, workspace clock."""
+        return self.clock.shift(compute.ClusterDetails.from_dict(doc).as_dict())
 
     def _save(self, doc: dict) -> None:
         with self._changed:
@@ -99,10 +158,11 @@ class Clusters:
                 self._mark_terminated(
                     doc,
                     "The local workspace restarted; the cluster's driver is gone.",
-                    {"code": "DRIVER_UNREACHABLE", "type": "CLOUD_FAILURE"},
+                    termination_reason("DRIVER_UNREACHABLE", "CLOUD_FAILURE"),
                 )
 
     def _mark_terminated(self, doc: dict, message: str, reason: dict) -> None:
+        reason = termination_reason(reason["code"], reason["type"], parameters=reason.get("parameters"))
         doc.update(state="TERMINATED", state_message=message, terminated_time=now_ms(), termination_reason=reason)
         doc.pop("spark_context_id", None)
         self._save(doc)
@@ -148,7 +208,7 @@ class Clusters:
             self._mark_terminated(
                 self.doc(cluster_id),
                 message,
-                {"code": "SPARK_STARTUP_FAILURE", "type": "CLIENT_ERROR", "parameters": {"databricks_error_message": message}},
+                termination_reason("SPARK_STARTUP_FAILURE", "CLIENT_ERROR", message),
             )
             raise ClusterStartError(message) from e
         doc = self.doc(cluster_id)
@@ -186,7 +246,7 @@ class Clusters:
             ids = list(self._live)
         for cid in ids:
             try:
-                self.terminate(cid, "The local workspace shut down", {"code": "USER_REQUEST", "type": "SUCCESS"})
+                self.terminate(cid, "The local workspace shut down", termination_reason("USER_REQUEST", "SUCCESS"))
             except Exception:
                 pass
 
@@ -198,7 +258,7 @@ class Clusters:
         return doc["cluster_id"], self._boot(doc)
 
     def end_job_cluster(self, cluster_id: str) -> None:
-        self.terminate(cluster_id, "Job run finished", {"code": "JOB_FINISHED", "type": "SUCCESS"})
+        self.terminate(cluster_id, "Job run finished", termination_reason("JOB_FINISHED", "SUCCESS"))
 
     def running(self, cluster_id: str, should_stop: Callable[[], bool]) -> ClusterRuntime:
         """The runtime of an all-purpose cluster, waiting while it starts; raises ValueError if unusable."""
@@ -218,7 +278,8 @@ class Clusters:
                 self._changed.wait(0.5)
 
     # -- HTTP -------------------------------------------------------------------------------------
-    def register(self, d: Dispatcher) -> None:
+    def register(self, d: Router) -> None:
+        self.clock = d.clock
         for version in ("2.0", "2.1"):
             base = f"/api/{version}/clusters"
             d.route("POST", base + "/create", self.api_create)
@@ -229,32 +290,32 @@ class Clusters:
             d.route("POST", base + "/edit", self.api_edit)
             d.route("POST", base + "/delete", self.api_delete)
             d.route("POST", base + "/permanent-delete", self.api_permanent_delete)
-            d.route("GET", base + "/spark-versions", lambda req: {"versions": [{"key": "15.4.x-scala2.12", "name": "15.4 LTS (local PySpark)"}]})
-            d.route("GET", base + "/list-node-types", lambda req: {"node_types": [{"node_type_id": "local", "memory_mb": 4096, "num_cores": 2.0, "description": "local"}]})
+            d.route("GET", base + "/spark-versions", lambda req: spark_versions())
+            d.route("GET", base + "/list-node-types", lambda req: node_types())
 
     def api_create(self, req: Request) -> dict:
-        spec = req.json()
+        spec = check_body(req.json(), _API.create)
         validate_cluster_spec(spec)
-        doc = self._new_doc(spec, spec.get("cluster_source") or "API")
+        doc = self._new_doc(spec, "API")
         self._save(doc)
         self._boot_in_background(doc)
         return {"cluster_id": doc["cluster_id"]}
 
     def api_get(self, req: Request) -> dict:
-        return self.doc(require(req.params(), "cluster_id"))
+        return self.public(self.doc(require(req.params(), "cluster_id")))
 
     def api_list(self, req: Request) -> dict:
         docs = sorted((d for _, d in self.store.all("cluster")), key=lambda d: -d.get("start_time", 0))
-        return {"clusters": docs} if docs else {}
+        return {"clusters": [self.public(d) for d in docs]} if docs else {}
 
-    def _all_purpose(self, req: Request) -> dict:
-        doc = self.doc(require(req.json(), "cluster_id"))
+    def _all_purpose(self, req: Request, api_method: Callable) -> dict:
+        doc = self.doc(require(check_body(req.json(), api_method), "cluster_id"))
         if doc.get("cluster_source") == "JOB":
             raise invalid(f"Cluster {doc['cluster_id']} is a job cluster; it cannot be managed through the Clusters API.")
         return doc
 
     def api_start(self, req: Request) -> dict:
-        doc = self._all_purpose(req)
+        doc = self._all_purpose(req, _API.start)
         if doc["state"] != "TERMINATED":
             raise invalid_state(f"Cluster {doc['cluster_id']} is in unexpected state {doc['state']}; only a TERMINATED cluster can be started.")
         doc.update(state="PENDING", state_message="Starting local Spark driver", start_time=now_ms())
@@ -265,7 +326,7 @@ class Clusters:
         return {}
 
     def api_restart(self, req: Request) -> dict:
-        doc = self._all_purpose(req)
+        doc = self._all_purpose(req, _API.restart)
         if doc["state"] != "RUNNING":
             raise invalid_state(f"Cluster {doc['cluster_id']} is in unexpected state {doc['state']}; only a RUNNING cluster can be restarted.")
         with self._lock:
@@ -278,7 +339,7 @@ class Clusters:
         return {}
 
     def api_edit(self, req: Request) -> dict:
-        doc = self._all_purpose(req)
+        doc = self._all_purpose(req, _API.edit)
         spec = req.json()
         validate_cluster_spec(spec)
         if doc["state"] not in ("RUNNING", "TERMINATED"):
@@ -298,13 +359,13 @@ class Clusters:
         return {}
 
     def api_delete(self, req: Request) -> dict:
-        doc = self.doc(require(req.json(), "cluster_id"))
-        self.terminate(doc["cluster_id"], "Terminated by user", {"code": "USER_REQUEST", "type": "SUCCESS"})
+        doc = self.doc(require(check_body(req.json(), _API.delete), "cluster_id"))
+        self.terminate(doc["cluster_id"], "Terminated by user", termination_reason("USER_REQUEST", "SUCCESS"))
         return {}
 
     def api_permanent_delete(self, req: Request) -> dict:
-        doc = self.doc(require(req.json(), "cluster_id"))
-        self.terminate(doc["cluster_id"], "Permanently deleted", {"code": "USER_REQUEST", "type": "SUCCESS"})
+        doc = self.doc(require(check_body(req.json(), _API.permanent_delete), "cluster_id"))
+        self.terminate(doc["cluster_id"], "Permanently deleted", termination_reason("USER_REQUEST", "SUCCESS"))
         self.store.delete("cluster", doc["cluster_id"])
         return {}
 

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-import base64
 import os
 import shutil
 import secrets
 import threading
 from pathlib import Path
 
+from databricks.sdk.service import files
+
+from .clock import Clock
 from .http_errors import ApiError, already_exists, invalid, not_found, require
-from .server import Dispatcher, Request, q_bool, q_int
-from .storage_api import local_path, mtime_ms, multipart_upload, normalize
+from .http_types import Request, Router, q_bool, q_int
+from .request_shapes import check_body
+from .storage_api import b64decode, b64encode, local_path, mtime_ms, multipart_upload, normalize
+
+_API = files.DbfsAPI
 
 MAX_BLOCK = 1024 * 1024
 
@@ -27,11 +32,13 @@ class Dbfs:
         self.root = root
         self._handles: dict[int, tuple[Path, Path]] = {}  # handle -> (tmp file, target)
         self._lock = threading.Lock()
+        self.clock = Clock()  # the dispatcher's, from register()
 
     def local(self, path: str) -> Path:
         return local_path(self.root, dbfs_api_path(path))
 
-    def register(self, d: Dispatcher) -> None:
+    def register(self, d: Router) -> None:
+        self.clock = d.clock
         base = "/api/2.0/dbfs"
         for name, fn, method in [
             ("get-status", self.get_status, "GET"),
@@ -49,12 +56,8 @@ class Dbfs:
 
     def _info(self, api_path: str, p: Path) -> dict:
         is_dir = p.is_dir()
-        return {
-            "path": api_path,
-            "is_dir": is_dir,
-            "file_size": 0 if is_dir else p.stat().st_size,
-            "modification_time": mtime_ms(p),
-        }
+        return files.FileInfo(path=api_path, is_dir=is_dir, file_size=0 if is_dir else p.stat().st_size,
+                              modification_time=self.clock.report(mtime_ms(p))).as_dict()
 
     def _existing(self, raw: str) -> tuple[str, Path]:
         path = dbfs_api_path(raw)
@@ -89,7 +92,7 @@ class Dbfs:
         with p.open("rb") as f:
             f.seek(offset)
             data = f.read(length)
-        return {"bytes_read": len(data), "data": base64.b64encode(data).decode()}
+        return {"bytes_read": len(data), "data": b64encode(data)}
 
     def _target_for_write(self, raw: str, overwrite: bool) -> tuple[str, Path]:
         path = dbfs_api_path(raw)
@@ -107,12 +110,13 @@ class Dbfs:
         upload = multipart_upload(req, "contents")
         if upload is not None:
             data, body = upload
+            check_body(body, _API.put)
         else:
-            body = req.json()
+            body = check_body(req.json(), _API.put)
             encoded = body.get("contents") or ""
             if len(encoded) > (MAX_BLOCK * 4) // 3 + 4:
                 raise ApiError(400, "MAX_BLOCK_SIZE_EXCEEDED", f"Inline contents exceed {MAX_BLOCK} bytes; use create/add-block/close.")
-            data = base64.b64decode(encoded)
+            data = b64decode(encoded, "contents")
             if len(data) > MAX_BLOCK:
                 raise ApiError(400, "MAX_BLOCK_SIZE_EXCEEDED", f"Inline contents exceed {MAX_BLOCK} bytes; use create/add-block/close.")
         _, p = self._target_for_write(require(body, "path"), q_bool(body.get("overwrite", False)))
@@ -122,7 +126,7 @@ class Dbfs:
         return {}
 
     def create(self, req: Request) -> dict:
-        body = req.json()
+        body = check_body(req.json(), _API.create)
         _, p = self._target_for_write(require(body, "path"), q_bool(body.get("overwrite", False)))
         tmp = p.with_name(f".dbfs-upload-{secrets.token_hex(6)}")
         tmp.write_bytes(b"")
@@ -140,9 +144,9 @@ class Dbfs:
         return entry
 
     def add_block(self, req: Request) -> dict:
-        body = req.json()
+        body = check_body(req.json(), _API.add_block)
         tmp, _ = self._handle(body)
-        data = base64.b64decode(body.get("data") or "")
+        data = b64decode(body.get("data") or "", "data")
         if len(data) > MAX_BLOCK:
             raise ApiError(400, "MAX_BLOCK_SIZE_EXCEEDED", f"A block may hold at most {MAX_BLOCK} bytes (got {len(data)}).")
         with tmp.open("ab") as f:
@@ -150,7 +154,7 @@ class Dbfs:
         return {}
 
     def close(self, req: Request) -> dict:
-        body = req.json()
+        body = check_body(req.json(), _API.close)
         tmp, target = self._handle(body)
         with self._lock:
             self._handles.pop(int(body["handle"]), None)
@@ -158,7 +162,7 @@ class Dbfs:
         return {}
 
     def mkdirs(self, req: Request) -> dict:
-        path = dbfs_api_path(require(req.json(), "path"))
+        path = dbfs_api_path(require(check_body(req.json(), _API.mkdirs), "path"))
         p = local_path(self.root, path)
         cur = p
         while cur != self.root:
@@ -169,7 +173,7 @@ class Dbfs:
         return {}
 
     def delete(self, req: Request) -> dict:
-        body = req.json()
+        body = check_body(req.json(), _API.delete)
         path = dbfs_api_path(require(body, "path"))
         p = local_path(self.root, path)
         if not p.exists():
@@ -185,7 +189,7 @@ class Dbfs:
         return {}
 
     def move(self, req: Request) -> dict:
-        body = req.json()
+        body = check_body(req.json(), _API.move)
         src_path, src = self._existing(require(body, "source_path"))
         dst_path = dbfs_api_path(require(body, "destination_path"))
         dst = local_path(self.root, dst_path)

@@ -5,6 +5,9 @@ Set at start (`serve --fault-*` flags or DIR/faults.json) and changed while runn
 the admin endpoint `GET/PUT /api/2.0/local/faults` (same bearer token, never faulted).
 The admin endpoint also serves a count of requests by endpoint, which the benchmark reads.
 
+`clock_offset_seconds` skews the workspace clock: every timestamp it reports (runs, tasks,
+clusters, DBFS/Files modification times, the HTTP Date header) is shifted by that much.
+
 Faults are decided BEFORE a request has any effect (a 429'd run-now starts no run), except
 `drop_after`, which drops the connection after a successful mutating call took effect: the
 client never sees the answer and retries (idempotency tokens must prevent duplicates).
@@ -23,8 +26,9 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from .clock import Clock
 from .http_errors import invalid
-from .server import Dispatcher, Request, Response
+from .http_types import Request, Response, Router
 
 log = logging.getLogger("dbx_local_workspace")
 
@@ -49,6 +53,7 @@ class FaultConfig:
     seed: int | None = None  # None: a random seed, logged and reported by GET
     endpoints: tuple[str, ...] = ()  # regexes searched in the path; empty: every /api call
     limit: int = 0  # stop injecting after this many faults (0: no limit); makes "fail once" tests exact
+    clock_offset_seconds: float = 0.0  # shift of every reported timestamp (clock skew); may be negative
 
     @classmethod
     def from_dict(cls, data: dict) -> "FaultConfig":
@@ -72,6 +77,13 @@ class FaultConfig:
             values["server_error_status"] = int(values["server_error_status"])
             if values["server_error_status"] not in (500, 503):
                 raise ValueError(f"server_error_status must be 500 or 503, got {values['server_error_status']}")
+        if "clock_offset_seconds" in values:
+            offset = values["clock_offset_seconds"]
+            if isinstance(offset, bool) or not isinstance(offset, (int, float, str)):
+                raise ValueError(f"clock_offset_seconds must be a number of seconds, got {offset!r}")
+            values["clock_offset_seconds"] = float(offset)
+            if abs(values["clock_offset_seconds"]) > 10 * 365 * 86400:
+                raise ValueError("clock_offset_seconds must be within +-10 years")
         if values.get("seed") is not None:
             values["seed"] = int(values["seed"])
         endpoints = values.get("endpoints") or ()
@@ -123,6 +135,7 @@ class FaultInjector:
     def __init__(self, config: FaultConfig | None = None):
         self._lock = threading.Lock()
         self._tally = _Tally()
+        self.clock = Clock()  # replaced by the dispatcher's clock in register()
         self.configure(config or FaultConfig())
 
     # -- configuration ----------------------------------------------------------------------------
@@ -134,6 +147,9 @@ class FaultInjector:
             self._rng = random.Random(seed)
             self._patterns = [re.compile(p) for p in config.endpoints]
             self._faults_since_configure = 0
+            self.clock.offset_ms = round(config.clock_offset_seconds * 1000)
+        if config.clock_offset_seconds:
+            log.warning("clock skew ON: reported times shifted by %+.3f s", config.clock_offset_seconds)
         if config.active:
             log.warning("fault injection ON (seed %d): %s", seed, json.dumps(config.to_dict()))
         else:
@@ -234,7 +250,10 @@ class FaultInjector:
         }
 
     # -- the admin endpoint ----------------------------------------------------------------------
-    def register(self, d: Dispatcher) -> None:
+    def register(self, d: Router) -> None:
+        # The injector drives the clock every API reports times in.
+        d.clock.offset_ms = self.clock.offset_ms
+        self.clock = d.clock
         d.route("GET", ADMIN_PATH, lambda req: self.snapshot())
         d.route("PUT", ADMIN_PATH, self._api_put)
 

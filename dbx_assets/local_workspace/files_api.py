@@ -9,8 +9,9 @@ from email.utils import formatdate
 from pathlib import Path
 from urllib.parse import unquote
 
+from .clock import Clock
 from .http_errors import ApiError, invalid
-from .server import Dispatcher, Request, Response, q_bool, q_int
+from .http_types import Request, Response, Router, q_bool, q_int
 from .storage_api import local_path, mtime_ms, normalize
 
 _NOT_FOUND = "NOT_FOUND"
@@ -23,8 +24,10 @@ def _missing(what: str, path: str) -> ApiError:
 class VolumeFiles:
     def __init__(self, root: Path):
         self.root = root
+        self.clock = Clock()  # the dispatcher's, from register()
 
-    def register(self, d: Dispatcher) -> None:
+    def register(self, d: Router) -> None:
+        self.clock = d.clock
         f = r"/api/2\.0/fs/files(?P<path>/.*)"
         d.route("PUT", f, self.upload)
         d.route("GET", f, self.download)  # HEAD is routed to GET and answered without a body
@@ -65,11 +68,11 @@ class VolumeFiles:
             raise _missing("file", path)
         data = p.read_bytes()
         status, headers = 200, {}
-        rng = req.headers.get("range", "")
-        if rng.startswith("bytes="):
-            start_s, _, end_s = rng[len("bytes=") :].partition("-")
-            start = int(start_s or 0)
-            end = int(end_s) if end_s else len(data) - 1
+        span = _byte_range(req.headers.get("range", ""), len(data))
+        if span is not None:  # an unparsable Range is ignored (the whole file), as HTTP allows
+            start, end = span
+            if start >= len(data) and len(data) > 0:
+                raise ApiError(416, "INVALID_PARAMETER_VALUE", f"Range not satisfiable for {path} ({len(data)} bytes)")
             headers["Content-Range"] = f"bytes {start}-{min(end, len(data) - 1)}/{len(data)}"
             data = data[start : end + 1]
             status = 206
@@ -77,7 +80,7 @@ class VolumeFiles:
             {
                 "Content-Type": "application/octet-stream",
                 "Content-Length": str(len(data)),
-                "Last-Modified": formatdate(p.stat().st_mtime, usegmt=True),
+                "Last-Modified": formatdate(self.clock.report(mtime_ms(p)) / 1000, usegmt=True),
             }
         )
         return Response(status, data, headers)
@@ -97,7 +100,11 @@ class VolumeFiles:
             return Response(200)
         params = req.params()
         page_size = q_int(params, "page_size", 1000) or 1000
-        start = int(params.get("page_token") or 0)
+        if page_size < 0:
+            raise invalid("page_size must be positive")
+        start = q_int(params, "page_token", 0) or 0
+        if start < 0:
+            raise invalid("Invalid page_token")
         children = sorted(c for c in p.iterdir() if not c.name.startswith(".upload-"))
         page = children[start : start + page_size]
         contents = []
@@ -105,7 +112,7 @@ class VolumeFiles:
             entry = {"path": f"{path.rstrip('/')}/{c.name}", "name": c.name, "is_directory": c.is_dir()}
             if not c.is_dir():
                 entry["file_size"] = c.stat().st_size
-                entry["last_modified"] = mtime_ms(c)
+                entry["last_modified"] = self.clock.report(mtime_ms(c))
             contents.append(entry)
         out: dict = {"contents": contents}
         if start + page_size < len(children):
@@ -127,3 +134,19 @@ class VolumeFiles:
             raise ApiError(400, "DIRECTORY_NOT_EMPTY", f"Directory {path} is not empty; delete its contents first.")
         shutil.rmtree(p)
         return Response(204)
+
+
+def _byte_range(header: str, size: int) -> tuple[int, int] | None:
+    """`bytes=START-[END]` or `bytes=-SUFFIX` as inclusive (start, end); None when absent or unparsable."""
+    if not header.startswith("bytes="):
+        return None
+    first, _, last = header[len("bytes="):].split(",")[0].strip().partition("-")
+    try:
+        if not first:
+            suffix = int(last)
+            return (max(0, size - suffix), size - 1) if suffix > 0 else None
+        start = int(first)
+        end = int(last) if last else size - 1
+    except ValueError:
+        return None
+    return (start, end) if 0 <= start <= end else None

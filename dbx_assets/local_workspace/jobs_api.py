@@ -10,15 +10,33 @@ import tarfile
 import threading
 from pathlib import Path
 
+from databricks.sdk.service import jobs as sdk_jobs
+
+from .clock import Clock
 from .clusters_api import LOCAL_USER, now_ms, validate_cluster_spec
-from .http_errors import invalid, not_found, require
-from .scheduler import ACTIVE_RUN_STATES, FAILED_RESULTS, Scheduler, _state, _status, set_state
-from .server import Dispatcher, Request, Response, q_bool, q_int
+from .http_errors import invalid, require
+from .http_types import Request, Response, Router, q_bool, q_int
+from .request_shapes import check_body, check_object, normalize
+from .run_state import (ACTIVE_RUN_STATES, FAILED_RESULTS, public_run, public_task_run, queue_details, repair_item,
+                        set_state)
+from .scheduler import Scheduler
 from .state import StateStore
 
 TASK_FIELDS = ("notebook_task", "spark_python_task", "dbt_task", "job_cluster_key", "new_cluster",
                "existing_cluster_id", "libraries", "timeout_seconds", "run_if", "description", "environment_key",
                "max_retries", "email_notifications")
+# runs/submit in the single-task shape (Jobs 2.0 style, what Airflow's DatabricksSubmitRunOperator sends):
+# these fields sit at the top level of the body instead of in `tasks`.
+SINGLE_TASK_FIELDS = ("notebook_task", "spark_python_task", "spark_jar_task", "spark_submit_task", "python_wheel_task",
+                      "dbt_task", "sql_task", "pipeline_task", "run_job_task", "new_cluster", "existing_cluster_id",
+                      "libraries")
+_API = sdk_jobs.JobsAPI
+
+
+def does_not_exist(what: str, ident) -> Exception:
+    # Databricks answers 400 INVALID_PARAMETER_VALUE here, not 404; the SDK maps it to
+    # ResourceDoesNotExist for jobs/get and runs/get (databricks/sdk/errors/overrides.py).
+    return invalid(f"{what} {ident} does not exist.")
 
 
 class Jobs:
@@ -28,8 +46,10 @@ class Jobs:
         self.host = host
         self._secret = hashlib.sha256(b"artifacts:" + token.encode()).digest()
         self._create_lock = threading.Lock()
+        self.clock = Clock()  # the dispatcher's, from register()
 
-    def register(self, d: Dispatcher) -> None:
+    def register(self, d: Router) -> None:
+        self.clock = d.clock
         for version in ("2.1", "2.2"):
             b = f"/api/{version}/jobs"
             for method, name, fn in [
@@ -44,9 +64,14 @@ class Jobs:
         d.public_route("GET", r"/local/dbt-artifacts/(?P<task_run_id>\d+)\.tar\.gz", self.artifacts)
 
     # -- job definitions ---------------------------------------------------------------------
-    def _validate(self, settings: dict) -> dict:
+    def _validate(self, settings: dict, task_cls: type = sdk_jobs.Task) -> dict:
         settings = copy.deepcopy(settings)
         tasks = settings.get("tasks") or []
+        # Typed through the SDK's dataclasses: no wrong type or unknown field reaches the scheduler.
+        settings["tasks"] = tasks = [normalize(check_object(t, task_cls, f"tasks[{i}]"), task_cls) for i, t in enumerate(tasks)]
+        if settings.get("job_clusters"):
+            settings["job_clusters"] = [normalize(check_object(c, sdk_jobs.JobCluster, f"job_clusters[{i}]"), sdk_jobs.JobCluster)
+                                        for i, c in enumerate(settings["job_clusters"])]
         keys = [t.get("task_key") for t in tasks]
         if any(not k for k in keys):
             raise invalid("Every task needs a task_key")
@@ -89,30 +114,39 @@ class Jobs:
             visit(k)
 
     def _job(self, job_id) -> dict:
-        job = self.store.get("job", int(job_id)) if str(job_id).isdigit() else None
+        job = self.store.get("job", int(job_id)) if str(job_id).strip().isdigit() else None
         if job is None:
-            raise not_found(f"Job {job_id} does not exist.")
+            raise does_not_exist("Job", job_id)
         return job
 
+    def _public_job(self, job: dict) -> dict:
+        return self.clock.shift(sdk_jobs.Job.from_dict(job).as_dict())
+
     def create(self, req: Request) -> dict:
-        settings = self._validate({k: v for k, v in req.json().items() if k != "access_control_list"})
+        body = check_body(req.json(), _API.create)
+        settings = self._validate(normalize({k: v for k, v in body.items() if k != "access_control_list"}, sdk_jobs.JobSettings))
         job_id = self.store.next_id("job", 1000)
         self.store.put("job", job_id, {"job_id": job_id, "creator_user_name": LOCAL_USER, "run_as_user_name": LOCAL_USER,
                                        "created_time": now_ms(), "settings": settings})
         return {"job_id": job_id}
 
     def reset(self, req: Request) -> dict:
-        body = req.json()
+        body = check_body(req.json(), _API.reset)
         job = self._job(require(body, "job_id"))
-        job["settings"] = self._validate(require(body, "new_settings"))
+        job["settings"] = self._validate(normalize(require(body, "new_settings"), sdk_jobs.JobSettings))
         self.store.put("job", job["job_id"], job)
         return {}
 
     def update(self, req: Request) -> dict:
-        body = req.json()
+        body = check_body(req.json(), _API.update)
         job = self._job(require(body, "job_id"))
         settings = copy.deepcopy(job["settings"])
-        for k, v in (body.get("new_settings") or {}).items():
+        new_settings = normalize(body.get("new_settings") or {}, sdk_jobs.JobSettings)
+        for k in ("tasks", "job_clusters"):
+            key = "task_key" if k == "tasks" else "job_cluster_key"
+            if any(not x.get(key) for x in new_settings.get(k, [])):
+                raise invalid(f"Every entry of new_settings.{k} needs a {key}")
+        for k, v in new_settings.items():
             if k in ("tasks", "job_clusters"):  # merged by key, as Databricks does
                 key = "task_key" if k == "tasks" else "job_cluster_key"
                 merged = {x[key]: x for x in settings.get(k, [])}
@@ -132,24 +166,24 @@ class Jobs:
         return {}
 
     def get(self, req: Request) -> dict:
-        return self._job(require(req.params(), "job_id"))
+        return self._public_job(self._job(require(req.params(), "job_id")))
 
     def list(self, req: Request) -> dict:
         p = req.params()
         limit = q_int(p, "limit", 20) or 20
         if limit < 0 or limit > 100:
             raise invalid("limit must be between 0 and 100")
-        offset = int(p.get("page_token") or q_int(p, "offset", 0) or 0)
+        offset = _offset(p)
         jobs = sorted((j for _, j in self.store.all("job")), key=lambda j: -j["job_id"])
         if p.get("name"):
             jobs = [j for j in jobs if j["settings"].get("name", "").lower() == p["name"].lower()]
-        page = jobs[offset : offset + limit]
+        page = [self._public_job(j) for j in jobs[offset : offset + limit]]
         if not q_bool(p.get("expand_tasks", False)):
             page = [dict(j, settings={k: v for k, v in j["settings"].items() if k not in ("tasks", "job_clusters")}) for j in page]
         return _page_response("jobs", page, offset, limit, len(jobs))
 
     def delete(self, req: Request) -> dict:
-        job = self._job(require(req.json(), "job_id"))
+        job = self._job(require(check_body(req.json(), _API.delete), "job_id"))
         self.store.delete("job", job["job_id"])
         return {}
 
@@ -161,7 +195,7 @@ class Jobs:
         return run_id
 
     def run_now(self, req: Request) -> dict:
-        body = req.json()
+        body = check_body(req.json(), _API.run_now)
         with self._create_lock:
             job = self._job(require(body, "job_id"))
             existing = self._idempotent(f"job{job['job_id']}", body.get("idempotency_token"))
@@ -195,14 +229,20 @@ class Jobs:
         return {"run_id": run["run_id"], "number_in_job": run["number_in_job"]}
 
     def submit(self, req: Request) -> dict:
-        body = req.json()
+        body = check_body(req.json(), _API.submit)
+        tasks = body.get("tasks") or []
+        single = {k: body[k] for k in SINGLE_TASK_FIELDS if k in body}
+        if single and tasks:
+            raise invalid(f"Pass either tasks or a single task at the top level ({', '.join(single)}), not both.")
+        if single:  # one task named after the run, as Databricks does for single-task submits
+            tasks = [dict(single, task_key=body.get("run_name") or "Untitled")]
         with self._create_lock:
             existing = self._idempotent("submit", body.get("idempotency_token"))
             if existing is not None:
                 return {"run_id": existing}
             if body.get("job_clusters"):
                 raise invalid("runs/submit does not accept job_clusters; use new_cluster or existing_cluster_id on each task, or create a job.")
-            settings = self._validate({"tasks": body.get("tasks") or [], "name": body.get("run_name") or "Untitled"})
+            settings = self._validate({"tasks": tasks, "name": body.get("run_name") or "Untitled"}, sdk_jobs.SubmitTask)
             if not settings["tasks"]:
                 raise invalid("runs/submit needs at least one task")
             run = self._new_run(job_id=None, run_name=body.get("run_name") or "Untitled", run_type="SUBMIT_RUN",
@@ -230,7 +270,7 @@ class Jobs:
             "cleanup_duration": 0, "run_page_url": self._page_url(job_id, run_id),
             "job_clusters": [c for c in job_clusters if c["job_cluster_key"] in used_keys],
             "job_parameters": job_parameters, "tasks": [],
-            "repair_history": [{"type": "ORIGINAL", "start_time": now_ms(), "task_run_ids": []}],
+            "repair_history": [repair_item("ORIGINAL", now_ms(), [])],
             "_spec": {"tasks": spec_tasks, "job_clusters": job_clusters, "timeout_seconds": timeout, "params": params,
                       "max_concurrent_runs": max_concurrent, "queue": queue},
         }
@@ -247,11 +287,10 @@ class Jobs:
             set_state(run, "SKIPPED", "MAXIMUM_CONCURRENT_RUNS_REACHED", msg)
             run["end_time"] = now_ms()
             for t in run["tasks"]:
-                t["state"] = _state("SKIPPED", "MAXIMUM_CONCURRENT_RUNS_REACHED", msg)
-                t["status"] = _status("SKIPPED", "MAXIMUM_CONCURRENT_RUNS_REACHED", msg)
+                set_state(t, "SKIPPED", "MAXIMUM_CONCURRENT_RUNS_REACHED", msg)
             run["_skipped"] = True
         elif job_id is not None and max_concurrent and self.s.active_count(job_id) >= max_concurrent:
-            run["status"]["queue_details"] = {"code": "ACTIVE_RUNS_LIMIT_REACHED", "message": "Queued: the job's max_concurrent_runs is reached"}
+            run["status"]["queue_details"] = queue_details("ACTIVE_RUNS_LIMIT_REACHED", "Queued: the job's max_concurrent_runs is reached")
         return run
 
     def _task_view(self, run: dict, spec: dict) -> dict:
@@ -261,8 +300,7 @@ class Jobs:
                     run_if=spec.get("run_if", "ALL_SUCCESS"), attempt_number=0, start_time=0, setup_duration=0,
                     execution_duration=0, cleanup_duration=0, end_time=0,
                     run_page_url=self._page_url(run.get("job_id"), task_run_id))
-        view["state"] = _state("BLOCKED" if spec.get("depends_on") else "PENDING")
-        view["status"] = _status("BLOCKED" if spec.get("depends_on") else "PENDING", None, "")
+        set_state(view, "BLOCKED" if spec.get("depends_on") else "PENDING")
         self.store.put("task_run", task_run_id, {"parent_run_id": run["run_id"], "task_key": spec["task_key"]})
         return view
 
@@ -277,56 +315,50 @@ class Jobs:
 
     # -- reading runs ----------------------------------------------------------------------------
     def _run(self, run_id) -> dict:
-        run = self.store.get("run", run_id) if str(run_id).lstrip("-").isdigit() else None
+        run = self.store.get("run", int(run_id)) if str(run_id).strip().isdigit() else None
         if run is None:
-            raise not_found(f"Run {run_id} does not exist.")
+            raise does_not_exist("Run", run_id)
         return run
 
-    @staticmethod
-    def public(run: dict, expand_tasks: bool = True) -> dict:
-        out = {k: v for k, v in run.items() if not k.startswith("_")}
-        if not expand_tasks:
-            out.pop("tasks", None)
-        return out
+    def public(self, run: dict, expand_tasks: bool = True, include_history: bool = True) -> dict:
+        return public_run(run, self.clock, expand_tasks=expand_tasks, include_history=include_history)
 
     def get_run(self, req: Request) -> dict:
         p = req.params()
-        run_id = require(p, "run_id")
+        run_id = q_int(p, "run_id")
+        if run_id is None:
+            raise invalid("Missing required field: run_id")
         record = self.store.get("task_run", run_id)
         if record is not None and self.store.get("run", run_id) is None:
-            return self._task_metadata(int(run_id), record)
-        run = self.public(self._run(run_id))
-        if not q_bool(p.get("include_history", True)):
-            run.pop("repair_history", None)
-        return run
+            return self._task_metadata(run_id, record)
+        return self.public(self._run(run_id), include_history=q_bool(p.get("include_history", True)))
 
     def _task_metadata(self, task_run_id: int, record: dict) -> dict:
+        return public_task_run(self._task_view_of(task_run_id, record), self._run(record["parent_run_id"]), self.clock)
+
+    def _task_view_of(self, task_run_id: int, record: dict) -> dict:
         run = self._run(record["parent_run_id"])
         task = next((t for t in run["tasks"] if t["run_id"] == task_run_id), None)
         if task is None:  # an earlier attempt replaced by a repair
-            task = record.get("view") or {"task_key": record["task_key"], "run_id": task_run_id, "state": _state("TERMINATED")}
-        meta = {k: v for k, v in task.items()}
-        meta.update(job_id=run.get("job_id"), run_id=task_run_id, run_name=run.get("run_name"), number_in_job=task_run_id,
-                    run_type=run.get("run_type"), creator_user_name=LOCAL_USER, job_parameters=run.get("job_parameters", []),
-                    original_attempt_run_id=task_run_id, parent_run_id=run["run_id"])
-        if meta.get("job_id") is None:
-            meta.pop("job_id")
-        return meta
+            task = record.get("view") or {"task_key": record["task_key"], "run_id": task_run_id}
+        return task
 
     def get_output(self, req: Request) -> dict:
-        run_id = require(req.params(), "run_id")
+        run_id = q_int(req.params(), "run_id")
+        if run_id is None:
+            raise invalid("Missing required field: run_id")
         record = self.store.get("task_run", run_id)
         if record is None:
             self._run(run_id)
             raise invalid(
-                f"Retrieving the output of run {run_id} is not supported: it is a job run with tasks. "
+                f"Retrieving the output of runs with multiple tasks is not supported (run {run_id}). "
                 f"Call runs/get-output with a task run id (runs/get -> tasks[].run_id)."
             )
-        meta = self._task_metadata(int(run_id), record)
-        out: dict = {"metadata": meta}
+        task = self._task_view_of(run_id, record)
+        out: dict = {"metadata": self._task_metadata(run_id, record)}
         outcome = record.get("outcome") or {}
-        task_kind = "notebook_task" if meta.get("notebook_task") else "dbt_task" if meta.get("dbt_task") else None
-        if task_kind == "notebook_task" and meta["state"].get("result_state") == "SUCCESS":
+        task_kind = "notebook_task" if task.get("notebook_task") else "dbt_task" if task.get("dbt_task") else None
+        if task_kind == "notebook_task" and task.get("state", {}).get("result_state") == "SUCCESS":
             out["notebook_output"] = {"result": outcome.get("notebook_result"), "truncated": bool(outcome.get("notebook_result_truncated"))}
             if out["notebook_output"]["result"] is None:
                 out["notebook_output"].pop("result")
@@ -369,7 +401,7 @@ class Jobs:
         limit = q_int(p, "limit", 20) or 25
         if limit < 0 or limit > 25:
             raise invalid("limit must be between 1 and 25")
-        offset = int(p.get("page_token") or q_int(p, "offset", 0) or 0)
+        offset = _offset(p)
         runs = [r for _, r in self.store.all("run")]
         if p.get("job_id"):
             runs = [r for r in runs if str(r.get("job_id")) == str(p["job_id"])]
@@ -379,22 +411,25 @@ class Jobs:
             runs = [r for r in runs if r["state"]["life_cycle_state"] in ACTIVE_RUN_STATES]
         if completed_only:
             runs = [r for r in runs if r["state"]["life_cycle_state"] not in ACTIVE_RUN_STATES]
-        if p.get("start_time_from"):
-            runs = [r for r in runs if r.get("start_time", 0) >= int(p["start_time_from"])]
-        if p.get("start_time_to"):
-            runs = [r for r in runs if r.get("start_time", 0) <= int(p["start_time_to"])]
+        # The filters are in the workspace's (possibly skewed) clock, like the times it reports.
+        if q_int(p, "start_time_from"):
+            since = self.clock.from_reported(q_int(p, "start_time_from"))
+            runs = [r for r in runs if r.get("start_time", 0) >= since]
+        if q_int(p, "start_time_to"):
+            until = self.clock.from_reported(q_int(p, "start_time_to"))
+            runs = [r for r in runs if r.get("start_time", 0) <= until]
         runs.sort(key=lambda r: -r["run_id"])
         page = [self.public(r, q_bool(p.get("expand_tasks", False))) for r in runs[offset : offset + limit]]
         return _page_response("runs", page, offset, limit, len(runs))
 
     # -- changing runs ----------------------------------------------------------------------------
     def cancel(self, req: Request) -> dict:
-        run = self._run(require(req.json(), "run_id"))
+        run = self._run(require(check_body(req.json(), _API.cancel_run), "run_id"))
         self.s.cancel(run["run_id"])
         return {}
 
     def cancel_all(self, req: Request) -> dict:
-        body = req.json()
+        body = check_body(req.json(), _API.cancel_all_runs)
         if not body.get("job_id") and not q_bool(body.get("all_queued_runs", False)):
             raise invalid("Provide job_id, or all_queued_runs=true")
         for _, run in self.store.all("run"):
@@ -408,14 +443,14 @@ class Jobs:
         return {}
 
     def delete_run(self, req: Request) -> dict:
-        run = self._run(require(req.json(), "run_id"))
+        run = self._run(require(check_body(req.json(), _API.delete_run), "run_id"))
         if run["state"]["life_cycle_state"] in ACTIVE_RUN_STATES:
             raise invalid(f"Run {run['run_id']} is still active; cancel it before deleting.")
         self.store.delete("run", run["run_id"])
         return {}
 
     def repair(self, req: Request) -> dict:
-        body = req.json()
+        body = check_body(req.json(), _API.repair_run)
         with self._create_lock:
             run = self._run(require(body, "run_id"))
             if run["state"]["life_cycle_state"] in ACTIVE_RUN_STATES or self.s.executor(run["run_id"]) is not None:
@@ -464,11 +499,21 @@ class Jobs:
                     view["attempt_number"] = 0
                     run["tasks"][i] = view
                     new_ids.append(view["run_id"])
-            run["repair_history"].append({"type": "REPAIR", "id": repair_id, "start_time": now_ms(), "task_run_ids": new_ids})
+            run["repair_history"].append(repair_item("REPAIR", now_ms(), new_ids, repair_id))
             set_state(run, "PENDING")
             run.pop("end_time", None)
             self.s.start(run, [k for k in keys if k in selected], repair_id=repair_id)
         return {"repair_id": repair_id}
+
+
+def _offset(params: dict) -> int:
+    """Our page tokens are offsets; anything else is a bad token, not a crash."""
+    token = params.get("page_token")
+    if token not in (None, ""):
+        if not str(token).isdigit():
+            raise invalid(f"Invalid page_token {token!r}")
+        return int(token)
+    return max(0, q_int(params, "offset", 0) or 0)
 
 
 def _page_response(list_key: str, page: list, offset: int, limit: int, total: int) -> dict:

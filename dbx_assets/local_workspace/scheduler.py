@@ -9,6 +9,7 @@ a client reads is exactly what was persisted and restarts read it back unchanged
 from __future__ import annotations
 
 import copy
+import logging
 import re
 import threading
 import time
@@ -18,23 +19,14 @@ from pathlib import Path
 from typing import Callable
 
 from .clusters_api import Clusters, cluster_spec, now_ms
+from .run_state import ACTIVE_RUN_STATES, FAILED_RESULTS, set_state
 from .runtime_types import ClusterStartError, DbtInvocation, StoragePaths, TaskInvocation, TaskOutcome
 from .state import StateStore
 
-ACTIVE_RUN_STATES = ("QUEUED", "PENDING", "RUNNING", "TERMINATING", "BLOCKED")
-FAILED_RESULTS = ("FAILED", "TIMEDOUT", "UPSTREAM_FAILED", "CANCELED", "UPSTREAM_CANCELED")
 RESTART_MESSAGE = "The local workspace restarted while this run was active"
 SERVERLESS_KEY = "__serverless__"
 
-_TERMINATION = {  # run result_state -> (status.termination_details.code, type)
-    "SUCCESS": ("SUCCESS", "SUCCESS"),
-    "SUCCESS_WITH_FAILURES": ("SUCCESS_WITH_FAILURES", "SUCCESS"),
-    "FAILED": ("RUN_EXECUTION_ERROR", "CLIENT_ERROR"),
-    "TIMEDOUT": ("RUN_EXECUTION_ERROR", "CLIENT_ERROR"),
-    "CANCELED": ("CANCELED", "SUCCESS"),
-    "MAXIMUM_CONCURRENT_RUNS_REACHED": ("MAX_CONCURRENT_RUNS_EXCEEDED", "CLIENT_ERROR"),
-}
-
+log = logging.getLogger("dbx_local_workspace")
 
 class TaskSetupError(Exception):
     """The task cannot be turned into an invocation (missing notebook, bad path): it fails, the run goes on."""
@@ -47,33 +39,6 @@ class Resolvers:
     read_notebook: Callable[[str], str]
     workspace_local: Callable[[str], Path]
     dbfs_local: Callable[[str], Path]
-
-
-def _state(life: str, result: str | None = None, message: str = "", user_cancelled: bool = False) -> dict:
-    s = {"life_cycle_state": life, "state_message": message, "user_cancelled_or_timedout": user_cancelled}
-    if result:
-        s["result_state"] = result
-    return s
-
-
-def _status(life: str, result: str | None, message: str) -> dict:
-    v2 = {"QUEUED": "QUEUED", "PENDING": "PENDING", "RUNNING": "RUNNING", "TERMINATING": "TERMINATING",
-          "BLOCKED": "BLOCKED"}.get(life, "TERMINATED")
-    status: dict = {"state": v2}
-    if v2 == "TERMINATED":
-        if life == "INTERNAL_ERROR":
-            code, typ = ("CLUSTER_ERROR", "CLOUD_FAILURE") if "cluster" in message.lower() else ("INTERNAL_ERROR", "INTERNAL_ERROR")
-        elif life == "SKIPPED":
-            code, typ = _TERMINATION.get(result or "", ("SKIPPED", "SUCCESS"))
-        else:
-            code, typ = _TERMINATION.get(result or "", ("RUN_EXECUTION_ERROR", "CLIENT_ERROR"))
-        status["termination_details"] = {"code": code, "type": typ, "message": message}
-    return status
-
-
-def set_state(doc: dict, life: str, result: str | None = None, message: str = "", user_cancelled: bool = False) -> None:
-    doc["state"] = _state(life, result, message, user_cancelled)
-    doc["status"] = _status(life, result, message)
 
 
 _REF = re.compile(r"\{\{\s*([\w.]+)\s*\}\}")
@@ -103,6 +68,7 @@ class RunExecutor:
         self.job_clusters: dict[str, tuple[str, object] | None] = {}
         self.cluster_locks: dict[str, threading.Lock] = {}
         self.own_clusters: list[str] = []
+        self.task_clusters: dict[str, str] = {}  # task_key -> its own new_cluster, ended when the task ends
         self.thread = threading.Thread(target=self._main, name=f"run-{self.run_id}", daemon=True)
 
     # -- helpers ------------------------------------------------------------------------------
@@ -219,8 +185,7 @@ class RunExecutor:
         with self.cond:
             t = self.task(key)
             end = now_ms()
-            t["state"] = _state(life, result, message, result in ("CANCELED", "TIMEDOUT"))
-            t["status"] = _status(life, result, message)
+            set_state(t, life, result, message, result in ("CANCELED", "TIMEDOUT"))
             t["end_time"] = end
             if t.get("start_time"):
                 ran_from = t["start_time"] + t.get("setup_duration", 0)
@@ -251,15 +216,43 @@ class RunExecutor:
 
     # -- one task --------------------------------------------------------------------------------
     def _task_thread(self, key: str) -> None:
+        """Run one task; whatever goes wrong ends it INTERNAL_ERROR (never a run stuck PENDING)."""
+        try:
+            self._run_task(key)
+        except BaseException as e:  # noqa: BLE001 - a task thread must always report its task
+            log.error("task %s of run %s failed in the scheduler: %s", key, self.run_id, traceback.format_exc())
+            self._fail_task(key, f"Internal error in the local scheduler while running task {key}: {type(e).__name__}: {e}")
+        finally:
+            cluster_id = self.task_clusters.pop(key, None)
+            if cluster_id is not None:
+                try:
+                    self.s.clusters.end_job_cluster(cluster_id)
+                except Exception:
+                    log.error("could not end cluster %s of task %s: %s", cluster_id, key, traceback.format_exc())
+
+    def _fail_task(self, key: str, message: str) -> None:
+        with self.cond:
+            if key in self.finished:
+                return
+            try:
+                self._end_task(key, "INTERNAL_ERROR", "FAILED", message)
+            except Exception:  # even recording failed: still let the run finish
+                log.error("could not record the failure of task %s: %s", key, traceback.format_exc())
+                self.finished.add(key)
+                self.running.pop(key, None)
+                self.cond.notify_all()
+
+    def _run_task(self, key: str) -> None:
         t = self.task(key)
         spec = self.spec_of(key)
         with self.cond:
             t["start_time"] = now_ms()
-            t["state"] = _state("PENDING", message="Waiting for cluster")
-            t["status"] = _status("PENDING", None, "")
+            set_state(t, "PENDING", message="Waiting for cluster")
             self.save()
         try:
             cluster_id, cluster = self._cluster_for(key, spec)
+            if spec.get("new_cluster"):
+                self.task_clusters[key] = cluster_id
         except ClusterStartError as e:
             with self.cond:  # tasks sharing the failed cluster report the first failure once, not nested
                 self.internal_error = self.internal_error or f"Cluster failed to start: {e}"
@@ -283,8 +276,7 @@ class RunExecutor:
                 return
             t["cluster_instance"] = {"cluster_id": cluster_id, "spark_context_id": str(self.s.clusters.doc(cluster_id).get("spark_context_id", ""))}
             t["setup_duration"] = now_ms() - t["start_time"]
-            t["state"] = _state("RUNNING")
-            t["status"] = _status("RUNNING", None, "")
+            set_state(t, "RUNNING")
             if self.run["state"]["life_cycle_state"] == "PENDING":
                 set_state(self.run, "RUNNING")
                 self.run["setup_duration"] = now_ms() - self.run["start_time"]
@@ -311,8 +303,6 @@ class RunExecutor:
         if outcome.result_state == "CANCELED" and not message:
             message = "Run cancelled."
         self._end_task(key, "TERMINATED", outcome.result_state, message, outcome)
-        if spec.get("new_cluster"):
-            self.s.clusters.end_job_cluster(cluster_id)
 
     def _cluster_for(self, key: str, spec: dict) -> tuple[str, object]:
         if spec.get("existing_cluster_id"):
@@ -490,8 +480,7 @@ class Scheduler:
                 end = now_ms()
                 for t in run["tasks"]:
                     if t["state"]["life_cycle_state"] in ACTIVE_RUN_STATES:
-                        t["state"] = _state("INTERNAL_ERROR", "FAILED", RESTART_MESSAGE)
-                        t["status"] = _status("INTERNAL_ERROR", "FAILED", RESTART_MESSAGE)
+                        set_state(t, "INTERNAL_ERROR", "FAILED", RESTART_MESSAGE)
                         t["end_time"] = end
                 set_state(run, "INTERNAL_ERROR", "FAILED", RESTART_MESSAGE)
                 run["end_time"] = end

@@ -8,109 +8,24 @@ injection feature (429/5xx/latency/drops) hooks in. Handlers are plain functions
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 import re
 import ssl
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
-from email import message_from_bytes
-from email.policy import HTTP
+from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Callable
 from urllib.parse import parse_qs, urlsplit
 
-from .http_errors import ApiError, endpoint_not_found, invalid, permission_denied, unauthenticated
+from .clock import Clock
+from .http_errors import ApiError, endpoint_not_found, permission_denied, unauthenticated
+from .http_types import FaultHook, Handler, Request, Response, q_bool, q_int
 
-if TYPE_CHECKING:
-    from .faults import FaultInjector
+# Re-exported: API modules written against server.py keep working.
+__all__ = ["Dispatcher", "HttpServer", "Handler", "Request", "Response", "q_bool", "q_int"]
 
 log = logging.getLogger("dbx_local_workspace")
-
-
-@dataclass
-class Request:
-    method: str
-    path: str
-    query: dict[str, list[str]]
-    headers: dict[str, str]  # lower-cased names
-    body: bytes
-    path_params: dict[str, str] = field(default_factory=dict)
-    _form: dict | None = None
-
-    def json(self) -> dict:
-        if not self.body:
-            return {}
-        if self.headers.get("content-type", "").startswith("multipart/form-data"):
-            return {k: v for k, v in self.form().items() if isinstance(v, str)}
-        try:
-            data = json.loads(self.body)
-        except ValueError as e:
-            raise ApiError(400, "MALFORMED_REQUEST", f"Invalid JSON in request body: {e}") from None
-        if not isinstance(data, dict):
-            raise ApiError(400, "MALFORMED_REQUEST", "Request body must be a JSON object")
-        return data
-
-    def params(self) -> dict:
-        """Query parameters merged with a JSON body (GET endpoints accept either)."""
-        merged: dict = {k: v[-1] for k, v in self.query.items()}
-        if self.method != "GET" and self.body:
-            merged.update(self.json())
-        return merged
-
-    def form(self) -> dict[str, str | bytes]:
-        """multipart/form-data fields: text fields as str, file parts as bytes."""
-        if self._form is None:
-            ctype = self.headers.get("content-type", "")
-            msg = message_from_bytes(b"Content-Type: " + ctype.encode() + b"\r\n\r\n" + self.body, policy=HTTP)
-            form: dict[str, str | bytes] = {}
-            for part in msg.iter_parts():
-                name = part.get_param("name", header="content-disposition")
-                payload = part.get_payload(decode=True) or b""
-                if part.get_filename() is None and name != "content" and name != "contents":
-                    form[name] = payload.decode()
-                else:
-                    form[name] = payload
-            self._form = form
-        return self._form
-
-    def is_multipart(self) -> bool:
-        return self.headers.get("content-type", "").startswith("multipart/form-data")
-
-
-@dataclass
-class Response:
-    status: int = 200
-    body: bytes = b""
-    headers: dict[str, str] = field(default_factory=dict)
-    drop_connection: bool = False  # close the socket without answering (fault injection)
-
-    @classmethod
-    def dropped(cls) -> "Response":
-        return cls(0, drop_connection=True)
-
-    @classmethod
-    def json(cls, data: dict, status: int = 200) -> "Response":
-        return cls(status, json.dumps(data).encode(), {"Content-Type": "application/json"})
-
-
-Handler = Callable[[Request], "Response | dict | None"]
-
-
-def q_bool(value) -> bool:
-    return str(value).lower() in ("true", "1") if not isinstance(value, bool) else value
-
-
-def q_int(params: dict, name: str, default: int | None = None) -> int | None:
-    value = params.get(name)
-    if value is None or value == "":
-        return default
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise invalid(f"Parameter {name} must be an integer, got {value!r}") from None
 
 
 class Dispatcher:
@@ -120,7 +35,9 @@ class Dispatcher:
         self._token = token
         self._routes: list[tuple[str, re.Pattern, Handler]] = []
         self._public: list[tuple[str, re.Pattern, Handler]] = []
-        self.faults: FaultInjector | None = None  # set by the app; decides 429/5xx/drops per call
+        self.faults: FaultHook | None = None  # set by the app; decides 429/5xx/drops per call
+        # The clock every API reports times in; the fault injector shifts it (clock skew).
+        self.clock = Clock()
 
     def route(self, method: str, pattern: str, handler: Handler) -> None:
         self._routes.append((method, re.compile(pattern + r"\Z"), handler))
@@ -229,6 +146,9 @@ class _HttpHandler(BaseHTTPRequestHandler):
             self.wfile.write(resp.body)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _handle
+
+    def date_time_string(self, timestamp=None):  # the Date header follows the (possibly skewed) workspace clock
+        return formatdate(self.dispatcher.clock.now_ms() / 1000 if timestamp is None else timestamp, usegmt=True)
 
     def log_message(self, format, *args):  # the default prints to stderr with the raw request line
         pass

@@ -3,17 +3,21 @@ local path under one root, and nothing may escape that root."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import posixpath
 from pathlib import Path
 
 from .http_errors import invalid
-from .server import Request
+from .http_types import Request
 
 
 def normalize(api_path: str, *, strip_prefixes: tuple[str, ...] = ()) -> str:
     """'/Workspace/a/../b/' -> '/b'. Always absolute, no trailing slash (except '/')."""
-    if not api_path or not api_path.startswith("/"):
+    if not isinstance(api_path, str) or not api_path.startswith("/"):
         raise invalid(f"Path must be absolute: {api_path!r}")
+    if "\x00" in api_path or len(api_path) > 4096 or any(len(part.encode()) > 255 for part in api_path.split("/")):
+        raise invalid(f"Invalid path: {api_path[:200]!r}")
     p = posixpath.normpath(api_path)
     if p.startswith("//"):
         p = "/" + p.lstrip("/")
@@ -23,6 +27,18 @@ def normalize(api_path: str, *, strip_prefixes: tuple[str, ...] = ()) -> str:
         if p.startswith(prefix + "/"):
             p = p[len(prefix) :]
     return p
+
+
+def b64decode(text: str, field: str) -> bytes:
+    """Base64 from a request field; bad input is a 400 naming the field, not a crash."""
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise invalid(f"Field {field} is not valid base64") from None
+
+
+def b64encode(data: bytes) -> str:
+    return base64.b64encode(data).decode()
 
 
 def local_path(root: Path, api_path: str) -> Path:

@@ -6,16 +6,21 @@ dbt project is a real directory the cluster runtime can use. `/Workspace/x` == `
 
 from __future__ import annotations
 
-import base64
 import os
 import shutil
 import time
 from pathlib import Path
 
+from databricks.sdk.service import workspace
+
+from .clock import Clock
 from .http_errors import ApiError, already_exists, invalid, not_found, require
-from .server import Dispatcher, Request, Response, q_bool
+from .http_types import Request, Response, Router, q_bool
+from .request_shapes import check_body
 from .state import StateStore
-from .storage_api import local_path, multipart_upload, normalize
+from .storage_api import b64decode, b64encode, local_path, multipart_upload, normalize
+
+_API = workspace.WorkspaceAPI
 
 NOTEBOOK_HEADERS = {
     "PYTHON": "# Databricks notebook source",
@@ -31,6 +36,7 @@ class Workspace:
     def __init__(self, root: Path, store: StateStore):
         self.root = root
         self.store = store
+        self.clock = Clock()  # the dispatcher's, from register()
 
     # -- lookup used by the scheduler too ------------------------------------------------
     def path_of(self, api_path: str) -> str:
@@ -58,7 +64,8 @@ class Workspace:
         obj["created_at"] = meta.get("created_at", int(st.st_ctime * 1000))
         obj["modified_at"] = int(st.st_mtime * 1000)
         obj["resource_id"] = str(obj["object_id"])
-        return obj
+        # Through the SDK's ObjectInfo so the shape cannot drift; times on the workspace clock.
+        return self.clock.shift(workspace.ObjectInfo.from_dict(obj).as_dict())
 
     def _assign_id(self, path: str, meta: dict) -> int:
         meta = dict(meta, object_id=self.store.next_id("workspace_object", 1000))
@@ -74,7 +81,8 @@ class Workspace:
         return p.read_text()
 
     # -- handlers ---------------------------------------------------------------------------
-    def register(self, d: Dispatcher) -> None:
+    def register(self, d: Router) -> None:
+        self.clock = d.clock
         base = "/api/2.0/workspace"
         d.route("POST", base + "/import", self.import_)
         d.route("GET", base + "/export", self.export)
@@ -87,9 +95,10 @@ class Workspace:
         upload = multipart_upload(req, "content")
         if upload is not None:
             content, body = upload
+            check_body(body, _API.import_)
         else:
-            body = req.json()
-            content = base64.b64decode(body.get("content") or "")
+            body = check_body(req.json(), _API.import_)
+            content = b64decode(body.get("content") or "", "content")
         path = self.path_of(require(body, "path"))
         fmt = (body.get("format") or "SOURCE").upper()
         language = (body.get("language") or "").upper() or None
@@ -111,8 +120,9 @@ class Workspace:
                 language = None
         if object_type == "NOTEBOOK":
             header = NOTEBOOK_HEADERS.get(language or "PYTHON", NOTEBOOK_HEADERS["PYTHON"])
-            if not content.decode(errors="replace").lstrip().startswith(header):
-                content = (header + "\n" + content.decode()).encode()
+            text = content.decode(errors="replace")
+            if not text.lstrip().startswith(header):
+                content = (header + "\n" + text).encode()
         if path == "/":
             raise invalid("Cannot import to the workspace root.")
         target = local_path(self.root, path)
@@ -153,7 +163,7 @@ class Workspace:
         data = local_path(self.root, path).read_bytes()
         if q_bool(params.get("direct_download", False)):
             return Response(200, data, {"Content-Type": "application/octet-stream"})
-        out = {"content": base64.b64encode(data).decode()}
+        out = {"content": b64encode(data)}
         if info["object_type"] == "NOTEBOOK":
             out["file_type"] = FILE_EXT.get(info.get("language", "PYTHON"), "py")
         return out
@@ -176,7 +186,7 @@ class Workspace:
         return {"objects": objects} if objects else {}
 
     def mkdirs(self, req: Request) -> dict:
-        path = self.path_of(require(req.json(), "path"))
+        path = self.path_of(require(check_body(req.json(), _API.mkdirs), "path"))
         target = local_path(self.root, path)
         cur = self.root
         for part in Path(path.lstrip("/")).parts:
@@ -187,7 +197,7 @@ class Workspace:
         return {}
 
     def delete(self, req: Request) -> dict:
-        body = req.json()
+        body = check_body(req.json(), _API.delete)
         path = self.path_of(require(body, "path"))
         recursive = q_bool(body.get("recursive", False))
         target = local_path(self.root, path)
