@@ -60,7 +60,8 @@ def main() -> None:
                 _materialize(resource, instance)  # history: usual durations per task
                 client.api_client.do("PUT", FAULTS, body={"reset_counts": True})
                 result, wall = _materialize(resource, instance)
-                calls = client.api_client.do("GET", FAULTS)["requests"]
+                counts = client.api_client.do("GET", FAULTS)
+                calls: dict[str, int] = counts["requests"] if isinstance(counts, dict) else {}
                 records = {
                     r.asset_key: r
                     for key in demo_assets.keys
@@ -68,7 +69,7 @@ def main() -> None:
                     if r.asset_key is not None
                 }
             events = {e.asset_key: e for e in result.get_asset_materialization_events()}
-            run_id = int(next(iter(events.values())).materialization.metadata["databricks_run_id"].value)  # type: ignore[arg-type]
+            run_id = int(next(iter(events.values())).materialization.metadata["databricks_run_id"].value)
             run = client.jobs.get_run(run_id)
             tasks = run.tasks or []
             end_ms = {t.run_id: t.end_time or 0 for t in tasks}
@@ -77,7 +78,7 @@ def main() -> None:
             for key in sorted(records, key=lambda k: k.to_user_string()):
                 meta = events[key].materialization.metadata
                 task_run_id = meta["databricks_task_run_id"].value
-                latency = records[key].timestamp - end_ms[task_run_id] / 1000  # type: ignore[index]
+                latency = records[key].timestamp - end_ms[task_run_id] / 1000
                 latencies.append(latency)
                 print(f"{key.to_user_string():26}{latency:>19.2f}s")
             setup_ms = min((t.setup_duration or 0) for t in tasks)
