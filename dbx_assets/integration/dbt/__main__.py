@@ -1,6 +1,7 @@
-"""`python -m dbx_assets.integration.dbt prepare --project-dir DIR`: build a dbt project's manifest.
+"""`python -m dbx_assets.integration.dbt prepare --project-dir DIR [--target T] [--if-stale]`:
+build a dbt project's manifest (see `manifest.py`).
 
-Imports only dbt (never Dagster), so `make setup` stays quick."""
+Imports only dbt, and only when it has to parse (never Dagster), so `make setup` stays quick."""
 
 import sys
 

@@ -1,12 +1,15 @@
 """The dbt project on disk: which files make it up, and a manifest.json that matches them.
 
-`python -m dbx_assets.integration.dbt.project prepare` runs dbt's own parser (`dbt parse`) and records a
-fingerprint of the project's files next to the manifest. Loading definitions then only
-reads JSON: it never runs dbt when the manifest is present and current. Under `dagster dev`
-a missing or stale manifest is re-parsed (as dagster-dbt's `prepare_if_dev` does); anywhere
-else a missing manifest is an error that says exactly what to run.
+`python -m dbx_assets.integration.dbt prepare --project-dir DIR` runs dbt's own parser
+(`dbt parse`) and records a fingerprint of the project's files next to the manifest. Loading
+definitions then only reads JSON: it never runs dbt when the manifest is present and current.
+Under `dagster dev` (dagster-dbt's `DbtProjectPreparer.using_dagster_dev()`) a missing or stale
+manifest is re-parsed; anywhere else a missing manifest is an error that says exactly what to run.
 
-Imports nothing from Dagster, so the CLI and the fingerprint stay cheap.
+Nothing here has a default location: every function takes the project directory.
+
+The module imports nothing from Dagster at import time, so the CLI's `--if-stale` no-op stays
+instant; only `load_manifest` (called by code that has already imported dagster-dbt) uses it.
 """
 
 from __future__ import annotations
@@ -17,20 +20,19 @@ import hashlib
 import json
 import logging
 import os
+import shlex
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 logger = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_PROJECT_DIR = REPO_ROOT / "dbt_project"
-DEFAULT_PREPARE_TARGET = "local"  # parse needs an installed adapter; dbt-spark is the local one
-
 TARGET_DIR = "target"
 MANIFEST_NAME = "manifest.json"
 FINGERPRINT_NAME = "dbx_assets_fingerprint.txt"
+CLI_MODULE = "dbx_assets.integration.dbt"
 
 # dbt's own outputs and per-machine files: never part of the project we sync or fingerprint.
 EXCLUDED_DIRS = frozenset({TARGET_DIR, "logs", "dbt_packages", "__pycache__"})
@@ -41,10 +43,23 @@ class DbtManifestError(RuntimeError):
     """The dbt manifest is missing or could not be built (the message says what to run)."""
 
 
-def prepare_command(project_dir: Path) -> str:
+@dataclass(frozen=True)
+class LoadedManifest:
+    """A manifest as read from disk: its JSON and the sha256 of the exact bytes it came from."""
+
+    path: Path
+    sha256: str
+    data: dict[str, Any]
+
+
+def prepare_command(project_dir: Path, *, target: str | None = None, profiles_dir: Path | None = None) -> str:
     """The exact command a user runs to (re)build the manifest."""
-    suffix = "" if project_dir.resolve() == DEFAULT_PROJECT_DIR else f" --project-dir {project_dir}"
-    return f"python -m dbx_assets.integration.dbt.project prepare{suffix}"
+    parts = ["python", "-m", CLI_MODULE, "prepare", "--project-dir", str(project_dir)]
+    if target:
+        parts += ["--target", target]
+    if profiles_dir:
+        parts += ["--profiles-dir", str(profiles_dir)]
+    return shlex.join(parts)
 
 
 def manifest_path(project_dir: Path) -> Path:
@@ -85,91 +100,92 @@ def manifest_is_current(project_dir: Path) -> bool:
     )
 
 
-def prepare(project_dir: Path = DEFAULT_PROJECT_DIR, *, target: str = DEFAULT_PREPARE_TARGET) -> Path:
-    """Run `dbt parse` in this process (dbt's programmatic runner) and record the fingerprint."""
+def prepare(project_dir: Path, *, target: str | None = None, profiles_dir: Path | None = None) -> Path:
+    """Run `dbt parse` in this process (dbt's programmatic runner) and record the fingerprint.
+
+    target: the profile target to parse with (None: the profile's default target).
+    profiles_dir: where profiles.yml is (None: the project directory, as dagster-dbt assumes).
+    """
     project_dir = project_dir.resolve()
     if not (project_dir / "dbt_project.yml").exists():
         raise DbtManifestError(f"No dbt_project.yml in {project_dir}; pass the dbt project directory with --project-dir.")
     from dbt.cli.main import dbtRunner  # dbt is heavy (~5 s to import); only the prepare path pays for it
 
     fingerprint = project_fingerprint(project_dir)  # taken before parsing: edits during parse count as stale
+    args = ["parse", "--project-dir", str(project_dir), "--profiles-dir", str(profiles_dir or project_dir), "--quiet"]
+    if target:
+        args += ["--target", target]
     (project_dir / TARGET_DIR).mkdir(exist_ok=True)
     with open(project_dir / TARGET_DIR / ".prepare.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # two code servers reloading at once parse once each, not interleaved
-        result = dbtRunner().invoke(
-            [
-                "parse",
-                "--project-dir", str(project_dir),
-                "--profiles-dir", str(project_dir),
-                "--target", target,
-                "--quiet",
-            ]
-        )
+        result = dbtRunner().invoke(args)
         if not result.success:
             reason = f"{type(result.exception).__name__}: {result.exception}" if result.exception else "see dbt's output above"
-            raise DbtManifestError(f"`dbt parse` of {project_dir} (target {target}) failed: {reason}")
+            raise DbtManifestError(f"`dbt parse` of {project_dir} (target {target or 'default'}) failed: {reason}")
         _fingerprint_path(project_dir).write_text(fingerprint + "\n")
     return manifest_path(project_dir)
 
 
-def _prepare_in_subprocess(project_dir: Path) -> None:
+def _prepare_in_subprocess(project_dir: Path, *, target: str | None, profiles_dir: Path | None) -> None:
     """Re-parse without loading dbt into this (long-lived code server) process."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "dbx_assets.integration.dbt.manifest", "prepare", "--project-dir", str(project_dir)],
-        capture_output=True,
-        text=True,
-        cwd=REPO_ROOT,
-    )
+    command = shlex.split(prepare_command(project_dir, target=target, profiles_dir=profiles_dir))
+    proc = subprocess.run([sys.executable, *command[1:]], capture_output=True, text=True)
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise DbtManifestError(f"Preparing the dbt manifest of {project_dir} failed: {tail[0]}. Run `{prepare_command(project_dir)}` to see dbt's output.")
-
-
-def using_dagster_dev() -> bool:
-    return bool(os.getenv("DAGSTER_IS_DEV_CLI"))  # set by `dagster dev` (dagster-dbt keys off it too)
-
-
-def load_manifest(project_dir: Path) -> dict[str, Any]:
-    """The project's manifest as JSON, re-parsed first only under `dagster dev` when missing/stale."""
-    path = manifest_path(project_dir)
-    current = manifest_is_current(project_dir)
-    if not current and using_dagster_dev():
-        logger.info("dbt manifest of %s is missing or stale; running dbt parse (dagster dev).", project_dir)
-        _prepare_in_subprocess(project_dir)
-    elif not path.exists():
         raise DbtManifestError(
-            f"dbt manifest not found at {path}. Run `{prepare_command(project_dir)}` (part of `make setup`) to build it."
+            f"Preparing the dbt manifest of {project_dir} failed: {tail[0]}. "
+            f"Run `{prepare_command(project_dir, target=target, profiles_dir=profiles_dir)}` to see dbt's output."
         )
+
+
+def read_manifest(path: Path) -> LoadedManifest:
+    """Read once: the hash and the JSON come from the same bytes (a re-parse may replace the file)."""
+    raw = path.read_bytes()
+    return LoadedManifest(path=path, sha256=hashlib.sha256(raw).hexdigest(), data=json.loads(raw))
+
+
+def load_manifest(project_dir: Path, *, target: str | None = None, profiles_dir: Path | None = None) -> LoadedManifest:
+    """The project's manifest, re-parsed first only under `dagster dev` when missing or stale."""
+    from dagster_dbt import DbtProject  # callers (the code location) have imported dagster-dbt already
+
+    project = DbtProject(project_dir, target_path=TARGET_DIR, target=target, profiles_dir=profiles_dir)
+    path = project.manifest_path
+    current = manifest_is_current(project.project_dir)
+    command = prepare_command(project.project_dir, target=target, profiles_dir=profiles_dir)
+    # dagster-dbt's own "am I under `dagster dev`" (its default preparer would re-parse on every
+    # load; we re-parse only when the files changed, and in a subprocess so dbt stays out of here)
+    if not current and project.preparer.using_dagster_dev():
+        logger.info("dbt manifest of %s is missing or stale; running dbt parse (dagster dev).", project.project_dir)
+        _prepare_in_subprocess(project.project_dir, target=target, profiles_dir=profiles_dir)
+    elif not path.exists():
+        raise DbtManifestError(f"dbt manifest not found at {path}. Run `{command}` to build it.")
     elif not current:
         logger.warning(
             "dbt manifest %s does not match the project files (edited since the last prepare); "
             "asset definitions may be out of date. Run `%s`.",
             path,
-            prepare_command(project_dir),
+            command,
         )
-    with open(path, "rb") as f:
-        return json.load(f)
+    return read_manifest(path)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m dbx_assets.integration.dbt.project", description="dbt project tasks for dbx_assets.")
+    parser = argparse.ArgumentParser(prog=f"python -m {CLI_MODULE}", description="dbt project tasks for dbx_assets.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("prepare", help="run `dbt parse` to write target/manifest.json")
-    p.add_argument("--project-dir", type=Path, default=DEFAULT_PROJECT_DIR)
-    p.add_argument("--target", default=DEFAULT_PREPARE_TARGET, help="profile target to parse with (default: local)")
+    p.add_argument("--project-dir", type=Path, required=True, help="the dbt project directory (with dbt_project.yml)")
+    p.add_argument("--target", default=None, help="profile target to parse with (default: the profile's default target)")
+    p.add_argument("--profiles-dir", type=Path, default=None, help="directory of profiles.yml (default: the project directory)")
     p.add_argument("--if-stale", action="store_true", help="do nothing when the manifest matches the project files")
     args = parser.parse_args(argv)
-    if args.if_stale and manifest_is_current(args.project_dir.resolve()):
-        print(f"dbt manifest is current: {manifest_path(args.project_dir.resolve())}")
+    project_dir = args.project_dir.resolve()
+    if args.if_stale and manifest_is_current(project_dir):
+        print(f"dbt manifest is current: {manifest_path(project_dir)}")
         return 0
     try:
-        path = prepare(args.project_dir, target=args.target)
+        path = prepare(project_dir, target=args.target, profiles_dir=args.profiles_dir)
     except DbtManifestError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(f"dbt manifest written: {path}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -63,17 +63,33 @@ def read_outcomes(run_results: Mapping[str, Any]) -> dict[str, DbtModelOutcome]:
 
 
 def run_results_from_artifacts(archive: bytes) -> dict[str, Any]:
-    """run_results.json from the tar.gz that `runs/get-output` -> dbt_output.artifacts_link serves."""
-    with tarfile.open(fileobj=io.BytesIO(archive), mode="r:*") as tar:
+    """run_results.json from the tar(.gz) that `runs/get-output` -> dbt_output.artifacts_link serves.
+
+    The shallowest one wins: it is the invocation's own target/ (deeper copies can come from
+    packages or nested projects); equal depths are decided by name, so the choice is stable.
+    """
+    try:
+        tar = tarfile.open(fileobj=io.BytesIO(archive), mode="r:*")  # plain tar or gz/bz2/xz
+    except tarfile.TarError as err:
+        raise ValueError(f"The dbt artifacts archive is not a tar archive ({len(archive)} bytes): {err}") from None
+    with tar:
         candidates = sorted(
             (m for m in tar.getmembers() if m.isfile() and m.name.rsplit("/", 1)[-1] == "run_results.json"),
-            key=lambda m: m.name.count("/"),  # the shallowest one is the invocation's own target/
+            key=lambda m: (len(_parts(m.name)), _parts(m.name)),
         )
         if not candidates:
-            raise ValueError("The dbt artifacts archive has no run_results.json (did the dbt command run at all?).")
+            names = ", ".join(sorted(m.name for m in tar.getmembers() if m.isfile())[:10]) or "no files"
+            raise ValueError(
+                f"The dbt artifacts archive has no run_results.json (did the dbt command run at all?); it holds: {names}."
+            )
         extracted = tar.extractfile(candidates[0])
-        assert extracted is not None
+        assert extracted is not None  # a regular file member always has content
         return json.load(extracted)
+
+
+def _parts(member_name: str) -> list[str]:
+    """Path parts of a tar member: `target/x` and `./target/x` are the same file."""
+    return [part for part in member_name.split("/") if part not in ("", ".")]
 
 
 class RunResultsTranslator:
