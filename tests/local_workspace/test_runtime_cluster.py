@@ -245,14 +245,57 @@ def test_missing_secret_fails_with_hint(cluster):
     assert "DBX_SECRET_SCOPE_KEY" in outcome.error
 
 
-def test_missing_pypi_library_fails_the_task(cluster):
+def test_a_library_that_cannot_be_installed_fails_the_task(cluster):
     outcome = run_notebook(cluster, "print('never runs')", pypi_packages=("pyspark", "definitely-not-installed-pkg==1.0"))
     assert outcome.result_state == "FAILED"
-    assert outcome.state_message == (
-        "Library installation failed for library due to user error: pypi package 'definitely-not-installed-pkg' "
-        "is not installed on this local cluster. Install it in the environment or remove it from the task's libraries."
+    assert outcome.state_message.startswith(
+        'Library installation failed for library due to user error for pypi {\n  package: "definitely-not-installed-pkg==1.0"\n}\n'
+        f" Error messages:\nLibrary installation attempted on the driver node of cluster {cluster.cluster_id} and failed."
     )
     assert "never runs" not in outcome.logs
+
+
+def test_a_pypi_library_is_installed_on_the_cluster_and_imported_by_notebooks_and_udfs(cluster):
+    with pytest.raises(ImportError):
+        __import__("tomli_w")  # not in the runtime's environment: it must be installed
+    source = """
+        import tomli_w
+        on_driver = tomli_w.dumps({"a": 1}).strip()
+        on_worker = spark.range(1).rdd.map(lambda _: __import__("tomli_w").__file__).collect()[0]
+        dbutils.notebook.exit(f"{on_driver}|{tomli_w.__file__}|{on_worker}")
+        """
+    started = time.monotonic()
+    first = run_notebook(cluster, source, pypi_packages=("tomli-w>=1.0",))
+    first_seconds = time.monotonic() - started
+    assert_success(first)
+    site = str(cluster.paths.cluster_libraries(cluster.cluster_id))
+    on_driver, driver_file, worker_file = first.notebook_result.split("|")
+    assert on_driver == "a = 1" and driver_file.startswith(site) and worker_file.startswith(site)
+    assert "installed ['tomli-w==" in first.logs
+
+    started = time.monotonic()
+    again = run_notebook(cluster, source, pypi_packages=("tomli-w>=1.0",))  # already on this cluster
+    assert_success(again)
+    assert "installed nothing" in again.logs and "uv pip install" not in again.logs
+    print(f"notebook with a library: first {first_seconds:.1f} s (install), again {time.monotonic() - started:.1f} s")
+
+
+def test_a_task_process_imports_only_the_runtime_never_dagster(cluster):
+    outcome = run_notebook(
+        cluster,
+        """
+        import sys
+        loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("dagster", "dagster_dbt", "dagster_databricks"))
+        ours = sorted({".".join(m.split(".")[:2]) for m in sys.modules if m.startswith("dbx_assets.")})
+        dbutils.notebook.exit(f"{loaded}|{ours}|{sys.modules['dbx_assets'].__file__}|{'' in sys.path or __import__('os').getcwd() in sys.path}")
+        """,
+    )
+    assert_success(outcome)
+    loaded, ours, package_file, cwd_on_path = outcome.notebook_result.split("|")
+    assert loaded == "[]"
+    assert ours == "['dbx_assets.local_workspace']"
+    assert package_file.endswith("dbx_assets/__init__.py")  # the real (empty) package, not a stub
+    assert cwd_on_path == "False"  # -P: the task's cwd never shadows an import
 
 
 # --------------------------------------------------------------------------- storage
@@ -517,6 +560,36 @@ def test_dbt_task_builds_models_on_the_cluster_and_keeps_artifacts(cluster, tmp_
     assert failed.result_state == "FAILED"
     assert failed.state_message.startswith("`dbt run --select broken` failed: broken (error)")
     assert "table_that_does_not_exist" in failed.logs.lower()
+
+
+def test_dbt_task_on_a_warehouse_builds_with_the_generated_profile(cluster, tmp_path):
+    project = _dbt_project(tmp_path)
+    # The project's own profile would fail (no databricks adapter locally): it must not be used.
+    (project / "profiles.yml").write_text(
+        "tiny:\n  target: prod\n  outputs:\n    prod:\n      type: databricks\n      schema: never\n      host: x\n"
+    )
+    (project / "models" / "token_seen.sql").write_text(
+        "select '{{ env_var(\"DBT_ACCESS_TOKEN\", \"unset\") }}' as token, '{{ target.name }}' as target_name"
+    )
+    dbt = DbtInvocation(commands=("dbt build --select customers token_seen",), project_dir=project, profiles_dir=None,
+                        schema="wh_analytics", catalog="main", warehouse_id="4c0a1d5e7b9f2a63")
+    inv = invocation(cluster.paths, kind="dbt", dbt=dbt, env={"DBT_ACCESS_TOKEN": "local-token"})
+    outcome = run(cluster, inv)
+    assert_success(outcome)
+    generated = (inv.output_dir / "dbt_profile" / "profiles.yml").read_text()
+    assert "SQL warehouse 4c0a1d5e7b9f2a63 (catalog: main)" in generated
+    assert "method: session" in generated and "schema: wh_analytics" in generated
+    assert oct((inv.output_dir / "invocation.json").stat().st_mode & 0o777) == "0o600"  # it holds the token
+
+    read = run_notebook(
+        cluster,
+        """
+        row = spark.table("wh_analytics.token_seen").first()
+        dbutils.notebook.exit(f'{spark.table("wh_analytics.customers").count()}|{row.token}|{row.target_name}')
+        """,
+    )
+    assert_success(read)
+    assert read.notebook_result == "2|local-token|default"
 
 
 # --------------------------------------------------------------------------- cluster lifecycle

@@ -17,7 +17,14 @@ from ..runtime_types import ClusterSpec, ClusterStartError, StoragePaths, TaskIn
 from .java import JavaNotFound, java_env
 from .wire import invocation_to_dict, outcome_from_json
 
-_LAUNCH = Path(__file__).with_name("_launch.py")
+# Driver and task processes run as modules of this package, with -P so their cwd (a task's
+# output dir) never shadows an import. The parent packages' __init__ files are empty, so a
+# task imports only the runtime, never the Dagster side of dbx_assets.
+_DRIVER_MODULE = f"{__package__}.driver"
+_TASK_MODULE = f"{__package__}.task_process"
+_ROOT_PACKAGE = __package__.split(".")[0]
+_import_path_lock = threading.Lock()
+_import_path: dict[tuple[str, str], str | None] = {}
 LOG_TAIL_BYTES = 1024 * 1024
 _KILL_WAIT_SECONDS = 5.0
 
@@ -61,6 +68,37 @@ def _start_failure_reason(log: str) -> str:
     jvm_lines = [line for line in before_traceback if not re.match(r"^\d\d/\d\d/\d\d \S+ (WARN|INFO)", line)]
     reason = jvm_lines[0] if jvm_lines else (lines[-1] if lines else "no output")
     return reason[:300]
+
+
+def _module_argv(module: str, *args: str) -> list[str]:
+    return [sys.executable, "-P", "-m", module, *args]
+
+
+def _with_import_path(env: dict[str, str]) -> dict[str, str]:
+    """`env`, plus PYTHONPATH naming the directory above dbx_assets when a fresh interpreter
+    could not import it otherwise (e.g. the server runs from a checkout that is not installed).
+    Probed once per environment; an installed (or editable) package needs nothing."""
+    key = (sys.executable, env.get("PYTHONPATH", ""))
+    with _import_path_lock:
+        if key not in _import_path:
+            probe = subprocess.run(
+                [sys.executable, "-P", "-c", f"import {_ROOT_PACKAGE}"], env=env, cwd="/",
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
+            root = str(Path(__file__).resolve().parents[3])
+            _import_path[key] = None if probe.returncode == 0 else root
+        root = _import_path[key]
+    if root is None:
+        return env
+    current = env.get("PYTHONPATH", "")
+    return {**env, "PYTHONPATH": root + (os.pathsep + current if current else "")}
+
+
+def _write_private(path: Path, text: str) -> None:
+    # The invocation can carry tokens (DBT_ACCESS_TOKEN): owner-only, like the gateway file.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
 
 
 def _wait_group_gone(pgid: int, timeout: float) -> None:
@@ -173,7 +211,7 @@ class LocalCluster:
         log_start = log.tell()  # a restart appends; judge a failure by this start's lines only
         started = time.monotonic()
         self._driver = subprocess.Popen(
-            [sys.executable, str(_LAUNCH), "driver", str(self.dir), str(self.dir / "driver_config.json")],
+            _module_argv(_DRIVER_MODULE, str(self.dir), str(self.dir / "driver_config.json")),
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -252,12 +290,14 @@ class LocalCluster:
             },
         }
         request = out / "invocation.json"
-        request.write_text(json.dumps(payload))
+        request.unlink(missing_ok=True)  # a repair reuses the dir; recreate with owner-only mode
+        _write_private(request, json.dumps(payload))
         env = {**os.environ, **self.spec.spark_env_vars, **invocation.env, "PYTHONUNBUFFERED": "1"}
         env["PYSPARK_PYTHON"] = sys.executable
+        env = _with_import_path(env)
         with open(out / "logs.txt", "ab") as log:
             process = subprocess.Popen(
-                [sys.executable, str(_LAUNCH), "task", str(request)],
+                _module_argv(_TASK_MODULE, str(request)),
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -286,7 +326,7 @@ class LocalCluster:
         env["PYSPARK_PYTHON"] = sys.executable
         env.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
         env["PYTHONUNBUFFERED"] = "1"
-        return env
+        return _with_import_path(env)
 
     def __repr__(self) -> str:
         return f"LocalCluster({self.cluster_id!r}, alive={self.alive})"

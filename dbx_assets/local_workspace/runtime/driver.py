@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -56,3 +57,7 @@ def main(argv: list[str]) -> None:
             sc.cancelJobGroup(request.name)
             request.unlink(missing_ok=True)
         time.sleep(POLL_SECONDS)
+
+
+if __name__ == "__main__":  # python -P -m dbx_assets.local_workspace.runtime.driver <cluster_dir> <config.json>
+    main(sys.argv[1:])

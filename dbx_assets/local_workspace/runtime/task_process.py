@@ -11,7 +11,6 @@ import sys
 import threading
 import time
 import traceback
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -43,36 +42,33 @@ def main(argv: list[str]) -> None:
             error=f"{type(exc).__name__}: {exc}",
             error_trace=traceback.format_exc(),
         )
+    from .secrets import REDACTOR
+
+    outcome = REDACTOR.redact_outcome(outcome)  # secret values the task read come back as [REDACTED]
     tmp = invocation.output_dir / "outcome.json.tmp"
     tmp.write_text(outcome_to_json(outcome))
     os.replace(tmp, invocation.output_dir / "outcome.json")
     sys.stdout.flush()
     sys.stderr.flush()
+    REDACTOR.close()  # drain the redacting stdout/stderr pipes (if a secret was read) into the log
     # Skip interpreter teardown: py4j/dbt threads could delay exit, and nothing needs cleanup.
     os._exit(0)
 
 
-def missing_packages(names: list[str]) -> list[str]:
-    missing = []
-    for spec in names:
-        name = spec.strip().split(";")[0]
-        for sep in ("[", "=", "<", ">", "!", "~", " "):
-            name = name.split(sep)[0]
-        try:
-            metadata.distribution(name)
-        except metadata.PackageNotFoundError:
-            missing.append(name)
-    return missing
-
-
 def run(invocation: TaskInvocation, cluster: dict[str, Any]) -> TaskOutcome:
     started = time.monotonic()
-    for name in missing_packages([*cluster["pypi_packages"], *invocation.pypi_packages]):
-        message = (
-            f"Library installation failed for library due to user error: pypi package '{name}' is not installed "
-            "on this local cluster. Install it in the environment or remove it from the task's libraries."
-        )
-        return TaskOutcome("FAILED", state_message=message, error=message)
+    paths = StoragePaths(Path(cluster["state_dir"]))
+    # Libraries install before the task runs; one that cannot be installed fails it, as on Databricks.
+    from .libraries import LibraryInstallError, activate, ensure_installed
+
+    try:
+        libs = ensure_installed([*cluster["pypi_packages"], *invocation.pypi_packages], cluster["cluster_id"], paths)
+    except LibraryInstallError as exc:
+        return TaskOutcome("FAILED", state_message=str(exc), error=f"LibraryInstallError: {exc.package}: {exc.detail}")
+    activate(libs.site_dir)
+    if libs.installed or libs.provided:
+        print(f"[local runtime] libraries: installed {libs.installed or 'nothing'}, provided by the runtime "
+              f"{libs.provided or 'nothing'} ({libs.seconds:.2f} s)", flush=True)
 
     cells = None
     if invocation.kind == "notebook":
@@ -87,8 +83,9 @@ def run(invocation: TaskInvocation, cluster: dict[str, Any]) -> TaskOutcome:
     from .catalog_sync import remember_table_versions, sync_catalog
     from .path_rewrite import PathMapper, install_local_file_patches, install_spark_patches
 
-    paths = StoragePaths(Path(cluster["state_dir"]))
     spark = attach(Path(cluster["gateway_file"]), job_group=str(invocation.task_run_id))
+    # Spark's Python workers (UDFs) see the cluster's libraries too, as executors do on Databricks.
+    spark.sparkContext.environment["PYTHONPATH"] = str(libs.site_dir)
     for warning in sync_catalog(spark, paths.warehouse):
         print(f"WARNING: {warning}", file=sys.stderr)
     mapper = PathMapper(paths.dbfs, paths.volumes)
@@ -97,14 +94,14 @@ def run(invocation: TaskInvocation, cluster: dict[str, Any]) -> TaskOutcome:
     print(f"[local runtime] attached to cluster {cluster['cluster_id']} in {time.monotonic() - started:.2f} s", flush=True)
 
     try:
-        return _dispatch(invocation, cells or [], spark, mapper)
+        return _dispatch(invocation, cells or [], spark, mapper, paths)
     finally:
         remember_table_versions(spark, paths.warehouse)
 
 
-def _dispatch(invocation: TaskInvocation, cells: list, spark: Any, mapper: Any) -> TaskOutcome:
+def _dispatch(invocation: TaskInvocation, cells: list, spark: Any, mapper: Any, paths: StoragePaths) -> TaskOutcome:
     if invocation.kind == "notebook":
-        return _run_notebook(invocation, cells, spark, mapper)
+        return _run_notebook(invocation, cells, spark, mapper, paths)
     if invocation.kind == "spark_python":
         return _run_python_file(invocation)
     if invocation.kind == "dbt":
@@ -127,11 +124,13 @@ def displayHTML(html: str) -> None:
     print(html)
 
 
-def _run_notebook(invocation: TaskInvocation, cells: list, spark: Any, mapper: Any) -> TaskOutcome:
-    from .dbutils import DBUtils, NotebookExit
+def _run_notebook(invocation: TaskInvocation, cells: list, spark: Any, mapper: Any, paths: StoragePaths) -> TaskOutcome:
+    from .dbutils import DBUtils, NotebookExit, SecretsUtils
     from .notebook import CellFailed, run_cells
+    from .secrets import WorkspaceSecrets
 
-    dbutils = DBUtils(invocation.widgets, mapper)
+    # Secrets are read from the workspace's owner-only store when asked for, never passed in.
+    dbutils = DBUtils(invocation.widgets, mapper, secrets=WorkspaceSecrets(paths.secrets, fallback=SecretsUtils()))
     namespace: dict[str, Any] = {
         "__name__": "__main__",
         "spark": spark,
@@ -180,3 +179,7 @@ def _run_python_file(invocation: TaskInvocation) -> TaskOutcome:
         trace = "".join(traceback.format_exception(type(exc), exc, tb))
         return TaskOutcome("FAILED", state_message=one_line(exc), error=one_line(exc), error_trace=trace)
     return TaskOutcome("SUCCESS")
+
+
+if __name__ == "__main__":  # python -P -m dbx_assets.local_workspace.runtime.task_process <invocation.json>
+    main(sys.argv[1:])

@@ -1,0 +1,58 @@
+"""The profile the runtime generates for a dbt task with `warehouse_id` (what Databricks does
+for a warehouse dbt task): pure file generation, no JVM. The real-Spark build through it is
+in test_runtime_cluster.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dbx_assets.local_workspace.runtime.dbt_task import ProfileError, generated_profile
+from dbx_assets.local_workspace.runtime_types import DbtInvocation
+
+
+def _project(tmp_path: Path, profile: str | None = "shop") -> Path:
+    project = tmp_path / "proj"
+    project.mkdir()
+    lines = ["name: shop_project", "version: '1.0'", "config-version: 2"] + ([f"profile: {profile}"] if profile else [])
+    (project / "dbt_project.yml").write_text("\n".join(lines) + "\n")
+    (project / "profiles.yml").write_text("shop:\n  target: x\n  outputs:\n    x: {type: databricks}\n")
+    return project
+
+
+def _invocation(project: Path, **kw) -> DbtInvocation:
+    return DbtInvocation(commands=("dbt build",), project_dir=project, profiles_dir=None, warehouse_id="4c0a1d5e7b9f2a63", **kw)
+
+
+def test_the_profile_is_named_by_the_project_targets_the_session_and_the_tasks_schema(tmp_path):
+    project = _project(tmp_path)
+    out = generated_profile(_invocation(project, schema="analytics", catalog="main"), project, tmp_path / "out")
+    assert out == tmp_path / "out" / "dbt_profile"
+    assert yaml.safe_load((out / "profiles.yml").read_text()) == {
+        "shop": {
+            "target": "default",
+            "outputs": {"default": {"type": "spark", "method": "session", "host": "NA", "schema": "analytics", "threads": 4}},
+        }
+    }
+    assert "catalog: main" in (out / "profiles.yml").read_text()  # recorded for whoever reads the run's files
+
+
+@pytest.mark.parametrize("catalog", [None, "hive_metastore", "main"])
+def test_schema_defaults_to_default_in_the_default_catalog(tmp_path, catalog):
+    project = _project(tmp_path)
+    out = generated_profile(_invocation(project, catalog=catalog), project, tmp_path / "out")
+    assert yaml.safe_load((out / "profiles.yml").read_text())["shop"]["outputs"]["default"]["schema"] == "default"
+
+
+def test_another_catalog_is_refused_until_unity_catalog_exists_locally(tmp_path):
+    project = _project(tmp_path)
+    with pytest.raises(ProfileError, match="catalog 'sales': the local workspace has no Unity Catalog catalogs yet"):
+        generated_profile(_invocation(project, catalog="sales"), project, tmp_path / "out")
+
+
+def test_a_project_without_a_profile_name_is_refused(tmp_path):
+    project = _project(tmp_path, profile=None)
+    with pytest.raises(ProfileError, match="names no `profile:`"):
+        generated_profile(_invocation(project), project, tmp_path / "out")
