@@ -194,11 +194,12 @@ class SecretsUtils:
 
 
 class DBUtils:
-    def __init__(self, widgets: dict[str, str], mapper: PathMapper):
+    def __init__(self, widgets: dict[str, str], mapper: PathMapper, secrets: Any | None = None):
         self.widgets = Widgets(widgets)
         self.notebook = NotebookUtils()
         self.fs = FsUtils(mapper)
-        self.secrets = SecretsUtils()
+        # The task runtime passes the workspace's secrets (runtime/secrets.py); alone, env vars.
+        self.secrets = secrets if secrets is not None else SecretsUtils()
 
     def __repr__(self) -> str:
         return "<local dbutils: widgets, notebook, fs, secrets>"
