@@ -34,3 +34,25 @@ def workspace_client(local_workspace):
     from databricks.sdk import WorkspaceClient
 
     return WorkspaceClient(host=local_workspace.host, token=local_workspace.token)
+
+
+@pytest.fixture(scope="session")
+def fake_dbx(tmp_path_factory):
+    """An in-process local workspace whose clusters are the no-JVM fake runtime (tests/fake_runtime.py),
+    shared by the Dagster-layer tests; each test names its own job, so they do not interfere."""
+    from fake_runtime import FakeWorkspace
+
+    ws = FakeWorkspace(tmp_path_factory.mktemp("fake_dbx"))
+    try:
+        yield ws
+    finally:
+        ws.close()
+
+
+@pytest.fixture
+def dbx_env(fake_dbx, monkeypatch):
+    """DATABRICKS_HOST/DATABRICKS_TOKEN point at `fake_dbx` for this test (and the processes it starts)."""
+    for k, v in fake_dbx.env().items():
+        monkeypatch.setenv(k, v)
+    yield fake_dbx
+    fake_dbx.faults_off()  # a test that failed half-way leaves no faults behind

@@ -1,21 +1,23 @@
-"""Notebook assets end to end: Dagster → databricks-sdk → the local workspace over HTTP → local Spark."""
+"""Notebook assets end to end on the fake runtime: Dagster → databricks-sdk → the local workspace
+over HTTP → notebooks as plain Python processes (no JVM; tests/fake_runtime.py). Each scenario
+once; real Spark is covered by tests/test_spark_e2e.py and tests/test_demo_graph_e2e.py."""
 
 from __future__ import annotations
 
+import _thread
 import io
 import os
 import signal
-import subprocess
-import sys
-import textwrap
+import threading
 import time
 import uuid
-from pathlib import Path
 
 import dagster as dg
-
+from fake_runtime import process_gone
 from workflow_support import (
+    ALL_ASSETS,
     ENV_NAME,
+    IN_PROCESS,
     build_test_job,
     flag_dbfs_path,
     key,
@@ -23,41 +25,48 @@ from workflow_support import (
     make_resource,
     make_workflow,
     materialization_metadata,
+    materialize,
+    materialized,
     new_name,
+    notebook_tasks,
+    source_rows_dbfs_path,
+    start_step,
     step_failure_message,
 )
+
 from dbx_assets.integration.workflow.assets import build_workflow_assets
-
-TESTS_DIR = Path(__file__).parent
-
-
-def _materialize(name, state_dir, selection=None, slow_seconds=1, instance=None, **kwargs):
-    assets = make_assets(name, slow_seconds, partitioned=kwargs.pop("partitioned", False))
-    return dg.materialize(
-        [assets],
-        selection=selection,
-        resources={"databricks": make_resource(state_dir, name)},
-        instance=instance,
-        raise_on_error=False,
-        **kwargs,
-    )
+from dbx_assets.integration.workflow.definition import Workflow
+from dbx_assets.integration.workflow.model import DEFAULT_CLUSTER_SPEC, DEFAULT_JOB_CLUSTER_KEY
 
 
-def _job_runs(client, name):
-    job = next(iter(client.jobs.list(name=name)))
-    return job.job_id, list(client.jobs.list_runs(job_id=job.job_id))
+def _wait_terminated(ws, run_id: int, timeout: float = 30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run = ws.client.jobs.get_run(run_id)
+        if run.state.life_cycle_state.value in ("TERMINATED", "INTERNAL_ERROR", "SKIPPED"):
+            return run
+        time.sleep(0.2)
+    raise AssertionError(f"Databricks run {run_id} did not end within {timeout}s")
 
 
-def test_full_graph_is_one_run_on_one_cluster(local_workspace, workspace_client):
-    name = new_name()
-    result = _materialize(name, local_workspace.state_dir)
+def _kill(proc) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+
+
+def test_full_graph_is_one_run_on_one_cluster(dbx_env):
+    ws, name = dbx_env, new_name()
+    clusters_before = ws.cluster_ids()
+    result = materialize(name)
     assert result.success
-    metas = {a: materialization_metadata(result, key(name, a)) for a in ("source", "flaky", "sink", "slow")}
+    metas = {a: materialization_metadata(result, key(name, a)) for a in ALL_ASSETS}
     run_ids = {m["databricks_run_id"] for m in metas.values()}
     assert len(run_ids) == 1
-    run = workspace_client.jobs.get_run(run_ids.pop())
+    run = ws.client.jobs.get_run(run_ids.pop())
     clusters = {t.cluster_instance.cluster_id for t in run.tasks}
     assert len(run.tasks) == 4 and len(clusters) == 1
+    assert ws.cluster_ids() - clusters_before == clusters  # one cluster started for the whole graph
     assert {m["databricks_cluster_id"] for m in metas.values()} == clusters
     # exit values: a JSON object becomes entries, plain text stays text
     assert metas["source"]["rows"] == 10
@@ -66,139 +75,141 @@ def test_full_graph_is_one_run_on_one_cluster(local_workspace, workspace_client)
     assert metas["source"]["databricks_run_url"] == run.run_page_url
     assert all(m["databricks_task_run_id"] != m["databricks_run_id"] for m in metas.values())
     assert metas["source"]["execution_duration_s"] > 0
-    _, runs = _job_runs(workspace_client, name)
-    assert len(runs) == 1
+    # the notebook's /dbfs file is in the workspace's DBFS
+    with ws.client.dbfs.download(source_rows_dbfs_path(name)) as fh:
+        assert fh.read().decode().split() == [str(i) for i in range(10)]
+    assert len(ws.job_runs(name)) == 1
 
 
-def test_subset_runs_only_selected_tasks(local_workspace, workspace_client):
-    name = new_name()
-    result = _materialize(name, local_workspace.state_dir, selection=[key(name, "source"), key(name, "slow")])
+def test_subset_runs_only_selected_tasks(dbx_env):
+    ws, name = dbx_env, new_name()
+    result = materialize(name, selection=[key(name, "source"), key(name, "slow")])
     assert result.success
-    materialized = {e.asset_key for e in result.get_asset_materialization_events()}
-    assert materialized == {key(name, "source"), key(name, "slow")}
-    run = workspace_client.jobs.get_run(materialization_metadata(result, key(name, "slow"))["databricks_run_id"])
+    assert materialized(result) == {key(name, "source"), key(name, "slow")}
+    run = ws.client.jobs.get_run(materialization_metadata(result, key(name, "slow"))["databricks_run_id"])
     assert sorted(t.task_key for t in run.tasks) == [f"{name}__slow", f"{name}__source"]
 
 
-def test_failure_fails_its_asset_and_reexecution_repairs_the_same_run(local_workspace, workspace_client, tmp_path, monkeypatch):
-    name = new_name()
-    workspace_client.dbfs.upload(flag_dbfs_path(name), io.BytesIO(b"fail"), overwrite=True)
+def test_failure_fails_its_asset_and_reexecution_repairs_the_same_run(dbx_env, tmp_path, monkeypatch):
+    ws, name = dbx_env, new_name()
+    ws.client.dbfs.upload(flag_dbfs_path(name), io.BytesIO(b"fail"), overwrite=True)
     monkeypatch.setenv(ENV_NAME, name)
-    monkeypatch.setenv("DBX_LOCAL_STATE_DIR", str(local_workspace.state_dir))
     job = dg.reconstructable(build_test_job)
-    in_process = {"execution": {"config": {"in_process": {}}}}  # env vars above must reach the step
     with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
-        with dg.execute_job(job, instance=instance, run_config=in_process, raise_on_error=False) as first:
+        with dg.execute_job(job, instance=instance, run_config=IN_PROCESS, raise_on_error=False) as first:
             assert not first.success
-            materialized = {e.asset_key for e in first.get_asset_materialization_events()}
-            assert materialized == {key(name, "source"), key(name, "slow")}  # siblings stay materialized
+            assert materialized(first) == {key(name, "source"), key(name, "slow")}  # siblings stay materialized
             message = step_failure_message(first)
             assert "flag file" in message and "says fail" in message  # the notebook's own error
             assert "#job/" in message  # and the run URL
             source_meta = materialization_metadata(first, key(name, "source"))
         databricks_run_id = source_meta["databricks_run_id"]
-        run = workspace_client.jobs.get_run(databricks_run_id)
+        run = ws.client.jobs.get_run(databricks_run_id)
         states = {t.task_key.split("__")[1]: t.state.result_state.value for t in run.tasks}
         assert states == {"source": "SUCCESS", "flaky": "FAILED", "sink": "UPSTREAM_FAILED", "slow": "SUCCESS"}
 
-        workspace_client.dbfs.delete(flag_dbfs_path(name))
+        ws.client.dbfs.delete(flag_dbfs_path(name))
         options = dg.ReexecutionOptions.from_failure(first.run_id, instance)
-        with dg.execute_job(job, instance=instance, run_config=in_process, reexecution_options=options,
-                            raise_on_error=False) as second:
+        with dg.execute_job(
+            job, instance=instance, run_config=IN_PROCESS, reexecution_options=options, raise_on_error=False
+        ) as second:
             assert second.success
-            materialized = {e.asset_key for e in second.get_asset_materialization_events()}
-            assert materialized == {key(name, "flaky"), key(name, "sink")}
+            assert materialized(second) == {key(name, "flaky"), key(name, "sink")}
             assert materialization_metadata(second, key(name, "flaky"))["databricks_run_id"] == databricks_run_id
-    repaired = workspace_client.jobs.get_run(databricks_run_id, include_history=True)
+    repaired = ws.client.jobs.get_run(databricks_run_id, include_history=True)
     assert [h.type.value for h in repaired.repair_history] == ["ORIGINAL", "REPAIR"]
-    _, runs = _job_runs(workspace_client, name)
-    assert len(runs) == 1  # repaired, not rerun
+    assert len(ws.job_runs(name)) == 1  # repaired, not rerun
     source_runs = {t.run_id for t in repaired.tasks if t.task_key == f"{name}__source"}
     assert source_runs == {source_meta["databricks_task_run_id"]}  # the successful task was not rerun
 
 
-_SUBPROCESS_MATERIALIZE = textwrap.dedent(
-    """
-    import sys
-    import dagster as dg
-    from workflow_support import key, make_assets, make_resource
-    name, state_dir, run_id, seconds = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-    assets = make_assets(name, seconds)
-    job = dg.Definitions(assets=[assets], resources={"databricks": make_resource(state_dir, name)}).resolve_implicit_global_asset_job_def()
-    result = job.execute_in_process(run_id=run_id, asset_selection=[key(name, "slow")], raise_on_error=False)
-    print("SUCCESS" if result.success else "FAILURE", flush=True)
-    """
-)
-
-
-def _start_materialize_subprocess(name, state_dir, run_id, seconds):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS_DIR), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.Popen(
-        [sys.executable, "-c", _SUBPROCESS_MATERIALIZE, name, str(state_dir), run_id, str(seconds)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-    )
-
-
-def _wait_for_running_task(client, name, timeout=180):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        jobs = list(client.jobs.list(name=name))
-        if jobs:
-            runs = list(client.jobs.list_runs(job_id=jobs[0].job_id))
-            for run in runs:
-                full = client.jobs.get_run(run.run_id)
-                if any(t.state and t.state.life_cycle_state.value == "RUNNING" and t.start_time for t in full.tasks or []):
-                    return full
-        time.sleep(0.5)
-    raise AssertionError(f"no running task for {name} within {timeout}s")
-
-
-def test_interrupting_the_step_cancels_the_databricks_run(local_workspace, workspace_client):
-    name = new_name()
-    proc = _start_materialize_subprocess(name, local_workspace.state_dir, str(uuid.uuid4()), 600)
+def test_sigint_to_the_step_process_cancels_the_run_and_its_task_process(dbx_env):
+    ws, name = dbx_env, new_name()
+    step = start_step(name, str(uuid.uuid4()), 600, "slow", ws.env())
     try:
-        run = _wait_for_running_task(workspace_client, name)
-        time.sleep(1)  # the notebook is inside its sleep
-        os.killpg(proc.pid, signal.SIGINT)  # what terminating a Dagster run delivers to its step
-        proc.wait(timeout=60)
+        run, task = ws.wait_for_running_task(name, "slow")
+        pid = ws.task_pid(task.run_id)
+        assert not process_gone(pid)
+        os.killpg(step.pid, signal.SIGINT)  # what terminating a Dagster run delivers to its step process
+        ended = _wait_terminated(ws, run.run_id)
+        assert ended.state.result_state.value == "CANCELED", ended.state
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            state = workspace_client.jobs.get_run(run.run_id).state
-            if state.life_cycle_state.value == "TERMINATED":
-                break
-            time.sleep(0.25)
-        assert state.result_state.value == "CANCELED", state
+        while not process_gone(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert process_gone(pid), f"task process {pid} still running after the run was cancelled"
+        out = step.communicate(timeout=60)[0]
+        assert "Cancelling Databricks run" in out, out[-3000:]
+        assert out.strip().endswith("FAILURE"), out[-3000:]
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+        _kill(step)
 
 
-def test_killed_step_reattaches_to_its_run(local_workspace, workspace_client):
-    name = new_name()
-    run_id = str(uuid.uuid4())
-    proc = _start_materialize_subprocess(name, local_workspace.state_dir, run_id, 8)
-    run = _wait_for_running_task(workspace_client, name)
-    os.killpg(proc.pid, signal.SIGKILL)  # no chance to cancel: the Databricks run keeps going
-    proc.wait(timeout=30)
-    again = _start_materialize_subprocess(name, local_workspace.state_dir, run_id, 8)
-    out, _ = again.communicate(timeout=300)
+def test_terminating_an_in_process_run_cancels_the_databricks_run(dbx_env):
+    """Dagster terminates an in-process step by interrupting the main thread (its SIGINT handler
+    turns that into DagsterExecutionInterruptedError inside the step)."""
+    ws, name = dbx_env, new_name()
+    seen: dict = {}
+
+    def interrupt_when_running() -> None:
+        try:
+            seen["run"], _ = ws.wait_for_running_task(name, "slow")
+        finally:
+            _thread.interrupt_main()
+
+    watcher = threading.Thread(target=interrupt_when_running, daemon=True)
+    watcher.start()
+    try:
+        result = materialize(name, selection=[key(name, "slow")], slow_seconds=600)
+    except KeyboardInterrupt:  # Dagster may re-raise the interrupt after the step cleaned up
+        result = None
+    watcher.join(timeout=30)
+    assert "run" in seen, "the slow task never started"
+    if result is not None:
+        assert not result.success
+        assert materialized(result) == set()
+    ended = _wait_terminated(ws, seen["run"].run_id)
+    assert ended.state.result_state.value == "CANCELED", ended.state
+
+
+def test_killed_step_restarted_with_the_same_run_id_reattaches_whatever_the_clock(dbx_env):
+    """Reattachment is decided by identity (the launch id job parameter), never by comparing
+    clocks. The workspace clock runs 5 minutes ahead while the first step starts the run and
+    5 minutes behind when the restarted step reattaches: the run looks like it started in the
+    future, then long before the restart."""
+    ws, name, run_id = dbx_env, new_name(), str(uuid.uuid4())
+    clusters_before = ws.cluster_ids()
+    ws.set_faults(clock_offset_seconds=300)
+    first = start_step(name, run_id, 6, "all", ws.env())
+    again = None
+    try:
+        run, _ = ws.wait_for_running_task(name, "slow")
+        os.killpg(first.pid, signal.SIGKILL)  # no chance to cancel: the Databricks run keeps going
+        first.wait(timeout=30)
+        ws.set_faults(clock_offset_seconds=-300)
+        again = start_step(name, run_id, 6, "all", ws.env())  # the same Dagster run id re-executes the step
+        out = again.communicate(timeout=300)[0]
+    finally:
+        _kill(first)
+        if again is not None:
+            _kill(again)
+        ws.faults_off()
     assert out.strip().endswith("SUCCESS"), out[-3000:]
-    _, runs = _job_runs(workspace_client, name)
-    assert [r.run_id for r in runs] == [run.run_id]  # the restarted step reattached; no second run
-    assert "Reattached to Databricks run" in out
+    assert "Reattached to Databricks run" in out, out[-3000:]
+    assert f"MATERIALIZED {sorted(f'{name}/{a}' for a in ALL_ASSETS)}" in out
+    assert [r.run_id for r in ws.job_runs(name)] == [run.run_id]  # no second run
+    assert len(ws.cluster_ids() - clusters_before) == 1  # and no second cluster
 
 
-def test_partition_key_and_range_reach_the_notebook(local_workspace):
+def test_partition_key_and_range_reach_the_notebook(dbx_env):
     name = new_name()
-    result = _materialize(name, local_workspace.state_dir, selection=[key(name, "source")], partitioned=True,
-                          partition_key="2026-11-05")
+    assets = make_assets(name, partitioned=True)
+    result = materialize(name, selection=[key(name, "source")], assets=assets, partition_key="2026-11-05")
     assert result.success
     meta = materialization_metadata(result, key(name, "source"))
     assert (meta["partition_key"], meta["partition_start"], meta["partition_end"]) == ("2026-11-05",) * 3
 
-    assets = make_assets(name, partitioned=True)
     job = dg.Definitions(
-        assets=[assets], resources={"databricks": make_resource(local_workspace.state_dir, name)}
+        assets=[assets], resources={"databricks": make_resource(name)}
     ).resolve_implicit_global_asset_job_def()
     ranged = job.execute_in_process(
         asset_selection=[key(name, "source")],
@@ -208,34 +219,49 @@ def test_partition_key_and_range_reach_the_notebook(local_workspace):
     assert (meta["partition_key"], meta["partition_start"], meta["partition_end"]) == ("", "2026-11-02", "2026-11-04")
 
 
-def test_all_purpose_mode_deletes_its_cluster_even_on_failure(local_workspace, workspace_client):
-    name = new_name()
-    workspace_client.dbfs.upload(flag_dbfs_path(name), io.BytesIO(b"fail"), overwrite=True)
-    before = {c.cluster_id for c in workspace_client.clusters.list()}
-    assets = build_workflow_assets(make_workflow(name, compute="all_purpose"))
-    result = dg.materialize([assets], resources={"databricks": make_resource(local_workspace.state_dir, name)},
-                            raise_on_error=False)
+def test_all_purpose_mode_deletes_its_cluster_even_on_failure(dbx_env):
+    ws, name = dbx_env, new_name()
+    ws.client.dbfs.upload(flag_dbfs_path(name), io.BytesIO(b"fail"), overwrite=True)
+    before = ws.cluster_ids()
+    result = materialize(name, assets=build_workflow_assets(make_workflow(name, compute="all_purpose")))
     assert not result.success  # flaky failed ...
-    assert {e.asset_key for e in result.get_asset_materialization_events()} == {key(name, "source"), key(name, "slow")}
+    assert materialized(result) == {key(name, "source"), key(name, "slow")}
     meta = materialization_metadata(result, key(name, "source"))
-    run = workspace_client.jobs.get_run(meta["databricks_run_id"])
+    run = ws.client.jobs.get_run(meta["databricks_run_id"])
     assert run.run_type.value == "SUBMIT_RUN"
     assert {t.existing_cluster_id for t in run.tasks} == {meta["databricks_cluster_id"]}
     # ... and the all-purpose cluster it ran on is gone anyway
-    assert {c.cluster_id for c in workspace_client.clusters.list()} == before
+    assert ws.cluster_ids() == before
 
 
-def test_a_missing_task_library_fails_the_asset_with_the_package_named(local_workspace):
-    from dbx_assets.integration.sources.notebook import NotebookAsset
-    from dbx_assets.integration.workflow.assets import Workflow
-    from workflow_support import NOTEBOOKS
+def test_notebook_deleted_from_the_workspace_is_named_and_reuploaded(dbx_env):
+    """Deleted after deploy, before its task starts: the task fails naming the notebook; the next
+    materialization notices the deploy manifest is stale, uploads it again, and succeeds."""
+    ws, name = dbx_env, new_name()
+    # A cluster that takes 5 s to start: the window between run-now and the task reading its notebook.
+    slow_start = {**DEFAULT_CLUSTER_SPEC, "spark_conf": {"fake.start_seconds": "5"}}
+    workflow = Workflow(name=name, sources=[notebook_tasks(name)], job_clusters={DEFAULT_JOB_CLUSTER_KEY: slow_start})
+    assets = build_workflow_assets(workflow)
+    selection = [key(name, "slow")]
+    notebook = f"/Shared/tests/{name}/notebooks/slow"
+    results: dict = {}
+    thread = threading.Thread(target=lambda: results.setdefault("first", materialize(name, selection, assets=assets)))
+    thread.start()
+    try:
+        deadline = time.monotonic() + 120
+        while not (list(ws.client.jobs.list(name=name)) and ws.job_runs(name)):
+            assert time.monotonic() < deadline, "the materialization started no run"
+            time.sleep(0.1)
+        ws.client.workspace.delete(notebook)
+    finally:
+        thread.join(timeout=300)
+    first = results["first"]
+    assert not first.success
+    message = step_failure_message(first)
+    assert notebook in message and "missing" in message, message
 
-    name = new_name()
-    workflow = Workflow(name=name, notebooks_dir=NOTEBOOKS, notebooks=[
-        NotebookAsset(key=f"{name}/needs_lib", notebook="sink.py", libraries=["definitely-not-installed-pkg==1.0"]),
-    ])
-    result = dg.materialize([build_workflow_assets(workflow)], raise_on_error=False,
-                            resources={"databricks": make_resource(local_workspace.state_dir, name)})
-    assert not result.success
-    message = step_failure_message(result)
-    assert "definitely-not-installed-pkg" in message and "Library installation failed" in message
+    second = materialize(name, selection, assets=assets)
+    assert second.success
+    assert ws.client.workspace.get_status(notebook).path == notebook
+    runs = [ws.client.jobs.get_run(r.run_id) for r in ws.job_runs(name)]
+    assert sorted(r.state.result_state.value for r in runs) == ["FAILED", "SUCCESS"]
