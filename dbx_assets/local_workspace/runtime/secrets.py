@@ -26,7 +26,7 @@ from ..runtime_types import TaskOutcome
 from ..secret_store import SecretStore
 
 REDACTED = "[REDACTED]"
-_HOLD_LIMIT = 64 * 1024  # pump reads per chunk
+_READ_CHUNK = 64 * 1024  # bytes a pump reads at a time
 
 
 class IllegalArgumentException(ValueError):
@@ -130,7 +130,7 @@ class Redactor:
     def _pump(self, read_end: int, out: int) -> None:
         pending = b""
         while True:
-            chunk = os.read(read_end, _HOLD_LIMIT)
+            chunk = os.read(read_end, _READ_CHUNK)
             pending += chunk
             pending = self._emit(pending, out, final=not chunk)
             if not chunk:
