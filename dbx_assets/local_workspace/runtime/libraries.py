@@ -136,7 +136,7 @@ def _parse(spec: str, cluster_id: str) -> Requirement:
 def _installed_version(name: str, site_dir: Path) -> Version | None:
     for path in ([str(site_dir)], None):  # the cluster's libraries first, as on its sys.path
         try:
-            dist = metadata.distribution(name) if path is None else next(metadata.distributions(name=name, path=path))
+            dist = metadata.distribution(name) if path is None else next(iter(metadata.distributions(name=name, path=path)))
             return Version(dist.version)
         except (metadata.PackageNotFoundError, StopIteration, InvalidVersion):
             continue
@@ -190,7 +190,7 @@ class _Installer:
         self.argv = argv
 
     @classmethod
-    def find(cls) -> "_Installer | None":
+    def find(cls) -> _Installer | None:
         uv = shutil.which("uv")
         if uv is None:
             try:
