@@ -12,7 +12,7 @@ endif
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export DBX_LOCAL_STATE_DIR ?= $(CURDIR)/.local_workspace
 
-.PHONY: setup dev demo test bench requirements clean dagster-home dbt-manifest uv
+.PHONY: setup dev stop browser demo test bench requirements clean dagster-home dbt-manifest uv
 
 # Concurrent Databricks runs from this Dagster instance (the `databricks` pool). 1 for the demo:
 # runs for different days rewrite the same tables, and a laptop runs one Spark cluster well.
@@ -43,15 +43,27 @@ dagster-home:
 	mkdir -p $(DAGSTER_HOME)
 	test -f $(DAGSTER_HOME)/dagster.yaml || printf 'telemetry:\n  enabled: false\nconcurrency:\n  pools:\n    default_limit: $(POOL_LIMIT)\n' > $(DAGSTER_HOME)/dagster.yaml
 
+# The launcher lands the demo data, runs `dagster dev` in a process group of its own and, on
+# Ctrl-C or `make stop`, stops it and the local workspace with its clusters within seconds.
 dev: setup dagster-home
-	$(BIN)/python -m dbx_assets.demo seed
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dagster dev -w workspace.yaml
+	$(BIN)/python -m dbx_assets.demo dev --pool-limit $(POOL_LIMIT)
+
+# Stops a running `make dev` from another shell (state in DAGSTER_HOME and the workspace is kept).
+stop:
+	@if [ -x $(BIN)/python ]; then $(BIN)/python -m dbx_assets.demo stop; else echo "nothing to stop (no $(VENV))"; fi
 
 demo: setup dagster-home
 	$(BIN)/python -m dbx_assets.demo seed
 	$(BIN)/python -m dbx_assets.demo run
 
-test: setup
+# Debian's chromium for the browser test (driven by the playwright package, no `playwright install`).
+browser:
+	@test -x /usr/bin/chromium || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium || \
+	  { $$SUDO apt-get update && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }; }
+
+test: setup browser
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: setup

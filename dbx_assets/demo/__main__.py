@@ -1,9 +1,13 @@
-"""`python -m dbx_assets.demo seed|drop|run` — the demo's data and its headless run.
+"""`python -m dbx_assets.demo seed|drop|run|dev|stop` — the demo's data, its headless run and `make dev`.
 
 seed   upload customers and the last few days of orders (with `_SUCCESS` markers) to the
-       workspace the resource is configured for (the embedded local one by default)
+       workspace the resource is configured for (the embedded local one by default); days
+       already landed are left alone, so the landing sensor does not rebuild them
 drop   land one more day's file, e.g. to watch the landing sensor trigger a run
 run    materialize every asset for the latest landed day and print a summary; exit 1 on failure
+dev    what `make dev` runs: seed, then `dagster dev` in its own process group until Ctrl-C or
+       `stop`, then stop everything it started (the local workspace and its clusters included)
+stop   stop a running `dev` from another shell (what `make stop` runs)
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import datetime as dt
 import sys
 
 from dbx_assets.demo.data import demo_days
-from dbx_assets.demo.landing import land_customers, land_day
+from dbx_assets.demo.landing import CUSTOMERS_FILE, day_landed, exists, land_customers, land_day
 
 
 def _resource():
@@ -23,18 +27,32 @@ def _resource():
 
 
 def seed(days: int) -> list[dt.date]:
+    """Land what is missing. Re-landing a day would write a new `_SUCCESS` version, which the
+    sensor rightly treats as new data and rebuilds; a second `make dev` must not do that."""
     client = _resource().get_client()
-    land_customers(client)
-    landed = demo_days(count=days)
-    for day in landed:
+    if not exists(client, CUSTOMERS_FILE):
+        land_customers(client)
+        print(f"Landed customers: {CUSTOMERS_FILE}")
+    wanted = demo_days(count=days)
+    new = [day for day in wanted if not day_landed(client, day)]
+    for day in new:
         land_day(client, day)
-    print(f"Landed customers and {len(landed)} day(s) of orders: {landed[0]} .. {landed[-1]}")
-    return landed
+    if new:
+        print(f"Landed {len(new)} day(s) of orders: {new[0]} .. {new[-1]}")
+    else:
+        print(f"Orders for {wanted[0]} .. {wanted[-1]} were landed before; nothing new to land.")
+    return new
 
 
 def drop(day: dt.date) -> None:
+    from dbx_assets.demo.partitions import daily_partitions
+
     marker = land_day(_resource().get_client(), day)
     print(f"Landed orders for {day}: {marker}")
+    if not daily_partitions.has_partition_key(day.isoformat()):
+        # The sensor skips it for good: a day is a partition only once it is over.
+        print(f"Note: {day} is not a partition of the demo graph (days from {daily_partitions.start.date()} "
+              "through yesterday); the landing sensor skips it.")
 
 
 def run(partition_key: str | None) -> int:
@@ -49,11 +67,24 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p_seed = sub.add_parser("seed", help="land customers and recent days of orders")
     p_seed.add_argument("--days", type=int, default=3)
-    p_drop = sub.add_parser("drop", help="land one day's orders (default: today)")
-    p_drop.add_argument("--date", type=dt.date.fromisoformat, default=dt.date.today())
+    p_drop = sub.add_parser("drop", help="land one day's orders (default: yesterday, landed again)")
+    p_drop.add_argument("--date", type=dt.date.fromisoformat, default=dt.date.today() - dt.timedelta(days=1))
     p_run = sub.add_parser("run", help="materialize every asset headlessly and print a summary")
     p_run.add_argument("--partition", default=None, help="YYYY-MM-DD (default: yesterday)")
+    p_dev = sub.add_parser("dev", help="seed and run `dagster dev` until Ctrl-C; then stop everything it started")
+    p_dev.add_argument("--host", default="127.0.0.1")
+    p_dev.add_argument("--port", type=int, default=3000)
+    p_dev.add_argument("--pool-limit", type=int, default=1, help="the `databricks` pool's limit in a new DAGSTER_HOME")
+    sub.add_parser("stop", help="stop a running `dev` (from another shell)")
     args = parser.parse_args(argv)
+    if args.command == "dev":
+        from dbx_assets.demo.dev import run_dev
+
+        return run_dev(host=args.host, port=args.port, pool_limit=args.pool_limit)
+    if args.command == "stop":
+        from dbx_assets.demo.dev import stop_dev
+
+        return stop_dev()
     if args.command == "seed":
         seed(args.days)
         return 0

@@ -6,6 +6,7 @@ import datetime as dt
 import io
 
 from databricks.sdk import WorkspaceClient
+from databricks.sdk.errors import NotFound
 
 from dbx_assets.demo.data import customers_csv, orders_csv
 
@@ -33,3 +34,16 @@ def land_day(client: WorkspaceClient, day: dt.date) -> str:
     marker = f"{day_dir(day)}/_SUCCESS"
     upload(client, marker, b"")
     return marker
+
+
+def exists(client: WorkspaceClient, path: str) -> bool:
+    try:
+        client.dbfs.get_status(path)
+        return True
+    except NotFound:
+        return False
+
+
+def day_landed(client: WorkspaceClient, day: dt.date) -> bool:
+    """A day counts as landed once its `_SUCCESS` marker is there (the sensor's definition too)."""
+    return exists(client, f"{day_dir(day)}/_SUCCESS")
