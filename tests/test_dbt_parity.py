@@ -98,7 +98,9 @@ def manifest(tiny_project: Path) -> dict[str, Any]:
 
 TRANSLATORS = {
     "default": lambda: DagsterDbtTranslator(),
-    "source_tests_as_checks": lambda: DagsterDbtTranslator(DagsterDbtTranslatorSettings(enable_source_tests_as_checks=True)),
+    "source_tests_as_checks": lambda: DagsterDbtTranslator(
+        DagsterDbtTranslatorSettings(enable_source_tests_as_checks=True)
+    ),
     "partitioned": lambda: _Translator(DAILY_PARTITIONS),  # the code location's own translator
 }
 
@@ -147,9 +149,13 @@ def test_the_test_project_exercises_source_tests_singular_tests_and_multi_parent
     assert dg.AssetCheckKey(DAILY, "assert_amount_positive") in default  # singular test
     assert not default[dg.AssetCheckKey(DAILY, "accepted_values_events_daily_amount__1__2")].blocking  # severity: warn
     assert default[dg.AssetCheckKey(STG, "unique_stg_events_id")].blocking
-    to_model = next(c for k, c in default.items() if k.name.startswith("relationships_events_daily_id__id__ref_stg_events"))
+    to_model = next(
+        c for k, c in default.items() if k.name.startswith("relationships_events_daily_id__id__ref_stg_events")
+    )
     assert to_model.asset_key == DAILY and {d.asset_key for d in to_model.additional_deps} == {STG}
-    to_source = next(c for k, c in default.items() if k.name.startswith("relationships_events_daily_id__id__source_raw_events"))
+    to_source = next(
+        c for k, c in default.items() if k.name.startswith("relationships_events_daily_id__id__source_raw_events")
+    )
     assert {d.asset_key for d in to_source.additional_deps} == {RAW}
     specs = _by_key(build_all_specs(manifest, TRANSLATORS["partitioned"]())[0])
     assert set(specs) == {STG, DAILY} and all(s.partitions_def == DAILY_PARTITIONS for s in specs.values())
@@ -185,7 +191,9 @@ def _forbid_build(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.parametrize("translator_name", sorted(TRANSLATORS))
-def test_cached_specs_equal_fresh_ones(tiny_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, translator_name: str):
+def test_cached_specs_equal_fresh_ones(
+    tiny_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, translator_name: str
+):
     loaded = _loaded(tiny_project)
     cache = SpecsCache(tmp_path / "cache", loaded.sha256)
     fresh = build_all_specs(loaded.data, TRANSLATORS[translator_name](), cache=cache)
@@ -199,7 +207,12 @@ def test_cached_specs_equal_fresh_ones(tiny_project: Path, tmp_path: Path, monke
     assert cached[1] == fresh[1]
     assert all(isinstance(d, dg.AssetDep) for s in cached[0] for d in s.deps)
     # the live translator and manifest are re-attached, not copies from the file
-    live = [v for s in cached[0] for v in s.metadata.values() if v is translator or getattr(v, "manifest", None) is loaded.data]
+    live = [
+        v
+        for s in cached[0]
+        for v in s.metadata.values()
+        if v is translator or getattr(v, "manifest", None) is loaded.data
+    ]
     assert len(live) == 2 * len(cached[0])
 
 
@@ -211,7 +224,9 @@ def _without_translator(specs: list[dg.AssetSpec]) -> list[dg.AssetSpec]:
     ]
 
 
-def test_cache_misses_on_another_manifest_or_translator(tiny_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def test_cache_misses_on_another_manifest_or_translator(
+    tiny_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     loaded = _loaded(tiny_project)
     calls: list[str] = []
     build = dbt_specs._build
@@ -235,7 +250,9 @@ def test_cache_misses_on_another_manifest_or_translator(tiny_project: Path, tmp_
     assert len(calls) == 4  # the old manifest's entry was replaced
 
 
-def test_unreadable_or_unwritable_cache_only_costs_a_rebuild(tiny_project: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture):
+def test_unreadable_or_unwritable_cache_only_costs_a_rebuild(
+    tiny_project: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
     loaded = _loaded(tiny_project)
     cache = SpecsCache(tmp_path, loaded.sha256)
     fresh_specs, fresh_checks = build_all_specs(loaded.data, DagsterDbtTranslator(), cache=cache)

@@ -38,7 +38,11 @@ def test_the_shallowest_run_results_wins_in_gz_and_plain_tar(mode: str):
 
 
 def test_depth_ignores_a_leading_dot_and_ties_break_by_name():
-    members = {"./b/run_results.json": _results("b"), "a/run_results.json": _results("a"), "./x/y/run_results.json": _results("deep")}
+    members = {
+        "./b/run_results.json": _results("b"),
+        "a/run_results.json": _results("a"),
+        "./x/y/run_results.json": _results("deep"),
+    }
     assert run_results_from_artifacts(_archive(members))["metadata"]["invocation_id"] == "a"
     # only a directory named like the file: not a candidate
     buf = io.BytesIO()
@@ -52,7 +56,10 @@ def test_depth_ignores_a_leading_dot_and_ties_break_by_name():
 
 def test_missing_run_results_is_a_clear_error_naming_what_is_there():
     archive = _archive({"target/manifest.json": b"{}", "target/graph.gpickle": b"x"})
-    with pytest.raises(ValueError, match=r"no run_results.json \(did the dbt command run at all\?\); it holds: target/graph.gpickle, target/manifest.json"):
+    with pytest.raises(
+        ValueError,
+        match=r"no run_results.json \(did the dbt command run at all\?\); it holds: target/graph.gpickle, target/manifest.json",
+    ):
         run_results_from_artifacts(archive)
     with pytest.raises(ValueError, match="no run_results.json.*it holds: no files"):
         run_results_from_artifacts(_archive({}))

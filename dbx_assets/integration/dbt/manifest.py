@@ -108,7 +108,9 @@ def prepare(project_dir: Path, *, target: str | None = None, profiles_dir: Path 
     """
     project_dir = project_dir.resolve()
     if not (project_dir / "dbt_project.yml").exists():
-        raise DbtManifestError(f"No dbt_project.yml in {project_dir}; pass the dbt project directory with --project-dir.")
+        raise DbtManifestError(
+            f"No dbt_project.yml in {project_dir}; pass the dbt project directory with --project-dir."
+        )
     from dbt.cli.main import dbtRunner  # dbt is heavy (~5 s to import); only the prepare path pays for it
 
     fingerprint = project_fingerprint(project_dir)  # taken before parsing: edits during parse count as stale
@@ -120,7 +122,11 @@ def prepare(project_dir: Path, *, target: str | None = None, profiles_dir: Path 
         fcntl.flock(lock, fcntl.LOCK_EX)  # two code servers reloading at once parse once each, not interleaved
         result = dbtRunner().invoke(args)
         if not result.success:
-            reason = f"{type(result.exception).__name__}: {result.exception}" if result.exception else "see dbt's output above"
+            reason = (
+                f"{type(result.exception).__name__}: {result.exception}"
+                if result.exception
+                else "see dbt's output above"
+            )
             raise DbtManifestError(f"`dbt parse` of {project_dir} (target {target or 'default'}) failed: {reason}")
         _fingerprint_path(project_dir).write_text(fingerprint + "\n")
     return manifest_path(project_dir)
@@ -174,8 +180,12 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("prepare", help="run `dbt parse` to write target/manifest.json")
     p.add_argument("--project-dir", type=Path, required=True, help="the dbt project directory (with dbt_project.yml)")
-    p.add_argument("--target", default=None, help="profile target to parse with (default: the profile's default target)")
-    p.add_argument("--profiles-dir", type=Path, default=None, help="directory of profiles.yml (default: the project directory)")
+    p.add_argument(
+        "--target", default=None, help="profile target to parse with (default: the profile's default target)"
+    )
+    p.add_argument(
+        "--profiles-dir", type=Path, default=None, help="directory of profiles.yml (default: the project directory)"
+    )
     p.add_argument("--if-stale", action="store_true", help="do nothing when the manifest matches the project files")
     args = parser.parse_args(argv)
     project_dir = args.project_dir.resolve()

@@ -69,7 +69,7 @@ def run_results_from_artifacts(archive: bytes) -> dict[str, Any]:
     packages or nested projects); equal depths are decided by name, so the choice is stable.
     """
     try:
-        tar = tarfile.open(fileobj=io.BytesIO(archive), mode="r:*")  # plain tar or gz/bz2/xz
+        tar = tarfile.open(fileobj=io.BytesIO(archive), mode="r:*")  # noqa: SIM115 -- closed by the `with` below
     except tarfile.TarError as err:
         raise ValueError(f"The dbt artifacts archive is not a tar archive ({len(archive)} bytes): {err}") from None
     with tar:
@@ -133,8 +133,8 @@ class RunResultsTranslator:
             if key is not None and key in selected_models:
                 seen_models.add(key)
                 if outcome.built:
-                    extra = {"rows_affected": outcome.rows_affected} if outcome.rows_affected is not None else {}
-                    events.append(dg.MaterializeResult(asset_key=key, metadata={**common, **extra}))
+                    rows = {"rows_affected": outcome.rows_affected} if outcome.rows_affected is not None else {}
+                    events.append(dg.MaterializeResult(asset_key=key, metadata={**common, **rows}))
                 else:
                     failures[key] = self._failure_message(outcome, outcomes)
                 continue
@@ -150,7 +150,9 @@ class RunResultsTranslator:
                         asset_key=check_key.asset_key,
                         check_name=check_key.name,
                         passed=outcome.status == "pass",
-                        severity=dg.AssetCheckSeverity.WARN if outcome.status == "warn" else dg.AssetCheckSeverity.ERROR,
+                        severity=dg.AssetCheckSeverity.WARN
+                        if outcome.status == "warn"
+                        else dg.AssetCheckSeverity.ERROR,
                         metadata={**common, **extra},
                     )
                 )
@@ -164,10 +166,14 @@ class RunResultsTranslator:
 
     def _failure_message(self, outcome: DbtModelOutcome, outcomes: Mapping[str, DbtModelOutcome]) -> str:
         if outcome.status != "skipped":
-            return _clip(outcome.message or f"dbt {outcome.resource_type} {outcome.name} ended with status {outcome.status}.")
+            return _clip(
+                outcome.message or f"dbt {outcome.resource_type} {outcome.name} ended with status {outcome.status}."
+            )
         culprits = self._failed_upstreams(outcome.unique_id, outcomes)
         if not culprits:
-            return f"dbt skipped {outcome.resource_type} {outcome.name} (an upstream node failed or the run was stopped)."
+            return (
+                f"dbt skipped {outcome.resource_type} {outcome.name} (an upstream node failed or the run was stopped)."
+            )
         return f"skipped because upstream {', '.join(culprits)} failed"
 
     def _failed_upstreams(self, unique_id: str, outcomes: Mapping[str, DbtModelOutcome]) -> list[str]:
