@@ -215,7 +215,11 @@ def test_cursor_size_at_10000_and_100000_files():
     # Random names (UUIDs) carry real entropy: the bound is per file, not per directory.
     rng = random.Random(1)
     files = [
-        _f(f"/Volumes/main/raw/f/{uuid.UUID(int=rng.getrandbits(128))}.json", NOW + rng.randint(0, 10**9), rng.randint(1, 10**6))
+        _f(
+            f"/Volumes/main/raw/f/{uuid.UUID(int=rng.getrandbits(128))}.json",
+            NOW + rng.randint(0, 10**9),
+            rng.randint(1, 10**6),
+        )
         for _ in range(10_000)
     ]
     raw = plan_tick(FileCursor(), files, settle_ticks=1).cursor.to_json()
@@ -248,7 +252,11 @@ def test_unreadable_cursor_resets_with_a_note(stored):
 
 def test_cursor_round_trip_keeps_pending_state_and_retired_versions():
     cursor = FileCursor(
-        files={"dbfs:/a/x": Entry(5, NOW, HANDLED), "dbfs:/a/y": Entry(6, OLD, 1, 1234), "/Volumes/c/s/v/ü": Entry(0, 0, 2, 9)},
+        files={
+            "dbfs:/a/x": Entry(5, NOW, HANDLED),
+            "dbfs:/a/y": Entry(6, OLD, 1, 1234),
+            "/Volumes/c/s/v/ü": Entry(0, 0, 2, 9),
+        },
         retired={("dbfs:/gone", 7, NOW): None},
     )
     back = FileCursor.from_json(cursor.to_json())
@@ -292,7 +300,11 @@ def _tick(sensor: dg.SensorDefinition, cursor: str | None, resource: DatabricksR
     with dg.build_sensor_context(cursor=cursor, resources={"databricks": resource}, definitions=defs) as context:
         result = sensor.evaluate_tick(context)
     # A tick that does not return a cursor leaves the stored one as it was.
-    return list(result.run_requests or []), (result.cursor if result.cursor is not None else cursor), result.skip_message
+    return (
+        list(result.run_requests or []),
+        (result.cursor if result.cursor is not None else cursor),
+        result.skip_message,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -413,7 +425,9 @@ def test_volume_listing_pages_and_finds_an_old_mtime(local_workspace, resource):
     for i in range(1001):  # > one 1000-entry page; written on disk, listed over HTTP
         (local_dir / f"{i:05d}.csv").write_bytes(b"id\n1\n")
     (local_dir / "readme.txt").write_bytes(b"not a csv")
-    sensor = build_file_sensor(name="volume_csvs", watch_path=root, pattern="*.csv", settle_ticks=1, max_runs_per_tick=None, target="raw_files")
+    sensor = build_file_sensor(
+        name="volume_csvs", watch_path=root, pattern="*.csv", settle_ticks=1, max_runs_per_tick=None, target="raw_files"
+    )
     requests, cursor, _ = _tick(sensor, None, resource)
     assert {r.run_key.split("@")[0] for r in requests} == {f"{root}/batch/{i:05d}.csv" for i in range(1001)}
 
@@ -519,7 +533,9 @@ def forbidding_workspace():
 
 def test_permission_denied_names_the_path_and_identity(forbidding_workspace):
     resource = DatabricksResource(host=forbidding_workspace, token="dapi-test-token")
-    sensor = build_file_sensor(name="orders", watch_path="dbfs:/landing/orders", api_retry_seconds=2, target="raw_files")
+    sensor = build_file_sensor(
+        name="orders", watch_path="dbfs:/landing/orders", api_retry_seconds=2, target="raw_files"
+    )
     with pytest.raises(Exception) as info:
         _tick(sensor, None, resource)
     message = str(info.value)
@@ -532,6 +548,8 @@ def test_unreachable_workspace_skips_quickly():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed again: nothing listens there
     resource = DatabricksResource(host=f"http://127.0.0.1:{port}", token="dapi-x")
-    sensor = build_file_sensor(name="orders", watch_path="dbfs:/landing/orders", api_retry_seconds=2, target="raw_files")
+    sensor = build_file_sensor(
+        name="orders", watch_path="dbfs:/landing/orders", api_retry_seconds=2, target="raw_files"
+    )
     requests, cursor, skip = _tick(sensor, None, resource)
     assert requests == [] and cursor is None and "transiently" in skip

@@ -115,9 +115,7 @@ class FileCursor:
             problem = f"unknown version {version!r}"
         except (ValueError, KeyError, TypeError, zlib.error) as err:
             problem = f"{type(err).__name__}: {err}"
-        return cls(
-            notes=[f"Reset an unreadable file-sensor cursor ({problem[:200]}); present files count as new."]
-        )
+        return cls(notes=[f"Reset an unreadable file-sensor cursor ({problem[:200]}); present files count as new."])
 
     def to_json(self) -> str:
         return _encode_v2(self)

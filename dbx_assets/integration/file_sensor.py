@@ -108,18 +108,26 @@ def list_files(client: WorkspaceClient, watch_path: str) -> Iterator[FileVersion
 def _list_dbfs_dir(client: WorkspaceClient, path: str) -> Iterator[tuple[bool, FileVersion]]:
     # The plain DbfsAPI (not w.dbfs, whose list() adds a get-status call per directory).
     for info in DbfsAPI(client.api_client).list(path[len("dbfs:") :]):
-        yield bool(info.is_dir), FileVersion(
-            mtime_ms=int(info.modification_time or 0), path=normalize_path(info.path or ""), size=int(info.file_size or 0)
+        yield (
+            bool(info.is_dir),
+            FileVersion(
+                mtime_ms=int(info.modification_time or 0),
+                path=normalize_path(info.path or ""),
+                size=int(info.file_size or 0),
+            ),
         )
 
 
 def _list_volume_dir(client: WorkspaceClient, path: str) -> Iterator[tuple[bool, FileVersion]]:
     # list_directory_contents follows next_page_token itself (1000 entries a page).
     for entry in client.files.list_directory_contents(path):
-        yield bool(entry.is_directory), FileVersion(
-            mtime_ms=int(entry.last_modified or 0),
-            path=normalize_path((entry.path or "").rstrip("/")),
-            size=int(entry.file_size or 0),
+        yield (
+            bool(entry.is_directory),
+            FileVersion(
+                mtime_ms=int(entry.last_modified or 0),
+                path=normalize_path((entry.path or "").rstrip("/")),
+                size=int(entry.file_size or 0),
+            ),
         )
 
 
