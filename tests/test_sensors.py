@@ -210,7 +210,8 @@ def test_cursor_size_at_10000_and_100000_files():
         sizes[n] = len(raw)
         assert plan_tick(FileCursor.from_json(raw), files, settle_ticks=1).to_trigger == []
         late = _f("dbfs:/landing/bench/late.csv", OLD)
-        assert plan_tick(FileCursor.from_json(raw), files + [late], settle_ticks=1).to_trigger == [late]
+        grown = plan_tick(FileCursor.from_json(raw), files + [late], settle_ticks=1, max_tracked=n + 1)
+        assert grown.to_trigger == [late]
     assert sizes[10_000] < 5_000 and sizes[100_000] < 40_000, sizes
     # Random names (UUIDs) carry real entropy: the bound is per file, not per directory.
     rng = random.Random(1)

@@ -9,13 +9,15 @@ once it has been observed unchanged on `settle_ticks` consecutive ticks, optiona
 spanning `settle_seconds` measured on the sensor's own clock (first sighting to now).
 
 Bound. The cursor holds one entry per matching file currently present under the watch
-path (handled or still settling) plus at most `max_retired` handled versions that are no
-longer present (deleted or rewritten; kept so that a file restored unchanged is not
-triggered again). Encoded it is zlib-compressed, front-coded and base64'd: a few bytes per
-file for typical landing layouts (about 1 byte at 10,000 sequentially named files; about
-20 bytes per file for random names such as UUIDs — see `bench.sensor_tick`). Beyond the
-cap:
-  - more than `max_tracked` matching files present: the tick fails with
+path (handled or still settling) plus at most `max_retired` (default 10,000) handled
+versions that are no longer present (deleted or rewritten; kept so that a file restored
+unchanged is not triggered again). It is stored front-coded, delta-coded, zlib-compressed
+and base64'd: under 1 byte per file for sequentially named files (about 1.6 KB at 10,000
+and 13 KB at 100,000), about 40 bytes per file for random names such as UUIDs (about
+390 KB at 10,000, 3.8 MB at 100,000); `python -m bench sensor_tick` prints both. Dagster
+also copies the cursor into every tick record, so for large trees of random names narrow
+the watch path or shorten the instance's tick retention. Beyond the caps:
+  - more than `max_tracked` (default 100,000) matching files present: the tick fails with
     `CursorCapacityError` naming the counts and the fix (narrow the watch path/pattern or
     raise the cap); the stored cursor is left as it was, so nothing is triggered twice or
     lost, and the sensor resumes where it stopped once fixed.
@@ -34,7 +36,7 @@ from dataclasses import dataclass, field
 
 CURSOR_VERSION = 2
 HANDLED = 0  # `state` of an entry whose version was triggered (or deliberately skipped)
-DEFAULT_MAX_TRACKED = 250_000
+DEFAULT_MAX_TRACKED = 100_000
 DEFAULT_MAX_RETIRED = 10_000
 
 
