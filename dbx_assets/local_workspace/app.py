@@ -21,6 +21,7 @@ from .secret_store import SecretStore
 from .secrets_api import Secrets
 from .server import Dispatcher, HttpServer
 from .state import StateStore
+from .unity_catalog_api import UnityCatalog
 from .warehouses_api import Warehouses
 from .workspace_api import Workspace
 
@@ -92,7 +93,10 @@ class LocalWorkspace:
         self.scheduler.warehouses = self.warehouses
         # Secret values live in their own 0600 file that a task's dbutils.secrets reads directly.
         self.secrets = Secrets(SecretStore(self.paths.secrets))
-        for api in (self.workspace, self.dbfs, self.files, self.clusters, self.jobs, self.warehouses, self.secrets, self.faults):
+        # Unity Catalog: read-only view of the catalogs, schemas and tables tasks left in the warehouse dir.
+        self.unity_catalog = UnityCatalog(self.paths.warehouse)
+        for api in (self.workspace, self.dbfs, self.files, self.clusters, self.jobs, self.warehouses, self.secrets, self.faults,
+                    self.unity_catalog):
             api.register(self.dispatcher)
         self.dispatcher.route("GET", "/api/2.0/preview/scim/v2/Me", lambda req: {
             "id": "1", "userName": LOCAL_USER, "displayName": "Local User", "active": True,

@@ -4,14 +4,25 @@ Each cluster's JVM has its own in-memory catalog (Derby's metastore allows one J
 time), but all clusters write tables as parquet under one warehouse dir. Before a task
 runs, this makes the cluster's catalog match the dir: databases for `<db>.db` dirs, tables
 written elsewhere registered (as MANAGED, so DROP deletes them as usual), tables rewritten
-elsewhere re-registered (their schema may have changed), vanished ones dropped.
+elsewhere re-registered (their schema may have changed), vanished ones dropped, databases
+whose dir vanished (DROP SCHEMA elsewhere) dropped.
+
+Unity Catalog schemas of catalogs other than `main` are databases `<catalog>__<schema>`
+(uc_names.py), so they sync like any other. After a task, each table's columns are written
+to `<warehouse>/_unity_catalog/columns/<db>/<table>.json`, so the Unity Catalog REST API can
+describe tables without a JVM (no pyarrow to read parquet footers in this environment).
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import time
 from pathlib import Path
 from typing import Any
+
+from .uc_names import registry_dir
 
 _SIGNATURE_CONF = "spark.dbx.local.tableSignature."
 
@@ -63,6 +74,10 @@ def sync_catalog(spark: Any, warehouse: Path) -> list[str]:
     disk = _on_disk(warehouse)
     conf = spark.conf
     known_dbs = {row[0].lower() for row in spark.sql("SHOW DATABASES").collect()}
+    for db in known_dbs - set(disk):
+        location = _database_location(spark, db)
+        if location is not None and _under(location, warehouse) and not Path(location).exists():
+            spark.sql(f"DROP DATABASE IF EXISTS {_quote(db)} CASCADE")  # dropped by another cluster
     for db, tables in disk.items():
         if db not in known_dbs:
             spark.sql(f"CREATE DATABASE IF NOT EXISTS {_quote(db)}")
@@ -109,7 +124,37 @@ def remember_table_versions(spark: Any, warehouse: Path) -> None:
         except Exception:  # the database is not in this cluster's catalog
             continue
         for name in tables.keys() & registered:
-            conf.set(f"{_SIGNATURE_CONF}{db}.{name}", _signature(tables[name]))
+            sig = _signature(tables[name])
+            conf.set(f"{_SIGNATURE_CONF}{db}.{name}", sig)
+            with contextlib.suppress(Exception):  # a table being dropped meanwhile; the next task writes it
+                write_columns_snapshot(spark, warehouse, db, name, sig)
+
+
+def columns_snapshot_path(warehouse: Path, db: str, table: str) -> Path:
+    return registry_dir(warehouse) / "columns" / db / f"{table}.json"
+
+
+def write_columns_snapshot(spark: Any, warehouse: Path, db: str, table: str, signature: str) -> bool:
+    """Record the table's Spark schema unless the snapshot already matches this version."""
+    path = columns_snapshot_path(warehouse, db, table)
+    try:
+        if json.loads(path.read_text()).get("signature") == signature:
+            return False
+    except (OSError, ValueError):
+        pass
+    stored = spark._jsparkSession.sharedState().externalCatalog().getTable(db, table)
+    partitions = [p for p in str(stored.partitionColumnNames().mkString("\n")).split("\n") if p]
+    doc = {
+        "signature": signature,
+        "schema": json.loads(stored.schema().json()),
+        "partition_columns": partitions,
+        "written_at": int(time.time() * 1000),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(doc))
+    os.replace(tmp, path)
+    return True
 
 
 def _location(spark: Any, db: str, table: str) -> str | None:
@@ -118,6 +163,14 @@ def _location(spark: Any, db: str, table: str) -> str | None:
     if uri.isEmpty():
         return None
     return spark._jvm.java.io.File(uri.get()).getPath()
+
+
+def _database_location(spark: Any, db: str) -> str | None:
+    try:
+        uri = spark._jsparkSession.sharedState().externalCatalog().getDatabase(db).locationUri()
+    except Exception:
+        return None
+    return spark._jvm.java.io.File(uri).getPath()
 
 
 def _under(location: str, root: Path) -> bool:

@@ -21,7 +21,7 @@ ARTIFACTS = ("run_results.json", "manifest.json")
 GENERATED_TARGET = "default"
 GENERATED_THREADS = 4
 # Catalogs that mean "the workspace's default" locally: models land in `schema`, as before
-# Unity Catalog. Three-level names for other catalogs are not supported locally yet.
+# Unity Catalog. Another catalog `c` lands them in database `c__<schema>` (runtime/uc_names.py).
 DEFAULT_CATALOGS = ("main", "hive_metastore", "spark_catalog")
 
 
@@ -55,11 +55,12 @@ def generated_profile(dbt: DbtInvocation, project_dir: Path, output_dir: Path) -
     """Write the profile Databricks would generate for a warehouse dbt task; returns its directory."""
     import yaml  # type: ignore[import-untyped]
 
-    if dbt.catalog and dbt.catalog not in DEFAULT_CATALOGS:
-        raise ProfileError(
-            f"dbt task catalog {dbt.catalog!r}: the local workspace has no Unity Catalog catalogs yet; "
-            f"models land in the schema of the default catalog (use one of {', '.join(DEFAULT_CATALOGS)} or leave catalog unset)."
-        )
+    from .uc_names import UcNameError, dbt_schema
+
+    try:  # dbt-spark has no catalogs: the profile's schema is the Spark database of catalog.schema
+        schema = dbt_schema(dbt.catalog, dbt.schema or "default")
+    except UcNameError as exc:
+        raise ProfileError(f"dbt task catalog {dbt.catalog!r}: {exc}") from None
     try:
         project = yaml.safe_load((project_dir / "dbt_project.yml").read_text()) or {}
     except FileNotFoundError:
@@ -71,7 +72,7 @@ def generated_profile(dbt: DbtInvocation, project_dir: Path, output_dir: Path) -
         "type": "spark",
         "method": "session",
         "host": "NA",
-        "schema": dbt.schema or "default",
+        "schema": schema,
         "threads": GENERATED_THREADS,
     }
     profile_dir = output_dir / "dbt_profile"

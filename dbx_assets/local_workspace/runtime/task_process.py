@@ -91,6 +91,9 @@ def run(invocation: TaskInvocation, cluster: dict[str, Any]) -> TaskOutcome:
     mapper = PathMapper(paths.dbfs, paths.volumes)
     install_local_file_patches(mapper)
     install_spark_patches(mapper)
+    from .uc_patches import install_uc_patches
+
+    install_uc_patches(spark, paths.warehouse)  # catalog.schema.table names (after the path patches)
     print(f"[local runtime] attached to cluster {cluster['cluster_id']} in {time.monotonic() - started:.2f} s", flush=True)
 
     try:
