@@ -46,12 +46,6 @@ def test_schema_defaults_to_default_in_the_default_catalog(tmp_path, catalog):
     assert yaml.safe_load((out / "profiles.yml").read_text())["shop"]["outputs"]["default"]["schema"] == "default"
 
 
-def test_another_catalog_is_refused_until_unity_catalog_exists_locally(tmp_path):
-    project = _project(tmp_path)
-    with pytest.raises(ProfileError, match="catalog 'sales': the local workspace has no Unity Catalog catalogs yet"):
-        generated_profile(_invocation(project, catalog="sales"), project, tmp_path / "out")
-
-
 def test_a_project_without_a_profile_name_is_refused(tmp_path):
     project = _project(tmp_path, profile=None)
     with pytest.raises(ProfileError, match="names no `profile:`"):
