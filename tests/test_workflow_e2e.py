@@ -238,8 +238,8 @@ def test_notebook_deleted_from_the_workspace_is_named_and_reuploaded(dbx_env):
     """Deleted after deploy, before its task starts: the task fails naming the notebook; the next
     materialization notices the deploy manifest is stale, uploads it again, and succeeds."""
     ws, name = dbx_env, new_name()
-    # A cluster that takes 5 s to start: the window between run-now and the task reading its notebook.
-    slow_start = {**DEFAULT_CLUSTER_SPEC, "spark_conf": {"fake.start_seconds": "5"}}
+    # A cluster that takes 3 s to start: the window between run-now and the task reading its notebook.
+    slow_start = {**DEFAULT_CLUSTER_SPEC, "spark_conf": {"fake.start_seconds": "3"}}
     workflow = Workflow(name=name, sources=[notebook_tasks(name)], job_clusters={DEFAULT_JOB_CLUSTER_KEY: slow_start})
     assets = build_workflow_assets(workflow)
     selection = [key(name, "slow")]
