@@ -27,15 +27,14 @@ from databricks.sdk.service.jobs import NotebookTask, SubmitTask
 from fake_runtime import FAULTS
 from workflow_support import (
     ALL_ASSETS,
-    ENV_NAME,
     IN_PROCESS,
-    build_test_job,
     flag_dbfs_path,
     key,
     make_assets,
     materialize,
     materialized,
     new_name,
+    reconstructable_test_job,
     step_failure_message,
 )
 
@@ -138,10 +137,9 @@ def test_dropped_connections_before_effect_are_retried_without_side_effects(dbx_
     assert len(ws.job_runs(name)) == 1
 
 
-def test_cluster_start_failure_fails_every_asset_then_reexecution_succeeds(dbx_env, tmp_path, monkeypatch):
+def test_cluster_start_failure_fails_every_asset_then_reexecution_succeeds(dbx_env, tmp_path):
     ws, name = dbx_env, new_name()
-    monkeypatch.setenv(ENV_NAME, name)
-    job = dg.reconstructable(build_test_job)
+    job = reconstructable_test_job(name)
     ws.set_faults(cluster_start_fail=1.0)
     with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
         try:

@@ -16,9 +16,7 @@ import dagster as dg
 from fake_runtime import process_gone
 from workflow_support import (
     ALL_ASSETS,
-    ENV_NAME,
     IN_PROCESS,
-    build_test_job,
     flag_dbfs_path,
     key,
     make_assets,
@@ -29,6 +27,7 @@ from workflow_support import (
     materialized,
     new_name,
     notebook_tasks,
+    reconstructable_test_job,
     source_rows_dbfs_path,
     start_step,
     step_failure_message,
@@ -90,11 +89,10 @@ def test_subset_runs_only_selected_tasks(dbx_env):
     assert sorted(t.task_key for t in run.tasks) == [f"{name}__slow", f"{name}__source"]
 
 
-def test_failure_fails_its_asset_and_reexecution_repairs_the_same_run(dbx_env, tmp_path, monkeypatch):
+def test_failure_fails_its_asset_and_reexecution_repairs_the_same_run(dbx_env, tmp_path):
     ws, name = dbx_env, new_name()
     ws.client.dbfs.upload(flag_dbfs_path(name), io.BytesIO(b"fail"), overwrite=True)
-    monkeypatch.setenv(ENV_NAME, name)
-    job = dg.reconstructable(build_test_job)
+    job = reconstructable_test_job(name)
     with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
         with dg.execute_job(job, instance=instance, run_config=IN_PROCESS, raise_on_error=False) as first:
             assert not first.success

@@ -6,8 +6,8 @@ DBFS; `slow` sleeps for its `seconds` param. None needs Spark, so they run on th
 
 The resource reaches the workspace the way a real one is reached: DATABRICKS_HOST and
 DATABRICKS_TOKEN (as dg.EnvVar, so the token is never in the resource's config). Names come
-from env vars so that `dg.reconstructable(build_test_job)` rebuilds the same job in another
-process (Dagster re-execution needs a reconstructable job).
+from arguments so that `reconstructable_test_job(name)` rebuilds the same job wherever Dagster
+executes it (re-execution needs a reconstructable job).
 """
 
 from __future__ import annotations
@@ -113,15 +113,27 @@ def materialize(
     )
 
 
-def build_test_job() -> dg.JobDefinition:
-    """Rebuilt from env vars in whichever process executes it (see module doc)."""
-    name = os.environ[ENV_NAME]
+def build_test_job(name: str | None = None) -> dg.JobDefinition:
+    """Rebuilt by name in whichever process executes it (see module doc)."""
+    name = name or os.environ[ENV_NAME]
     defs = dg.Definitions(
         assets=[make_assets(name, int(os.environ.get(ENV_SLOW, "1")))],
         resources={"databricks": make_resource(name)},
         jobs=[dg.define_asset_job("test_job", selection=dg.AssetSelection.all())],
     )
     return defs.resolve_job_def("test_job")
+
+
+def reconstructable_test_job(name: str):
+    """The test job as Dagster re-execution needs it. The name is part of the pointer: Dagster
+    caches a reconstructed job per pointer, so `dg.reconstructable(build_test_job)` would hand
+    every later test of this process the first test's job."""
+    return dg.build_reconstructable_job(
+        "workflow_support",
+        "build_test_job",
+        reconstructable_args=(name,),
+        reconstructor_working_directory=str(TESTS_DIR),
+    )
 
 
 # Re-executing a reconstructable job in this process: env vars set by the test reach the step.
