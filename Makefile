@@ -70,5 +70,6 @@ bench: setup
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench
 
 clean:
+	-$(BIN)/python -m dbx_assets.demo stop
 	-$(BIN)/python -m dbx_assets.local_workspace stop --state-dir $(DBX_LOCAL_STATE_DIR)
 	rm -rf $(VENV) $(DAGSTER_HOME) $(DBX_LOCAL_STATE_DIR)

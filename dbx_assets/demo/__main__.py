@@ -51,8 +51,10 @@ def drop(day: dt.date) -> None:
     print(f"Landed orders for {day}: {marker}")
     if not daily_partitions.has_partition_key(day.isoformat()):
         # The sensor skips it for good: a day is a partition only once it is over.
-        print(f"Note: {day} is not a partition of the demo graph (days from {daily_partitions.start.date()} "
-              "through yesterday); the landing sensor skips it.")
+        print(
+            f"Note: {day} is not a partition of the demo graph (days from {daily_partitions.start.date()} "
+            "through yesterday); the landing sensor skips it."
+        )
 
 
 def run(partition_key: str | None) -> int:
@@ -62,8 +64,9 @@ def run(partition_key: str | None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m dbx_assets.demo", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m dbx_assets.demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     p_seed = sub.add_parser("seed", help="land customers and recent days of orders")
     p_seed.add_argument("--days", type=int, default=3)

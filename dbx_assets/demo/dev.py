@@ -15,6 +15,7 @@ embedded local workspace it uses is a detached server that outlives it. So this 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -111,7 +112,9 @@ def _banner(url: str, workspace_host: str | None, landed: list[dt.date], home: P
         lines.append(f"  Local workspace:   {workspace_host}/   (Databricks jobs, runs and task states; every asset's")
         lines.append("                     databricks_run_url metadata links to its run there)")
     if landed:
-        lines.append(f"  Just landed {landed[0]} .. {landed[-1]}: the orders_landing sensor builds every asset for them")
+        lines.append(
+            f"  Just landed {landed[0]} .. {landed[-1]}: the orders_landing sensor builds every asset for them"
+        )
         lines.append("                     in one run within a minute (watch the Runs page).")
     lines += [
         f"  Land another day:  {_python_hint()} -m dbx_assets.demo drop --date {next_day}",
@@ -127,17 +130,13 @@ def _banner(url: str, workspace_host: str | None, landed: list[dt.date], home: P
 
 def _stop_group(proc: subprocess.Popen, hurry: threading.Event) -> None:
     """SIGINT to dagster dev's group, SIGKILL to it after GRACE_S (or at a second Ctrl-C)."""
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGINT)
-    except ProcessLookupError:
-        pass
     deadline = time.monotonic() + GRACE_S
     while proc.poll() is None and time.monotonic() < deadline and not hurry.is_set():
         time.sleep(0.1)
-    try:  # also whatever the leader left behind in its group
+    with contextlib.suppress(ProcessLookupError):  # also whatever the leader left behind in its group
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     proc.wait()
 
 
@@ -151,10 +150,8 @@ def _cleanup(session: str, state_dir: Path | None) -> None:
             print(f"stopping the local workspace: {err}", file=sys.stderr)
     leftover = session_processes(session)
     for pid in leftover:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     if leftover:
         print(f"killed {len(leftover)} leftover process(es): {leftover}", file=sys.stderr)
 
@@ -166,6 +163,8 @@ def run_dev(*, host: str = "127.0.0.1", port: int = 3000, pool_limit: int = 1) -
     if running and _alive(running["pid"]):
         print(f"make dev is already running (pid {running['pid']}, {running.get('url')}); `make stop` stops it.")
         return 1
+    if running:  # a previous launcher was killed before it could clean up
+        _clean_up_after(running)
 
     stopping, hurry = threading.Event(), threading.Event()
 
@@ -206,7 +205,16 @@ def run_dev(*, host: str = "127.0.0.1", port: int = 3000, pool_limit: int = 1) -
         if stopping.is_set():
             return 0
         proc = subprocess.Popen(
-            [os.path.join(venv_bin, "dagster"), "dev", "-w", str(REPO_ROOT / "workspace.yaml"), "-h", host, "-p", str(port)],
+            [
+                os.path.join(venv_bin, "dagster"),
+                "dev",
+                "-w",
+                str(REPO_ROOT / "workspace.yaml"),
+                "-h",
+                host,
+                "-p",
+                str(port),
+            ],
             cwd=REPO_ROOT,
             stdin=subprocess.DEVNULL,  # a background group must not read the terminal
             start_new_session=True,  # one group to signal: webserver, daemon, code server, run workers
@@ -227,8 +235,10 @@ def run_dev(*, host: str = "127.0.0.1", port: int = 3000, pool_limit: int = 1) -
             _stop_group(proc, hurry)
         _cleanup(session, state_dir)
         pid_file.unlink(missing_ok=True)
-        print(f"Stopped in {time.monotonic() - started:.1f} s. `make dev` continues from {home} and {state_dir}.",
-              flush=True)
+        print(
+            f"Stopped in {time.monotonic() - started:.1f} s. `make dev` continues from {home} and {state_dir}.",
+            flush=True,
+        )
 
 
 def stop_dev(timeout: float = 60) -> int:
@@ -252,16 +262,18 @@ def stop_dev(timeout: float = 60) -> int:
         stopped = _embedded() and stop(state_dir, timeout=10)
         print("No make dev running" + ("; stopped its local workspace." if stopped else "."))
         return 0
-    # The launcher is gone (killed) but what it started may not be.
-    if info.get("pgid"):
-        try:
-            os.killpg(info["pgid"], signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-    _cleanup(info["session"], Path(info["state_dir"]))
+    _clean_up_after(info)
     pid_file.unlink(missing_ok=True)
     print("Stopped what the previous make dev left running.")
     return 0
+
+
+def _clean_up_after(info: dict) -> None:
+    """The launcher is gone (killed) but what it started may not be."""
+    if info.get("pgid"):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(info["pgid"], signal.SIGKILL)
+    _cleanup(info["session"], Path(info["state_dir"]))
 
 
 def _read_pid_file(path: Path) -> dict | None:

@@ -13,8 +13,11 @@ import dagster as dg
 DEMO_DAILY_JOB = "demo_daily"
 
 
+_ALL_ASSETS = dg.AssetSelection.all()
+
+
 def build_daily_job(
-    selection: dg.AssetSelection | Sequence[str] = dg.AssetSelection.all(),
+    selection: dg.AssetSelection | Sequence[str] = _ALL_ASSETS,
     *,
     name: str = DEMO_DAILY_JOB,
 ):

@@ -1,0 +1,518 @@
+"""The newcomer's path, end to end, in the real daemon: `make dev`'s launcher on a fresh
+DAGSTER_HOME and local workspace, the landing sensor ON.
+
+One module starts the product ONCE (a `dagster dev` start and each Spark run cost tens of
+seconds); its tests run in order against it:
+
+1. the sensor's first runs build every asset for the days `make dev` landed, all green;
+2. what a user sees in headless Chromium: materialized assets, a `databricks_run_url` link;
+3. terminating a run from the UI's API cancels its Databricks run;
+4. landing one more day makes the daemon launch exactly one green run for it within two ticks;
+5. Ctrl-C to the launcher stops every process it started (webserver, daemon, code servers,
+   the local workspace and its cluster JVMs), and the instance keeps what it recorded.
+
+Chromium is Debian's /usr/bin/chromium (`make browser` installs it), driven by the playwright
+package. Screenshots go to the module's tmp dir (printed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+LOCATION = "dbx_assets.demo.definitions"
+SENSOR = {"repositoryLocationName": LOCATION, "repositoryName": "__repository__", "sensorName": "orders_landing"}
+MARKER_ENV = "DBX_NEWCOMER_TEST"  # inherited by every process the launcher starts
+TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
+START_TIMEOUT_S = 420  # a loaded 2-core machine takes minutes to load dagster dev
+RUN_TIMEOUT_S = 900
+
+pytestmark = pytest.mark.timeout(2400)
+
+
+# ------------------------------------------------------------------------------ processes
+
+
+def _marked_processes(marker: str) -> dict[int, str]:
+    """pid -> start time and command, for live processes carrying MARKER_ENV=marker."""
+    needle = f"{MARKER_ENV}={marker}".encode()
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if needle not in (entry / "environ").read_bytes().split(b"\0"):
+                continue
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if stat[0] == "Z":  # exited, not yet reaped
+                continue
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            found[int(entry.name)] = f"{stat[19]} {cmd[:160]}"
+        except OSError:
+            continue
+    return found
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Product:
+    url: str
+    proc: subprocess.Popen
+    home: Path
+    state_dir: Path
+    log: Path
+    env: dict[str, str]
+    marker: str
+    shots: Path
+    started_s: float
+
+    def log_tail(self, n: int = 4000) -> str:
+        return self.log.read_text(errors="replace")[-n:]
+
+
+@pytest.fixture(scope="module")
+def product(tmp_path_factory):
+    """`python -m dbx_assets.demo dev`, exactly what `make dev` runs, in its own process group."""
+    base = tmp_path_factory.mktemp("newcomer")
+    home, state_dir, shots = base / "dagster_home", base / "local_workspace", base / "screenshots"
+    shots.mkdir()
+    marker = uuid.uuid4().hex
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABRICKS_", "DBX_DEMO_"))}
+    env.update(DAGSTER_HOME=str(home), DBX_LOCAL_STATE_DIR=str(state_dir), **{MARKER_ENV: marker})
+    log = base / "make_dev.log"
+    started = time.monotonic()
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "dbx_assets.demo", "dev", "--pool-limit", "1", "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    p = Product(f"http://127.0.0.1:{port}", proc, home, state_dir, log, env, marker, shots, started)
+    print(f"\nmake dev log: {log}\nscreenshots: {shots}")
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while "Dagster UI:" not in log.read_text(errors="replace"):
+            if proc.poll() is not None:
+                pytest.fail(f"the launcher exited with {proc.returncode}:\n{p.log_tail()}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"no UI within {START_TIMEOUT_S} s:\n{p.log_tail()}")
+            time.sleep(1)
+        print(f"UI up after {time.monotonic() - started:.0f} s")
+        yield p
+    finally:
+        if proc.poll() is None:  # a failed test before the stop test: stop it as a user would
+            os.kill(proc.pid, signal.SIGINT)
+            try:
+                proc.wait(timeout=90)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        for pid in _marked_processes(marker):  # never leave anything running, whatever failed
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+# ------------------------------------------------------------------------------ Dagster's APIs
+
+
+def _graphql(url: str, query: str, variables: dict | None = None) -> dict:
+    request = urllib.request.Request(
+        f"{url}/graphql",
+        data=json.dumps({"query": query, "variables": variables or {}}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        body = json.load(response)
+    assert "errors" not in body, body["errors"]
+    return body["data"]
+
+
+RUNS = "{ runsOrError { ... on Runs { results { runId status tags { key value } } } } }"
+TICKS = """query($s: SensorSelector!) { sensorOrError(sensorSelector: $s) { __typename ... on Sensor {
+  sensorState { status ticks(limit: 20) { status timestamp runIds skipReason error { message } } } } } }"""
+RUN_LOGS = """query($runId: ID!) { logsForRun(runId: $runId) { ... on EventConnection { events {
+  __typename ... on MessageEvent { message } } } } }"""
+ASSET_KEYS = "{ assetNodes { assetKey { path } groupName } }"
+
+
+def _runs(url: str) -> dict[str, dict]:
+    return {
+        r["runId"]: {**r, "tags": {t["key"]: t["value"] for t in r["tags"]}}
+        for r in _graphql(url, RUNS)["runsOrError"]["results"]
+    }
+
+
+def _ticks(url: str) -> list[dict]:
+    found = _graphql(url, TICKS, {"s": SENSOR})["sensorOrError"]
+    assert found["__typename"] == "Sensor", found
+    return sorted(found["sensorState"]["ticks"], key=lambda t: t["timestamp"])
+
+
+def _days(run: dict) -> list[str]:
+    """The partitions a run covers: one day, or a range (consecutive days landed together)."""
+    tags = run["tags"]
+    if "dagster/partition" in tags:
+        return [tags["dagster/partition"]]
+    start = dt.date.fromisoformat(tags["dagster/asset_partition_range_start"])
+    end = dt.date.fromisoformat(tags["dagster/asset_partition_range_end"])
+    return [(start + dt.timedelta(days=n)).isoformat() for n in range((end - start).days + 1)]
+
+
+def _failure_messages(url: str, run_id: str) -> list[str]:
+    events = _graphql(url, RUN_LOGS, {"runId": run_id})["logsForRun"]["events"]
+    return [e.get("message", "")[:500] for e in events if "Failure" in e["__typename"]][-5:]
+
+
+def _wait_runs_done(p: Product, run_ids: list[str]) -> dict[str, dict]:
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    while True:
+        runs = _runs(p.url)
+        if all(runs[r]["status"] in TERMINAL for r in run_ids):
+            return {r: runs[r] for r in run_ids}
+        assert time.monotonic() < deadline, (
+            f"runs not done in {RUN_TIMEOUT_S} s: {[runs[r]['status'] for r in run_ids]}"
+        )
+        assert p.proc.poll() is None, f"make dev exited:\n{p.log_tail()}"
+        time.sleep(3)
+
+
+def _assert_green(p: Product, runs: dict[str, dict]) -> None:
+    failed = {r: (run["status"], _failure_messages(p.url, r)) for r, run in runs.items() if run["status"] != "SUCCESS"}
+    assert not failed, f"failed runs: {failed}"
+
+
+def _materialized_days(home: Path) -> dict[str, set[str]]:
+    """Asset key -> days with a materialization, from the instance on that DAGSTER_HOME."""
+    import dagster as dg
+
+    old = os.environ.get("DAGSTER_HOME")
+    os.environ["DAGSTER_HOME"] = str(home)
+    try:
+        with dg.DagsterInstance.get() as instance:
+            from dbx_assets.demo.definitions import defs
+
+            out = {}
+            for key in defs.resolve_all_asset_keys():
+                records = instance.fetch_materializations(key, limit=1000).records
+                out[key.to_user_string()] = {r.partition_key for r in records if r.partition_key}
+            return out
+    finally:
+        if old is None:
+            os.environ.pop("DAGSTER_HOME", None)
+        else:
+            os.environ["DAGSTER_HOME"] = old
+
+
+def _landed_days(p: Product) -> list[str]:
+    from dbx_assets.demo.data import demo_days
+
+    return [d.isoformat() for d in demo_days(count=3)]
+
+
+# ------------------------------------------------------------------------------ the tests
+
+
+def test_consecutive_days_landed_together_run_as_one_range():
+    """The demo sensor's regrouping alone (no product needed): 19..21 together, 17 alone."""
+    import dagster as dg
+
+    from dbx_assets.demo.sensors import LANDING_TARGET, merge_consecutive_days
+    from dbx_assets.integration.file_sensor import TRIGGER_FILE_TAG
+
+    per_day = [
+        dg.RunRequest(run_key=f"k{d}", partition_key=d, tags={TRIGGER_FILE_TAG: d, "dagster/partition": d})
+        for d in ("2026-11-21", "2026-11-17", "2026-11-19", "2026-11-20")
+    ]
+    merged = merge_consecutive_days(per_day)
+    assert [(r.partition_key, r.partition_key_range) for r in merged] == [
+        ("2026-11-17", None),
+        (None, dg.PartitionKeyRange("2026-11-19", "2026-11-21")),
+    ]
+    assert merged[0].run_key == "k2026-11-17" and "dagster/partition" not in merged[0].tags
+    assert merged[1].run_key != merge_consecutive_days(per_day[2:])[0].run_key  # 19..20 is another request
+    from dbx_assets.demo.definitions import defs
+
+    selected = {k.to_user_string() for k in LANDING_TARGET.resolve(defs.resolve_asset_graph())}
+    assert {"bronze_orders", "bronze_customers", "silver_orders", "revenue_report"} <= selected
+
+
+FIRST_RUNS: dict[str, dict] = {}
+
+
+def test_the_first_runs_build_every_asset_for_the_landed_days(product):
+    p = product
+    deadline = time.monotonic() + START_TIMEOUT_S
+    ticks = _ticks(p.url)
+    while not any(t["runIds"] for t in ticks):  # the first tick that requested runs
+        assert time.monotonic() < deadline, f"the sensor requested no run: {ticks}\n{p.log_tail()}"
+        assert not any(t["status"] == "FAILURE" for t in ticks), f"sensor tick failed: {ticks}"
+        time.sleep(2)
+        ticks = _ticks(p.url)
+    first = next(t for t in ticks if t["runIds"])
+    runs = _wait_runs_done(p, first["runIds"])
+    print(
+        f"first runs ended {time.monotonic() - p.started_s:.0f} s after make dev started: "
+        f"{[(r['status'], _days(r)) for r in runs.values()]}"
+    )
+    _assert_green(p, runs)
+    FIRST_RUNS.update(runs)
+
+    landed = _landed_days(p)
+    covered = sorted(d for r in runs.values() for d in _days(r))
+    assert covered == landed, f"the sensor's first runs cover {covered}, landed {landed}"
+    assert len(runs) == 1, "consecutive days landed in one tick should run as one partition range (one cluster)"
+    assert all(t["status"] != "FAILURE" for t in _ticks(p.url)), _ticks(p.url)
+    assert all(r["status"] == "SUCCESS" for r in _runs(p.url).values())  # the Runs page: no failed run
+
+    materialized = _materialized_days(p.home)
+    missing = {k: sorted(set(landed) - days) for k, days in materialized.items() if set(landed) - days}
+    assert "bronze_customers" in materialized and not missing, f"not materialized: {missing}"
+
+
+def test_a_user_sees_the_assets_materialized_and_a_link_to_the_databricks_run(product):
+    if not FIRST_RUNS:
+        pytest.skip("the first runs did not succeed")
+    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: run `make browser` (make test does)"
+    from playwright.sync_api import sync_playwright
+
+    p = product
+    day = _landed_days(p)[-1]
+    workspace_host = json.loads((p.state_dir / "connection.json").read_text())["host"]
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            page.set_default_timeout(60_000)
+            page.goto(f"{p.url}/asset-groups", wait_until="networkidle")
+            skip = page.get_by_role("button", name="Skip")  # the first-visit "join the community" dialog
+            try:
+                skip.wait_for(timeout=5_000)
+                skip.click()
+            except Exception:
+                pass
+            page.screenshot(path=str(p.shots / "1-global-lineage.png"))
+
+            # Each group's graph: every asset has a latest event and some partitions filled.
+            nodes = _graphql(p.url, ASSET_KEYS)["assetNodes"]
+            for i, group in enumerate(sorted({n["groupName"] for n in nodes}), start=2):
+                page.goto(f"{p.url}/locations/{LOCATION}/asset-groups/{group}", wait_until="networkidle")
+                page.get_by_text("% filled").first.wait_for()
+                page.wait_for_timeout(1000)  # the remaining nodes' live data
+                page.screenshot(path=str(p.shots / f"{i}-group-{group}.png"))
+                text = page.locator("body").inner_text()
+                members = [n["assetKey"]["path"][-1] for n in nodes if n["groupName"] == group]
+                assert text.count("% filled") >= len(members), f"{group}: {members} (see {p.shots})"
+                assert not re.search(r"(^|\D)0% filled", text), f"{group} shows an empty asset (see {p.shots})"
+
+            page.goto(f"{p.url}/runs", wait_until="networkidle")
+            page.get_by_text("orders_landing").first.wait_for()
+            page.screenshot(path=str(p.shots / "6-runs.png"))
+            runs_text = page.locator("body").inner_text()
+            assert "Success" in runs_text and "Failure" not in runs_text, f"the Runs page (see {p.shots})"
+
+            asset_keys = ["/".join(n["assetKey"]["path"]) for n in _graphql(p.url, ASSET_KEYS)["assetNodes"]]
+            assert {"bronze_orders", "bronze_customers", "revenue_report"} <= set(asset_keys)
+            not_materialized = []
+            for key in asset_keys:
+                page.goto(f"{p.url}/assets/{key}?view=partitions&partition={day}", wait_until="networkidle")
+                page.get_by_text("Latest materialization").first.wait_for()
+                text = page.locator("body").inner_text()
+                if f"{day}\nMaterialized\n" not in text or "Materialized (0)" in text:
+                    not_materialized.append(key)
+                    page.screenshot(path=str(p.shots / f"not-materialized-{key.replace('/', '_')}.png"), full_page=True)
+            assert not_materialized == [], f"not shown as materialized for {day}: {not_materialized} (see {p.shots})"
+
+            page.goto(f"{p.url}/assets/bronze_orders?view=partitions&partition={day}", wait_until="networkidle")
+            page.get_by_text("databricks_run_url").first.wait_for()
+            page.screenshot(path=str(p.shots / "7-bronze-orders-metadata.png"), full_page=True)
+            href = page.locator(f"a[href^='{workspace_host}']").first.get_attribute("href")
+            assert href and "/run/" in href, f"no Databricks run link on the asset page (see {p.shots})"
+
+            page.goto(href, wait_until="networkidle")  # the local workspace's run page it links to
+            page.screenshot(path=str(p.shots / "8-databricks-run-page.png"), full_page=True)
+            assert "SUCCESS" in page.locator("body").inner_text()
+            print(f"screenshots: {p.shots}; databricks run url: {href}")
+        finally:
+            browser.close()
+
+
+LAUNCH = """mutation($params: ExecutionParams!) { launchRun(executionParams: $params) {
+  __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }"""
+TERMINATE = """mutation($runId: String!) { terminateRun(runId: $runId) {
+  __typename ... on PythonError { message } ... on TerminateRunFailure { message } } }"""
+RUN_STATUS = """query($runId: ID!) { runOrError(runId: $runId) { ... on Run { status tags { key value } } } }"""
+
+
+def _workspace_client(p: Product):
+    from databricks.sdk import WorkspaceClient
+
+    info = json.loads((p.state_dir / "connection.json").read_text())
+    return WorkspaceClient(host=info["host"], token=info["token"])
+
+
+def test_terminating_a_run_cancels_its_databricks_run(product):
+    """What the UI's Terminate button does, through the same GraphQL API and run launcher."""
+    p = product
+    client = _workspace_client(p)
+    params = {
+        "selector": {
+            "repositoryLocationName": LOCATION,
+            "repositoryName": "__repository__",
+            "jobName": "__ASSET_JOB",
+            "assetSelection": [{"path": ["bronze_orders"]}],
+        },
+        "executionMetadata": {"tags": [{"key": "dagster/partition", "value": _landed_days(p)[0]}]},
+        "runConfigData": {},
+    }
+    launched = _graphql(p.url, LAUNCH, {"params": params})["launchRun"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    run_id = launched["run"]["runId"]
+
+    databricks_run_id = None
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    while databricks_run_id is None:  # the run's log names its Databricks run, as the UI shows it
+        assert time.monotonic() < deadline, "the Dagster run never started a Databricks run"
+        events = _graphql(p.url, RUN_LOGS, {"runId": run_id})["logsForRun"]["events"]
+        found = [m.group(1) for e in events if (m := re.search(r"Databricks run (\d+)", e.get("message") or ""))]
+        databricks_run_id = found[0] if found else None
+        time.sleep(0.5)
+    # Terminate right away: the cluster is still starting (one task on a fresh cluster can finish
+    # within seconds of running), so the cancel lands on a live Databricks run.
+    state = client.jobs.get_run(int(databricks_run_id)).state
+    assert state.life_cycle_state.value in ("PENDING", "QUEUED", "RUNNING"), state
+    terminated = _graphql(p.url, TERMINATE, {"runId": run_id})["terminateRun"]
+    assert terminated["__typename"] == "TerminateRunSuccess", terminated
+    cancel_deadline = time.monotonic() + 60
+    state = client.jobs.get_run(int(databricks_run_id)).state
+    while state.life_cycle_state.value != "TERMINATED" and time.monotonic() < cancel_deadline:
+        time.sleep(0.5)
+        state = client.jobs.get_run(int(databricks_run_id)).state
+    assert state.result_state and state.result_state.value == "CANCELED", state
+    while _graphql(p.url, RUN_STATUS, {"runId": run_id})["runOrError"]["status"] not in TERMINAL:
+        assert time.monotonic() < cancel_deadline + 120
+        time.sleep(1)
+    assert _graphql(p.url, RUN_STATUS, {"runId": run_id})["runOrError"]["status"] == "CANCELED"
+
+
+def test_landing_another_day_runs_exactly_that_day_within_two_ticks(product):
+    p = product
+    day = (dt.date.fromisoformat(_landed_days(p)[0]) - dt.timedelta(days=1)).isoformat()
+    before_runs = set(_runs(p.url))
+    before_ticks = {t["timestamp"] for t in _ticks(p.url)}
+    dropped_at = time.time()  # a tick started during the drop may or may not see the marker
+    drop = subprocess.run(
+        [sys.executable, "-m", "dbx_assets.demo", "drop", "--date", day],
+        cwd=ROOT,
+        env=p.env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert drop.returncode == 0, drop.stderr[-2000:]
+
+    # The first two ticks that start after the drop: one of them launches the run.
+    deadline = time.monotonic() + 600
+    while True:
+        new_ticks = [
+            t
+            for t in _ticks(p.url)
+            if t["timestamp"] not in before_ticks and t["timestamp"] > dropped_at and t["status"] != "STARTED"
+        ]
+        launched = [r for t in new_ticks[:2] for r in t["runIds"]]
+        if launched or len(new_ticks) >= 2:
+            break
+        assert time.monotonic() < deadline, f"fewer than two sensor ticks in 600 s after the drop: {new_ticks}"
+        time.sleep(2)
+    assert len(launched) == 1, f"the two ticks after landing {day} launched {launched}: {new_ticks[:2]}"
+    run = _wait_runs_done(p, launched)[launched[0]]
+    _assert_green(p, {launched[0]: run})
+    assert _days(run) == [day]
+    assert set(_runs(p.url)) - before_runs == set(launched), "another run was launched besides that day's"
+    missing = [k for k, days in _materialized_days(p.home).items() if day not in days]
+    assert not missing, f"not materialized for {day}: {missing}"
+
+
+def test_ctrl_c_stops_everything_make_dev_started(product):
+    p = product
+    client = _workspace_client(p)
+    # An all-purpose cluster (a PySpark driver JVM) left running, as a user might.
+    cluster_id = client.clusters.create(
+        cluster_name="left-running", spark_version="15.4.x-scala2.12", node_type_id="local", num_workers=0
+    ).response.cluster_id
+    deadline = time.monotonic() + 300
+    while client.clusters.get(cluster_id).state.value != "RUNNING":
+        assert time.monotonic() < deadline, client.clusters.get(cluster_id).state
+        time.sleep(1)
+    workspace_pid = json.loads((p.state_dir / "connection.json").read_text())["pid"]
+    started = _marked_processes(p.marker)
+    commands = " | ".join(started.values())
+    for part in (
+        "dbx_assets.demo dev",
+        "dagster dev",
+        "dagster_webserver",
+        "dagster._daemon",
+        "dagster api grpc",
+        "dbx_assets.local_workspace serve",
+        "java",
+    ):
+        assert part in commands, f"expected a running {part!r} among {list(started.values())}"
+    assert workspace_pid in started
+
+    t0 = time.monotonic()
+    os.kill(p.proc.pid, signal.SIGINT)  # Ctrl-C (the terminal signals make and the launcher)
+    returncode = p.proc.wait(timeout=120)
+    stop_s = time.monotonic() - t0
+    print(f"stopped {len(started)} processes in {stop_s:.1f} s")
+    assert returncode == 0, p.log_tail()
+
+    time.sleep(1)
+    left = {pid: cmd for pid, cmd in _marked_processes(p.marker).items()}
+    assert left == {}, f"still running after Ctrl-C: {left}"
+    for pid, desc in started.items():  # the same pid with the same start time would be a survivor
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            assert stat[19] != desc.split()[0] or stat[0] == "Z", f"survived: {pid} {desc}"
+        except FileNotFoundError:
+            pass
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"{p.url}/server_info", timeout=5)
+    assert "Stopped in" in p.log_tail()
+
+    # Nothing is lost: the next `make dev` finds the runs and the materializations.
+    assert all(days for days in _materialized_days(p.home).values())
+    assert (p.state_dir / "connection.json").exists()
