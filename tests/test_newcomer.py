@@ -5,10 +5,11 @@ One module starts the product ONCE (a `dagster dev` start and each Spark run cos
 seconds); its tests run in order against it:
 
 1. the sensor's first runs build every asset for the days `make dev` landed, all green;
-2. what a user sees in headless Chromium: materialized assets, a `databricks_run_url` link;
-3. terminating a run from the UI's API cancels its Databricks run;
-4. landing one more day makes the daemon launch exactly one green run for it within two ticks;
-5. Ctrl-C to the launcher stops every process it started (webserver, daemon, code servers,
+2. one more day is landed as the banner suggests (the daemon works on it during step 3);
+3. what a user sees in headless Chromium: materialized assets, a `databricks_run_url` link;
+4. the daemon launched exactly one green run for that day within two ticks;
+5. terminating a run from the UI's API cancels its Databricks run;
+6. Ctrl-C to the launcher stops every process it started (webserver, daemon, code servers,
    the local workspace and its cluster JVMs), and the instance keeps what it recorded.
 
 Chromium is Debian's /usr/bin/chromium (`make browser` installs it), driven by the playwright
@@ -304,6 +305,30 @@ def test_the_first_runs_build_every_asset_for_the_landed_days(product):
     assert "bronze_customers" in materialized and not missing, f"not materialized: {missing}"
 
 
+DROPPED: dict = {}
+
+
+def test_landing_another_day(product):
+    """Lands a day the way the banner tells a user to; the daemon reacts while the browser test runs."""
+    if not FIRST_RUNS:
+        pytest.skip("the first runs did not succeed")
+    p = product
+    day = (dt.date.fromisoformat(_landed_days(p)[0]) - dt.timedelta(days=1)).isoformat()
+    assert f"drop --date {day}" in p.log.read_text(errors="replace"), "make dev's banner suggests another day to land"
+    before = {"runs": set(_runs(p.url)), "ticks": {t["timestamp"] for t in _ticks(p.url)}}
+    dropped_at = time.time()  # a tick started during the drop may or may not see the marker
+    drop = subprocess.run(
+        [sys.executable, "-m", "dbx_assets.demo", "drop", "--date", day],
+        cwd=ROOT,
+        env=p.env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert drop.returncode == 0, drop.stderr[-2000:]
+    DROPPED.update(day=day, dropped_at=dropped_at, **before)
+
+
 def test_a_user_sees_the_assets_materialized_and_a_link_to_the_databricks_run(product):
     if not FIRST_RUNS:
         pytest.skip("the first runs did not succeed")
@@ -371,6 +396,33 @@ def test_a_user_sees_the_assets_materialized_and_a_link_to_the_databricks_run(pr
             browser.close()
 
 
+def test_the_daemon_runs_exactly_that_day_within_two_ticks(product):
+    if not DROPPED:
+        pytest.skip("no day was landed")
+    p, day = product, DROPPED["day"]
+    deadline = time.monotonic() + 600
+    while True:  # the first two ticks that started after the drop
+        new_ticks = [
+            t
+            for t in _ticks(p.url)
+            if t["timestamp"] not in DROPPED["ticks"]
+            and t["timestamp"] > DROPPED["dropped_at"]
+            and t["status"] != "STARTED"
+        ]
+        if len(new_ticks) >= 2:
+            break
+        assert time.monotonic() < deadline, f"fewer than two sensor ticks in 600 s after the drop: {new_ticks}"
+        time.sleep(2)
+    launched = [r for t in new_ticks[:2] for r in t["runIds"]]
+    assert len(launched) == 1, f"the two ticks after landing {day} launched {launched}: {new_ticks[:2]}"
+    run = _wait_runs_done(p, launched)[launched[0]]
+    _assert_green(p, {launched[0]: run})
+    assert _days(run) == [day]
+    assert set(_runs(p.url)) - DROPPED["runs"] == set(launched), "another run was launched besides that day's"
+    missing = [k for k, days in _materialized_days(p.home).items() if day not in days]
+    assert not missing, f"not materialized for {day}: {missing}"
+
+
 LAUNCH = """mutation($params: ExecutionParams!) { launchRun(executionParams: $params) {
   __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }"""
 TERMINATE = """mutation($runId: String!) { terminateRun(runId: $runId) {
@@ -427,44 +479,6 @@ def test_terminating_a_run_cancels_its_databricks_run(product):
         assert time.monotonic() < cancel_deadline + 120
         time.sleep(1)
     assert _graphql(p.url, RUN_STATUS, {"runId": run_id})["runOrError"]["status"] == "CANCELED"
-
-
-def test_landing_another_day_runs_exactly_that_day_within_two_ticks(product):
-    p = product
-    day = (dt.date.fromisoformat(_landed_days(p)[0]) - dt.timedelta(days=1)).isoformat()
-    before_runs = set(_runs(p.url))
-    before_ticks = {t["timestamp"] for t in _ticks(p.url)}
-    dropped_at = time.time()  # a tick started during the drop may or may not see the marker
-    drop = subprocess.run(
-        [sys.executable, "-m", "dbx_assets.demo", "drop", "--date", day],
-        cwd=ROOT,
-        env=p.env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert drop.returncode == 0, drop.stderr[-2000:]
-
-    # The first two ticks that start after the drop: one of them launches the run.
-    deadline = time.monotonic() + 600
-    while True:
-        new_ticks = [
-            t
-            for t in _ticks(p.url)
-            if t["timestamp"] not in before_ticks and t["timestamp"] > dropped_at and t["status"] != "STARTED"
-        ]
-        launched = [r for t in new_ticks[:2] for r in t["runIds"]]
-        if launched or len(new_ticks) >= 2:
-            break
-        assert time.monotonic() < deadline, f"fewer than two sensor ticks in 600 s after the drop: {new_ticks}"
-        time.sleep(2)
-    assert len(launched) == 1, f"the two ticks after landing {day} launched {launched}: {new_ticks[:2]}"
-    run = _wait_runs_done(p, launched)[launched[0]]
-    _assert_green(p, {launched[0]: run})
-    assert _days(run) == [day]
-    assert set(_runs(p.url)) - before_runs == set(launched), "another run was launched besides that day's"
-    missing = [k for k, days in _materialized_days(p.home).items() if day not in days]
-    assert not missing, f"not materialized for {day}: {missing}"
 
 
 def test_ctrl_c_stops_everything_make_dev_started(product):
