@@ -10,8 +10,11 @@ import json
 from pyspark.sql import Window
 from pyspark.sql import functions as F
 
-orders = spark.table("bronze.orders")
-customers = spark.table("bronze.customers").select(
+dbutils.widgets.text("catalog", "main")
+catalog = dbutils.widgets.get("catalog")
+
+orders = spark.table(f"{catalog}.bronze.orders")
+customers = spark.table(f"{catalog}.bronze.customers").select(
     F.col("customer_id").cast("int").alias("customer_id"),
     F.col("name").alias("customer_name"),
     "country",
@@ -34,8 +37,8 @@ enriched = valid.join(customers, "customer_id", "left").withColumn("order_date",
 
 # COMMAND ----------
 
-spark.sql("CREATE DATABASE IF NOT EXISTS silver")
-enriched.write.mode("overwrite").saveAsTable("silver.orders_enriched")
+spark.sql(f"CREATE SCHEMA IF NOT EXISTS {catalog}.silver")
+enriched.write.mode("overwrite").saveAsTable(f"{catalog}.silver.orders_enriched")
 
 stats = {
     "input_rows": orders.count(),

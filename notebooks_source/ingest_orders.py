@@ -13,6 +13,8 @@ dbutils.widgets.text("landing_path", "dbfs:/landing/orders")
 dbutils.widgets.text("partition_key", "")
 dbutils.widgets.text("partition_start", "")
 dbutils.widgets.text("partition_end", "")
+dbutils.widgets.text("catalog", "main")
+catalog = dbutils.widgets.get("catalog")
 
 landing_path = dbutils.widgets.get("landing_path")
 start = dbutils.widgets.get("partition_start") or dbutils.widgets.get("partition_key")
@@ -39,14 +41,14 @@ raw = (
 
 # COMMAND ----------
 
-spark.sql("CREATE DATABASE IF NOT EXISTS bronze")
-if spark.catalog.tableExists("bronze.orders"):
+spark.sql(f"CREATE SCHEMA IF NOT EXISTS {catalog}.bronze")
+if spark.catalog.tableExists(f"{catalog}.bronze.orders"):
     # Keep other days, replace the ones re-ingested; localCheckpoint cuts the read-while-overwrite lineage.
-    kept = spark.table("bronze.orders").where(~F.col("ingest_date").isin(wanted))
+    kept = spark.table(f"{catalog}.bronze.orders").where(~F.col("ingest_date").isin(wanted))
     combined = kept.unionByName(raw).localCheckpoint()
 else:
     combined = raw
-combined.write.mode("overwrite").saveAsTable("bronze.orders")
+combined.write.mode("overwrite").saveAsTable(f"{catalog}.bronze.orders")
 
 rows = raw.count()
 print(f"Ingested {rows} rows for {len(wanted)} day(s): {', '.join(wanted)}")

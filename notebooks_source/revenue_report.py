@@ -1,6 +1,6 @@
 # Databricks notebook source
 # MAGIC %md
-# MAGIC Daily revenue report: reads the dbt mart `analytics.fct_daily_revenue` and returns the
+# MAGIC Daily revenue report: reads the dbt mart `main.analytics.fct_daily_revenue` and returns the
 # MAGIC headline figures for the partition (or all days) as the notebook's exit value.
 
 # COMMAND ----------
@@ -12,10 +12,12 @@ from pyspark.sql import functions as F
 dbutils.widgets.text("partition_key", "")
 dbutils.widgets.text("partition_start", "")
 dbutils.widgets.text("partition_end", "")
+dbutils.widgets.text("catalog", "main")
 start = dbutils.widgets.get("partition_start") or dbutils.widgets.get("partition_key")
 end = dbutils.widgets.get("partition_end") or start
 
-daily = spark.table("analytics.fct_daily_revenue")
+mart = f"{dbutils.widgets.get('catalog')}.analytics.fct_daily_revenue"
+daily = spark.table(mart)
 if start:
     daily = daily.where(F.col("revenue_date").between(F.lit(start).cast("date"), F.lit(end).cast("date")))
 
@@ -37,6 +39,6 @@ report = {
     "best_day": str(best["revenue_date"]) if best else None,
 }
 if report["days"] == 0:
-    raise ValueError(f"analytics.fct_daily_revenue has no rows for {report['report_period']}")
+    raise ValueError(f"{mart} has no rows for {report['report_period']}")
 display(daily.orderBy("revenue_date"))
 dbutils.notebook.exit(json.dumps(report))

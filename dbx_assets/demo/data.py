@@ -41,8 +41,15 @@ def orders_csv(day: dt.date) -> bytes:
         status = rng.choice(("completed", "completed", "completed", "pending", "cancelled", "refunded", "Completed "))
         writer.writerow([base_id + i, customer, ts.isoformat(sep=" "), amount, status])
         if rng.random() < 0.03:  # a correction arriving later the same day
-            writer.writerow([base_id + i, customer, (ts + dt.timedelta(minutes=30)).isoformat(sep=" "),
-                             round(amount * 0.9, 2), "completed"])
+            writer.writerow(
+                [
+                    base_id + i,
+                    customer,
+                    (ts + dt.timedelta(minutes=30)).isoformat(sep=" "),
+                    round(amount * 0.9, 2),
+                    "completed",
+                ]
+            )
     return out.getvalue().encode()
 
 

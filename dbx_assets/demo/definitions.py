@@ -23,14 +23,29 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks_source"
 DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
 WORKFLOW_NAME = "dbx_assets_demo"
+# Unity Catalog: the notebooks (through their `catalog` parameter) and dbt write main.<schema>.<table>.
+CATALOG = "main"
 
 notebooks = NotebookTasks(
     [
-        NotebookAsset(key="bronze_orders", notebook="ingest_orders.py", group="bronze", owners=["team:data-eng"]),
-        NotebookAsset(key="bronze_customers", notebook="ingest_customers.py", group="bronze", owners=["team:data-eng"]),
+        NotebookAsset(
+            key="bronze_orders",
+            notebook="ingest_orders.py",
+            group="bronze",
+            params={"catalog": CATALOG},
+            owners=["team:data-eng"],
+        ),
+        NotebookAsset(
+            key="bronze_customers",
+            notebook="ingest_customers.py",
+            group="bronze",
+            params={"catalog": CATALOG},
+            owners=["team:data-eng"],
+        ),
         NotebookAsset(
             key="silver_orders",
             notebook="clean_orders.py",
+            params={"catalog": CATALOG},
             deps=["bronze_orders", "bronze_customers"],
             group="silver",
             owners=["team:data-eng"],
@@ -38,6 +53,7 @@ notebooks = NotebookTasks(
         NotebookAsset(
             key="revenue_report",
             notebook="revenue_report.py",
+            params={"catalog": CATALOG},
             deps=["fct_daily_revenue"],
             group="reporting",
             owners=["team:analytics"],
@@ -54,7 +70,7 @@ demo_assets = build_workflow_assets(
 
 # Unset everything (the default) to use the embedded local workspace; set DATABRICKS_HOST and
 # DATABRICKS_TOKEN (or a profile / OAuth M2M variables) to run against a real workspace.
-databricks_resource = DatabricksResource()
+databricks_resource = DatabricksResource(catalog=CATALOG)
 
 defs = dg.Definitions(
     assets=[demo_assets],

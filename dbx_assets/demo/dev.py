@@ -199,7 +199,7 @@ def run_dev(*, host: str = "127.0.0.1", port: int = 3000, pool_limit: int = 1) -
 
             print(f"Starting the local workspace (state in {state_dir}) ...", flush=True)
             workspace_host = ensure_running(state_dir, timeout=120).host
-        from dbx_assets.demo.__main__ import seed
+        from dbx_assets.demo.seeding import seed
 
         landed = seed(3)
         if stopping.is_set():

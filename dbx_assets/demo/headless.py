@@ -5,8 +5,13 @@ from __future__ import annotations
 import dagster as dg
 
 STANDARD_METADATA = {
-    "databricks_job_id", "databricks_run_id", "databricks_task_run_id", "databricks_run_url",
-    "databricks_cluster_id", "setup_duration_s", "execution_duration_s",
+    "databricks_job_id",
+    "databricks_run_id",
+    "databricks_task_run_id",
+    "databricks_run_url",
+    "databricks_cluster_id",
+    "setup_duration_s",
+    "execution_duration_s",
 }
 
 
@@ -33,8 +38,10 @@ def materialize_all(partition_key: str) -> int:
         meta = event.materialization.metadata
         url = meta.get("databricks_run_url")
         cluster = meta.get("databricks_cluster_id")
-        print(f"  materialized  {key.to_user_string():<24} cluster={cluster.value if cluster else '-'}  "
-              f"{url.value if url else ''}")
+        print(
+            f"  materialized  {key.to_user_string():<24} cluster={cluster.value if cluster else '-'}  "
+            f"{url.value if url else ''}"
+        )
         if key in notebook_keys:  # the notebook's exit value, as metadata entries
             exit_value = {k: v.value for k, v in meta.items() if k not in STANDARD_METADATA}
             if exit_value:
@@ -42,13 +49,18 @@ def materialize_all(partition_key: str) -> int:
     for check in result.get_asset_check_evaluations():
         status = "passed" if check.passed else f"FAILED ({check.severity.value})"
         print(f"  check         {check.asset_key.to_user_string()}:{check.check_name} {status}")
-    run_ids = {e.materialization.metadata["databricks_run_id"].value for e in materialized.values()
-               if "databricks_run_id" in e.materialization.metadata}
+    run_ids = {
+        e.materialization.metadata["databricks_run_id"].value
+        for e in materialized.values()
+        if "databricks_run_id" in e.materialization.metadata
+    }
     databricks_run_id = max(run_ids) if run_ids else None
     if databricks_run_id:
         dbx_run = databricks_resource.get_client().jobs.get_run(int(databricks_run_id))
         clusters = {t.cluster_instance.cluster_id for t in dbx_run.tasks or [] if t.cluster_instance}
-        print(f"Databricks run {databricks_run_id}: {dbx_run.state.result_state.value if dbx_run.state and dbx_run.state.result_state else '?'}, "
-              f"{len(dbx_run.tasks or [])} task(s) on {len(clusters)} cluster(s) started: {', '.join(sorted(clusters))}")
+        print(
+            f"Databricks run {databricks_run_id}: {dbx_run.state.result_state.value if dbx_run.state and dbx_run.state.result_state else '?'}, "
+            f"{len(dbx_run.tasks or [])} task(s) on {len(clusters)} cluster(s) started: {', '.join(sorted(clusters))}"
+        )
         print(f"Run page: {dbx_run.run_page_url}")
     return 0 if result.success else 1
