@@ -21,9 +21,9 @@ from pathlib import Path
 
 import dagster as dg
 
-from dbx_assets.local_workspace.launcher import ensure_running, stop
 from dbx_assets.integration.resource import DatabricksResource
 from dbx_assets.integration.workflow.assets import build_workflow_assets
+from dbx_assets.local_workspace.launcher import ensure_running, stop
 
 TESTS_DIR = Path(__file__).resolve().parent.parent / "tests"
 FAULTS = "/api/2.0/local/faults"

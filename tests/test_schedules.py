@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import dagster as dg
 import pytest
@@ -47,9 +47,9 @@ def test_schedule_runs_after_midnight_utc_daily():
 @pytest.mark.parametrize(
     "tick, expected",
     [
-        (datetime(2026, 11, 10, 1, 0, tzinfo=timezone.utc), "2026-11-09"),
-        (datetime(2026, 11, 2, 1, 0, tzinfo=timezone.utc), "2026-11-01"),
-        (datetime(2026, 12, 1, 1, 0, tzinfo=timezone.utc), "2026-11-30"),
+        (datetime(2026, 11, 10, 1, 0, tzinfo=UTC), "2026-11-09"),
+        (datetime(2026, 11, 2, 1, 0, tzinfo=UTC), "2026-11-01"),
+        (datetime(2026, 12, 1, 1, 0, tzinfo=UTC), "2026-11-30"),
     ],
 )
 def test_schedule_requests_previous_days_partition(tick, expected):

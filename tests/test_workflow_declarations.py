@@ -6,6 +6,7 @@ import shutil
 
 import dagster as dg
 import pytest
+from workflow_support import NOTEBOOKS, make_workflow, new_name
 
 from dbx_assets.integration.sources.base import DeployTarget
 from dbx_assets.integration.sources.notebook import NotebookAsset, NotebookTasks, exit_value_metadata
@@ -15,7 +16,6 @@ from dbx_assets.integration.workflow.definition import Workflow
 from dbx_assets.integration.workflow.deploy import WorkflowDeployer
 from dbx_assets.integration.workflow.model import WorkflowDefinitionError, spec_hash, task_key_for
 from dbx_assets.integration.workflow.runner import PollPolicy, idempotency_token
-from workflow_support import NOTEBOOKS, make_workflow, new_name
 
 
 @pytest.fixture

@@ -7,12 +7,14 @@ waiter polls clusters/get until RUNNING.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import string
 import threading
 import time
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 from databricks.sdk.service import compute
 
@@ -222,10 +224,8 @@ class Clusters:
 
     def _boot_in_background(self, doc: dict) -> None:
         def run():
-            try:
+            with contextlib.suppress(ClusterStartError):  # recorded on the cluster doc
                 self._boot(doc)
-            except ClusterStartError:
-                pass  # recorded on the cluster doc
 
         threading.Thread(target=run, name=f"cluster-start-{doc['cluster_id']}", daemon=True).start()
 
@@ -245,10 +245,8 @@ class Clusters:
         with self._lock:
             ids = list(self._live)
         for cid in ids:
-            try:
+            with contextlib.suppress(Exception):
                 self.terminate(cid, "The local workspace shut down", termination_reason("USER_REQUEST", "SUCCESS"))
-            except Exception:
-                pass
 
     # -- used by the scheduler ------------------------------------------------------------------
     def start_job_cluster(self, spec: dict, run_id: int, name: str) -> tuple[str, ClusterRuntime]:

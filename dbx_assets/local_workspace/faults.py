@@ -56,7 +56,7 @@ class FaultConfig:
     clock_offset_seconds: float = 0.0  # shift of every reported timestamp (clock skew); may be negative
 
     @classmethod
-    def from_dict(cls, data: dict) -> "FaultConfig":
+    def from_dict(cls, data: dict) -> FaultConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

@@ -7,10 +7,11 @@ Kept apart from server.py so that nothing needs the HTTP server to describe a ha
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email import message_from_bytes
 from email.policy import HTTP
-from typing import Callable, Protocol
+from typing import Protocol
 
 from .clock import Clock
 from .http_errors import ApiError, invalid
@@ -84,11 +85,11 @@ class Response:
     drop_connection: bool = False  # close the socket without answering (fault injection)
 
     @classmethod
-    def dropped(cls) -> "Response":
+    def dropped(cls) -> Response:
         return cls(0, drop_connection=True)
 
     @classmethod
-    def json(cls, data: dict, status: int = 200) -> "Response":
+    def json(cls, data: dict, status: int = 200) -> Response:
         return cls(status, json.dumps(data).encode(), {"Content-Type": "application/json"})
 
 

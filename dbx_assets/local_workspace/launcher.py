@@ -6,15 +6,16 @@ an fcntl lock on DIR/launch.lock makes them share ONE detached server.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -127,10 +128,8 @@ def stop(state_dir: Path, timeout: float = 30) -> bool:
     while time.monotonic() < deadline:
         if not _pid_alive(pid):
             return True
-        try:
+        with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)  # reap if it is our child
-        except ChildProcessError:
-            pass
         time.sleep(0.1)
     os.killpg(pid, signal.SIGKILL)
     return True

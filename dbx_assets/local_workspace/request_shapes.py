@@ -14,7 +14,8 @@ import enum
 import functools
 import types
 import typing
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .http_errors import ApiError, invalid
 
@@ -23,7 +24,7 @@ def malformed(message: str) -> ApiError:
     return ApiError(400, "MALFORMED_REQUEST", f"Invalid JSON given in the body of the request - {message}")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _hints(target: Callable | type) -> dict[str, Any]:
     hints = typing.get_type_hints(target)
     hints.pop("return", None)
@@ -57,7 +58,7 @@ def _check(value: Any, hint: Any, where: str) -> None:
         if len(args) == 1:
             return _check(value, args[0], where)
         return  # no multi-type unions in the request shapes we serve
-    if origin in (list, typing.List):
+    if origin is list:
         if not isinstance(value, list):
             raise malformed(f"{where} must be an array, got {_kind(value)}")
         (item,) = typing.get_args(hint) or (Any,)
@@ -66,7 +67,7 @@ def _check(value: Any, hint: Any, where: str) -> None:
                 raise malformed(f"{where}[{i}] must not be null")
             _check(v, item, f"{where}[{i}]")
         return
-    if origin in (dict, typing.Dict):
+    if origin is dict:
         if not isinstance(value, dict):
             raise malformed(f"{where} must be an object, got {_kind(value)}")
         _, item = typing.get_args(hint) or (str, Any)
@@ -94,9 +95,8 @@ def _check(value: Any, hint: Any, where: str) -> None:
     elif hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise malformed(f"{where} must be a number, got {_kind(value)}")
-    elif hint is str:
-        if not isinstance(value, str):
-            raise malformed(f"{where} must be a string, got {_kind(value)}")
+    elif hint is str and not isinstance(value, str):
+        raise malformed(f"{where} must be a string, got {_kind(value)}")
 
 
 def _is_integer(value: Any) -> bool:

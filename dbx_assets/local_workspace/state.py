@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 _KINDS = ("job", "run", "task_run", "cluster", "wsobj", "idempotency", "meta")
 

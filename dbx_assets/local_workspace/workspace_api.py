@@ -178,7 +178,7 @@ class Workspace:
             return {"objects": [info]}
         p = local_path(self.root, path)
         objects = [
-            self.info((path.rstrip("/") + "/" + child.name))
+            self.info(path.rstrip("/") + "/" + child.name)
             for child in sorted(p.iterdir())
             if not child.name.startswith(".") or child.name not in (".", "..")
             if not (child.name.startswith(".") and ".tmp" in child.name)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import io
-import os
 import time
 from email.utils import parsedate_to_datetime
 
@@ -205,8 +204,9 @@ def test_clock_offset_setting_sources():
     assert FaultConfig.from_dict({"clock_offset_seconds": "-90.5"}).clock_offset_seconds == -90.5
     with pytest.raises(ValueError):
         FaultConfig.from_dict({"clock_offset_seconds": [1]})
-    from dbx_assets.local_workspace.__main__ import main  # noqa: F401  (the flag is wired into `serve`)
     import argparse
+
+    from dbx_assets.local_workspace.__main__ import main  # noqa: F401  (the flag is wired into `serve`)
 
     args = argparse.Namespace(**{f"fault_{n}": None for n in ("rate_limit", "server_error", "latency_ms", "drop", "drop_after",
                                                                "cluster_start_fail", "seed", "endpoints")},

@@ -7,7 +7,13 @@ import io
 
 import pytest
 from databricks.sdk import WorkspaceClient
-from databricks.sdk.errors import NotFound, PermissionDenied, ResourceAlreadyExists, ResourceDoesNotExist, Unauthenticated
+from databricks.sdk.errors import (
+    NotFound,
+    PermissionDenied,
+    ResourceAlreadyExists,
+    ResourceDoesNotExist,
+    Unauthenticated,
+)
 from databricks.sdk.service.workspace import ImportFormat, Language, ObjectType
 
 NOTEBOOK = b"# Databricks notebook source\nprint('hi')\n"

@@ -5,6 +5,7 @@ One cluster (`cluster`) is shared by every test that does not need its own."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -674,7 +675,5 @@ def test_driver_and_tasks_exit_when_the_owning_process_dies(paths, tmp_path):
         assert not pid_alive(task_pid), "task process outlived its owner"
     finally:  # never leave them behind, even when the assertions fail
         for pgid in (driver_pid, task_pid):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(pgid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass

@@ -3,6 +3,7 @@ process per task that attaches to it. Imports no Spark, so the server stays ligh
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -54,10 +55,8 @@ def _tail(path: Path, limit: int = LOG_TAIL_BYTES) -> tuple[str, bool]:
 
 
 def _kill_group(pid: int, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _start_failure_reason(log: str) -> str:
@@ -114,7 +113,7 @@ def _wait_group_gone(pgid: int, timeout: float) -> None:
 class RunningTask:
     """One task process. poll()/wait() turn its exit into a TaskOutcome."""
 
-    def __init__(self, process: subprocess.Popen, invocation: TaskInvocation, cluster: "LocalCluster"):
+    def __init__(self, process: subprocess.Popen, invocation: TaskInvocation, cluster: LocalCluster):
         self._process = process
         self._invocation = invocation
         self._cluster = cluster
@@ -149,10 +148,8 @@ class RunningTask:
             self._stop_reason = reason
         self._cluster._request_job_group_cancel(self.task_run_id)
         _kill_group(self.pid, signal.SIGKILL)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):  # pragma: no cover - SIGKILL does not get ignored
             self._process.wait(_KILL_WAIT_SECONDS)
-        except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL does not get ignored
-            pass
 
     def _finish(self, code: int) -> TaskOutcome:
         with self._lock:
@@ -207,19 +204,18 @@ class LocalCluster:
         spark_conf = {**_BASE_SPARK_CONF, "spark.sql.warehouse.dir": str(self.paths.warehouse), **self.spec.spark_conf}
         config = {"master": "local[2]", "app_name": f"dbx-local-{self.cluster_id}", "spark_conf": spark_conf}
         (self.dir / "driver_config.json").write_text(json.dumps(config))
-        log = open(self.dir / "driver.log", "ab")
-        log_start = log.tell()  # a restart appends; judge a failure by this start's lines only
-        started = time.monotonic()
-        self._driver = subprocess.Popen(
-            _module_argv(_DRIVER_MODULE, str(self.dir), str(self.dir / "driver_config.json")),
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=self.dir,
-            start_new_session=True,  # terminate() kills the driver and its JVM as one group
-        )
-        log.close()
+        with open(self.dir / "driver.log", "ab") as log:
+            log_start = log.tell()  # a restart appends; judge a failure by this start's lines only
+            started = time.monotonic()
+            self._driver = subprocess.Popen(
+                _module_argv(_DRIVER_MODULE, str(self.dir), str(self.dir / "driver_config.json")),
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.dir,
+                start_new_session=True,  # terminate() kills the driver and its JVM as one group
+            )
         gateway_file = self.dir / "gateway.json"
         while not gateway_file.exists():
             if self._driver.poll() is not None:
