@@ -9,7 +9,9 @@ from pathlib import Path
 
 
 def main(argv: list[str]) -> int:
-    names = argv or sorted(m.name for m in pkgutil.iter_modules([str(Path(__file__).parent)]) if not m.name.startswith("_"))
+    names = argv or sorted(
+        m.name for m in pkgutil.iter_modules([str(Path(__file__).parent)]) if not m.name.startswith("_")
+    )
     for name in names:
         print(f"\n=== bench.{name} ===", flush=True)
         sys.argv = [f"bench.{name}"]  # benchmarks with options of their own run with their defaults here

@@ -45,8 +45,12 @@ def _materialize(host: str, token: str, slow_seconds: int = 1, only: str | None 
     assets = build_workflow_assets(ws.make_workflow(name, slow_seconds))
     resource = DatabricksResource(host=host, token=token, workspace_root=f"/Shared/bench/{name}")
     started = time.perf_counter()
-    result = dg.materialize([assets], resources={"databricks": resource},
-                            selection=[ws.key(name, only)] if only else None, raise_on_error=False)
+    result = dg.materialize(
+        [assets],
+        resources={"databricks": resource},
+        selection=[ws.key(name, only)] if only else None,
+        raise_on_error=False,
+    )
     return name, time.perf_counter() - started, result.success
 
 
@@ -104,8 +108,10 @@ def main() -> None:
             name, wall, ok = _materialize(conn.host, conn.token, slow_seconds=60, only="slow")
             assert ok, "the 60 s notebook failed"
             per_minute, calls, seconds = _runs_get_per_minute(client, state_dir / "server.log", name)
-            print(f"\nC. polling while a 60 s notebook runs: {calls} runs/get calls in {seconds:.0f} s "
-                  f"of task execution = {per_minute:.1f} per minute (materialization {wall:.0f} s)")
+            print(
+                f"\nC. polling while a 60 s notebook runs: {calls} runs/get calls in {seconds:.0f} s "
+                f"of task execution = {per_minute:.1f} per minute (materialization {wall:.0f} s)"
+            )
         finally:
             stop(state_dir)
 

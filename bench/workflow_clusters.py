@@ -44,7 +44,9 @@ def _cluster_ids(client) -> set[str]:
 def shared_run(resource: DatabricksResource) -> tuple[float, int]:
     client = resource.get_client()
     before = _cluster_ids(client)
-    assets = build_workflow_assets(Workflow(name="bench_shared", sources=[NotebookTasks(NOTEBOOKS, notebooks_dir=NOTEBOOKS_DIR)]))
+    assets = build_workflow_assets(
+        Workflow(name="bench_shared", sources=[NotebookTasks(NOTEBOOKS, notebooks_dir=NOTEBOOKS_DIR)])
+    )
     start = time.perf_counter()
     result = dg.materialize([assets], resources={"databricks": resource})
     wall = time.perf_counter() - start
@@ -87,8 +89,10 @@ def main() -> None:
     print(f"{'':34}{'wall time':>12}{'clusters started':>20}")
     print(f"{'one run, shared job cluster':34}{shared_wall:>11.1f}s{shared_clusters:>20}")
     print(f"{'one run per asset (own cluster)':34}{per_wall:>11.1f}s{per_clusters:>20}")
-    print(f"notebooks: {len(NOTEBOOKS)}; speed-up {per_wall / shared_wall:.2f}x, "
-          f"{per_clusters - shared_clusters} fewer cluster starts")
+    print(
+        f"notebooks: {len(NOTEBOOKS)}; speed-up {per_wall / shared_wall:.2f}x, "
+        f"{per_clusters - shared_clusters} fewer cluster starts"
+    )
 
 
 if __name__ == "__main__":

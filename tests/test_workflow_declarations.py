@@ -40,7 +40,9 @@ def test_missing_notebook_names_the_file(notebooks_dir):
 
 def test_malformed_notebook_names_file_and_fix(notebooks_dir):
     (notebooks_dir / "bad.py").write_text("print('no header')\n")
-    with pytest.raises(NotebookFileError, match=r"bad\.py is not in Databricks SOURCE format.*# Databricks notebook source"):
+    with pytest.raises(
+        NotebookFileError, match=r"bad\.py is not in Databricks SOURCE format.*# Databricks notebook source"
+    ):
         _wf(notebooks_dir, NotebookAsset(key="a", notebook="bad.py"))
 
 
@@ -87,7 +89,10 @@ def test_job_spec_mirrors_asset_deps_on_one_shared_job_cluster(notebooks_dir):
     assert tasks["w__source"]["notebook_task"]["notebook_path"] == "/Shared/x/notebooks/source"
     # the hash is stable and changes with the spec
     assert settings["tags"]["dbx_assets_spec_hash"] == spec_hash(wf.spec(_target("/Shared/x")).job_settings())
-    assert settings["tags"]["dbx_assets_spec_hash"] != wf.spec(_target("/Shared/y")).job_settings()["tags"]["dbx_assets_spec_hash"]
+    assert (
+        settings["tags"]["dbx_assets_spec_hash"]
+        != wf.spec(_target("/Shared/y")).job_settings()["tags"]["dbx_assets_spec_hash"]
+    )
 
 
 def test_pure_helpers():
@@ -103,7 +108,9 @@ def test_pure_helpers():
     assert exit_value_metadata(None) == {}
 
 
-def test_deploy_uploads_only_changed_files_and_resets_only_on_spec_change(local_workspace, workspace_client, notebooks_dir):
+def test_deploy_uploads_only_changed_files_and_resets_only_on_spec_change(
+    local_workspace, workspace_client, notebooks_dir
+):
     name = new_name()
     deployer = WorkflowDeployer(workspace_client, f"/Shared/tests/{name}")
     wf = make_workflow(name, notebooks_dir=notebooks_dir)
@@ -119,8 +126,9 @@ def test_deploy_uploads_only_changed_files_and_resets_only_on_spec_change(local_
     import base64
 
     assert "print('v2')" in base64.b64decode(exported.content).decode()
-    wf3 = Workflow(name=name, sources=wf2.sources,
-                   job_clusters={"shared": {"spark_version": "15.4.x-scala2.12", "num_workers": 2}})
+    wf3 = Workflow(
+        name=name, sources=wf2.sources, job_clusters={"shared": {"spark_version": "15.4.x-scala2.12", "num_workers": 2}}
+    )
     reset = deployer.deploy(wf3.spec(_target(f"/Shared/tests/{name}")), wf3.files())
     assert reset.job_reset and reset.job_id == first.job_id
     job = workspace_client.jobs.get(first.job_id)

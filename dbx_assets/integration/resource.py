@@ -78,8 +78,11 @@ class DatabricksResource(ConfigurableResource):
     @property
     def _uses_embedded_workspace(self) -> bool:
         """True when no workspace is configured anywhere, so the embedded one is used."""
-        configured = self.host or self.profile or os.environ.get("DATABRICKS_HOST") or os.environ.get(
-            "DATABRICKS_CONFIG_PROFILE"
+        configured = (
+            self.host
+            or self.profile
+            or os.environ.get("DATABRICKS_HOST")
+            or os.environ.get("DATABRICKS_CONFIG_PROFILE")
         )
         return not configured
 
@@ -180,9 +183,12 @@ class DatabricksResource(ConfigurableResource):
         """Turn an auth or network failure into one clear message (host, cause, fix); None for other errors."""
         if isinstance(err, WorkspaceConnectionError):
             return err
-        host = (self._client.config.host if self._client else None) or self.host or os.environ.get(
-            "DATABRICKS_HOST"
-        ) or "the configured workspace"
+        host = (
+            (self._client.config.host if self._client else None)
+            or self.host
+            or os.environ.get("DATABRICKS_HOST")
+            or "the configured workspace"
+        )
         secrets = self._secrets()
         if isinstance(err, (Unauthenticated, PermissionDenied)) and _is_auth_rejection(err):
             return WorkspaceConnectionError(

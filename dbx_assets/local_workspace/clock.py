@@ -10,10 +10,21 @@ import time
 from typing import Any
 
 # Keys that hold epoch-millisecond timestamps in the responses we serve.
-TIME_KEYS = frozenset({
-    "start_time", "end_time", "created_time", "terminated_time", "last_state_loss_time", "last_restarted_time",
-    "last_activity_time", "modification_time", "last_modified", "created_at", "modified_at",
-})
+TIME_KEYS = frozenset(
+    {
+        "start_time",
+        "end_time",
+        "created_time",
+        "terminated_time",
+        "last_state_loss_time",
+        "last_restarted_time",
+        "last_activity_time",
+        "modification_time",
+        "last_modified",
+        "created_at",
+        "modified_at",
+    }
+)
 
 
 def real_now_ms() -> int:

@@ -39,8 +39,9 @@ def termination_reason(code: str, kind: str, message: str | None = None, paramet
     params = dict(parameters or {})
     if message:
         params.setdefault("databricks_error_message", message)
-    return compute.TerminationReason(code=compute.TerminationReasonCode(code), type=compute.TerminationReasonType(kind),
-                                     parameters=params or None).as_dict()
+    return compute.TerminationReason(
+        code=compute.TerminationReasonCode(code), type=compute.TerminationReasonType(kind), parameters=params or None
+    ).as_dict()
 
 
 def node_types() -> dict:
@@ -51,14 +52,30 @@ def node_types() -> dict:
     except (ValueError, OSError, AttributeError):
         memory_mb = 4096
     node = compute.NodeType(
-        node_type_id=NODE_TYPE_ID, instance_type_id=NODE_TYPE_ID, description="This machine (local PySpark driver)",
-        category="General Purpose", memory_mb=int(memory_mb), num_cores=cores, num_gpus=0, is_deprecated=False,
-        is_hidden=False, is_io_cache_enabled=False, support_cluster_tags=True, support_ebs_volumes=False,
-        support_port_forwarding=False, photon_driver_capable=False, photon_worker_capable=False, is_graviton=False,
+        node_type_id=NODE_TYPE_ID,
+        instance_type_id=NODE_TYPE_ID,
+        description="This machine (local PySpark driver)",
+        category="General Purpose",
+        memory_mb=int(memory_mb),
+        num_cores=cores,
+        num_gpus=0,
+        is_deprecated=False,
+        is_hidden=False,
+        is_io_cache_enabled=False,
+        support_cluster_tags=True,
+        support_ebs_volumes=False,
+        support_port_forwarding=False,
+        photon_driver_capable=False,
+        photon_worker_capable=False,
+        is_graviton=False,
         display_order=0,
-        node_instance_type=compute.NodeInstanceType(instance_type_id=NODE_TYPE_ID, local_disks=1,
-                                                    local_disk_size_gb=_local_disk_gb(), local_nvme_disks=0,
-                                                    local_nvme_disk_size_gb=0),
+        node_instance_type=compute.NodeInstanceType(
+            instance_type_id=NODE_TYPE_ID,
+            local_disks=1,
+            local_disk_size_gb=_local_disk_gb(),
+            local_nvme_disks=0,
+            local_nvme_disk_size_gb=0,
+        ),
     )
     return compute.ListNodeTypesResponse(node_types=[node]).as_dict()
 
@@ -73,7 +90,8 @@ def _local_disk_gb() -> int:
 
 def spark_versions() -> dict:
     return compute.GetSparkVersionsResponse(
-        versions=[compute.SparkVersion(key=SPARK_VERSION_KEY, name=SPARK_VERSION_NAME)]).as_dict()
+        versions=[compute.SparkVersion(key=SPARK_VERSION_KEY, name=SPARK_VERSION_NAME)]
+    ).as_dict()
 
 
 class ClusterRuntime(Protocol):
@@ -171,11 +189,7 @@ class Clusters:
 
     def _new_doc(self, spec: dict, source: str) -> dict:
         cluster_id = new_cluster_id()
-        doc = {
-            k: v
-            for k, v in spec.items()
-            if k not in ("cluster_id", "state", "state_message", "termination_reason")
-        }
+        doc = {k: v for k, v in spec.items() if k not in ("cluster_id", "state", "state_message", "termination_reason")}
         doc.update(
             cluster_id=cluster_id,
             cluster_name=spec.get("cluster_name") or (f"job-cluster-{cluster_id}" if source == "JOB" else cluster_id),
@@ -217,8 +231,12 @@ class Clusters:
         if doc["state"] != "PENDING" and doc["state"] != "RESTARTING":  # deleted while starting
             runtime.terminate()
             raise ClusterStartError(f"Cluster {cluster_id} was terminated while starting")
-        doc.update(state="RUNNING", state_message="", spark_context_id=random.randint(10**17, 10**18),
-                   last_state_loss_time=now_ms())
+        doc.update(
+            state="RUNNING",
+            state_message="",
+            spark_context_id=random.randint(10**17, 10**18),
+            last_state_loss_time=now_ms(),
+        )
         self._save(doc)
         return runtime
 
@@ -309,13 +327,17 @@ class Clusters:
     def _all_purpose(self, req: Request, api_method: Callable) -> dict:
         doc = self.doc(require(check_body(req.json(), api_method), "cluster_id"))
         if doc.get("cluster_source") == "JOB":
-            raise invalid(f"Cluster {doc['cluster_id']} is a job cluster; it cannot be managed through the Clusters API.")
+            raise invalid(
+                f"Cluster {doc['cluster_id']} is a job cluster; it cannot be managed through the Clusters API."
+            )
         return doc
 
     def api_start(self, req: Request) -> dict:
         doc = self._all_purpose(req, _API.start)
         if doc["state"] != "TERMINATED":
-            raise invalid_state(f"Cluster {doc['cluster_id']} is in unexpected state {doc['state']}; only a TERMINATED cluster can be started.")
+            raise invalid_state(
+                f"Cluster {doc['cluster_id']} is in unexpected state {doc['state']}; only a TERMINATED cluster can be started."
+            )
         doc.update(state="PENDING", state_message="Starting local Spark driver", start_time=now_ms())
         doc.pop("termination_reason", None)
         doc.pop("terminated_time", None)
@@ -326,7 +348,9 @@ class Clusters:
     def api_restart(self, req: Request) -> dict:
         doc = self._all_purpose(req, _API.restart)
         if doc["state"] != "RUNNING":
-            raise invalid_state(f"Cluster {doc['cluster_id']} is in unexpected state {doc['state']}; only a RUNNING cluster can be restarted.")
+            raise invalid_state(
+                f"Cluster {doc['cluster_id']} is in unexpected state {doc['state']}; only a RUNNING cluster can be restarted."
+            )
         with self._lock:
             runtime = self._live.pop(doc["cluster_id"], None)
         doc.update(state="RESTARTING", state_message="Restarting local Spark driver")
@@ -341,8 +365,20 @@ class Clusters:
         spec = req.json()
         validate_cluster_spec(spec)
         if doc["state"] not in ("RUNNING", "TERMINATED"):
-            raise invalid_state(f"Cluster {doc['cluster_id']} is in unexpected state {doc['state']}; edit it when RUNNING or TERMINATED.")
-        for k in ("spark_version", "num_workers", "autoscale", "spark_conf", "spark_env_vars", "cluster_name", "node_type_id", "custom_tags", "autotermination_minutes"):
+            raise invalid_state(
+                f"Cluster {doc['cluster_id']} is in unexpected state {doc['state']}; edit it when RUNNING or TERMINATED."
+            )
+        for k in (
+            "spark_version",
+            "num_workers",
+            "autoscale",
+            "spark_conf",
+            "spark_env_vars",
+            "cluster_name",
+            "node_type_id",
+            "custom_tags",
+            "autotermination_minutes",
+        ):
             if k in spec:
                 doc[k] = spec[k]
         self._save(doc)

@@ -56,8 +56,12 @@ class Dbfs:
 
     def _info(self, api_path: str, p: Path) -> dict:
         is_dir = p.is_dir()
-        return files.FileInfo(path=api_path, is_dir=is_dir, file_size=0 if is_dir else p.stat().st_size,
-                              modification_time=self.clock.report(mtime_ms(p))).as_dict()
+        return files.FileInfo(
+            path=api_path,
+            is_dir=is_dir,
+            file_size=0 if is_dir else p.stat().st_size,
+            modification_time=self.clock.report(mtime_ms(p)),
+        ).as_dict()
 
     def _existing(self, raw: str) -> tuple[str, Path]:
         path = dbfs_api_path(raw)
@@ -75,7 +79,9 @@ class Dbfs:
         if not p.is_dir():
             return {"files": [self._info(path, p)]}
         prefix = path.rstrip("/")
-        files = [self._info(f"{prefix}/{c.name}", c) for c in sorted(p.iterdir()) if not c.name.startswith(".dbfs-upload")]
+        files = [
+            self._info(f"{prefix}/{c.name}", c) for c in sorted(p.iterdir()) if not c.name.startswith(".dbfs-upload")
+        ]
         return {"files": files} if files else {}
 
     def read(self, req: Request) -> dict:
@@ -88,7 +94,9 @@ class Dbfs:
         if offset < 0 or length < 0:
             raise invalid("offset and length must be non-negative")
         if length > MAX_BLOCK:
-            raise ApiError(400, "MAX_READ_SIZE_EXCEEDED", f"Cannot read more than {MAX_BLOCK} bytes per request (asked {length}).")
+            raise ApiError(
+                400, "MAX_READ_SIZE_EXCEEDED", f"Cannot read more than {MAX_BLOCK} bytes per request (asked {length})."
+            )
         with p.open("rb") as f:
             f.seek(offset)
             data = f.read(length)
@@ -115,10 +123,18 @@ class Dbfs:
             body = check_body(req.json(), _API.put)
             encoded = body.get("contents") or ""
             if len(encoded) > (MAX_BLOCK * 4) // 3 + 4:
-                raise ApiError(400, "MAX_BLOCK_SIZE_EXCEEDED", f"Inline contents exceed {MAX_BLOCK} bytes; use create/add-block/close.")
+                raise ApiError(
+                    400,
+                    "MAX_BLOCK_SIZE_EXCEEDED",
+                    f"Inline contents exceed {MAX_BLOCK} bytes; use create/add-block/close.",
+                )
             data = b64decode(encoded, "contents")
             if len(data) > MAX_BLOCK:
-                raise ApiError(400, "MAX_BLOCK_SIZE_EXCEEDED", f"Inline contents exceed {MAX_BLOCK} bytes; use create/add-block/close.")
+                raise ApiError(
+                    400,
+                    "MAX_BLOCK_SIZE_EXCEEDED",
+                    f"Inline contents exceed {MAX_BLOCK} bytes; use create/add-block/close.",
+                )
         _, p = self._target_for_write(require(body, "path"), q_bool(body.get("overwrite", False)))
         tmp = p.with_name(f".dbfs-upload-{secrets.token_hex(6)}")
         tmp.write_bytes(data)
@@ -148,7 +164,9 @@ class Dbfs:
         tmp, _ = self._handle(body)
         data = b64decode(body.get("data") or "", "data")
         if len(data) > MAX_BLOCK:
-            raise ApiError(400, "MAX_BLOCK_SIZE_EXCEEDED", f"A block may hold at most {MAX_BLOCK} bytes (got {len(data)}).")
+            raise ApiError(
+                400, "MAX_BLOCK_SIZE_EXCEEDED", f"A block may hold at most {MAX_BLOCK} bytes (got {len(data)})."
+            )
         with tmp.open("ab") as f:
             f.write(data)
         return {}
@@ -182,7 +200,9 @@ class Dbfs:
             if path == "/":
                 raise invalid("Cannot delete the DBFS root.")
             if any(p.iterdir()) and not q_bool(body.get("recursive", False)):
-                raise ApiError(400, "IO_ERROR", f"Directory dbfs:{path} is not empty; pass recursive=true to delete it.")
+                raise ApiError(
+                    400, "IO_ERROR", f"Directory dbfs:{path} is not empty; pass recursive=true to delete it."
+                )
             shutil.rmtree(p)
         else:
             p.unlink()

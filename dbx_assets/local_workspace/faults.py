@@ -197,16 +197,26 @@ class FaultInjector:
         if kind == "drop":
             return Response.dropped()
         if kind == "rate_limit":
-            resp = Response.json({"error_code": "REQUEST_LIMIT_EXCEEDED",
-                                  "message": f"Too many requests to {req.path}; retry after {c.retry_after_seconds} s "
-                                             "(injected by the local workspace)"}, 429)
+            resp = Response.json(
+                {
+                    "error_code": "REQUEST_LIMIT_EXCEEDED",
+                    "message": f"Too many requests to {req.path}; retry after {c.retry_after_seconds} s "
+                    "(injected by the local workspace)",
+                },
+                429,
+            )
             resp.headers["Retry-After"] = str(c.retry_after_seconds)
             return resp
         if kind == "server_error":
             status = c.server_error_status
-            resp = Response.json({"error_code": "TEMPORARILY_UNAVAILABLE",
-                                  "message": "The service is temporarily unavailable. Please try again later. "
-                                             "(injected by the local workspace)"}, status)
+            resp = Response.json(
+                {
+                    "error_code": "TEMPORARILY_UNAVAILABLE",
+                    "message": "The service is temporarily unavailable. Please try again later. "
+                    "(injected by the local workspace)",
+                },
+                status,
+            )
             if status == 503:
                 resp.headers["Retry-After"] = str(c.retry_after_seconds)
             return resp

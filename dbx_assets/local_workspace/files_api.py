@@ -60,7 +60,11 @@ class VolumeFiles:
 
     def multipart_action(self, req: Request):
         # Multipart/resumable uploads (files >= 50 MiB in SDK 0.156) are not supported locally.
-        raise ApiError(501, "NOT_IMPLEMENTED", "Multipart upload is not supported by the local workspace; upload files under 50 MiB.")
+        raise ApiError(
+            501,
+            "NOT_IMPLEMENTED",
+            "Multipart upload is not supported by the local workspace; upload files under 50 MiB.",
+        )
 
     def download(self, req: Request) -> Response:
         path, p = self._resolve(req)
@@ -140,7 +144,7 @@ def _byte_range(header: str, size: int) -> tuple[int, int] | None:
     """`bytes=START-[END]` or `bytes=-SUFFIX` as inclusive (start, end); None when absent or unparsable."""
     if not header.startswith("bytes="):
         return None
-    first, _, last = header[len("bytes="):].split(",")[0].strip().partition("-")
+    first, _, last = header[len("bytes=") :].split(",")[0].strip().partition("-")
     try:
         if not first:
             suffix = int(last)

@@ -46,7 +46,9 @@ class Request:
         except ValueError as e:
             raise ApiError(400, "MALFORMED_REQUEST", f"Invalid JSON given in the body of the request - {e}") from None
         if not isinstance(data, dict):
-            raise ApiError(400, "MALFORMED_REQUEST", "Invalid JSON given in the body of the request - expected a JSON object")
+            raise ApiError(
+                400, "MALFORMED_REQUEST", "Invalid JSON given in the body of the request - expected a JSON object"
+            )
         return drop_nulls(data)
 
     def params(self) -> dict:

@@ -49,7 +49,9 @@ def healthy(state_dir: Path, timeout: float = 2.0) -> Connection | None:
     if info.get("ca_cert"):
         ctx = ssl.create_default_context(cafile=info["ca_cert"])
     # The admin endpoint is authenticated but never fault-injected, so faults cannot fake an outage.
-    req = urllib.request.Request(info["host"] + "/api/2.0/local/faults", headers={"Authorization": f"Bearer {info['token']}"})
+    req = urllib.request.Request(
+        info["host"] + "/api/2.0/local/faults", headers={"Authorization": f"Bearer {info['token']}"}
+    )
     try:
         with urllib.request.urlopen(req, timeout=timeout, context=ctx) as resp:
             if resp.status != 200:
@@ -89,7 +91,9 @@ def ensure_running(state_dir: Path, *, timeout: float = 60, tls: bool = False) -
                 )
             time.sleep(0.1)
         proc.terminate()
-        raise TimeoutError(f"The local workspace server did not answer within {timeout:.0f}s; see {state_dir / 'server.log'}")
+        raise TimeoutError(
+            f"The local workspace server did not answer within {timeout:.0f}s; see {state_dir / 'server.log'}"
+        )
 
 
 def _is_workspace_server(pid: int) -> bool:

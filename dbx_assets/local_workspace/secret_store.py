@@ -57,7 +57,9 @@ class SecretStore:
         entry = None if doc is None else doc["secrets"].get(key.lower())
         if entry is None:
             return None
-        return StoredSecret(entry["key"], base64.b64decode(entry["value"]), entry["is_bytes"], entry["last_updated_timestamp"])
+        return StoredSecret(
+            entry["key"], base64.b64decode(entry["value"]), entry["is_bytes"], entry["last_updated_timestamp"]
+        )
 
     # -- writing (server) ----------------------------------------------------------------------------
     def save(self, doc: dict) -> None:

@@ -85,11 +85,15 @@ class Secrets:
         body = req.json()
         scope = _text(body, "scope")
         if not _SCOPE_NAME.fullmatch(scope):
-            raise invalid(f"Scope name {scope!r} is invalid: it must consist of alphanumeric characters, dashes, "
-                          "underscores, '@' and periods, and may not exceed 128 characters.")
+            raise invalid(
+                f"Scope name {scope!r} is invalid: it must consist of alphanumeric characters, dashes, "
+                "underscores, '@' and periods, and may not exceed 128 characters."
+            )
         backend = str(body.get("scope_backend_type") or "DATABRICKS").upper()
         if backend != "DATABRICKS" or body.get("backend_azure_keyvault"):
-            raise invalid("Only Databricks-backed secret scopes (scope_backend_type DATABRICKS) exist on the local workspace.")
+            raise invalid(
+                "Only Databricks-backed secret scopes (scope_backend_type DATABRICKS) exist on the local workspace."
+            )
         principal = body.get("initial_manage_principal")
         if principal is not None and principal != "users":
             raise invalid("The only supported principal for initial_manage_principal is the group 'users'.")
@@ -100,7 +104,9 @@ class Secrets:
             if len(doc["scopes"]) >= MAX_SCOPES:
                 raise _limit(f"Maximum number of scopes ({MAX_SCOPES}) in the workspace exceeded.")
             doc["scopes"][scope.lower()] = {
-                "name": scope, "backend_type": "DATABRICKS", "secrets": {},
+                "name": scope,
+                "backend_type": "DATABRICKS",
+                "secrets": {},
                 # Without initial_manage_principal the creator gets MANAGE, as on Databricks.
                 "acls": {principal or LOCAL_USER: "MANAGE"},
             }
@@ -126,11 +132,15 @@ class Secrets:
         body = req.json()
         scope, key = _text(body, "scope"), _text(body, "key")
         if not _KEY_NAME.fullmatch(key):
-            raise invalid(f"Secret key {key!r} is invalid: it must consist of alphanumeric characters, dashes, "
-                          "underscores and periods, and may not exceed 128 characters.")
+            raise invalid(
+                f"Secret key {key!r} is invalid: it must consist of alphanumeric characters, dashes, "
+                "underscores and periods, and may not exceed 128 characters."
+            )
         value, is_bytes = self._value(body)
         if len(value) > MAX_VALUE_BYTES:
-            raise invalid(f"Secret value is {len(value)} bytes; the maximum allowed size is 128 KB ({MAX_VALUE_BYTES} bytes).")
+            raise invalid(
+                f"Secret value is {len(value)} bytes; the maximum allowed size is 128 KB ({MAX_VALUE_BYTES} bytes)."
+            )
         with self.store.lock:
             doc = self.store.load()
             entry = doc["scopes"].get(scope.lower())
@@ -142,7 +152,9 @@ class Secrets:
                 raise _limit(f"Maximum number of secrets ({MAX_SECRETS_PER_SCOPE}) in scope {scope} exceeded.")
             secrets[key.lower()] = {
                 "key": existing["key"] if existing else key,  # an overwrite keeps the first spelling
-                "value": encode_value(value), "is_bytes": is_bytes, "last_updated_timestamp": _now_ms(),
+                "value": encode_value(value),
+                "is_bytes": is_bytes,
+                "last_updated_timestamp": _now_ms(),
             }
             self.store.save(doc)
         return {}
@@ -168,7 +180,9 @@ class Secrets:
         entry = self.store.scope(scope)
         if entry is None:
             raise _scope_missing(scope)
-        secrets = [{"key": s["key"], "last_updated_timestamp": s["last_updated_timestamp"]} for s in entry["secrets"].values()]
+        secrets = [
+            {"key": s["key"], "last_updated_timestamp": s["last_updated_timestamp"]} for s in entry["secrets"].values()
+        ]
         return {"secrets": sorted(secrets, key=lambda s: s["key"].lower())} if secrets else {}
 
     def delete_secret(self, req: Request) -> dict:

@@ -39,7 +39,11 @@ def ensure_certificate(tls_dir: Path) -> tuple[Path, Path]:
     )
     fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:
-        f.write(private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+        f.write(
+            private.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
     cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
     return cert, key
 

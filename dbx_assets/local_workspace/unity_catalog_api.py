@@ -34,7 +34,14 @@ _TYPE_NAMES = {
     "float": "FLOAT", "boolean": "BOOLEAN", "date": "DATE", "timestamp": "TIMESTAMP", "timestamp_ntz": "TIMESTAMP_NTZ",
     "binary": "BINARY", "null": "NULL", "void": "NULL", "variant": "VARIANT",
 }  # fmt: skip
-_SIMPLE_TEXT = {"integer": "int", "long": "bigint", "short": "smallint", "byte": "tinyint", "void": "void", "null": "void"}
+_SIMPLE_TEXT = {
+    "integer": "int",
+    "long": "bigint",
+    "short": "smallint",
+    "byte": "tinyint",
+    "void": "void",
+    "null": "void",
+}
 
 
 def _not_found(code: str, message: str) -> ApiError:
@@ -71,18 +78,20 @@ def columns_from_snapshot(doc: dict) -> list[uc_api.ColumnInfo]:
         if type_name == "DECIMAL" and "(" in type_text:
             p, s = type_text[type_text.index("(") + 1 : -1].split(",")
             precision, scale = int(p), int(s)
-        out.append(uc_api.ColumnInfo(
-            name=f["name"],
-            type_name=uc_api.ColumnTypeName(type_name),
-            type_text=type_text,
-            type_json=json.dumps(f, separators=(",", ":")),
-            type_precision=precision if precision is not None else 0,
-            type_scale=scale if scale is not None else 0,
-            position=position,
-            nullable=bool(f.get("nullable", True)),
-            partition_index=partitions.index(f["name"].lower()) if f["name"].lower() in partitions else None,
-            comment=(f.get("metadata") or {}).get("comment"),
-        ))
+        out.append(
+            uc_api.ColumnInfo(
+                name=f["name"],
+                type_name=uc_api.ColumnTypeName(type_name),
+                type_text=type_text,
+                type_json=json.dumps(f, separators=(",", ":")),
+                type_precision=precision if precision is not None else 0,
+                type_scale=scale if scale is not None else 0,
+                position=position,
+                nullable=bool(f.get("nullable", True)),
+                partition_index=partitions.index(f["name"].lower()) if f["name"].lower() in partitions else None,
+                comment=(f.get("metadata") or {}).get("comment"),
+            )
+        )
     return out
 
 
@@ -120,9 +129,17 @@ class UnityCatalog:
         d.route("GET", base + "/catalogs", lambda req: uc_api.ListCatalogsResponse(catalogs=self.catalogs()).as_dict())
         d.route("GET", base + r"/catalogs/(?P<name>[^/]+)", lambda req: self.catalog(req.path_params["name"]).as_dict())
         d.route("GET", base + "/schemas", self._list_schemas)
-        d.route("GET", base + r"/schemas/(?P<full_name>[^/]+)", lambda req: self.schema(req.path_params["full_name"]).as_dict())
+        d.route(
+            "GET",
+            base + r"/schemas/(?P<full_name>[^/]+)",
+            lambda req: self.schema(req.path_params["full_name"]).as_dict(),
+        )
         d.route("GET", base + "/tables", self._list_tables)
-        d.route("GET", base + r"/tables/(?P<full_name>[^/]+)", lambda req: self.table(req.path_params["full_name"]).as_dict())
+        d.route(
+            "GET",
+            base + r"/tables/(?P<full_name>[^/]+)",
+            lambda req: self.table(req.path_params["full_name"]).as_dict(),
+        )
 
     # -- disk ------------------------------------------------------------------------------------
     def _registry(self) -> dict[str, dict]:
@@ -159,7 +176,9 @@ class UnityCatalog:
     # -- catalogs --------------------------------------------------------------------------------
     def catalogs(self) -> list[uc_api.CatalogInfo]:
         registry = self._registry()
-        return [self._catalog_info(DEFAULT_CATALOG, {})] + [self._catalog_info(n, registry[n]) for n in sorted(registry)]
+        return [self._catalog_info(DEFAULT_CATALOG, {})] + [
+            self._catalog_info(n, registry[n]) for n in sorted(registry)
+        ]
 
     def catalog(self, name: str) -> uc_api.CatalogInfo:
         name = name.lower()
@@ -173,10 +192,19 @@ class UnityCatalog:
     def _catalog_info(self, name: str, doc: dict) -> uc_api.CatalogInfo:
         created = int(doc.get("created_at") or _ms(self.warehouse))
         return uc_api.CatalogInfo(
-            name=name, full_name=name, owner=LOCAL_USER, comment=doc.get("comment"),
-            catalog_type=uc_api.CatalogType.MANAGED_CATALOG, isolation_mode=uc_api.CatalogIsolationMode.OPEN,
-            metastore_id=METASTORE_ID, created_at=created, created_by=LOCAL_USER, updated_at=created,
-            updated_by=LOCAL_USER, storage_root=self.warehouse.as_uri(), securable_type=uc_api.SecurableType.CATALOG,
+            name=name,
+            full_name=name,
+            owner=LOCAL_USER,
+            comment=doc.get("comment"),
+            catalog_type=uc_api.CatalogType.MANAGED_CATALOG,
+            isolation_mode=uc_api.CatalogIsolationMode.OPEN,
+            metastore_id=METASTORE_ID,
+            created_at=created,
+            created_by=LOCAL_USER,
+            updated_at=created,
+            updated_by=LOCAL_USER,
+            storage_root=self.warehouse.as_uri(),
+            securable_type=uc_api.SecurableType.CATALOG,
             browse_only=False,
         )
 
@@ -200,10 +228,19 @@ class UnityCatalog:
         folder = self._database_dir(self._database(catalog, schema))
         created = _ms(folder)
         return uc_api.SchemaInfo(
-            name=schema, catalog_name=catalog, full_name=f"{catalog}.{schema}", owner=LOCAL_USER,
-            catalog_type=uc_api.CatalogType.MANAGED_CATALOG, metastore_id=METASTORE_ID, created_at=created,
-            created_by=LOCAL_USER, updated_at=created, updated_by=LOCAL_USER, storage_location=folder.as_uri(),
-            schema_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"schema:{catalog}.{schema}")), browse_only=False,
+            name=schema,
+            catalog_name=catalog,
+            full_name=f"{catalog}.{schema}",
+            owner=LOCAL_USER,
+            catalog_type=uc_api.CatalogType.MANAGED_CATALOG,
+            metastore_id=METASTORE_ID,
+            created_at=created,
+            created_by=LOCAL_USER,
+            updated_at=created,
+            updated_by=LOCAL_USER,
+            storage_location=folder.as_uri(),
+            schema_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"schema:{catalog}.{schema}")),
+            browse_only=False,
         )
 
     # -- tables ----------------------------------------------------------------------------------
@@ -246,10 +283,20 @@ class UnityCatalog:
                 columns = None  # written by a task that has not finished yet
         st = os.stat(path)
         return uc_api.TableInfo(
-            name=name, catalog_name=catalog, schema_name=schema, full_name=f"{catalog}.{schema}.{name}",
-            table_type=uc_api.TableType.MANAGED, data_source_format=uc_api.DataSourceFormat.PARQUET,
-            columns=columns, storage_location=path.as_uri(), owner=LOCAL_USER, metastore_id=METASTORE_ID,
-            created_at=int(st.st_ctime * 1000), created_by=LOCAL_USER, updated_at=int(st.st_mtime * 1000),
-            updated_by=LOCAL_USER, table_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"table:{catalog}.{schema}.{name}")),
+            name=name,
+            catalog_name=catalog,
+            schema_name=schema,
+            full_name=f"{catalog}.{schema}.{name}",
+            table_type=uc_api.TableType.MANAGED,
+            data_source_format=uc_api.DataSourceFormat.PARQUET,
+            columns=columns,
+            storage_location=path.as_uri(),
+            owner=LOCAL_USER,
+            metastore_id=METASTORE_ID,
+            created_at=int(st.st_ctime * 1000),
+            created_by=LOCAL_USER,
+            updated_at=int(st.st_mtime * 1000),
+            updated_by=LOCAL_USER,
+            table_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"table:{catalog}.{schema}.{name}")),
             browse_only=False,
         )

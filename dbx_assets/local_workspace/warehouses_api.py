@@ -41,8 +41,14 @@ def _now_ms() -> int:
 
 
 class Warehouses:
-    def __init__(self, store: StateStore, host: Callable[[], str], token: str,
-                 start_seconds: float = 1.0, stop_seconds: float = 0.5):
+    def __init__(
+        self,
+        store: StateStore,
+        host: Callable[[], str],
+        token: str,
+        start_seconds: float = 1.0,
+        stop_seconds: float = 0.5,
+    ):
         self.store = store
         self.host = host
         self.token = token
@@ -74,7 +80,7 @@ class Warehouses:
         return self._response(warehouse_id, sql.State(doc["state"]))
 
     def _list(self, req: Request) -> dict:
-        ids = [key[len(_KEY):] for key in self.store.keys_with_prefix("meta", _KEY)] or [LOCAL_WAREHOUSE_ID]
+        ids = [key[len(_KEY) :] for key in self.store.keys_with_prefix("meta", _KEY)] or [LOCAL_WAREHOUSE_ID]
         infos = [sql.EndpointInfo.from_dict(self.get(i).as_dict()) for i in sorted(ids)]
         return sql.ListWarehousesResponse(warehouses=infos).as_dict()
 
@@ -128,5 +134,5 @@ class Warehouses:
             health=sql.EndpointHealth(status=sql.Status.HEALTHY) if up else None,
             odbc_params=sql.OdbcParams(hostname=hostname, path=path, port=int(port or 443), protocol=scheme),
             jdbc_url=f"jdbc:spark://{hostname}:{port or 443}/default;transportMode=http;ssl={int(scheme == 'https')};"
-                     f"AuthMech=3;httpPath={path};",
+            f"AuthMech=3;httpPath={path};",
         )

@@ -192,7 +192,9 @@ class Workspace:
         for part in Path(path.lstrip("/")).parts:
             cur = cur / part
             if cur.exists() and not cur.is_dir():
-                raise already_exists(f"Cannot create directory {path}: a non-directory object exists at {cur.relative_to(self.root)}.")
+                raise already_exists(
+                    f"Cannot create directory {path}: a non-directory object exists at {cur.relative_to(self.root)}."
+                )
         target.mkdir(parents=True, exist_ok=True)
         return {}
 
@@ -207,7 +209,9 @@ class Workspace:
             if path == "/":
                 raise invalid("Cannot delete the workspace root.")
             if any(target.iterdir()) and not recursive:
-                raise ApiError(400, "DIRECTORY_NOT_EMPTY", f"Folder ({path}) is not empty; pass recursive=true to delete it.")
+                raise ApiError(
+                    400, "DIRECTORY_NOT_EMPTY", f"Folder ({path}) is not empty; pass recursive=true to delete it."
+                )
             shutil.rmtree(target)
             for key in list(self.store.keys_with_prefix("wsobj", path + "/")):
                 self.store.delete("wsobj", key)

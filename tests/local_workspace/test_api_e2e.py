@@ -23,12 +23,23 @@ def test_notebook_job_on_real_local_cluster(workspace_client):
     w.workspace.upload("/Shared/e2e/count.py", io.BytesIO(NB), format=ImportFormat.AUTO, overwrite=True)
     job_id = w.jobs.create(
         name="e2e-count",
-        job_clusters=[jobs.JobCluster(job_cluster_key="main", new_cluster=compute.ClusterSpec(spark_version="15.4.x-scala2.12", num_workers=0))],
+        job_clusters=[
+            jobs.JobCluster(
+                job_cluster_key="main", new_cluster=compute.ClusterSpec(spark_version="15.4.x-scala2.12", num_workers=0)
+            )
+        ],
         tasks=[
-            jobs.Task(task_key="first", job_cluster_key="main",
-                      notebook_task=jobs.NotebookTask(notebook_path="/Shared/e2e/count", base_parameters={"n": "5"})),
-            jobs.Task(task_key="second", job_cluster_key="main", depends_on=[jobs.TaskDependency(task_key="first")],
-                      notebook_task=jobs.NotebookTask(notebook_path="/Shared/e2e/count", base_parameters={"n": "7"})),
+            jobs.Task(
+                task_key="first",
+                job_cluster_key="main",
+                notebook_task=jobs.NotebookTask(notebook_path="/Shared/e2e/count", base_parameters={"n": "5"}),
+            ),
+            jobs.Task(
+                task_key="second",
+                job_cluster_key="main",
+                depends_on=[jobs.TaskDependency(task_key="first")],
+                notebook_task=jobs.NotebookTask(notebook_path="/Shared/e2e/count", base_parameters={"n": "7"}),
+            ),
         ],
     ).job_id
     submitted = time.monotonic()
@@ -41,5 +52,7 @@ def test_notebook_job_on_real_local_cluster(workspace_client):
     assert w.jobs.get_run_output(tasks["second"].run_id).notebook_output.result == "7"
     cluster = w.clusters.get(tasks["first"].cluster_instance.cluster_id)
     assert cluster.state == compute.State.TERMINATED and cluster.cluster_source == compute.ClusterSource.JOB
-    print(f"\nMEASURED cluster start (first task setup_duration): {tasks['first'].setup_duration / 1000:.1f}s; "
-          f"two-task run submit->TERMINATED: {latency:.1f}s")
+    print(
+        f"\nMEASURED cluster start (first task setup_duration): {tasks['first'].setup_duration / 1000:.1f}s; "
+        f"two-task run submit->TERMINATED: {latency:.1f}s"
+    )

@@ -26,8 +26,9 @@ TERMINAL = ("TERMINATED", "SKIPPED", "INTERNAL_ERROR")
 
 
 def call(ws, method: str, path: str, body: dict | None = None, params: dict | None = None) -> requests.Response:
-    return requests.request(method, ws.host + path, json=body, params=params, timeout=30,
-                            headers={"Authorization": f"Bearer {ws.token}"})
+    return requests.request(
+        method, ws.host + path, json=body, params=params, timeout=30, headers={"Authorization": f"Bearer {ws.token}"}
+    )
 
 
 def wait_raw(ws, run_id: int, timeout: float = 30) -> dict:
@@ -44,16 +45,22 @@ def wait_raw(ws, run_id: int, timeout: float = 30) -> dict:
 def nb(fake_client) -> str:
     w = fake_client
     w.workspace.mkdirs("/Shared/fidelity")
-    w.workspace.upload("/Shared/fidelity/ok.py", io.BytesIO((HEADER + "dbutils.notebook.exit('ok')\n").encode()),
-                       format=ImportFormat.AUTO, overwrite=True)
+    w.workspace.upload(
+        "/Shared/fidelity/ok.py",
+        io.BytesIO((HEADER + "dbutils.notebook.exit('ok')\n").encode()),
+        format=ImportFormat.AUTO,
+        overwrite=True,
+    )
     return "/Shared/fidelity/ok"
 
 
 def test_unknown_ids_answer_like_databricks(fake_workspace, fake_client):
     w = fake_client
-    for path, params in [("/api/2.1/clusters/get", {"cluster_id": "0000-000000-nope"}),
-                         ("/api/2.1/jobs/get", {"job_id": 987654321}),
-                         ("/api/2.1/jobs/runs/get", {"run_id": 987654321})]:
+    for path, params in [
+        ("/api/2.1/clusters/get", {"cluster_id": "0000-000000-nope"}),
+        ("/api/2.1/jobs/get", {"job_id": 987654321}),
+        ("/api/2.1/jobs/runs/get", {"run_id": 987654321}),
+    ]:
         r = call(fake_workspace, "GET", path, params=params)
         assert r.status_code == 400 and r.json()["error_code"] == "INVALID_PARAMETER_VALUE", (path, r.text)
         assert "does not exist" in r.json()["message"]
@@ -82,20 +89,46 @@ def test_sdk_node_type_and_spark_version_helpers(fake_client):
 
 
 def test_wrong_types_are_400_not_500(fake_workspace):
-    r = call(fake_workspace, "POST", "/api/2.1/jobs/runs/submit",
-             {"run_name": "bad", "tasks": [{"task_key": "t", "notebook_task": {"notebook_path": "/x"}, "timeout_seconds": "soon"}]})
-    assert r.status_code == 400 and r.json()["error_code"] == "MALFORMED_REQUEST" and "tasks[0].timeout_seconds" in r.json()["message"]
-    r = call(fake_workspace, "POST", "/api/2.1/jobs/create", {"name": "bad", "tasks": [{"task_key": "t", "run_if": "SOMETIMES"}]})
-    assert r.status_code == 400 and r.json()["error_code"] == "INVALID_PARAMETER_VALUE" and "run_if" in r.json()["message"]
+    r = call(
+        fake_workspace,
+        "POST",
+        "/api/2.1/jobs/runs/submit",
+        {
+            "run_name": "bad",
+            "tasks": [{"task_key": "t", "notebook_task": {"notebook_path": "/x"}, "timeout_seconds": "soon"}],
+        },
+    )
+    assert (
+        r.status_code == 400
+        and r.json()["error_code"] == "MALFORMED_REQUEST"
+        and "tasks[0].timeout_seconds" in r.json()["message"]
+    )
+    r = call(
+        fake_workspace,
+        "POST",
+        "/api/2.1/jobs/create",
+        {"name": "bad", "tasks": [{"task_key": "t", "run_if": "SOMETIMES"}]},
+    )
+    assert (
+        r.status_code == 400 and r.json()["error_code"] == "INVALID_PARAMETER_VALUE" and "run_if" in r.json()["message"]
+    )
     r = call(fake_workspace, "POST", "/api/2.0/dbfs/put", {"path": "/fidelity/x", "contents": "%%% not base64"})
     assert r.status_code == 400 and r.json()["error_code"] == "INVALID_PARAMETER_VALUE"
 
 
 def test_single_task_submit_as_airflow_sends_it(fake_workspace, fake_client, nb):
     # DatabricksSubmitRunOperator(notebook_task=..., new_cluster=...): no `tasks`, fields at the top level.
-    r = call(fake_workspace, "POST", "/api/2.1/jobs/runs/submit",
-             {"run_name": "airflow_nb", "notebook_task": {"notebook_path": nb}, "new_cluster": NEW_CLUSTER,
-              "timeout_seconds": 60})
+    r = call(
+        fake_workspace,
+        "POST",
+        "/api/2.1/jobs/runs/submit",
+        {
+            "run_name": "airflow_nb",
+            "notebook_task": {"notebook_path": nb},
+            "new_cluster": NEW_CLUSTER,
+            "timeout_seconds": 60,
+        },
+    )
     assert r.status_code == 200, r.text
     run = fake_client.jobs.wait_get_run_job_terminated_or_skipped(r.json()["run_id"])
     assert run.state.result_state == jobs.RunResultState.SUCCESS
@@ -108,58 +141,117 @@ def test_single_task_submit_as_airflow_sends_it(fake_workspace, fake_client, nb)
     w.dbfs.put("/fidelity/job.py", contents=base64.b64encode(b"print('hi')\n").decode(), overwrite=True)
     cluster = w.clusters.create(cluster_name="fidelity-ap", spark_version="15.4.x-scala2.12", num_workers=0).result()
     try:
-        r = call(fake_workspace, "POST", "/api/2.1/jobs/runs/submit",
-                 {"run_name": "airflow_py", "spark_python_task": {"python_file": "dbfs:/fidelity/job.py", "parameters": ["a"]},
-                  "existing_cluster_id": cluster.cluster_id})
+        r = call(
+            fake_workspace,
+            "POST",
+            "/api/2.1/jobs/runs/submit",
+            {
+                "run_name": "airflow_py",
+                "spark_python_task": {"python_file": "dbfs:/fidelity/job.py", "parameters": ["a"]},
+                "existing_cluster_id": cluster.cluster_id,
+            },
+        )
         assert r.status_code == 200, r.text
         run = w.jobs.wait_get_run_job_terminated_or_skipped(r.json()["run_id"])
         assert run.state.result_state == jobs.RunResultState.SUCCESS, run.state
-        assert [t.task_key for t in run.tasks] == ["airflow_py"] and run.tasks[0].existing_cluster_id == cluster.cluster_id
+        assert [t.task_key for t in run.tasks] == ["airflow_py"] and run.tasks[
+            0
+        ].existing_cluster_id == cluster.cluster_id
     finally:
         w.clusters.permanent_delete(cluster.cluster_id)
-    r = call(fake_workspace, "POST", "/api/2.1/jobs/runs/submit",
-             {"run_name": "both", "notebook_task": {"notebook_path": nb}, "tasks": [{"task_key": "t", "notebook_task": {"notebook_path": nb}}]})
+    r = call(
+        fake_workspace,
+        "POST",
+        "/api/2.1/jobs/runs/submit",
+        {
+            "run_name": "both",
+            "notebook_task": {"notebook_path": nb},
+            "tasks": [{"task_key": "t", "notebook_task": {"notebook_path": nb}}],
+        },
+    )
     assert r.status_code == 400 and r.json()["error_code"] == "INVALID_PARAMETER_VALUE"
 
 
 def test_explicit_nulls_mean_unset(fake_workspace, fake_client, nb):
-    body = {"run_name": "nulls", "timeout_seconds": None, "idempotency_token": None, "access_control_list": None,
-            "tasks": [{"task_key": "a", "notebook_task": {"notebook_path": nb, "base_parameters": None, "source": None},
-                       "new_cluster": dict(NEW_CLUSTER, spark_conf=None, custom_tags=None), "libraries": None,
-                       "depends_on": None, "run_if": None, "timeout_seconds": None, "max_retries": None},
-                      {"task_key": "b", "notebook_task": {"notebook_path": nb}, "new_cluster": NEW_CLUSTER,
-                       "depends_on": [{"task_key": "a", "outcome": None}], "libraries": None}]}
+    body = {
+        "run_name": "nulls",
+        "timeout_seconds": None,
+        "idempotency_token": None,
+        "access_control_list": None,
+        "tasks": [
+            {
+                "task_key": "a",
+                "notebook_task": {"notebook_path": nb, "base_parameters": None, "source": None},
+                "new_cluster": dict(NEW_CLUSTER, spark_conf=None, custom_tags=None),
+                "libraries": None,
+                "depends_on": None,
+                "run_if": None,
+                "timeout_seconds": None,
+                "max_retries": None,
+            },
+            {
+                "task_key": "b",
+                "notebook_task": {"notebook_path": nb},
+                "new_cluster": NEW_CLUSTER,
+                "depends_on": [{"task_key": "a", "outcome": None}],
+                "libraries": None,
+            },
+        ],
+    }
     r = call(fake_workspace, "POST", "/api/2.1/jobs/runs/submit", body)
     assert r.status_code == 200, r.text
     run = wait_raw(fake_workspace, r.json()["run_id"])
     assert run["state"]["result_state"] == "SUCCESS", run["state"]
     for t in run["tasks"]:
         assert fake_client.clusters.get(t["cluster_instance"]["cluster_id"]).state == compute.State.TERMINATED
-    job = call(fake_workspace, "POST", "/api/2.1/jobs/create", {"name": "nulls", "tasks": None, "job_clusters": None,
-                                                                  "parameters": None, "queue": None, "schedule": None})
+    job = call(
+        fake_workspace,
+        "POST",
+        "/api/2.1/jobs/create",
+        {"name": "nulls", "tasks": None, "job_clusters": None, "parameters": None, "queue": None, "schedule": None},
+    )
     assert job.status_code == 200, job.text
-    r = call(fake_workspace, "POST", "/api/2.1/jobs/run-now", {"job_id": job.json()["job_id"], "notebook_params": None,
-                                                                "job_parameters": None, "only": None})
+    r = call(
+        fake_workspace,
+        "POST",
+        "/api/2.1/jobs/run-now",
+        {"job_id": job.json()["job_id"], "notebook_params": None, "job_parameters": None, "only": None},
+    )
     assert r.status_code == 200, r.text
     assert wait_raw(fake_workspace, r.json()["run_id"])["state"]["life_cycle_state"] == "TERMINATED"
 
 
-def test_a_scheduler_bug_ends_the_task_internal_error_and_frees_its_cluster(fake_workspace, fake_client, nb, monkeypatch):
+def test_a_scheduler_bug_ends_the_task_internal_error_and_frees_its_cluster(
+    fake_workspace, fake_client, nb, monkeypatch
+):
     def broken(run, task, spec):
         raise RuntimeError("simulated scheduler bug")
 
     monkeypatch.setattr(fake_workspace.scheduler, "invocation_for", broken)
-    waiter = fake_client.jobs.submit(run_name="bug", tasks=[jobs.SubmitTask(
-        task_key="t", notebook_task=jobs.NotebookTask(notebook_path=nb),
-        new_cluster=compute.ClusterSpec(spark_version="15.4.x-scala2.12", num_workers=0))])
+    waiter = fake_client.jobs.submit(
+        run_name="bug",
+        tasks=[
+            jobs.SubmitTask(
+                task_key="t",
+                notebook_task=jobs.NotebookTask(notebook_path=nb),
+                new_cluster=compute.ClusterSpec(spark_version="15.4.x-scala2.12", num_workers=0),
+            )
+        ],
+    )
     run = wait_raw(fake_workspace, waiter.run_id, timeout=20)
     task = run["tasks"][0]
     assert task["state"]["life_cycle_state"] == "INTERNAL_ERROR" and task["state"]["result_state"] == "FAILED"
     assert "simulated scheduler bug" in task["state"]["state_message"]
     assert task["status"]["termination_details"]["code"] == "INTERNAL_ERROR"
     assert run["state"]["life_cycle_state"] in TERMINAL
-    assert fake_client.clusters.get(task["cluster_instance"]["cluster_id"] if "cluster_instance" in task else
-                                    _cluster_named(fake_client, f"run-{waiter.run_id}-t")).state == compute.State.TERMINATED
+    assert (
+        fake_client.clusters.get(
+            task["cluster_instance"]["cluster_id"]
+            if "cluster_instance" in task
+            else _cluster_named(fake_client, f"run-{waiter.run_id}-t")
+        ).state
+        == compute.State.TERMINATED
+    )
     assert fake_workspace.scheduler.executor(waiter.run_id) is None  # its active-run slot is free
 
 
@@ -174,9 +266,16 @@ def test_clock_offset_shifts_reported_times(fake_workspace, fake_client, nb):
     assert r.status_code == 200 and r.json()["config"]["clock_offset_seconds"] == offset
     try:
         before = int(time.time() * 1000)
-        run = w.jobs.submit(run_name="skewed", tasks=[jobs.SubmitTask(
-            task_key="t", notebook_task=jobs.NotebookTask(notebook_path=nb),
-            new_cluster=compute.ClusterSpec(spark_version="15.4.x-scala2.12", num_workers=0))]).result()
+        run = w.jobs.submit(
+            run_name="skewed",
+            tasks=[
+                jobs.SubmitTask(
+                    task_key="t",
+                    notebook_task=jobs.NotebookTask(notebook_path=nb),
+                    new_cluster=compute.ClusterSpec(spark_version="15.4.x-scala2.12", num_workers=0),
+                )
+            ],
+        ).result()
         after = int(time.time() * 1000)
         skew = offset * 1000
         assert before + skew <= run.start_time <= after + skew
@@ -208,9 +307,22 @@ def test_clock_offset_setting_sources():
 
     from dbx_assets.local_workspace.__main__ import main  # noqa: F401  (the flag is wired into `serve`)
 
-    args = argparse.Namespace(**{f"fault_{n}": None for n in ("rate_limit", "server_error", "latency_ms", "drop", "drop_after",
-                                                               "cluster_start_fail", "seed", "endpoints")},
-                              fault_clock_offset_seconds=30.0)
+    args = argparse.Namespace(
+        **{
+            f"fault_{n}": None
+            for n in (
+                "rate_limit",
+                "server_error",
+                "latency_ms",
+                "drop",
+                "drop_after",
+                "cluster_start_fail",
+                "seed",
+                "endpoints",
+            )
+        },
+        fault_clock_offset_seconds=30.0,
+    )
     assert FaultConfig.from_dict(_fault_settings(args)).clock_offset_seconds == 30.0
 
 
@@ -221,15 +333,35 @@ def test_runs_stay_readable_after_restart(tmp_path, fake_workspace):
         w = WorkspaceClient(host=ws.host, token=ws.token)
         w.workspace.mkdirs("/Shared")
         w.workspace.upload("/Shared/ok.py", io.BytesIO((HEADER + "print(1)\n").encode()), format=ImportFormat.AUTO)
-        run_id = w.jobs.submit(run_name="persist", tasks=[jobs.SubmitTask(
-            task_key="t", notebook_task=jobs.NotebookTask(notebook_path="/Shared/ok"),
-            new_cluster=compute.ClusterSpec(spark_version="15.4.x-scala2.12", num_workers=0))]).result().run_id
+        run_id = (
+            w.jobs.submit(
+                run_name="persist",
+                tasks=[
+                    jobs.SubmitTask(
+                        task_key="t",
+                        notebook_task=jobs.NotebookTask(notebook_path="/Shared/ok"),
+                        new_cluster=compute.ClusterSpec(spark_version="15.4.x-scala2.12", num_workers=0),
+                    )
+                ],
+            )
+            .result()
+            .run_id
+        )
         before = w.jobs.get_run(run_id).as_dict()
         # a document in the shape older versions stored (parent_run_id, format, no status) must still be served
-        ws.store.put("run", 1, {"run_id": 1, "run_name": "legacy", "format": "MULTI_TASK", "run_type": "SUBMIT_RUN",
-                                "state": {"life_cycle_state": "TERMINATED", "result_state": "SUCCESS", "state_message": ""},
-                                "tasks": [{"task_key": "t", "run_id": 2, "state": {"life_cycle_state": "TERMINATED"}}],
-                                "_spec": {"tasks": []}})
+        ws.store.put(
+            "run",
+            1,
+            {
+                "run_id": 1,
+                "run_name": "legacy",
+                "format": "MULTI_TASK",
+                "run_type": "SUBMIT_RUN",
+                "state": {"life_cycle_state": "TERMINATED", "result_state": "SUCCESS", "state_message": ""},
+                "tasks": [{"task_key": "t", "run_id": 2, "state": {"life_cycle_state": "TERMINATED"}}],
+                "_spec": {"tasks": []},
+            },
+        )
     finally:
         ws.close()
     ws2 = LocalWorkspace(tmp_path, cluster_factory=fake_cluster).start()

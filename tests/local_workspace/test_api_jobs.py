@@ -24,20 +24,30 @@ def notebook(w, path: str, body: str) -> str:
 
 
 def task(key: str, path: str, deps=(), **kw) -> jobs.Task:
-    return jobs.Task(task_key=key, notebook_task=jobs.NotebookTask(notebook_path=path, base_parameters=kw.pop("params", None)),
-                     job_cluster_key="main", depends_on=[jobs.TaskDependency(task_key=d) for d in deps], **kw)
+    return jobs.Task(
+        task_key=key,
+        notebook_task=jobs.NotebookTask(notebook_path=path, base_parameters=kw.pop("params", None)),
+        job_cluster_key="main",
+        depends_on=[jobs.TaskDependency(task_key=d) for d in deps],
+        **kw,
+    )
 
 
 def make_job(w, name, tasks, **kw) -> int:
-    return w.jobs.create(name=name, tasks=tasks, job_clusters=[jobs.JobCluster(job_cluster_key="main", new_cluster=CLUSTER)], **kw).job_id
+    return w.jobs.create(
+        name=name, tasks=tasks, job_clusters=[jobs.JobCluster(job_cluster_key="main", new_cluster=CLUSTER)], **kw
+    ).job_id
 
 
 def wait(w, run_id, timeout=60) -> jobs.Run:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         run = w.jobs.get_run(run_id)
-        if run.state.life_cycle_state in (jobs.RunLifeCycleState.TERMINATED, jobs.RunLifeCycleState.SKIPPED,
-                                          jobs.RunLifeCycleState.INTERNAL_ERROR):
+        if run.state.life_cycle_state in (
+            jobs.RunLifeCycleState.TERMINATED,
+            jobs.RunLifeCycleState.SKIPPED,
+            jobs.RunLifeCycleState.INTERNAL_ERROR,
+        ):
             return run
         time.sleep(0.2)
     raise AssertionError(f"run {run_id} did not finish in {timeout}s")
@@ -54,8 +64,12 @@ def nbs(fake_client):
         "ok": notebook(w, "/Shared/jobs/ok", "dbutils.notebook.exit('done:' + dbutils.widgets.get('x'))\n"),
         "fail": notebook(w, "/Shared/jobs/fail", "raise ValueError('bad input')\n"),
         "sleep": notebook(w, "/Shared/jobs/sleep", "import time\ntime.sleep(60)\n"),
-        "flaky": notebook(w, "/Shared/jobs/flaky", "import os\nif not os.path.exists('/tmp/_flaky_' + dbutils.widgets.get('k')):\n"
-                                                   "    open('/tmp/_flaky_' + dbutils.widgets.get('k'), 'w').write('1'); raise RuntimeError('first try fails')\n"),
+        "flaky": notebook(
+            w,
+            "/Shared/jobs/flaky",
+            "import os\nif not os.path.exists('/tmp/_flaky_' + dbutils.widgets.get('k')):\n"
+            "    open('/tmp/_flaky_' + dbutils.widgets.get('k'), 'w').write('1'); raise RuntimeError('first try fails')\n",
+        ),
     }
 
 
@@ -63,16 +77,29 @@ def test_jobs_crud(fake_client, nbs):
     w = fake_client
     job_id = make_job(w, "crud-job", [task("a", nbs["ok"], params={"x": "1"})])
     job = w.jobs.get(job_id)
-    assert job.settings.name == "crud-job" and job.settings.max_concurrent_runs == 1 and job.settings.tasks[0].task_key == "a"
-    w.jobs.reset(job_id, new_settings=jobs.JobSettings(name="crud-job-2", tasks=[task("b", nbs["ok"])],
-                                                      job_clusters=[jobs.JobCluster(job_cluster_key="main", new_cluster=CLUSTER)]))
+    assert (
+        job.settings.name == "crud-job"
+        and job.settings.max_concurrent_runs == 1
+        and job.settings.tasks[0].task_key == "a"
+    )
+    w.jobs.reset(
+        job_id,
+        new_settings=jobs.JobSettings(
+            name="crud-job-2",
+            tasks=[task("b", nbs["ok"])],
+            job_clusters=[jobs.JobCluster(job_cluster_key="main", new_cluster=CLUSTER)],
+        ),
+    )
     assert [t.task_key for t in w.jobs.get(job_id).settings.tasks] == ["b"]
     w.jobs.update(job_id, new_settings=jobs.JobSettings(timeout_seconds=99))
     assert w.jobs.get(job_id).settings.timeout_seconds == 99
     assert [j.job_id for j in w.jobs.list(name="CRUD-JOB-2")] == [job_id]
     with pytest.raises(InvalidParameterValue, match="nope"):
-        w.jobs.create(name="bad", tasks=[task("a", nbs["ok"], deps=["nope"])],
-                      job_clusters=[jobs.JobCluster(job_cluster_key="main", new_cluster=CLUSTER)])
+        w.jobs.create(
+            name="bad",
+            tasks=[task("a", nbs["ok"], deps=["nope"])],
+            job_clusters=[jobs.JobCluster(job_cluster_key="main", new_cluster=CLUSTER)],
+        )
     w.jobs.delete(job_id)
     with pytest.raises(NotFound):
         w.jobs.get(job_id)
@@ -80,9 +107,16 @@ def test_jobs_crud(fake_client, nbs):
 
 def test_run_now_shares_one_job_cluster_and_outputs(fake_client, nbs):
     w = fake_client
-    job_id = make_job(w, "two-tasks", [task("a", nbs["ok"], params={"x": "base"}), task("b", nbs["ok"], deps=["a"], params={"x": "{{job.parameters.p}}"}),
-                                       task("c", nbs["ok"], params={"x": "c"})],
-                      parameters=[jobs.JobParameterDefinition(name="p", default="dflt")])
+    job_id = make_job(
+        w,
+        "two-tasks",
+        [
+            task("a", nbs["ok"], params={"x": "base"}),
+            task("b", nbs["ok"], deps=["a"], params={"x": "{{job.parameters.p}}"}),
+            task("c", nbs["ok"], params={"x": "c"}),
+        ],
+        parameters=[jobs.JobParameterDefinition(name="p", default="dflt")],
+    )
     run = w.jobs.run_now(job_id, only=["a", "b"], job_parameters={"p": "given"}).result(timeout=timedelta(seconds=60))
     assert run.state.result_state == jobs.RunResultState.SUCCESS
     tasks = by_key(run)
@@ -104,11 +138,15 @@ def test_run_now_shares_one_job_cluster_and_outputs(fake_client, nbs):
 def test_failure_run_if_and_repair(fake_client, nbs):
     w = fake_client
     key = str(time.time_ns())
-    job_id = make_job(w, "repair-job", [
-        task("flaky", nbs["flaky"], params={"k": key}),
-        task("after", nbs["ok"], deps=["flaky"], params={"x": "1"}),
-        task("cleanup", nbs["ok"], deps=["flaky"], params={"x": "2"}, run_if=jobs.RunIf.ALL_DONE),
-    ])
+    job_id = make_job(
+        w,
+        "repair-job",
+        [
+            task("flaky", nbs["flaky"], params={"k": key}),
+            task("after", nbs["ok"], deps=["flaky"], params={"x": "1"}),
+            task("cleanup", nbs["ok"], deps=["flaky"], params={"x": "2"}, run_if=jobs.RunIf.ALL_DONE),
+        ],
+    )
     run = wait(w, w.jobs.run_now(job_id).run_id)
     t = by_key(run)
     assert run.state.result_state == jobs.RunResultState.FAILED
@@ -118,14 +156,21 @@ def test_failure_run_if_and_repair(fake_client, nbs):
     assert "first try fails" in w.jobs.get_run_output(t["flaky"].run_id).error
     with pytest.raises(InvalidParameterValue, match="ghost"):
         w.jobs.repair_run(run.run_id, rerun_tasks=["ghost"])
-    repair_id = w.jobs.repair_run(run.run_id, rerun_all_failed_tasks=True, rerun_dependent_tasks=True).response.repair_id
+    repair_id = w.jobs.repair_run(
+        run.run_id, rerun_all_failed_tasks=True, rerun_dependent_tasks=True
+    ).response.repair_id
     repaired = wait(w, run.run_id)
     t2 = by_key(repaired)
     assert repaired.state.result_state == jobs.RunResultState.SUCCESS
     assert all(t2[k].run_id != t[k].run_id for k in t)  # rerun_dependent_tasks pulls in both dependents
-    assert [h.type for h in repaired.repair_history] == [jobs.RepairHistoryItemType.ORIGINAL, jobs.RepairHistoryItemType.REPAIR]
+    assert [h.type for h in repaired.repair_history] == [
+        jobs.RepairHistoryItemType.ORIGINAL,
+        jobs.RepairHistoryItemType.REPAIR,
+    ]
     assert sorted(repaired.repair_history[1].task_run_ids) == sorted(x.run_id for x in t2.values())
-    assert t2["flaky"].cluster_instance.cluster_id != t["flaky"].cluster_instance.cluster_id  # a new job cluster per repair
+    assert (
+        t2["flaky"].cluster_instance.cluster_id != t["flaky"].cluster_instance.cluster_id
+    )  # a new job cluster per repair
     with pytest.raises(InvalidParameterValue, match="latest_repair_id"):
         w.jobs.repair_run(run.run_id, rerun_tasks=["cleanup"], latest_repair_id=repair_id + 1000)
     w.jobs.repair_run(run.run_id, rerun_tasks=["cleanup"], latest_repair_id=repair_id)
@@ -134,8 +179,14 @@ def test_failure_run_if_and_repair(fake_client, nbs):
 
 def test_cancel_stops_the_task_process(fake_client, nbs, fake_workspace):
     w = fake_client
-    run_id = w.jobs.submit(run_name="cancel-me", tasks=[jobs.SubmitTask(task_key="s", notebook_task=jobs.NotebookTask(notebook_path=nbs["sleep"]),
-                                                                        new_cluster=CLUSTER)]).run_id
+    run_id = w.jobs.submit(
+        run_name="cancel-me",
+        tasks=[
+            jobs.SubmitTask(
+                task_key="s", notebook_task=jobs.NotebookTask(notebook_path=nbs["sleep"]), new_cluster=CLUSTER
+            )
+        ],
+    ).run_id
     deadline = time.monotonic() + 30
     while by_key(w.jobs.get_run(run_id))["s"].state.life_cycle_state != jobs.RunLifeCycleState.RUNNING:
         assert time.monotonic() < deadline
@@ -149,7 +200,10 @@ def test_cancel_stops_the_task_process(fake_client, nbs, fake_workspace):
     w.jobs.cancel_run(run_id)
     run = wait(w, run_id, timeout=10)
     assert time.monotonic() - started < 5
-    assert run.state.result_state == jobs.RunResultState.CANCELED and by_key(run)["s"].state.result_state == jobs.RunResultState.CANCELED
+    assert (
+        run.state.result_state == jobs.RunResultState.CANCELED
+        and by_key(run)["s"].state.result_state == jobs.RunResultState.CANCELED
+    )
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
 
@@ -157,7 +211,14 @@ def test_cancel_stops_the_task_process(fake_client, nbs, fake_workspace):
 def test_idempotency_timeout_and_listing(fake_client, nbs):
     w = fake_client
     token = f"tok-{time.time_ns()}"
-    spec = [jobs.SubmitTask(task_key="t", notebook_task=jobs.NotebookTask(notebook_path=nbs["sleep"]), new_cluster=CLUSTER, timeout_seconds=1)]
+    spec = [
+        jobs.SubmitTask(
+            task_key="t",
+            notebook_task=jobs.NotebookTask(notebook_path=nbs["sleep"]),
+            new_cluster=CLUSTER,
+            timeout_seconds=1,
+        )
+    ]
     first = w.jobs.submit(run_name="timeout", tasks=spec, idempotency_token=token).run_id
     assert w.jobs.submit(run_name="timeout", tasks=spec, idempotency_token=token).run_id == first
     active = [r.run_id for r in w.jobs.list_runs(active_only=True)]
@@ -187,7 +248,12 @@ def test_max_concurrent_runs_skips_or_queues(fake_client, nbs):
 def test_cluster_start_failure_ends_run_internal_error(fake_client, nbs):
     w = fake_client
     broken = compute.ClusterSpec(spark_version="15.4.x-scala2.12", num_workers=0, spark_conf={"fake.fail_start": "1"})
-    waiter = w.jobs.submit(run_name="broken", tasks=[jobs.SubmitTask(task_key="t", notebook_task=jobs.NotebookTask(notebook_path=nbs["ok"]), new_cluster=broken)])
+    waiter = w.jobs.submit(
+        run_name="broken",
+        tasks=[
+            jobs.SubmitTask(task_key="t", notebook_task=jobs.NotebookTask(notebook_path=nbs["ok"]), new_cluster=broken)
+        ],
+    )
     with pytest.raises(OperationFailed, match="fake.fail_start"):
         waiter.result(timeout=timedelta(seconds=60))
 
@@ -198,7 +264,9 @@ def test_clusters_lifecycle(fake_client):
         w.clusters.create(spark_version="", num_workers=0)
     with pytest.raises(InvalidParameterValue, match="num_workers"):
         w.clusters.create(spark_version="15.4.x-scala2.12")
-    c = w.clusters.create(cluster_name="ap", spark_version="15.4.x-scala2.12", num_workers=0).result(timeout=timedelta(seconds=60))
+    c = w.clusters.create(cluster_name="ap", spark_version="15.4.x-scala2.12", num_workers=0).result(
+        timeout=timedelta(seconds=60)
+    )
     assert c.state == compute.State.RUNNING and c.cluster_source == compute.ClusterSource.API
     assert c.cluster_id in [x.cluster_id for x in w.clusters.list()]
     w.clusters.delete(c.cluster_id).result(timeout=timedelta(seconds=30))

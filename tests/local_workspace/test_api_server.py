@@ -35,7 +35,10 @@ def test_restart_keeps_state_token_and_marks_active_runs(tmp_path):
     assert w2.jobs.get(job_id).settings.name == "persisted-job"
     assert w2.workspace.get_status("/Shared/keep").object_type.value == "DIRECTORY"
     assert stop(tmp_path)
-    assert b"Bearer" not in (tmp_path / "server.log").read_bytes() and conn.token.encode() not in (tmp_path / "server.log").read_bytes()
+    assert (
+        b"Bearer" not in (tmp_path / "server.log").read_bytes()
+        and conn.token.encode() not in (tmp_path / "server.log").read_bytes()
+    )
 
 
 def test_tls_with_ca_bundle(tmp_path, monkeypatch):
@@ -53,8 +56,12 @@ def test_tls_with_ca_bundle(tmp_path, monkeypatch):
 
 
 def test_status_cli_and_run_page(local_workspace):
-    out = subprocess.run([sys.executable, "-m", "dbx_assets.local_workspace", "status", "--state-dir", str(local_workspace.state_dir)],
-                         capture_output=True, text=True, timeout=30)
+    out = subprocess.run(
+        [sys.executable, "-m", "dbx_assets.local_workspace", "status", "--state-dir", str(local_workspace.state_dir)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert out.returncode == 0 and json.loads(out.stdout)["host"] == local_workspace.host
     page = requests.get(local_workspace.host + "/", timeout=10)
     assert page.status_code == 200 and "Local Databricks workspace" in page.text

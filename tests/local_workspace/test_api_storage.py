@@ -62,8 +62,12 @@ def test_workspace_notebook_roundtrip(workspace_client, local_workspace):
         w.workspace.upload("/Shared/t1/lib.py", io.BytesIO(b"y"), format=ImportFormat.AUTO)
     w.workspace.upload("/Shared/t1/lib.py", io.BytesIO(b"y"), format=ImportFormat.AUTO, overwrite=True)
     assert w.workspace.download("/Shared/t1/lib.py").read() == b"y"
-    w.workspace.import_("/Shared/t1/json_nb", content=base64.b64encode(b"print(1)").decode(), format=ImportFormat.SOURCE,
-                        language=Language.PYTHON)
+    w.workspace.import_(
+        "/Shared/t1/json_nb",
+        content=base64.b64encode(b"print(1)").decode(),
+        format=ImportFormat.SOURCE,
+        language=Language.PYTHON,
+    )
     assert w.workspace.get_status("/Shared/t1/json_nb").object_type == ObjectType.NOTEBOOK
     with pytest.raises(ResourceDoesNotExist):
         w.workspace.upload("/Shared/missing-parent/x.py", io.BytesIO(b"1"), format=ImportFormat.AUTO)

@@ -27,7 +27,9 @@ def paths(tmp_path) -> StoragePaths:
 
 def _imports_from(site_dir: Path, module: str) -> str:
     code = f"import sys; sys.path.insert(0, {str(site_dir)!r}); import {module}; print({module}.__file__)"
-    return subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True, check=True, cwd="/").stdout
+    return subprocess.run(
+        [sys.executable, "-P", "-c", code], capture_output=True, text=True, check=True, cwd="/"
+    ).stdout
 
 
 def test_a_library_installs_once_per_cluster_and_a_second_cluster_uses_the_cache(paths, monkeypatch, capsys):
@@ -48,8 +50,10 @@ def test_a_library_installs_once_per_cluster_and_a_second_cluster_uses_the_cache
     assert second.installed == first.installed
     assert _imports_from(second.site_dir, "tomli_w").startswith(str(second.site_dir))
     with capsys.disabled():
-        print(f"\n  install {PACKAGE}: first cluster {first.seconds:.2f} s, same cluster again {again.seconds:.3f} s, "
-              f"second cluster from the cache {second.seconds:.2f} s")
+        print(
+            f"\n  install {PACKAGE}: first cluster {first.seconds:.2f} s, same cluster again {again.seconds:.3f} s, "
+            f"second cluster from the cache {second.seconds:.2f} s"
+        )
 
 
 def test_what_the_runtime_provides_is_not_installed(paths, monkeypatch):

@@ -210,7 +210,9 @@ def test_sql_cells_run_and_markdown_cells_are_skipped(cluster):
 
 
 def test_malformed_notebook_fails_clearly(cluster):
-    outcome = run(cluster, invocation(cluster.paths, notebook_source="print('no header')\n", notebook_path="/Users/me/bad"))
+    outcome = run(
+        cluster, invocation(cluster.paths, notebook_source="print('no header')\n", notebook_path="/Users/me/bad")
+    )
     assert outcome.result_state == "FAILED"
     assert "/Users/me/bad is not a Databricks SOURCE-format notebook" in outcome.state_message
     assert "# Databricks notebook source" in outcome.state_message
@@ -247,7 +249,9 @@ def test_missing_secret_fails_with_hint(cluster):
 
 
 def test_a_library_that_cannot_be_installed_fails_the_task(cluster):
-    outcome = run_notebook(cluster, "print('never runs')", pypi_packages=("pyspark", "definitely-not-installed-pkg==1.0"))
+    outcome = run_notebook(
+        cluster, "print('never runs')", pypi_packages=("pyspark", "definitely-not-installed-pkg==1.0")
+    )
     assert outcome.result_state == "FAILED"
     assert outcome.state_message.startswith(
         'Library installation failed for library due to user error for pypi {\n  package: "definitely-not-installed-pkg==1.0"\n}\n'
@@ -378,12 +382,16 @@ def test_spark_python_task_gets_argv_and_attached_spark(cluster, tmp_path):
     ok = run(cluster, invocation(cluster.paths, kind="spark_python", python_file=script, python_parameters=("7", "ok")))
     assert_success(ok)
     assert "argv=['7', 'ok'] count=7 flavour=vanilla" in ok.logs
-    failed = run(cluster, invocation(cluster.paths, kind="spark_python", python_file=script, python_parameters=("1", "fail")))
+    failed = run(
+        cluster, invocation(cluster.paths, kind="spark_python", python_file=script, python_parameters=("1", "fail"))
+    )
     assert failed.result_state == "FAILED" and "exited with code 4" in failed.state_message
 
 
 def test_cancel_kills_the_task_within_5_seconds(cluster):
-    task = cluster.run_task(invocation(cluster.paths, notebook_source=nb("print('sleeping', flush=True)\nimport time\ntime.sleep(600)")))
+    task = cluster.run_task(
+        invocation(cluster.paths, notebook_source=nb("print('sleeping', flush=True)\nimport time\ntime.sleep(600)"))
+    )
     log = task._invocation.output_dir / "logs.txt"
     deadline = time.monotonic() + 120
     while "sleeping" not in log.read_text() and time.monotonic() < deadline:
@@ -453,7 +461,11 @@ def test_two_tasks_run_in_parallel_on_one_cluster(cluster, tmp_path):
         dbutils.notebook.exit(spark.range(10).count())
         """
     tasks = [
-        cluster.run_task(invocation(cluster.paths, notebook_source=nb(source), widgets={"me": me, "other": other, "dir": str(tmp_path)}))
+        cluster.run_task(
+            invocation(
+                cluster.paths, notebook_source=nb(source), widgets={"me": me, "other": other, "dir": str(tmp_path)}
+            )
+        )
         for me, other in (("a", "b"), ("b", "a"))
     ]
     outcomes = [t.wait(TASK_TIMEOUT) for t in tasks]
@@ -542,7 +554,9 @@ def _dbt_project(root: Path) -> Path:
 
 def test_dbt_task_builds_models_on_the_cluster_and_keeps_artifacts(cluster, tmp_path):
     project = _dbt_project(tmp_path)
-    dbt = DbtInvocation(commands=("dbt deps", "dbt build --select customers --target local"), project_dir=project, profiles_dir=None)
+    dbt = DbtInvocation(
+        commands=("dbt deps", "dbt build --select customers --target local"), project_dir=project, profiles_dir=None
+    )
     outcome = run(cluster, invocation(cluster.paths, kind="dbt", dbt=dbt))
     assert_success(outcome)
     results = json.loads((outcome.dbt_artifacts_dir / "run_results.json").read_text())
@@ -557,7 +571,9 @@ def test_dbt_task_builds_models_on_the_cluster_and_keeps_artifacts(cluster, tmp_
     assert_success(read)
     assert read.notebook_result == "2"
 
-    failed = run(cluster, invocation(cluster.paths, kind="dbt", dbt=DbtInvocation(("dbt run --select broken",), project, None)))
+    failed = run(
+        cluster, invocation(cluster.paths, kind="dbt", dbt=DbtInvocation(("dbt run --select broken",), project, None))
+    )
     assert failed.result_state == "FAILED"
     assert failed.state_message.startswith("`dbt run --select broken` failed: broken (error)")
     assert "table_that_does_not_exist" in failed.logs.lower()
@@ -572,8 +588,14 @@ def test_dbt_task_on_a_warehouse_builds_with_the_generated_profile(cluster, tmp_
     (project / "models" / "token_seen.sql").write_text(
         "select '{{ env_var(\"DBT_ACCESS_TOKEN\", \"unset\") }}' as token, '{{ target.name }}' as target_name"
     )
-    dbt = DbtInvocation(commands=("dbt build --select customers token_seen",), project_dir=project, profiles_dir=None,
-                        schema="wh_analytics", catalog="main", warehouse_id="4c0a1d5e7b9f2a63")
+    dbt = DbtInvocation(
+        commands=("dbt build --select customers token_seen",),
+        project_dir=project,
+        profiles_dir=None,
+        schema="wh_analytics",
+        catalog="main",
+        warehouse_id="4c0a1d5e7b9f2a63",
+    )
     inv = invocation(cluster.paths, kind="dbt", dbt=dbt, env={"DBT_ACCESS_TOKEN": "local-token"})
     outcome = run(cluster, inv)
     assert_success(outcome)
@@ -630,7 +652,10 @@ def test_a_driver_that_cannot_start_raises_cluster_start_error(paths):
     from dbx_assets.local_workspace.runtime_types import ClusterStartError
 
     c = LocalCluster("broken", ClusterSpec(spark_conf={"spark.driver.memory": "not-a-size"}), paths)
-    with pytest.raises(ClusterStartError, match=r"Cluster broken failed to start: the Spark driver exited with code \d+ \(Invalid maximum heap size: -Xmxnot-a-size\); see .*driver.log"):
+    with pytest.raises(
+        ClusterStartError,
+        match=r"Cluster broken failed to start: the Spark driver exited with code \d+ \(Invalid maximum heap size: -Xmxnot-a-size\); see .*driver.log",
+    ):
         c.start()
     assert not c.alive
     c.terminate()

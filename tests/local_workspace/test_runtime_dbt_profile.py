@@ -23,7 +23,9 @@ def _project(tmp_path: Path, profile: str | None = "shop") -> Path:
 
 
 def _invocation(project: Path, **kw) -> DbtInvocation:
-    return DbtInvocation(commands=("dbt build",), project_dir=project, profiles_dir=None, warehouse_id="4c0a1d5e7b9f2a63", **kw)
+    return DbtInvocation(
+        commands=("dbt build",), project_dir=project, profiles_dir=None, warehouse_id="4c0a1d5e7b9f2a63", **kw
+    )
 
 
 def test_the_profile_is_named_by_the_project_targets_the_session_and_the_tasks_schema(tmp_path):
@@ -33,7 +35,9 @@ def test_the_profile_is_named_by_the_project_targets_the_session_and_the_tasks_s
     assert yaml.safe_load((out / "profiles.yml").read_text()) == {
         "shop": {
             "target": "default",
-            "outputs": {"default": {"type": "spark", "method": "session", "host": "NA", "schema": "analytics", "threads": 4}},
+            "outputs": {
+                "default": {"type": "spark", "method": "session", "host": "NA", "schema": "analytics", "threads": 4}
+            },
         }
     }
     assert "catalog: main" in (out / "profiles.yml").read_text()  # recorded for whoever reads the run's files

@@ -47,7 +47,7 @@ def test_file_patches_cover_builtins_os_pathlib_shutil(tmp_path: Path):
         f"""
         import os, shutil, pathlib
         from dbx_assets.local_workspace.runtime.path_rewrite import PathMapper, install_local_file_patches
-        install_local_file_patches(PathMapper(pathlib.Path({str(tmp_path / 'dbfs')!r}), pathlib.Path({str(tmp_path / 'vol')!r})))
+        install_local_file_patches(PathMapper(pathlib.Path({str(tmp_path / "dbfs")!r}), pathlib.Path({str(tmp_path / "vol")!r})))
         os.makedirs("/dbfs/a/b", exist_ok=True)
         with open("/dbfs/a/b/x.txt", "w") as fh:
             fh.write("hello")

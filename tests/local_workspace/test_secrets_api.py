@@ -110,7 +110,9 @@ def test_acls_minimal(fake_client, scope):
     with pytest.raises(NotFound):
         w.secrets.get_acl(scope, "data-scientists")
     w.secrets.create_scope(scope + "-all", initial_manage_principal="users")
-    assert [(a.principal, a.permission) for a in w.secrets.list_acls(scope + "-all")] == [("users", AclPermission.MANAGE)]
+    assert [(a.principal, a.permission) for a in w.secrets.list_acls(scope + "-all")] == [
+        ("users", AclPermission.MANAGE)
+    ]
 
 
 def test_values_are_stored_owner_only_and_never_logged(fake_client, fake_workspace, scope, caplog):

@@ -22,7 +22,7 @@ from dbx_assets.local_workspace.app import LocalWorkspace, configure_logging
 VALUE = "sk-live-4f9a0c7e51"
 PEM = "-----BEGIN KEY-----\nQUJDREVGR0g=\n-----END KEY-----"
 
-_SCRIPT = textwrap.dedent('''
+_SCRIPT = textwrap.dedent("""
     import os, subprocess, sys
     from pathlib import Path
     from dbx_assets.local_workspace.runtime.dbutils import SecretsUtils
@@ -54,7 +54,7 @@ _SCRIPT = textwrap.dedent('''
     o = REDACTOR.redact_outcome(TaskOutcome("FAILED", notebook_result=v, error="ValueError: bad " + v, error_trace="tb " + pem))
     print("outcome:", o.notebook_result, "|", o.error, "|", o.error_trace.replace("\\n", " "))
     REDACTOR.close()
-''')
+""")
 
 
 def test_dbutils_secrets_reads_the_store_and_redacts_every_output_path(fake_client, fake_workspace, tmp_path):
@@ -65,8 +65,12 @@ def test_dbutils_secrets_reads_the_store_and_redacts_every_output_path(fake_clie
     fake_client.secrets.put_secret(scope, "blob", bytes_value="YmxvYi1zZWNyZXQtYnl0ZXM=")  # b"blob-secret-bytes"
     log = tmp_path / "logs.txt"
     with open(log, "wb") as out:
-        done = subprocess.run([sys.executable, "-c", _SCRIPT, str(fake_workspace.paths.secrets), scope],
-                              stdout=out, stderr=subprocess.STDOUT, timeout=60)
+        done = subprocess.run(
+            [sys.executable, "-c", _SCRIPT, str(fake_workspace.paths.secrets), scope],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            timeout=60,
+        )
     text = log.read_text()
     assert done.returncode == 0, text
     for literal in (VALUE, PEM, repr(PEM)[1:-1], "blob-secret-bytes", "QUJDREVGR0g="):
@@ -82,13 +86,15 @@ def test_dbutils_secrets_reads_the_store_and_redacts_every_output_path(fake_clie
     assert "'[REDACTED]'" in lines and "b'[REDACTED]'" in lines
     assert f"prefix only: {VALUE[:6]}" in lines
     assert "keys: ['api_key', 'blob', 'pem'] scope listed: True" in lines
-    assert (f"error: IllegalArgumentException Secret does not exist with scope: {scope} and key: missing "
-            f"(locally: `databricks secrets put-secret {scope} missing`, or set the environment variable "
-            "DBX_SECRET_RUNTIME_REDACTION_MISSING)") in lines
+    assert (
+        f"error: IllegalArgumentException Secret does not exist with scope: {scope} and key: missing "
+        f"(locally: `databricks secrets put-secret {scope} missing`, or set the environment variable "
+        "DBX_SECRET_RUNTIME_REDACTION_MISSING)"
+    ) in lines
     assert "outcome: [REDACTED] | ValueError: bad [REDACTED] | tb [REDACTED]" in lines
 
 
-NOTEBOOK = b'''# Databricks notebook source
+NOTEBOOK = b"""# Databricks notebook source
 key = dbutils.secrets.get("demo", "api_key")
 print(f"using key {key}")
 print("scopes:", [s.name for s in dbutils.secrets.listScopes()], "keys:", [m.key for m in dbutils.secrets.list("demo")])
@@ -97,7 +103,7 @@ assert spark.range(3).count() == 3
 if dbutils.widgets.get("fail") == "yes":
     raise ValueError(f"the API refused {key}")
 dbutils.notebook.exit(f"key was {key}")
-'''
+"""
 
 
 def test_notebook_job_reads_a_secret_and_every_output_is_redacted(tmp_path):
@@ -115,13 +121,24 @@ def test_notebook_job_reads_a_secret_and_every_output_is_redacted(tmp_path):
         nb = "/Shared/secrets/use_key"
         job_id = w.jobs.create(
             name="secrets-e2e",
-            job_clusters=[jobs.JobCluster(job_cluster_key="main", new_cluster=compute.ClusterSpec(
-                spark_version="15.4.x-scala2.12", num_workers=0))],
+            job_clusters=[
+                jobs.JobCluster(
+                    job_cluster_key="main",
+                    new_cluster=compute.ClusterSpec(spark_version="15.4.x-scala2.12", num_workers=0),
+                )
+            ],
             tasks=[
-                jobs.Task(task_key="ok", job_cluster_key="main",
-                          notebook_task=jobs.NotebookTask(notebook_path=nb, base_parameters={"fail": "no"})),
-                jobs.Task(task_key="fails", job_cluster_key="main", depends_on=[jobs.TaskDependency(task_key="ok")],
-                          notebook_task=jobs.NotebookTask(notebook_path=nb, base_parameters={"fail": "yes"})),
+                jobs.Task(
+                    task_key="ok",
+                    job_cluster_key="main",
+                    notebook_task=jobs.NotebookTask(notebook_path=nb, base_parameters={"fail": "no"}),
+                ),
+                jobs.Task(
+                    task_key="fails",
+                    job_cluster_key="main",
+                    depends_on=[jobs.TaskDependency(task_key="ok")],
+                    notebook_task=jobs.NotebookTask(notebook_path=nb, base_parameters={"fail": "yes"}),
+                ),
             ],
         ).job_id
         run = w.jobs.run_now(job_id).result(timeout=timedelta(minutes=5))
@@ -145,7 +162,9 @@ def test_notebook_job_reads_a_secret_and_every_output_is_redacted(tmp_path):
                 handler.close()
     server_log = (state_dir / "server.log").read_text()
     assert "POST /api/2.0/secrets/put -> 200" in server_log
-    leaks = [p for p in state_dir.rglob("*") if p.is_file() and p.parent != ws.paths.secrets
-             and VALUE.encode() in p.read_bytes()]
+    leaks = [
+        p
+        for p in state_dir.rglob("*")
+        if p.is_file() and p.parent != ws.paths.secrets and VALUE.encode() in p.read_bytes()
+    ]
     assert leaks == []  # not in server.log, state.db, invocation.json, logs.txt, outcome.json, driver.log...
-

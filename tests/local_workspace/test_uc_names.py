@@ -28,8 +28,13 @@ def text(sql: str, ctx: Context = MAIN, **kwargs) -> str:
 
 @pytest.mark.parametrize(
     ("catalog", "schema", "database"),
-    [("main", "sales", "sales"), ("hive_metastore", "sales", "sales"), ("spark_catalog", "Sales", "sales"),
-     ("dev", "sales", "dev__sales"), ("DEV", "a_b", "dev__a_b")],
+    [
+        ("main", "sales", "sales"),
+        ("hive_metastore", "sales", "sales"),
+        ("spark_catalog", "Sales", "sales"),
+        ("dev", "sales", "dev__sales"),
+        ("DEV", "a_b", "dev__a_b"),
+    ],
 )
 def test_catalog_schema_maps_to_one_spark_database_and_back(catalog, schema, database):
     assert uc.spark_database(catalog, schema) == database
@@ -76,13 +81,21 @@ def test_unknown_catalog_is_databricks_no_such_catalog():
 @pytest.mark.parametrize(
     ("sql", "expected"),
     [
-        ("SELECT o.id FROM main.s.orders o JOIN dev.s.x USING (id)", "SELECT o.id FROM s.orders o JOIN dev__s.x USING (id)"),
+        (
+            "SELECT o.id FROM main.s.orders o JOIN dev.s.x USING (id)",
+            "SELECT o.id FROM s.orders o JOIN dev__s.x USING (id)",
+        ),
         ("CREATE SCHEMA IF NOT EXISTS main.uc_demo", "CREATE SCHEMA IF NOT EXISTS uc_demo"),
         ("CREATE DATABASE dev.s COMMENT 'x'", "CREATE DATABASE dev__s COMMENT 'x'"),
         ("DROP SCHEMA IF EXISTS `dev`.s CASCADE", "DROP SCHEMA IF EXISTS dev__s CASCADE"),
-        ("CREATE TABLE dev.s.t USING parquet PARTITIONED BY (v) AS SELECT 1 AS id, 'a' AS v",
-         "CREATE TABLE dev__s.t USING parquet PARTITIONED BY (v) AS SELECT 1 AS id, 'a' AS v"),
-        ("INSERT OVERWRITE TABLE `dev`.`s`.`t` SELECT * FROM hive_metastore.a.b", "INSERT OVERWRITE TABLE dev__s.t SELECT * FROM a.b"),
+        (
+            "CREATE TABLE dev.s.t USING parquet PARTITIONED BY (v) AS SELECT 1 AS id, 'a' AS v",
+            "CREATE TABLE dev__s.t USING parquet PARTITIONED BY (v) AS SELECT 1 AS id, 'a' AS v",
+        ),
+        (
+            "INSERT OVERWRITE TABLE `dev`.`s`.`t` SELECT * FROM hive_metastore.a.b",
+            "INSERT OVERWRITE TABLE dev__s.t SELECT * FROM a.b",
+        ),
         ("DESCRIBE TABLE EXTENDED dev.s.t", "DESCRIBE TABLE EXTENDED dev__s.t"),
         ("SHOW COLUMNS IN dev.s.t", "SHOW COLUMNS IN dev__s.t"),
         ("SHOW TABLES IN dev.s LIKE 'o*'", "SHOW TABLES IN dev__s LIKE 'o*'"),
@@ -122,7 +135,10 @@ def test_two_level_names_follow_the_current_catalog():
 
 
 def test_pyspark_placeholders_survive_and_names_around_them_are_rewritten():
-    assert text("SELECT * FROM {df} JOIN dev.s.t USING (id)", mask_braces=True) == "SELECT * FROM {df} JOIN dev__s.t USING (id)"
+    assert (
+        text("SELECT * FROM {df} JOIN dev.s.t USING (id)", mask_braces=True)
+        == "SELECT * FROM {df} JOIN dev__s.t USING (id)"
+    )
 
 
 def test_column_qualifiers_are_not_taken_for_tables():
@@ -146,7 +162,9 @@ def test_catalog_statements_are_plans_not_spark_sql():
 
 
 def test_create_schema_plans_say_which_database_they_create():
-    assert plan_sql("CREATE SCHEMA IF NOT EXISTS dev.s", MAIN) == Sql("CREATE SCHEMA IF NOT EXISTS dev__s", creates_database="dev__s")
+    assert plan_sql("CREATE SCHEMA IF NOT EXISTS dev.s", MAIN) == Sql(
+        "CREATE SCHEMA IF NOT EXISTS dev__s", creates_database="dev__s"
+    )
     assert plan_sql("CREATE SCHEMA plain", MAIN) == Sql("CREATE SCHEMA plain", creates_database="plain")
 
 
@@ -183,7 +201,9 @@ def test_catalog_registry_survives_instances_and_rejects_ambiguous_names(tmp_pat
 
 def test_concurrent_create_catalog_registers_once(tmp_path):
     results: list[bool] = []
-    threads = [threading.Thread(target=lambda: results.append(CatalogRegistry(tmp_path).create("race"))) for _ in range(8)]
+    threads = [
+        threading.Thread(target=lambda: results.append(CatalogRegistry(tmp_path).create("race"))) for _ in range(8)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -200,8 +220,11 @@ def _table(warehouse: Path, database: str, name: str, fields: list[dict], partit
     (folder / "part-00000.parquet").write_bytes(b"PAR1")
     snapshot = warehouse / "_unity_catalog" / "columns" / database / f"{name}.json"
     snapshot.parent.mkdir(parents=True, exist_ok=True)
-    snapshot.write_text(json.dumps({"signature": "x", "schema": {"type": "struct", "fields": fields},
-                                    "partition_columns": list(partitions)}))
+    snapshot.write_text(
+        json.dumps(
+            {"signature": "x", "schema": {"type": "struct", "fields": fields}, "partition_columns": list(partitions)}
+        )
+    )
 
 
 def test_unity_catalog_api_lists_what_is_on_disk(fake_workspace, fake_client):
@@ -210,9 +233,18 @@ def test_unity_catalog_api_lists_what_is_on_disk(fake_workspace, fake_client):
     warehouse = fake_workspace.paths.warehouse
     CatalogRegistry(warehouse).create("apitest", "api test catalog")
     f = lambda n, t, null=True: {"name": n, "type": t, "nullable": null, "metadata": {}}  # noqa: E731
-    _table(warehouse, "uc_api_sales", "orders", [
-        f("id", "long", False), f("amount", "decimal(10,2)"), f("tags", {"type": "array", "elementType": "string", "containsNull": True}),
-        f("day", "date")], partitions=("day",))
+    _table(
+        warehouse,
+        "uc_api_sales",
+        "orders",
+        [
+            f("id", "long", False),
+            f("amount", "decimal(10,2)"),
+            f("tags", {"type": "array", "elementType": "string", "containsNull": True}),
+            f("day", "date"),
+        ],
+        partitions=("day",),
+    )
     _table(warehouse, "apitest__raw", "events", [f("payload", "string")])
     (warehouse / "apitest__empty.db").mkdir()
 
@@ -232,8 +264,12 @@ def test_unity_catalog_api_lists_what_is_on_disk(fake_workspace, fake_client):
     assert orders.table_type.value == "MANAGED" and orders.data_source_format.value == "PARQUET"
     assert orders.storage_location == (warehouse / "uc_api_sales.db" / "orders").as_uri()
     cols = [(c.name, c.type_name.value, c.type_text, c.position, c.nullable, c.partition_index) for c in orders.columns]
-    assert cols == [("id", "LONG", "bigint", 0, False, None), ("amount", "DECIMAL", "decimal(10,2)", 1, True, None),
-                    ("tags", "ARRAY", "array<string>", 2, True, None), ("day", "DATE", "date", 3, True, 0)]
+    assert cols == [
+        ("id", "LONG", "bigint", 0, False, None),
+        ("amount", "DECIMAL", "decimal(10,2)", 1, True, None),
+        ("tags", "ARRAY", "array<string>", 2, True, None),
+        ("day", "DATE", "date", 3, True, 0),
+    ]
     assert orders.columns[1].type_precision == 10 and orders.columns[1].type_scale == 2
     assert [c.name for c in fake_client.tables.get("apitest.raw.events").columns] == ["payload"]
 
@@ -270,7 +306,9 @@ def test_a_generated_dbt_profile_targets_the_catalogs_database_and_refuses_unkno
     try:
         assert schema_for("main") == "analytics" and schema_for("hive_metastore") == "analytics"
         assert schema_for("dev") == "dev__analytics"
-        with pytest.raises(ProfileError, match=r"catalog 'sales': \[NO_SUCH_CATALOG_EXCEPTION\] The catalog 'sales' was not found"):
+        with pytest.raises(
+            ProfileError, match=r"catalog 'sales': \[NO_SUCH_CATALOG_EXCEPTION\] The catalog 'sales' was not found"
+        ):
             schema_for("sales")
     finally:
         uc.set_active_registry(None)

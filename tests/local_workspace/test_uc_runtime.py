@@ -66,7 +66,9 @@ def test_three_level_names_in_notebooks_dbt_and_the_unity_catalog_api(workspace,
     from databricks.sdk.errors import NotFound
 
     # 1. Python API and %sql with main.<schema>.<table>; a second catalog; errors in UC terms.
-    created = notebook(cluster, """
+    created = notebook(
+        cluster,
+        """
         spark.sql("CREATE SCHEMA IF NOT EXISTS main.uc_demo")
         spark.createDataFrame([(1, "a"), (2, "b")], "id INT, v STRING").write.mode("overwrite").saveAsTable("main.uc_demo.orders")
 
@@ -117,7 +119,8 @@ def test_three_level_names_in_notebooks_dbt_and_the_unity_catalog_api(workspace,
         spark.catalog.setCurrentCatalog("main")
         spark.sql("USE default")
         dbutils.notebook.exit(json.dumps(out))
-        """)
+        """,
+    )
     assert created["orders"] == 3 and created["two_level"] == 3 and created["legacy"] == 2
     assert created["exists"] == [True, True, False]
     assert created["dev_rows"] == [2, 3]
@@ -138,13 +141,22 @@ def test_three_level_names_in_notebooks_dbt_and_the_unity_catalog_api(workspace,
     # 2. dbt with catalog main and with catalog dev (generated profile of a warehouse task).
     project = _dbt_project(tmp_path)
     for catalog in ("main", "dev"):
-        dbt = DbtInvocation(commands=("dbt run",), project_dir=project, profiles_dir=None,
-                            schema="analytics", catalog=catalog, warehouse_id="4c0a1d5e7b9f2a63")
+        dbt = DbtInvocation(
+            commands=("dbt run",),
+            project_dir=project,
+            profiles_dir=None,
+            schema="analytics",
+            catalog=catalog,
+            warehouse_id="4c0a1d5e7b9f2a63",
+        )
         run(cluster, kind="dbt", dbt=dbt)
-    read = notebook(cluster, """
+    read = notebook(
+        cluster,
+        """
         import json
         dbutils.notebook.exit(json.dumps([spark.table(f"{c}.analytics.customers").count() for c in ("main", "dev")]))
-        """)
+        """,
+    )
     assert read == [2, 2]
 
     # 3. The Unity Catalog REST API sees all of it, with columns.
@@ -156,7 +168,9 @@ def test_three_level_names_in_notebooks_dbt_and_the_unity_catalog_api(workspace,
     assert sorted(t.name for t in w.tables.list("dev", "s")) == ["t", "written_in_dev"]
     orders = w.tables.get("main.uc_demo.orders")
     assert [(c.name, c.type_name.value, c.type_text, c.position, c.nullable) for c in orders.columns] == [
-        ("id", "INT", "int", 0, True), ("v", "STRING", "string", 1, True)]
+        ("id", "INT", "int", 0, True),
+        ("v", "STRING", "string", 1, True),
+    ]
     assert orders.table_type.value == "MANAGED" and orders.data_source_format.value == "PARQUET"
     assert orders.storage_location == (warehouse / "uc_demo.db" / "orders").as_uri()
     totals = w.tables.get("main.uc_demo.totals")

@@ -44,24 +44,32 @@ def ws(tmp_path_factory, fake_workspace):
 def w(ws) -> WorkspaceClient:
     client = WorkspaceClient(host=ws.host, token=ws.token)
     client.workspace.mkdirs(PROJECT)
-    client.workspace.upload(f"{PROJECT}/dbt_project.yml", io.BytesIO(b"name: p\nprofile: p\nversion: '1'\nconfig-version: 2\n"),
-                            format=ImportFormat.AUTO, overwrite=True)
+    client.workspace.upload(
+        f"{PROJECT}/dbt_project.yml",
+        io.BytesIO(b"name: p\nprofile: p\nversion: '1'\nconfig-version: 2\n"),
+        format=ImportFormat.AUTO,
+        overwrite=True,
+    )
     return client
 
 
 def _submit_dbt(w: WorkspaceClient, **dbt_fields) -> jobs.Run:
-    task = jobs.SubmitTask.from_dict({
-        "task_key": "dbt_build",
-        "new_cluster": {"spark_version": "15.4.x-scala2.12", "num_workers": 0},
-        "dbt_task": {"project_directory": PROJECT, "commands": ["dbt build"], "source": "WORKSPACE", **dbt_fields},
-        "libraries": [{"pypi": {"package": "dbt-databricks>=1.11,<1.12"}}],
-    })
+    task = jobs.SubmitTask.from_dict(
+        {
+            "task_key": "dbt_build",
+            "new_cluster": {"spark_version": "15.4.x-scala2.12", "num_workers": 0},
+            "dbt_task": {"project_directory": PROJECT, "commands": ["dbt build"], "source": "WORKSPACE", **dbt_fields},
+            "libraries": [{"pypi": {"package": "dbt-databricks>=1.11,<1.12"}}],
+        }
+    )
     return w.jobs.submit(run_name="dbt on a warehouse", tasks=[task]).result(timeout=timedelta(seconds=60))
 
 
 def test_the_local_warehouse_is_listed_started_and_stopped_through_the_sdk(w):
     listed = list(w.warehouses.list())
-    assert [(type(x), x.name, x.state) for x in listed] == [(sql.EndpointInfo, "Local SQL warehouse", sql.State.STOPPED)]
+    assert [(type(x), x.name, x.state) for x in listed] == [
+        (sql.EndpointInfo, "Local SQL warehouse", sql.State.STOPPED)
+    ]
     wid = listed[0].id
     assert re.fullmatch(r"[0-9a-f]{16}", wid)
 
@@ -74,7 +82,9 @@ def test_the_local_warehouse_is_listed_started_and_stopped_through_the_sdk(w):
     waiter = w.warehouses.start(wid)
     assert w.warehouses.get(wid).state == sql.State.STARTING  # not RUNNING at once, like a real one
     running = waiter.result()
-    assert running.state == sql.State.RUNNING and running.num_clusters == 1 and running.health.status == sql.Status.HEALTHY
+    assert (
+        running.state == sql.State.RUNNING and running.num_clusters == 1 and running.health.status == sql.Status.HEALTHY
+    )
     assert 1.0 <= time.monotonic() - started < 15
     w.warehouses.start(wid)  # idempotent
     assert w.warehouses.get(wid).state == sql.State.RUNNING
@@ -124,7 +134,10 @@ def test_dbt_task_fields_only_valid_with_or_without_a_warehouse(ws, w):
         "Task dbt_build: dbt_task.profiles_directory can only be specified if no warehouse_id is specified."
     )
     run = _submit_dbt(w, catalog="main")
-    assert run.tasks[0].state.state_message == "Task dbt_build: dbt_task.catalog can only be specified if a warehouse_id is specified."
+    assert (
+        run.tasks[0].state.state_message
+        == "Task dbt_build: dbt_task.catalog can only be specified if a warehouse_id is specified."
+    )
 
     # Without a warehouse the project's own profiles are used, as before; schema is documented as unused then.
     before = len(ws.recorded)

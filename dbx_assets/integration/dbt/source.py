@@ -77,7 +77,9 @@ class DbtProjectTasks:
         self.manifest: Mapping[str, Any] = loaded.data
         self.schema = schema
         self.task_key = task_key
-        self.specs, self.checks = build_all_specs(loaded.data, _Translator(partitions_def), cache=SpecsCache.next_to(loaded))
+        self.specs, self.checks = build_all_specs(
+            loaded.data, _Translator(partitions_def), cache=SpecsCache.next_to(loaded)
+        )
         self.project_name: str = self.manifest.get("metadata", {}).get("project_name") or self.project_dir.name
         self._unique_id_by_key = {s.key: s.metadata[DAGSTER_DBT_UNIQUE_ID_METADATA_KEY] for s in self.specs}
         self._unique_id_by_check = {c.key: (c.metadata or {})[DAGSTER_DBT_UNIQUE_ID_METADATA_KEY] for c in self.checks}
@@ -187,7 +189,11 @@ class DbtProjectTasks:
         return sorted(self._fqn_selector(self._test_unique_id(key)) for key in set(selected_checks))
 
     def build_command(
-        self, selected_models: Iterable[dg.AssetKey], selected_checks: Iterable[dg.AssetCheckKey], *, vars: Mapping[str, str]
+        self,
+        selected_models: Iterable[dg.AssetKey],
+        selected_checks: Iterable[dg.AssetCheckKey],
+        *,
+        vars: Mapping[str, str],
     ) -> str:
         """`dbt build` of exactly these models and tests.
 

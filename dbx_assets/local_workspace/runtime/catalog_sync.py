@@ -82,7 +82,9 @@ def sync_catalog(spark: Any, warehouse: Path) -> list[str]:
         if db not in known_dbs:
             spark.sql(f"CREATE DATABASE IF NOT EXISTS {_quote(db)}")
         registered = {
-            row["tableName"].lower() for row in spark.sql(f"SHOW TABLES IN {_quote(db)}").collect() if not row["isTemporary"]
+            row["tableName"].lower()
+            for row in spark.sql(f"SHOW TABLES IN {_quote(db)}").collect()
+            if not row["isTemporary"]
         }
         for name, path in tables.items():
             qualified = f"{_quote(db)}.{_quote(name)}"

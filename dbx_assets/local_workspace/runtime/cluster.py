@@ -81,8 +81,12 @@ def _with_import_path(env: dict[str, str]) -> dict[str, str]:
     with _import_path_lock:
         if key not in _import_path:
             probe = subprocess.run(
-                [sys.executable, "-P", "-c", f"import {_ROOT_PACKAGE}"], env=env, cwd="/",
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                [sys.executable, "-P", "-c", f"import {_ROOT_PACKAGE}"],
+                env=env,
+                cwd="/",
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
             )
             root = str(Path(__file__).resolve().parents[3])
             _import_path[key] = None if probe.returncode == 0 else root
@@ -164,7 +168,8 @@ class RunningTask:
             outcome = TaskOutcome("CANCELED", state_message="The task was canceled.")
         elif self._stop_reason == "cluster_terminated":
             outcome = TaskOutcome(
-                "FAILED", state_message=f"The cluster {self._cluster.cluster_id} was terminated while the task was running."
+                "FAILED",
+                state_message=f"The cluster {self._cluster.cluster_id} was terminated while the task was running.",
             )
         else:
             try:

@@ -65,7 +65,10 @@ def failure_message(package: str, cluster_id: str, detail: str) -> str:
     """The wording of a Databricks run whose pypi library failed to install on the driver."""
     detail = detail.strip() or "unknown error"
     if len(detail) > _DETAIL_LIMIT:
-        detail = detail[:_DETAIL_LIMIT] + f"\n***WARNING: message truncated. Skipped {len(detail) - _DETAIL_LIMIT} bytes of output**"
+        detail = (
+            detail[:_DETAIL_LIMIT]
+            + f"\n***WARNING: message truncated. Skipped {len(detail) - _DETAIL_LIMIT} bytes of output**"
+        )
     return (
         f'Library installation failed for library due to user error for pypi {{\n  package: "{package}"\n}}\n'
         f" Error messages:\nLibrary installation attempted on the driver node of cluster {cluster_id} and failed. "
@@ -96,7 +99,9 @@ def ensure_installed(specs: list[str], cluster_id: str, paths: StoragePaths) -> 
         if missing:
             installer = _Installer.find()
             if installer is None:
-                raise LibraryInstallError(missing[0], cluster_id, "Neither uv nor pip is available to the local runtime.")
+                raise LibraryInstallError(
+                    missing[0], cluster_id, "Neither uv nor pip is available to the local runtime."
+                )
             pins: list[str] = []
             for spec in missing:  # one resolution per library, so a failure names its library
                 pins.extend(p for p in installer.resolve(spec, paths.library_cache, cluster_id) if p not in pins)
@@ -136,7 +141,11 @@ def _parse(spec: str, cluster_id: str) -> Requirement:
 def _installed_version(name: str, site_dir: Path) -> Version | None:
     for path in ([str(site_dir)], None):  # the cluster's libraries first, as on its sys.path
         try:
-            dist = metadata.distribution(name) if path is None else next(iter(metadata.distributions(name=name, path=path)))
+            dist = (
+                metadata.distribution(name)
+                if path is None
+                else next(iter(metadata.distributions(name=name, path=path)))
+            )
             return Version(dist.version)
         except (metadata.PackageNotFoundError, StopIteration, InvalidVersion):
             continue
@@ -213,33 +222,99 @@ class _Installer:
         if failure is not None:
             raise LibraryInstallError(spec, cluster_id, failure)
         if self.kind == "uv":
-            out, err = self._run(["install", "--dry-run", "--python", sys.executable, "--cache-dir", str(cache / "uv"),
-                                  "--no-progress", "--color", "never", spec], spec, cluster_id)
+            out, err = self._run(
+                [
+                    "install",
+                    "--dry-run",
+                    "--python",
+                    sys.executable,
+                    "--cache-dir",
+                    str(cache / "uv"),
+                    "--no-progress",
+                    "--color",
+                    "never",
+                    spec,
+                ],
+                spec,
+                cluster_id,
+            )
             # uv lists what it would add as " + name==version" (or " + name @ url").
             return [m.group(1).strip() for m in re.finditer(r"^ \+ (.+)$", out + err, re.MULTILINE)]
-        out, _ = self._run(["install", "--dry-run", "--quiet", "--report", "-", "--cache-dir", str(cache / "pip"),
-                            "--disable-pip-version-check", spec], spec, cluster_id)
+        out, _ = self._run(
+            [
+                "install",
+                "--dry-run",
+                "--quiet",
+                "--report",
+                "-",
+                "--cache-dir",
+                str(cache / "pip"),
+                "--disable-pip-version-check",
+                spec,
+            ],
+            spec,
+            cluster_id,
+        )
         report = json.loads(out)
         return [f"{i['metadata']['name']}=={i['metadata']['version']}" for i in report.get("install", [])]
 
     def install(self, pins: list[str], site_dir: Path, cache: Path, package: str, cluster_id: str) -> None:
         if self.kind == "uv":
-            self._run(["install", "--python", sys.executable, "--target", str(site_dir), "--no-deps",
-                       "--cache-dir", str(cache / "uv"), "--no-progress", "--color", "never", *pins], package, cluster_id)
+            self._run(
+                [
+                    "install",
+                    "--python",
+                    sys.executable,
+                    "--target",
+                    str(site_dir),
+                    "--no-deps",
+                    "--cache-dir",
+                    str(cache / "uv"),
+                    "--no-progress",
+                    "--color",
+                    "never",
+                    *pins,
+                ],
+                package,
+                cluster_id,
+            )
         else:
-            self._run(["install", "--target", str(site_dir), "--no-deps", "--upgrade", "--cache-dir", str(cache / "pip"),
-                       "--disable-pip-version-check", *pins], package, cluster_id)
+            self._run(
+                [
+                    "install",
+                    "--target",
+                    str(site_dir),
+                    "--no-deps",
+                    "--upgrade",
+                    "--cache-dir",
+                    str(cache / "pip"),
+                    "--disable-pip-version-check",
+                    *pins,
+                ],
+                package,
+                cluster_id,
+            )
 
     def _run(self, args: list[str], package: str, cluster_id: str) -> tuple[str, str]:
         print(f"[local runtime] {self.kind} pip {' '.join(args)}", flush=True)
         try:
-            proc = subprocess.run([*self.argv, *args], capture_output=True, text=True, timeout=INSTALL_TIMEOUT_SECONDS,
-                                  stdin=subprocess.DEVNULL)
+            proc = subprocess.run(
+                [*self.argv, *args],
+                capture_output=True,
+                text=True,
+                timeout=INSTALL_TIMEOUT_SECONDS,
+                stdin=subprocess.DEVNULL,
+            )
         except subprocess.TimeoutExpired:
-            raise LibraryInstallError(package, cluster_id, f"Installation timed out after {INSTALL_TIMEOUT_SECONDS} s") from None
+            raise LibraryInstallError(
+                package, cluster_id, f"Installation timed out after {INSTALL_TIMEOUT_SECONDS} s"
+            ) from None
         sys.stdout.write(proc.stderr)
         if proc.returncode != 0:
-            detail = "\n".join(line for line in (proc.stderr or proc.stdout).splitlines()
-                               if line.strip() and not line.startswith("Using Python"))
+            detail = "\n".join(
+                line
+                for line in (proc.stderr or proc.stdout).splitlines()
+                if line.strip() and not line.startswith("Using Python")
+            )
             raise LibraryInstallError(package, cluster_id, detail)
         return proc.stdout, proc.stderr

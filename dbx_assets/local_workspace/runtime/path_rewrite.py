@@ -51,7 +51,11 @@ class PathMapper:
 
     def spark(self, path: str) -> str:
         """Like `storage`, but as the `file:` URI Spark should read/write."""
-        if not isinstance(path, str) or re.match(r"^[A-Za-z][\w+.-]*:", path) and not path.startswith(("dbfs:", "file:")):
+        if (
+            not isinstance(path, str)
+            or re.match(r"^[A-Za-z][\w+.-]*:", path)
+            and not path.startswith(("dbfs:", "file:"))
+        ):
             return path
         mapped = self.storage(path)
         return "file:" + mapped if mapped.startswith("/") else mapped

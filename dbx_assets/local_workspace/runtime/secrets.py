@@ -148,10 +148,10 @@ class Redactor:
         safe = len(pending) - (longest - 1)  # before this, every literal is whole in `pending`
         parts, pos, hold = [], 0, len(pending)
         for m in pattern.finditer(pending):
-            if not final and m.start() >= safe and _could_grow(pending[m.start():], literals):
+            if not final and m.start() >= safe and _could_grow(pending[m.start() :], literals):
                 hold = m.start()  # e.g. "abc" matched, but "abcdef" is a literal too
                 break
-            parts += [pending[pos:m.start()], REDACTED.encode()]
+            parts += [pending[pos : m.start()], REDACTED.encode()]
             pos = m.end()
         if not final and hold == len(pending):
             hold = next((i for i in range(max(pos, safe), len(pending)) if _could_grow(pending[i:], literals)), hold)
@@ -175,7 +175,7 @@ def _could_grow(tail: bytes, literals: tuple[bytes, ...]) -> bool:
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]
 
 
 # One task per process: one redactor, drained by task_process.main before it exits.

@@ -67,7 +67,9 @@ def catalog_exists(name: str) -> UcNameError:
 
 
 def invalid_catalog_name(name: str, why: str) -> UcNameError:
-    return UcNameError("INVALID_SCHEMA_OR_RELATION_NAME", f"`{name}` is not a valid catalog name locally: {why}.", "42602")
+    return UcNameError(
+        "INVALID_SCHEMA_OR_RELATION_NAME", f"`{name}` is not a valid catalog name locally: {why}.", "42602"
+    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -247,7 +249,11 @@ def dbt_schema(catalog: str | None, schema: str) -> str:
     if not catalog:
         return schema
     catalog = catalog.lower()
-    if catalog not in DEFAULT_CATALOG_ALIASES and _active_registry is not None and catalog not in _active_registry.names():
+    if (
+        catalog not in DEFAULT_CATALOG_ALIASES
+        and _active_registry is not None
+        and catalog not in _active_registry.names()
+    ):
         raise no_such_catalog(catalog)
     return spark_database(catalog, schema)
 
@@ -318,19 +324,39 @@ Plan = Sql | CreateCatalog | DropCatalog | UseCatalog | ShowCatalogs | ShowSchem
 _NAME = r"(?:`(?:[^`]|``)*`|[A-Za-z0-9_]+)(?:\s*\.\s*(?:`(?:[^`]|``)*`|[A-Za-z0-9_]+))*"
 _LIKE = r"(?:\s+(?:LIKE\s+)?'(?P<pattern>[^']*)')?"
 _CATALOG_STATEMENTS: list[tuple[re.Pattern, str]] = [
-    (re.compile(r"CREATE\s+CATALOG(?P<ine>\s+IF\s+NOT\s+EXISTS)?\s+(?P<name>" + _NAME + r")"
-                r"(?:\s+(?:MANAGED\s+LOCATION\s+'[^']*'\s*)?COMMENT\s+'(?P<comment>(?:[^']|'')*)')?.*", re.I | re.S), "create"),
-    (re.compile(r"DROP\s+CATALOG(?P<ie>\s+IF\s+EXISTS)?\s+(?P<name>" + _NAME + r")(?:\s+(?P<mode>CASCADE|RESTRICT))?", re.I), "drop"),
+    (
+        re.compile(
+            r"CREATE\s+CATALOG(?P<ine>\s+IF\s+NOT\s+EXISTS)?\s+(?P<name>" + _NAME + r")"
+            r"(?:\s+(?:MANAGED\s+LOCATION\s+'[^']*'\s*)?COMMENT\s+'(?P<comment>(?:[^']|'')*)')?.*",
+            re.I | re.S,
+        ),
+        "create",
+    ),
+    (
+        re.compile(
+            r"DROP\s+CATALOG(?P<ie>\s+IF\s+EXISTS)?\s+(?P<name>" + _NAME + r")(?:\s+(?P<mode>CASCADE|RESTRICT))?", re.I
+        ),
+        "drop",
+    ),
     (re.compile(r"(?:USE|SET)\s+CATALOG\s+(?P<name>" + _NAME + r"|'[^']*')", re.I), "use"),
     (re.compile(r"SHOW\s+CATALOGS" + _LIKE, re.I), "show_catalogs"),
-    (re.compile(r"SHOW\s+(?:SCHEMAS|DATABASES|NAMESPACES)(?:\s+(?:IN|FROM)\s+(?P<name>" + _NAME + r"))?" + _LIKE, re.I), "show_schemas"),
+    (
+        re.compile(
+            r"SHOW\s+(?:SCHEMAS|DATABASES|NAMESPACES)(?:\s+(?:IN|FROM)\s+(?P<name>" + _NAME + r"))?" + _LIKE, re.I
+        ),
+        "show_schemas",
+    ),
     (re.compile(r"(?:DESCRIBE|DESC)\s+CATALOG(?:\s+EXTENDED)?\s+(?P<name>" + _NAME + r")", re.I), "describe_catalog"),
 ]
 # Statements sqlglot keeps as an opaque Command: the name after the prefix is rewritten in place.
-_SCHEMA_PREFIXES = re.compile(r"^\s*(?P<prefix>SHOW\s+(?:TABLES|VIEWS|FUNCTIONS|TABLE\s+EXTENDED)\s+(?:IN|FROM)\s+)(?P<name>" + _NAME + ")", re.I)
+_SCHEMA_PREFIXES = re.compile(
+    r"^\s*(?P<prefix>SHOW\s+(?:TABLES|VIEWS|FUNCTIONS|TABLE\s+EXTENDED)\s+(?:IN|FROM)\s+)(?P<name>" + _NAME + ")", re.I
+)
 _TABLE_PREFIXES = re.compile(
     r"^\s*(?P<prefix>(?:SHOW\s+(?:COLUMNS\s+(?:IN|FROM)|CREATE\s+TABLE|TBLPROPERTIES|PARTITIONS)|MSCK\s+REPAIR\s+TABLE|"
-    r"(?:UN)?CACHE\s+(?:LAZY\s+)?TABLE(?:\s+IF\s+EXISTS)?)\s+)(?P<name>" + _NAME + ")", re.I)
+    r"(?:UN)?CACHE\s+(?:LAZY\s+)?TABLE(?:\s+IF\s+EXISTS)?)\s+)(?P<name>" + _NAME + ")",
+    re.I,
+)
 _SHOW_TABLES = re.compile(r"^\s*SHOW\s+TABLES\b(?P<rest>(?!\s+(?:IN|FROM)\b).*)$", re.I | re.S)
 
 
@@ -362,8 +388,11 @@ def plan_sql(text: str, ctx: Context, *, mask_braces: bool = False) -> Plan:
         if m:
             parts = split_name(m.group("name"))
             mapped = ctx.table(parts) if is_table else ctx.database(parts)
-            new_name = m.group("name") if mapped is None else (
-                ".".join(quote(p) for p in mapped) if is_table else quote(mapped))  # type: ignore[arg-type]
+            new_name = (
+                m.group("name")
+                if mapped is None
+                else (".".join(quote(p) for p in mapped) if is_table else quote(mapped))
+            )  # type: ignore[arg-type]
             new_text = text[: m.start("name")] + new_name + text[m.end("name") :]
             shows = m.group("prefix").upper().split()[:2] == ["SHOW", "TABLES"]
             # Only names that were mapped read back as UC schemas (dbt-spark reads `namespace` as it asked).
@@ -465,7 +494,9 @@ def _regenerate(statements: list, ctx: Context) -> str:
     for statement in statements:
         statement = statement.copy()
         for table in statement.find_all(exp.Table):
-            parts = [table.args[k].name for k in ("catalog", "db", "this") if isinstance(table.args.get(k), exp.Identifier)]
+            parts = [
+                table.args[k].name for k in ("catalog", "db", "this") if isinstance(table.args.get(k), exp.Identifier)
+            ]
             new = ctx.table(parts) if len(parts) > 1 and not _is_file_reference(parts) else None
             if new:
                 table.set("catalog", None)

@@ -90,8 +90,10 @@ class UcSession:
                 from pyspark.sql import functions as F
 
                 _, schema = uc.uc_schema(plan.show_tables_in, self.registry.names())
-                df = df.withColumn("namespace", F.when(F.col("namespace") == plan.show_tables_in, F.lit(schema))
-                                   .otherwise(F.col("namespace")))
+                df = df.withColumn(
+                    "namespace",
+                    F.when(F.col("namespace") == plan.show_tables_in, F.lit(schema)).otherwise(F.col("namespace")),
+                )
             return df
         if isinstance(plan, uc.CreateCatalog):
             exists = plan.name in uc.DEFAULT_CATALOG_ALIASES or not self.registry.create(plan.name, plan.comment)
@@ -146,11 +148,18 @@ class UcSession:
                 return self.spark.createDataFrame([], "x STRING").select()
             raise uc.no_such_catalog(plan.name)
         schemas = self.schemas(plan.name, run_sql)
-        non_empty = [s for s in schemas if s != "default" or run_sql(
-            f"SHOW TABLES IN {uc.quote(uc.spark_database(plan.name, s))}").count()]
+        non_empty = [
+            s
+            for s in schemas
+            if s != "default" or run_sql(f"SHOW TABLES IN {uc.quote(uc.spark_database(plan.name, s))}").count()
+        ]
         if non_empty and not plan.cascade:
-            raise uc.UcNameError("CATALOG_NOT_EMPTY", f"Cannot drop catalog '{plan.name}' because it contains schemas "
-                                 f"({', '.join(non_empty)}). Use DROP CATALOG ... CASCADE.", "2BP01")
+            raise uc.UcNameError(
+                "CATALOG_NOT_EMPTY",
+                f"Cannot drop catalog '{plan.name}' because it contains schemas "
+                f"({', '.join(non_empty)}). Use DROP CATALOG ... CASCADE.",
+                "2BP01",
+            )
         current = self._current_database().lower()
         for schema in schemas:
             database = uc.spark_database(plan.name, schema)
@@ -229,7 +238,15 @@ def install_uc_patches(spark: Any, warehouse: Path) -> UcSession:
     DataFrame.writeTo = table_arg(DataFrame.writeTo, "table")  # type: ignore[method-assign]
     DataStreamReader.table = table_arg(DataStreamReader.table, "tableName")  # type: ignore[method-assign]
     DataStreamWriter.toTable = table_arg(DataStreamWriter.toTable, "tableName")  # type: ignore[method-assign]
-    for name in ("getTable", "refreshTable", "recoverPartitions", "cacheTable", "uncacheTable", "isCached", "createTable"):
+    for name in (
+        "getTable",
+        "refreshTable",
+        "recoverPartitions",
+        "cacheTable",
+        "uncacheTable",
+        "isCached",
+        "createTable",
+    ):
         setattr(Catalog, name, table_arg(getattr(Catalog, name), "tableName"))
     Catalog.tableExists = table_arg(Catalog.tableExists, "tableName", database_arg="dbName")  # type: ignore[method-assign]
     Catalog.listColumns = table_arg(Catalog.listColumns, "tableName", database_arg="dbName")  # type: ignore[method-assign]
