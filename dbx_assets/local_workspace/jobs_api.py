@@ -14,6 +14,7 @@ from databricks.sdk.service import jobs as sdk_jobs
 
 from .clock import Clock
 from .clusters_api import LOCAL_USER, now_ms, validate_cluster_spec
+from .git_sources import validate_git_source
 from .http_errors import invalid, require
 from .http_types import Request, Response, Router, q_bool, q_int
 from .request_shapes import check_body, check_object, normalize
@@ -24,7 +25,7 @@ from .state import StateStore
 
 TASK_FIELDS = ("notebook_task", "spark_python_task", "dbt_task", "job_cluster_key", "new_cluster",
                "existing_cluster_id", "libraries", "timeout_seconds", "run_if", "description", "environment_key",
-               "max_retries", "email_notifications")
+               "max_retries", "min_retry_interval_millis", "retry_on_timeout", "email_notifications")
 # runs/submit in the single-task shape (Jobs 2.0 style, what Airflow's DatabricksSubmitRunOperator sends):
 # these fields sit at the top level of the body instead of in `tasks`.
 SINGLE_TASK_FIELDS = ("notebook_task", "spark_python_task", "spark_jar_task", "spark_submit_task", "python_wheel_task",
@@ -89,6 +90,10 @@ class Jobs:
             if t.get("new_cluster"):
                 validate_cluster_spec(t["new_cluster"], f"tasks[{t['task_key']}].new_cluster")
         self._check_acyclic(tasks)
+        if settings.get("git_source"):
+            problem = validate_git_source(settings["git_source"])
+            if problem:
+                raise invalid(problem)
         settings.setdefault("max_concurrent_runs", 1)
         settings.setdefault("name", "Untitled")
         settings.setdefault("format", "MULTI_TASK")
@@ -222,6 +227,7 @@ class Jobs:
                 job_clusters=settings.get("job_clusters") or [], timeout=settings.get("timeout_seconds") or 0,
                 params=overriding, job_parameters=job_parameters, overriding=overriding,
                 max_concurrent=settings.get("max_concurrent_runs", 1), queue=bool((settings.get("queue") or {}).get("enabled")),
+                git_source=settings.get("git_source"),
             )
             if body.get("idempotency_token"):
                 self.store.put("idempotency", f"job{job['job_id']}:{body['idempotency_token']}", run["run_id"])
@@ -242,19 +248,21 @@ class Jobs:
                 return {"run_id": existing}
             if body.get("job_clusters"):
                 raise invalid("runs/submit does not accept job_clusters; use new_cluster or existing_cluster_id on each task, or create a job.")
-            settings = self._validate({"tasks": tasks, "name": body.get("run_name") or "Untitled"}, sdk_jobs.SubmitTask)
+            settings = self._validate({"tasks": tasks, "name": body.get("run_name") or "Untitled",
+                                       **({"git_source": body["git_source"]} if body.get("git_source") else {})}, sdk_jobs.SubmitTask)
             if not settings["tasks"]:
                 raise invalid("runs/submit needs at least one task")
             run = self._new_run(job_id=None, run_name=body.get("run_name") or "Untitled", run_type="SUBMIT_RUN",
                                 tasks=settings["tasks"], job_clusters=[], timeout=body.get("timeout_seconds") or 0,
-                                params={}, job_parameters=[], overriding={}, max_concurrent=0, queue=False)
+                                params={}, job_parameters=[], overriding={}, max_concurrent=0, queue=False,
+                                git_source=settings.get("git_source"))
             if body.get("idempotency_token"):
                 self.store.put("idempotency", f"submit:{body['idempotency_token']}", run["run_id"])
             self._launch(run)
         return {"run_id": run["run_id"]}
 
     def _new_run(self, *, job_id, run_name, run_type, tasks, job_clusters, timeout, params, job_parameters,
-                 overriding, max_concurrent, queue) -> dict:
+                 overriding, max_concurrent, queue, git_source=None) -> dict:
         run_id = self.store.next_id("run", 100000)
         kept = {t["task_key"] for t in tasks}
         spec_tasks = []
@@ -272,8 +280,10 @@ class Jobs:
             "job_parameters": job_parameters, "tasks": [],
             "repair_history": [repair_item("ORIGINAL", now_ms(), [])],
             "_spec": {"tasks": spec_tasks, "job_clusters": job_clusters, "timeout_seconds": timeout, "params": params,
-                      "max_concurrent_runs": max_concurrent, "queue": queue},
+                      "max_concurrent_runs": max_concurrent, "queue": queue, "git_source": git_source},
         }
+        if git_source:  # runs/get shows it; the scheduler adds git_snapshot.used_commit when it checks out
+            run["git_source"] = copy.deepcopy(git_source)
         if job_id is None:
             run.pop("job_id")
         if overriding:
@@ -489,16 +499,22 @@ class Jobs:
                             jp["value"] = str(body["job_parameters"][jp["name"]])
             repair_id = self.store.next_id("repair", 500000)
             new_ids = []
-            for i, t in enumerate(run["tasks"]):
+            tasks_after: list[dict] = []
+            for t in run["tasks"]:
                 if t["task_key"] in selected:
                     record = self.store.get("task_run", t["run_id"]) or {}
                     record["view"] = t
                     self.store.put("task_run", t["run_id"], record)
+                    if any(x["task_key"] == t["task_key"] for x in tasks_after):
+                        continue  # a retried task's earlier attempts give way to the repair's one attempt
                     spec = next(s for s in run["_spec"]["tasks"] if s["task_key"] == t["task_key"])
                     view = self._task_view(run, spec)
                     view["attempt_number"] = 0
-                    run["tasks"][i] = view
+                    tasks_after.append(view)
                     new_ids.append(view["run_id"])
+                else:
+                    tasks_after.append(t)
+            run["tasks"] = tasks_after
             run["repair_history"].append(repair_item("REPAIR", now_ms(), new_ids, repair_id))
             set_state(run, "PENDING")
             run.pop("end_time", None)

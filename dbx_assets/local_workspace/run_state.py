@@ -13,7 +13,7 @@ from databricks.sdk.service import jobs
 
 from .clock import Clock
 
-ACTIVE_RUN_STATES = ("QUEUED", "PENDING", "RUNNING", "TERMINATING", "BLOCKED")
+ACTIVE_RUN_STATES = ("QUEUED", "PENDING", "RUNNING", "TERMINATING", "BLOCKED", "WAITING_FOR_RETRY")
 FAILED_RESULTS = ("FAILED", "TIMEDOUT", "UPSTREAM_FAILED", "CANCELED", "UPSTREAM_CANCELED")
 
 # result_state -> status.termination_details (code, type), per the TerminationCodeCode docs:
@@ -44,7 +44,7 @@ def run_state(life: str, result: str | None = None, message: str = "", user_canc
 
 def run_status(life: str, result: str | None = None, message: str = "") -> dict:
     """The `status` object (lifecycle v2 + termination details)."""
-    v2 = life if life in _V2_ACTIVE else "TERMINATED"
+    v2 = "WAITING" if life == "WAITING_FOR_RETRY" else life if life in _V2_ACTIVE else "TERMINATED"
     details = None
     if v2 == "TERMINATED":
         if life == "INTERNAL_ERROR":
@@ -87,6 +87,7 @@ def public_task_run(task: dict, run: dict, clock: Clock) -> dict:
     meta = dict(task, tasks=[task])
     meta.update(job_id=run.get("job_id"), run_name=run.get("run_name"), number_in_job=task.get("run_id"),
                 run_type=run.get("run_type"), creator_user_name=run.get("creator_user_name"),
-                job_parameters=run.get("job_parameters") or [], original_attempt_run_id=task.get("run_id"),
+                job_parameters=run.get("job_parameters") or [],
+                original_attempt_run_id=task.get("_original_attempt_run_id") or task.get("run_id"),
                 job_run_id=run["run_id"], trigger=run.get("trigger"))
     return public_run(meta, clock)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 TaskKind = Literal["notebook", "spark_python", "dbt"]
 TaskResultState = Literal["SUCCESS", "FAILED", "CANCELED", "TIMEDOUT"]
@@ -111,6 +111,10 @@ class TaskInvocation:
     # (runtime/libraries.py) and fails the task with Databricks' message if one cannot be installed
     pypi_packages: tuple[str, ...] = ()
     timeout_seconds: int = 0  # 0: none; the server enforces it by calling cancel()
+    # task values (dbutils.jobs.taskValues) of the run's finished tasks: task_key -> key -> JSON value
+    upstream_task_values: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # a Git source's checkout: notebook_path (and %run paths) are relative to it; None: the workspace
+    source_root: Path | None = None
 
 
 @dataclass
@@ -124,6 +128,7 @@ class TaskOutcome:
     logs: str = ""  # captured stdout/stderr (tail if huge)
     logs_truncated: bool = False
     dbt_artifacts_dir: Path | None = None  # holds run_results.json, manifest.json after a dbt task
+    task_values: dict[str, Any] = field(default_factory=dict)  # what the task set with dbutils.jobs.taskValues
 
 
 class ClusterStartError(RuntimeError):

@@ -19,7 +19,10 @@ from pathlib import Path
 from typing import Callable
 
 from .clusters_api import Clusters, cluster_spec, now_ms
+from .git_sources import GitCheckoutError, GitCheckouts, repo_file, task_uses_git
+from .retries import latest_attempts, new_attempt, retry_due, retry_interval_seconds
 from .run_state import ACTIVE_RUN_STATES, FAILED_RESULTS, set_state
+from .runtime.task_values import reference_text
 from .runtime_types import ClusterStartError, DbtInvocation, StoragePaths, TaskInvocation, TaskOutcome
 from .state import StateStore
 
@@ -69,11 +72,13 @@ class RunExecutor:
         self.cluster_locks: dict[str, threading.Lock] = {}
         self.own_clusters: list[str] = []
         self.task_clusters: dict[str, str] = {}  # task_key -> its own new_cluster, ended when the task ends
+        self.retry_at: dict[str, float] = {}  # task_key -> monotonic time its next attempt may start
         self.thread = threading.Thread(target=self._main, name=f"run-{self.run_id}", daemon=True)
 
     # -- helpers ------------------------------------------------------------------------------
     def task(self, key: str) -> dict:
-        return next(t for t in self.run["tasks"] if t["task_key"] == key)
+        # The latest attempt: a retried task has one entry per attempt, appended in order.
+        return [t for t in self.run["tasks"] if t["task_key"] == key][-1]
 
     def spec_of(self, key: str) -> dict:
         return next(t for t in self.run["_spec"]["tasks"] if t["task_key"] == key)
@@ -181,7 +186,8 @@ class RunExecutor:
             return True, ""
         return False, upstream if any(failed) else "EXCLUDED"
 
-    def _end_task(self, key: str, life: str, result: str, message: str, outcome: TaskOutcome | None = None) -> None:
+    def _end_task(self, key: str, life: str, result: str, message: str, outcome: TaskOutcome | None = None,
+                  retryable: bool = False) -> None:
         with self.cond:
             t = self.task(key)
             end = now_ms()
@@ -206,29 +212,77 @@ class RunExecutor:
                     "logs": outcome.logs,
                     "logs_truncated": outcome.logs_truncated,
                     "dbt_artifacts_dir": str(outcome.dbt_artifacts_dir) if outcome.dbt_artifacts_dir else None,
+                    "task_values": dict(outcome.task_values or {}),
                 }
+                # Kept with the run for later tasks (taskValues.get, {{tasks.<key>.values.<name>}}); latest attempt wins.
+                self.run.setdefault("_task_values", {})[key] = dict(outcome.task_values or {})
             elif message and result not in ("SUCCESS",):
                 record.setdefault("outcome", {"error": message})
             self.s.store.put("task_run", t["run_id"], record)
-            self.finished.add(key)
             self.running.pop(key, None)
+            if retryable and self._schedule_retry(key, t, result):
+                self.save()  # the failed attempt and its WAITING_FOR_RETRY successor, in one write
+                return
+            self.finished.add(key)
             self.save()
+
+    def _schedule_retry(self, key: str, attempt: dict, result: str) -> bool:
+        """Append the task's next attempt if its retry policy allows one (under self.cond)."""
+        if self.cancel_requested or self.timed_out or self.internal_error:
+            return False
+        spec = self.spec_of(key)
+        if not retry_due(spec, attempt, result):
+            return False
+        task_run_id = self.s.store.next_id("run", 100000)
+        job = self.run.get("job_id")
+        view = new_attempt(attempt, task_run_id, f"{self.s.host()}/#job/{job if job is not None else 'submit'}/run/{task_run_id}")
+        self.run["tasks"].append(view)
+        self.s.store.put("task_run", task_run_id, {"parent_run_id": self.run_id, "task_key": key})
+        for entry in self.run.get("repair_history", []):
+            if (entry.get("id") == self.repair_id) if self.repair_id else entry["type"] == "ORIGINAL":
+                entry.setdefault("task_run_ids", []).append(task_run_id)
+        self.retry_at[key] = time.monotonic() + retry_interval_seconds(spec)
+        log.info("task %s of run %s: attempt %s %s, retrying as task run %s", key, self.run_id,
+                 attempt.get("attempt_number", 0), result, task_run_id)
+        return True
+
+    def _wait_for_retry(self, key: str) -> bool:
+        """Wait out the retry interval; False (the waiting attempt ended) if the run stops meanwhile."""
+        with self.cond:
+            if key not in self.retry_at:
+                return False
+            due = self.retry_at.pop(key)
+            while True:
+                if self.cancel_requested or self.timed_out or self.internal_error:
+                    result = "TIMEDOUT" if self.timed_out else "CANCELED" if self.cancel_requested else "FAILED"
+                    self._end_task(key, "TERMINATED", result, "Run was stopped before this task's retry started")
+                    return False
+                left = due - time.monotonic()
+                if left <= 0:
+                    return True
+                self.cond.wait(min(left, 0.25))
 
     # -- one task --------------------------------------------------------------------------------
     def _task_thread(self, key: str) -> None:
         """Run one task; whatever goes wrong ends it INTERNAL_ERROR (never a run stuck PENDING)."""
         try:
             self._run_task(key)
+            while self._wait_for_retry(key):  # each retry is a new attempt (and a new cluster for new_cluster tasks)
+                self._end_task_cluster(key)
+                self._run_task(key)
         except BaseException as e:  # noqa: BLE001 - a task thread must always report its task
             log.error("task %s of run %s failed in the scheduler: %s", key, self.run_id, traceback.format_exc())
             self._fail_task(key, f"Internal error in the local scheduler while running task {key}: {type(e).__name__}: {e}")
         finally:
-            cluster_id = self.task_clusters.pop(key, None)
-            if cluster_id is not None:
-                try:
-                    self.s.clusters.end_job_cluster(cluster_id)
-                except Exception:
-                    log.error("could not end cluster %s of task %s: %s", cluster_id, key, traceback.format_exc())
+            self._end_task_cluster(key)
+
+    def _end_task_cluster(self, key: str) -> None:
+        cluster_id = self.task_clusters.pop(key, None)
+        if cluster_id is not None:
+            try:
+                self.s.clusters.end_job_cluster(cluster_id)
+            except Exception:
+                log.error("could not end cluster %s of task %s: %s", cluster_id, key, traceback.format_exc())
 
     def _fail_task(self, key: str, message: str) -> None:
         with self.cond:
@@ -302,7 +356,7 @@ class RunExecutor:
         message = outcome.state_message or ("" if outcome.result_state == "SUCCESS" else (outcome.error or f"Task {key} {outcome.result_state.lower()}"))
         if outcome.result_state == "CANCELED" and not message:
             message = "Run cancelled."
-        self._end_task(key, "TERMINATED", outcome.result_state, message, outcome)
+        self._end_task(key, "TERMINATED", outcome.result_state, message, outcome, retryable=True)
 
     def _cluster_for(self, key: str, spec: dict) -> tuple[str, object]:
         if spec.get("existing_cluster_id"):
@@ -386,7 +440,7 @@ class RunExecutor:
             return "TERMINATED", "TIMEDOUT", "Run timed out"
         if self.cancel_requested:
             return "TERMINATED", "CANCELED", "Run cancelled."
-        tasks = self.run["tasks"]
+        tasks = latest_attempts(self.run["tasks"])  # an attempt that a retry made good does not count
         bad = [t["task_key"] for t in tasks if t["state"].get("result_state") in FAILED_RESULTS]
         if not bad:
             return "TERMINATED", "SUCCESS", ""
@@ -410,6 +464,7 @@ class Scheduler:
         self._lock = threading.Condition(threading.RLock())
         self._active: list[RunExecutor] = []
         self._waiting: list[RunExecutor] = []
+        self.git = GitCheckouts(paths.state_dir / "git_checkouts")
 
     # -- admission: per-job max_concurrent_runs with queueing, plus a workspace-wide cap -------
     def wait_for_slot(self, ex: RunExecutor) -> bool:
@@ -497,6 +552,10 @@ class Scheduler:
         refs.update({"job.id": str(run.get("job_id", "")), "job.run_id": str(run["run_id"]), "run_id": str(run["run_id"]),
                      "job_id": str(run.get("job_id", "")), "task.run_id": str(task["run_id"]), "task.name": task["task_key"],
                      "job.name": run.get("run_name", "")})
+        # Finished tasks' values: for dbutils.jobs.taskValues.get and {{tasks.<key>.values.<name>}} references.
+        task_values = {k: dict(v) for k, v in (run.get("_task_values") or {}).items()}
+        refs.update({f"tasks.{k}.values.{name}": reference_text(v) for k, vals in task_values.items() for name, v in vals.items()})
+        git_source = run["_spec"].get("git_source")
         output_dir = self.paths.task_runs / str(task["run_id"])
         output_dir.mkdir(parents=True, exist_ok=True)
         packages = [str(lib["pypi"]["package"]) for lib in spec.get("libraries", []) if isinstance(lib, dict) and lib.get("pypi")]
@@ -514,33 +573,54 @@ class Scheduler:
             "DATABRICKS_TASK_KEY": task["task_key"],
         })
         common = dict(task_run_id=task["run_id"], output_dir=output_dir, env=env, pypi_packages=tuple(packages),
-                      timeout_seconds=int(spec.get("timeout_seconds") or 0))
+                      timeout_seconds=int(spec.get("timeout_seconds") or 0), upstream_task_values=task_values)
         if spec.get("notebook_task"):
             nt = spec["notebook_task"]
-            if (nt.get("source") or "WORKSPACE") != "WORKSPACE":
-                raise TaskSetupError(f"Task {task['task_key']}: notebook source {nt.get('source')} is not supported locally; use WORKSPACE.")
             path = nt.get("notebook_path") or ""
-            try:
-                source = self.resolvers.read_notebook(path)
-            except Exception:
-                raise TaskSetupError(f"Notebook not found: {path}. Import it into the workspace first.") from None
+            if self._uses_git(nt, git_source, task["task_key"]):
+                checkout = self._git_checkout(run)
+                notebook_file = repo_file(checkout, path)
+                if notebook_file is None:
+                    raise TaskSetupError(f"Notebook not found: {path} in the Git repository {git_source['git_url']} at "
+                                         f"commit {run['git_source']['git_snapshot']['used_commit']}.")
+                common["source_root"] = checkout
+                source = notebook_file.read_text(encoding="utf-8")
+            else:
+                try:
+                    source = self.resolvers.read_notebook(path)
+                except Exception:
+                    raise TaskSetupError(f"Notebook not found: {path}. Import it into the workspace first.") from None
             widgets = {k: substitute(str(v), refs) for k, v in (nt.get("base_parameters") or {}).items()}
+            # runs/get shows the parameters after dynamic value references were resolved.
+            task["resolved_values"] = {"notebook_task": {"base_parameters": dict(widgets)}}
             widgets.update({k: str(v) for k, v in job_params.items()})
             widgets.update({k: str(v) for k, v in (params.get("notebook_params") or {}).items()})
             return TaskInvocation(kind="notebook", notebook_path=path, notebook_source=source, widgets=widgets, **common)
         if spec.get("spark_python_task"):
             pt = spec["spark_python_task"]
             file = pt.get("python_file") or ""
-            local = self._local_file(file, task["task_key"])
+            if self._uses_git(pt, git_source, task["task_key"]):
+                found = repo_file(self._git_checkout(run), file, ("",))
+                if found is None:
+                    raise TaskSetupError(f"Python file not found: {file} in the Git repository {git_source['git_url']}.")
+                local = found
+            else:
+                local = self._local_file(file, task["task_key"])
             args = params.get("python_params")
             if args is None:
                 args = [substitute(str(a), refs) for a in pt.get("parameters") or []]
             return TaskInvocation(kind="spark_python", python_file=local, python_parameters=tuple(str(a) for a in args), **common)
         if spec.get("dbt_task"):
             dt = spec["dbt_task"]
-            if not dt.get("project_directory"):
-                raise TaskSetupError(f"Task {task['task_key']}: dbt_task.project_directory is required locally (git_source is not supported).")
-            project = self.resolvers.workspace_local(dt["project_directory"])
+            if self._uses_git(dt, git_source, task["task_key"]):  # a repo-relative project dir ("" is the repo root)
+                checkout = self._git_checkout(run)
+                project = checkout / (dt.get("project_directory") or "")
+                if not project.resolve().is_relative_to(checkout.resolve()):
+                    raise TaskSetupError(f"dbt project directory {dt.get('project_directory')} is outside the Git repository.")
+            elif not dt.get("project_directory"):
+                raise TaskSetupError(f"Task {task['task_key']}: dbt_task.project_directory is required without a git_source.")
+            else:
+                project = self.resolvers.workspace_local(dt["project_directory"])
             if not project.is_dir():
                 raise TaskSetupError(f"dbt project directory not found: {dt['project_directory']}. Sync the project into the workspace first.")
             warehouse_id = dt.get("warehouse_id") or None
@@ -558,6 +638,24 @@ class Scheduler:
                 **common,
             )
         raise TaskSetupError(f"Task {task['task_key']} has no notebook_task, spark_python_task or dbt_task; other task types are not supported locally.")
+
+    @staticmethod
+    def _uses_git(block: dict, git_source: dict | None, key: str) -> bool:
+        try:
+            return task_uses_git(block, git_source)
+        except GitCheckoutError as e:
+            raise TaskSetupError(f"Task {key}: {e}") from None
+
+    def _git_checkout(self, run: dict) -> Path:
+        """The run's checkout of its git_source; the first call pins the commit for the whole run."""
+        declared = run["_spec"]["git_source"]
+        shown = run.setdefault("git_source", copy.deepcopy(declared))
+        try:
+            path, commit = self.git.checkout(run["run_id"], shown)
+        except GitCheckoutError as e:
+            raise TaskSetupError(str(e)) from None
+        shown.setdefault("git_snapshot", {})["used_commit"] = commit
+        return path
 
     def _prepare_warehouse(self, dt: dict, warehouse_id: str, key: str, env: dict[str, str]) -> None:
         """A dbt task on a SQL warehouse, as Databricks runs one: the profile is generated (so a

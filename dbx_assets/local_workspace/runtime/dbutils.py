@@ -7,9 +7,10 @@ import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .path_rewrite import PathMapper
+from .task_values import JobsUtils, TaskValues
 
 
 class NotebookExit(BaseException):
@@ -76,8 +77,13 @@ class NotebookUtils:
     def exit(self, value: Any) -> None:
         raise NotebookExit(str(value))
 
-    def run(self, path: str, timeout_seconds: int = 0, arguments: dict | None = None) -> str:
-        raise NotImplementedError("dbutils.notebook.run is not supported on the local workspace; call the code directly.")
+    # Set by the notebook runtime (runtime/magics.py): runs the child as an ephemeral run on this cluster.
+    runner: Callable[[str, int, dict], str | None] | None = None
+
+    def run(self, path: str, timeout_seconds: int = 0, arguments: dict | None = None) -> str | None:
+        if self.runner is None:
+            raise NotImplementedError("dbutils.notebook.run needs a notebook task on a local cluster.")
+        return self.runner(path, int(timeout_seconds or 0), dict(arguments or {}))
 
 
 @dataclass(frozen=True)
@@ -200,6 +206,8 @@ class DBUtils:
         self.fs = FsUtils(mapper)
         # The task runtime passes the workspace's secrets (runtime/secrets.py); alone, env vars.
         self.secrets = secrets if secrets is not None else SecretsUtils()
+        # Outside a job (no task runtime set it up): taskValues.get answers debugValue.
+        self.jobs = JobsUtils(TaskValues({}, None, in_job=False))
 
     def __repr__(self) -> str:
-        return "<local dbutils: widgets, notebook, fs, secrets>"
+        return "<local dbutils: widgets, notebook, fs, secrets, jobs>"

@@ -10,7 +10,8 @@ from typing import Any, Callable, Literal
 
 HEADER = "# Databricks notebook source"
 SEPARATOR = "# COMMAND ----------"
-CellKind = Literal["python", "sql", "md", "skip"]
+CellKind = Literal["python", "sql", "md", "skip", "run", "pip", "sh"]
+MAGIC_KINDS = ("run", "pip", "sh")  # cells run by runtime/magics.py
 
 
 class MalformedNotebook(ValueError):
@@ -54,7 +55,11 @@ def _cell(number: int, lines: list[str]) -> Cell:
             return Cell(number, "md", code)
         if magic == "%python":
             return Cell(number, "python", code)
-        raise MalformedNotebook(f"Cell {number} uses {magic}, which the local workspace does not support (only %python, %sql and %md).")
+        if magic in ("%run", "%pip", "%sh"):
+            return Cell(number, magic[1:], code.strip("\n") if magic != "%sh" else code)  # type: ignore[arg-type]
+        raise MalformedNotebook(
+            f"Cell {number} uses {magic}, which the local workspace does not support (only %python, %sql, %md, %run, %pip and %sh)."
+        )
     return Cell(number, "python", "\n".join(lines))
 
 
@@ -102,14 +107,19 @@ def _cell_filename(cell: Cell) -> str:
     return f"<notebook cell {cell.number}>"
 
 
-def run_cells(cells: list[Cell], namespace: dict[str, Any], spark: Any, display: Callable[[Any], None]) -> None:
+def run_cells(cells: list[Cell], namespace: dict[str, Any], spark: Any, display: Callable[[Any], None],
+              magic: Callable[[Cell], None] | None = None) -> None:
     """Run cells in order; raises CellFailed with a traceback limited to notebook code.
-    NotebookExit (a BaseException) passes through untouched."""
+    NotebookExit (a BaseException) passes through untouched. `magic` runs %run/%pip/%sh cells."""
     for cell in cells:
         if cell.kind in ("md", "skip") or not cell.source.strip():
             continue
         try:
-            if cell.kind == "sql":
+            if cell.kind in MAGIC_KINDS:
+                if magic is None:
+                    raise NotImplementedError(f"%{cell.kind} needs the notebook task runtime")
+                magic(cell)
+            elif cell.kind == "sql":
                 result = None
                 for statement in split_sql(cell.source):
                     result = spark.sql(statement)

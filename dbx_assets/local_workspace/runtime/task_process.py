@@ -18,6 +18,7 @@ from ..runtime_types import StoragePaths, TaskInvocation, TaskOutcome
 from .wire import invocation_from_dict, outcome_to_json
 
 NOTEBOOK_RESULT_LIMIT = 1024 * 1024  # Databricks truncates at 5 MB; locally 1 MB
+_cluster: dict[str, Any] = {}  # the cluster this process is attached to (for %pip, %sh, notebook.run)
 
 
 def _exit_when_orphaned() -> None:
@@ -58,6 +59,7 @@ def main(argv: list[str]) -> None:
 def run(invocation: TaskInvocation, cluster: dict[str, Any]) -> TaskOutcome:
     started = time.monotonic()
     paths = StoragePaths(Path(cluster["state_dir"]))
+    _cluster.update(cluster)
     # Libraries install before the task runs; one that cannot be installed fails it, as on Databricks.
     from .libraries import LibraryInstallError, activate, ensure_installed
 
@@ -97,14 +99,20 @@ def run(invocation: TaskInvocation, cluster: dict[str, Any]) -> TaskOutcome:
     print(f"[local runtime] attached to cluster {cluster['cluster_id']} in {time.monotonic() - started:.2f} s", flush=True)
 
     try:
-        return _dispatch(invocation, cells or [], spark, mapper, paths)
+        from .cell_output import recorded  # the run page's per-cell output (OUTPUT_DIR/cells.json)
+
+        return recorded(invocation, cells or [], lambda tracked: _dispatch(invocation, tracked, spark, mapper, paths))
     finally:
         remember_table_versions(spark, paths.warehouse)
 
 
 def _dispatch(invocation: TaskInvocation, cells: list, spark: Any, mapper: Any, paths: StoragePaths) -> TaskOutcome:
     if invocation.kind == "notebook":
-        return _run_notebook(invocation, cells, spark, mapper, paths)
+        from .task_values import read_task_values
+
+        outcome = _run_notebook(invocation, cells, spark, mapper, paths)
+        outcome.task_values = read_task_values(invocation.output_dir)  # what dbutils.jobs.taskValues.set recorded
+        return outcome
     if invocation.kind == "spark_python":
         return _run_python_file(invocation)
     if invocation.kind == "dbt":
@@ -134,6 +142,11 @@ def _run_notebook(invocation: TaskInvocation, cells: list, spark: Any, mapper: A
 
     # Secrets are read from the workspace's owner-only store when asked for, never passed in.
     dbutils = DBUtils(invocation.widgets, mapper, secrets=WorkspaceSecrets(paths.secrets, fallback=SecretsUtils()))
+    from .magics import NotebookSession
+    from .task_values import TASK_VALUES_FILE, JobsUtils, TaskValues
+
+    (invocation.output_dir / TASK_VALUES_FILE).unlink(missing_ok=True)  # a retry or repair starts with none
+    dbutils.jobs = JobsUtils(TaskValues(invocation.upstream_task_values, invocation.output_dir / TASK_VALUES_FILE))
     namespace: dict[str, Any] = {
         "__name__": "__main__",
         "spark": spark,
@@ -145,8 +158,9 @@ def _run_notebook(invocation: TaskInvocation, cells: list, spark: Any, mapper: A
         "table": spark.table,
         "sql": spark.sql,
     }
+    magics = NotebookSession(invocation, _cluster, paths, dbutils, namespace, spark, display)
     try:
-        run_cells(cells, namespace, spark, display)
+        run_cells(cells, namespace, spark, display, magic=magics)
     except NotebookExit as done:
         data = done.value.encode("utf-8")
         if len(data) > NOTEBOOK_RESULT_LIMIT:

@@ -51,6 +51,8 @@ def invocation_from_dict(d: dict) -> TaskInvocation:
         env=dict(d.get("env") or {}),
         pypi_packages=tuple(d.get("pypi_packages") or ()),
         timeout_seconds=int(d.get("timeout_seconds") or 0),
+        upstream_task_values=dict(d.get("upstream_task_values") or {}),
+        source_root=Path(d["source_root"]) if d.get("source_root") else None,
     )
 
 
