@@ -41,12 +41,14 @@ CLUSTER = compute.ClusterSpec(spark_version="15.4.x-scala2.12", num_workers=0)
 
 # ----------------------------------------------------------------------------------- parsing
 def test_magic_cells_parse_into_their_kinds():
-    source = HEADER + SEP.join([
-        "# MAGIC %run ./helpers $x=1",
-        "# MAGIC %pip install tomli-w==1.0.0",
-        "# MAGIC %sh\n# MAGIC echo one\n# MAGIC echo two",
-        "x = 1",
-    ])
+    source = HEADER + SEP.join(
+        [
+            "# MAGIC %run ./helpers $x=1",
+            "# MAGIC %pip install tomli-w==1.0.0",
+            "# MAGIC %sh\n# MAGIC echo one\n# MAGIC echo two",
+            "x = 1",
+        ]
+    )
     cells = parse(source)
     assert [(c.kind, c.source.strip()) for c in cells] == [
         ("run", "./helpers $x=1"),
@@ -60,7 +62,9 @@ def test_magic_cells_parse_into_their_kinds():
 
 def test_run_arguments_and_paths():
     assert parse_run_arguments('./lib/helpers $name=a $other="two words"') == (
-        "./lib/helpers", {"name": "a", "other": "two words"})
+        "./lib/helpers",
+        {"name": "a", "other": "two words"},
+    )
     with pytest.raises(ValueError, match=r"\$name=value"):
         parse_run_arguments("./helpers name=a")
     assert resolve_notebook_path("/Shared/app/notebooks/main", "./helpers") == "/Shared/app/notebooks/helpers"
@@ -80,12 +84,14 @@ def test_pip_requirements(tmp_path):
 # ----------------------------------------------------------------------------------- %run and %sh
 def _session(tmp_path: Path, notebook_path: str, widgets: dict[str, str] | None = None) -> tuple[NotebookSession, dict]:
     paths = StoragePaths(tmp_path / "state").ensure()
-    invocation = TaskInvocation(task_run_id=7, kind="notebook", output_dir=tmp_path / "out", notebook_path=notebook_path,
-                                widgets=widgets or {})
+    invocation = TaskInvocation(
+        task_run_id=7, kind="notebook", output_dir=tmp_path / "out", notebook_path=notebook_path, widgets=widgets or {}
+    )
     dbutils = DBUtils(invocation.widgets, PathMapper(paths.dbfs, paths.volumes))
     namespace: dict[str, Any] = {"dbutils": dbutils}
-    session = NotebookSession(invocation, {"cluster_id": "c-1", "state_dir": str(paths.state_dir)}, paths, dbutils,
-                              namespace, None, print)
+    session = NotebookSession(
+        invocation, {"cluster_id": "c-1", "state_dir": str(paths.state_dir)}, paths, dbutils, namespace, None, print
+    )
     return session, namespace
 
 
@@ -97,11 +103,14 @@ def _workspace_notebook(tmp_path: Path, path: str, *cells: str) -> None:
 
 def test_run_magic_runs_inline_with_arguments_as_widgets(tmp_path):
     session, namespace = _session(tmp_path, "/Shared/app/main", {"x": "parent"})
-    _workspace_notebook(tmp_path, "/Shared/app/lib/helpers",
-                        "dbutils.widgets.text('greeting', 'hello')\nGREETING = dbutils.widgets.get('greeting')\n"
-                        "def greet(n):\n    return GREETING + ' ' + n",
-                        "# MAGIC %run ./more",
-                        "SEEN_X = dbutils.widgets.getArgument('x', 'unset')")
+    _workspace_notebook(
+        tmp_path,
+        "/Shared/app/lib/helpers",
+        "dbutils.widgets.text('greeting', 'hello')\nGREETING = dbutils.widgets.get('greeting')\n"
+        "def greet(n):\n    return GREETING + ' ' + n",
+        "# MAGIC %run ./more",
+        "SEEN_X = dbutils.widgets.getArgument('x', 'unset')",
+    )
     _workspace_notebook(tmp_path, "/Shared/app/lib/more", "MORE = 'nested relative %run'")
     main = parse(HEADER + SEP.join(["# MAGIC %run ./lib/helpers $greeting=hi", "RESULT = greet('there')"]))
     run_cells(main, namespace, None, print, magic=session)
@@ -121,7 +130,7 @@ def test_run_magic_names_the_missing_notebook(tmp_path):
 
 def test_sh_runs_bash_in_the_driver_dir_and_fails_on_nonzero_exit(tmp_path, capsys):
     lines: list[str] = []
-    run_shell("echo \"in $(basename $PWD)\"; echo err >&2", tmp_path, write=lines.append)
+    run_shell('echo "in $(basename $PWD)"; echo err >&2', tmp_path, write=lines.append)
     assert lines == [f"in {tmp_path.name}\n", "err\n"]
     with pytest.raises(ShellCommandFailed, match="exit code 3"):
         run_shell("exit 3", tmp_path, write=lines.append)
@@ -181,10 +190,16 @@ class TaskValuesCluster(FakeCluster):
 
     def run_task(self, inv: TaskInvocation) -> FakeRunningTask:
         inv.output_dir.mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ, FAKE_WIDGETS=json.dumps(inv.widgets), FAKE_OUT=str(inv.output_dir),
-                   FAKE_UPSTREAM=json.dumps(inv.upstream_task_values), **inv.env)
-        proc = subprocess.Popen(["python", "-c", _TV_SHIM], stdin=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-                                start_new_session=True)
+        env = dict(
+            os.environ,
+            FAKE_WIDGETS=json.dumps(inv.widgets),
+            FAKE_OUT=str(inv.output_dir),
+            FAKE_UPSTREAM=json.dumps(inv.upstream_task_values),
+            **inv.env,
+        )
+        proc = subprocess.Popen(
+            ["python", "-c", _TV_SHIM], stdin=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True
+        )
         assert proc.stdin is not None
         proc.stdin.write((inv.notebook_source or "").encode())
         proc.stdin.close()
@@ -206,20 +221,30 @@ def _notebook(w: WorkspaceClient, path: str, body: str) -> str:
 
 def _task(key: str, path: str = "", deps: tuple[str, ...] = (), params: dict | None = None, **kw: Any) -> jobs.Task:
     nt = jobs.NotebookTask(notebook_path=path, base_parameters=params, source=kw.pop("source", None))
-    return jobs.Task(task_key=key, notebook_task=nt, job_cluster_key="main",
-                     depends_on=[jobs.TaskDependency(task_key=d) for d in deps], **kw)
+    return jobs.Task(
+        task_key=key,
+        notebook_task=nt,
+        job_cluster_key="main",
+        depends_on=[jobs.TaskDependency(task_key=d) for d in deps],
+        **kw,
+    )
 
 
-def _run_job(w: WorkspaceClient, name: str, tasks: list[jobs.Task], watch=None, **kw: Any) -> jobs.Run:
-    job_id = w.jobs.create(name=name, tasks=tasks, job_clusters=[jobs.JobCluster(job_cluster_key="main", new_cluster=CLUSTER)],
-                           **kw).job_id
-    run_id = w.jobs.run_now(job_id).response.run_id
+def _run_job(w: WorkspaceClient, name: str, tasks: list[jobs.Task], watch=None, **kw: Any) -> Any:  # a jobs.Run
+    job_id: Any = w.jobs.create(
+        name=name, tasks=tasks, job_clusters=[jobs.JobCluster(job_cluster_key="main", new_cluster=CLUSTER)], **kw
+    ).job_id
+    waiter: Any = w.jobs.run_now(job_id)
+    run_id = waiter.response.run_id
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
-        run = w.jobs.get_run(run_id)
+        run: Any = w.jobs.get_run(run_id)
         if watch:
             watch(run)
-        if run.state and run.state.life_cycle_state in (jobs.RunLifeCycleState.TERMINATED, jobs.RunLifeCycleState.INTERNAL_ERROR):
+        if run.state and run.state.life_cycle_state in (
+            jobs.RunLifeCycleState.TERMINATED,
+            jobs.RunLifeCycleState.INTERNAL_ERROR,
+        ):
             return run
         time.sleep(0.1)
     raise AssertionError(f"run {run_id} did not finish")
@@ -227,14 +252,27 @@ def _run_job(w: WorkspaceClient, name: str, tasks: list[jobs.Task], watch=None, 
 
 def test_task_values_pass_to_a_downstream_task_and_its_parameters(tv_client):
     w = tv_client
-    up = _notebook(w, "/Shared/tv/up", "dbutils.jobs.taskValues.set('rows', 42)\ndbutils.jobs.taskValues.set('meta', {'day': '2024-01-01'})\n")
-    down = _notebook(w, "/Shared/tv/down",
-                     "got = dbutils.jobs.taskValues.get(taskKey='up', key='rows', default=0)\n"
-                     "dbutils.notebook.exit(f\"{got}|{dbutils.widgets.get('rows')}|{dbutils.widgets.get('day')}\")\n")
-    run = _run_job(w, "tv-pass", [
-        _task("up", up),
-        _task("down", down, ("up",), params={"rows": "{{tasks.up.values.rows}}", "day": "{{tasks.up.values.meta}}"}),
-    ])
+    up = _notebook(
+        w,
+        "/Shared/tv/up",
+        "dbutils.jobs.taskValues.set('rows', 42)\ndbutils.jobs.taskValues.set('meta', {'day': '2024-01-01'})\n",
+    )
+    down = _notebook(
+        w,
+        "/Shared/tv/down",
+        "got = dbutils.jobs.taskValues.get(taskKey='up', key='rows', default=0)\n"
+        "dbutils.notebook.exit(f\"{got}|{dbutils.widgets.get('rows')}|{dbutils.widgets.get('day')}\")\n",
+    )
+    run = _run_job(
+        w,
+        "tv-pass",
+        [
+            _task("up", up),
+            _task(
+                "down", down, ("up",), params={"rows": "{{tasks.up.values.rows}}", "day": "{{tasks.up.values.meta}}"}
+            ),
+        ],
+    )
     assert run.state.result_state == jobs.RunResultState.SUCCESS, run.state
     tasks = {t.task_key: t for t in run.tasks}
     assert w.jobs.get_run_output(tasks["down"].run_id).notebook_output.result == '42|42|{"day": "2024-01-01"}'
@@ -246,9 +284,12 @@ def test_task_values_pass_to_a_downstream_task_and_its_parameters(tv_client):
 def test_flaky_task_succeeds_on_its_second_attempt(fake_client, tmp_path):
     w = fake_client
     flag = tmp_path / "failed_once"
-    nb = _notebook(w, "/Shared/retries/flaky",
-                   f"import os\nif not os.path.exists({str(flag)!r}):\n    open({str(flag)!r}, 'w').write('1')\n"
-                   "    raise RuntimeError('first attempt fails')\ndbutils.notebook.exit('ok')\n")
+    nb = _notebook(
+        w,
+        "/Shared/retries/flaky",
+        f"import os\nif not os.path.exists({str(flag)!r}):\n    open({str(flag)!r}, 'w').write('1')\n"
+        "    raise RuntimeError('first attempt fails')\ndbutils.notebook.exit('ok')\n",
+    )
     seen: set[str] = set()
 
     def watch(run: jobs.Run) -> None:
@@ -272,19 +313,34 @@ def test_retries_stop_at_max_retries_and_timeouts_retry_only_when_asked(fake_cli
     run = _run_job(w, "retry-fail", [_task("fail", fail, max_retries=2)])
     assert run.state.result_state == jobs.RunResultState.FAILED
     assert [t.attempt_number for t in run.tasks] == [0, 1, 2]
-    run = _run_job(w, "retry-timeout", [
-        _task("retried", sleep, timeout_seconds=1, max_retries=1, retry_on_timeout=True),
-        _task("not_retried", sleep, timeout_seconds=1, max_retries=1),
-    ])
+    run = _run_job(
+        w,
+        "retry-timeout",
+        [
+            _task("retried", sleep, timeout_seconds=1, max_retries=1, retry_on_timeout=True),
+            _task("not_retried", sleep, timeout_seconds=1, max_retries=1),
+        ],
+    )
     keys = [(t.task_key, t.attempt_number, t.state.result_state.value) for t in run.tasks]
     assert sorted(keys) == [("not_retried", 0, "TIMEDOUT"), ("retried", 0, "TIMEDOUT"), ("retried", 1, "TIMEDOUT")]
 
 
 # ----------------------------------------------------------------------------------- Git sources
 def _git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True,
-                          env={**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@x", "GIT_COMMITTER_NAME": "t",
-                               "GIT_COMMITTER_EMAIL": "t@x"}).stdout.strip()
+    return subprocess.run(
+        ["git", *args],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+        text=True,
+        env={
+            **os.environ,
+            "GIT_AUTHOR_NAME": "t",
+            "GIT_AUTHOR_EMAIL": "t@x",
+            "GIT_COMMITTER_NAME": "t",
+            "GIT_COMMITTER_EMAIL": "t@x",
+        },
+    ).stdout.strip()
 
 
 def make_repo(root: Path) -> tuple[Path, str, str]:

@@ -26,6 +26,7 @@ class DeployTarget:
     sql_warehouse_id: str | None = None  # for tasks that run SQL on a warehouse (dbt)
     catalog: str | None = None  # Unity Catalog catalog the tasks write to (None: the workspace default)
     schema: str | None = None  # default schema for tasks that take one (dbt)
+    from_git: bool = False  # the job has a git_source: task files are read from it (repo-relative paths)
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,10 @@ class SourceTask:
     check_keys: frozenset[dg.AssetCheckKey] = frozenset()
     libraries: tuple[Mapping[str, Any], ...] = ()
     job_cluster: str | None = None  # None: the workflow's default job cluster
+    # The task's Databricks retry policy; None leaves the field out of the job spec.
+    max_retries: int | None = None
+    min_retry_interval_millis: int | None = None
+    retry_on_timeout: bool | None = None
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@ a folder's declared notebooks into asset specs, notebook tasks and events."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import posixpath
 import re
@@ -14,7 +15,7 @@ from typing import Any
 import dagster as dg
 
 from dbx_assets.integration.sources.base import DeployTarget, Selection, SourceTask, TaskReport
-from dbx_assets.integration.sources.notebook_file import NotebookFile, read_notebook
+from dbx_assets.integration.sources.notebook_file import NotebookFile, read_notebook, read_run_dependencies
 from dbx_assets.integration.workflow.deploy import WorkspaceFile
 from dbx_assets.integration.workflow.model import WorkflowDefinitionError, task_key_for
 from dbx_assets.integration.workflow.runner import TaskFinished
@@ -33,6 +34,8 @@ class NotebookAsset:
     params:      base_parameters (widgets); job parameters (partition_key, ...) take precedence
     job_cluster: which of the workflow's job clusters runs it (default: the workflow's default)
     libraries:   pypi requirements installed for the task, e.g. ("requests==2.32.3",)
+    max_retries, min_retry_interval_millis, retry_on_timeout: the task's Databricks retry policy
+                 (None: the job task leaves it unset)
     """
 
     key: str
@@ -45,6 +48,9 @@ class NotebookAsset:
     description: str | None = None
     libraries: Sequence[str] = ()
     tags: Mapping[str, str] = field(default_factory=dict)
+    max_retries: int | None = None
+    min_retry_interval_millis: int | None = None
+    retry_on_timeout: bool | None = None
 
     @property
     def asset_key(self) -> dg.AssetKey:
@@ -68,6 +74,15 @@ class NotebookAsset:
 class _LoadedNotebook:
     declaration: NotebookAsset
     file: NotebookFile
+    helpers: Mapping[str, NotebookFile] = field(default_factory=dict)  # what it %runs, by path in the folder
+
+    @property
+    def code_version(self) -> str:
+        """Changes when the notebook or a notebook it %runs changes."""
+        if not self.helpers:
+            return self.file.code_version
+        parts = [self.file.code_version, *(f"{k}:{f.code_version}" for k, f in self.helpers.items())]
+        return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
 class NotebookTasks:
@@ -89,7 +104,12 @@ class NotebookTasks:
                     "Give each notebook asset its own key."
                 )
             seen[nb.asset_key] = nb.notebook
-        self._notebooks = [_LoadedNotebook(d, read_notebook(self.notebooks_dir / d.notebook)) for d in declarations]
+        self._notebooks = [
+            _LoadedNotebook(
+                d, read_notebook(self.notebooks_dir / d.notebook), read_run_dependencies(self.notebooks_dir, d.notebook)
+            )
+            for d in declarations
+        ]
         self._by_task_key = {nb.declaration.task_key: nb for nb in self._notebooks}
 
     @property
@@ -111,24 +131,47 @@ class NotebookTasks:
                 upstream_keys=frozenset(nb.declaration.dep_keys),
                 settings={
                     "notebook_task": {
-                        "notebook_path": posixpath.join(target.workspace_root, nb.declaration.workspace_relative_path),
+                        "notebook_path": self._repo_path(nb.declaration)
+                        if target.from_git
+                        else posixpath.join(target.workspace_root, nb.declaration.workspace_relative_path),
                         "base_parameters": dict(nb.declaration.params),
-                        "source": "WORKSPACE",
+                        "source": "GIT" if target.from_git else "WORKSPACE",
                     }
                 },
                 libraries=tuple({"pypi": {"package": p}} for p in nb.declaration.libraries),
                 job_cluster=nb.declaration.job_cluster,
+                max_retries=nb.declaration.max_retries,
+                min_retry_interval_millis=nb.declaration.min_retry_interval_millis,
+                retry_on_timeout=nb.declaration.retry_on_timeout,
             )
             for nb in self._notebooks
         ]
 
     def files(self) -> dict[str, WorkspaceFile]:
-        return {
+        files = {
             nb.declaration.workspace_relative_path: WorkspaceFile(
                 nb.declaration.workspace_relative_path, nb.file.text.encode(), is_notebook=True
             )
             for nb in self._notebooks
         }
+        for nb in self._notebooks:  # helpers others %run sit next to them, so relative %run paths resolve
+            for rel, helper in nb.helpers.items():
+                path = posixpath.join("notebooks", posixpath.splitext(rel)[0])
+                files.setdefault(path, WorkspaceFile(path, helper.text.encode(), is_notebook=True))
+        return files
+
+    def _repo_path(self, declaration: NotebookAsset) -> str:
+        """The notebook's path in the Git repository holding the notebooks folder (no extension, as
+        Databricks takes notebook paths of a Git source)."""
+        folder = self.notebooks_dir.resolve()
+        root = next((p for p in (folder, *folder.parents) if (p / ".git").exists()), None)
+        if root is None:
+            raise WorkflowDefinitionError(
+                f"The workflow deploys from a Git source, but the notebooks folder {self.notebooks_dir} is not inside "
+                "a Git repository (no .git above it)."
+            )
+        rel = (folder / declaration.notebook).relative_to(root).as_posix()
+        return posixpath.splitext(rel)[0]
 
     # -- execution ------------------------------------------------------------------------------
     def run_overrides(self, selection: Selection, target: DeployTarget) -> Mapping[str, Any]:
@@ -163,7 +206,7 @@ class NotebookTasks:
             group_name=d.group,
             owners=list(d.owners),
             description=d.description or nb.file.first_markdown() or f"Databricks notebook {d.notebook}",
-            code_version=nb.file.code_version,
+            code_version=nb.code_version,
             kinds={"databricks", "notebook"},
             tags=dict(d.tags),
             skippable=True,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import posixpath
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 NOTEBOOK_HEADER = "# Databricks notebook source"
 CELL_SEPARATOR = "# COMMAND ----------"
 _MAGIC_MD = re.compile(r"^# MAGIC %md(-sandbox)?\s*$")
+_MAGIC_RUN = re.compile(r"^# MAGIC %run\s+(\S+)")
 
 
 class NotebookFileError(ValueError):
@@ -38,6 +40,46 @@ class NotebookFile:
                 text = "\n".join(re.sub(r"^# MAGIC ?", "", line) for line in lines[1:]).strip()
                 return text or None
         return None
+
+    def run_targets(self) -> list[str]:
+        """The notebooks this one includes with `%run <path>` (as written: relative or absolute)."""
+        targets = []
+        for cell in self.cells():
+            lines = [line.strip() for line in cell.strip().splitlines() if line.strip()]
+            match = _MAGIC_RUN.match(lines[0]) if lines else None
+            if match:
+                targets.append(match.group(1).strip("\"'"))
+        return targets
+
+
+def read_run_dependencies(notebooks_dir: Path, notebook: str) -> dict[str, NotebookFile]:
+    """The notebook files `notebook` (a path relative to `notebooks_dir`) `%run`s, directly or through
+    another helper, keyed by their path relative to `notebooks_dir`. Relative %run paths resolve
+    next to the notebook, as in the workspace; absolute ones name notebooks deployed elsewhere."""
+    found: dict[str, NotebookFile] = {}
+    pending = [notebook]
+    while pending:
+        current = pending.pop()
+        text = read_notebook(notebooks_dir / current)
+        for target in text.run_targets():
+            if target.startswith("/"):
+                continue
+            rel = posixpath.normpath(posixpath.join(posixpath.dirname(current), target))
+            if rel.startswith("../") or rel == "..":
+                raise NotebookFileError(
+                    f"Notebook {notebooks_dir / current} runs %run {target}, which is outside {notebooks_dir}; "
+                    "keep helper notebooks in the notebooks folder."
+                )
+            rel = rel if rel.endswith(".py") else f"{rel}.py"
+            if rel in found or rel == notebook:
+                continue
+            if not (notebooks_dir / rel).is_file():
+                raise NotebookFileError(
+                    f"Notebook {notebooks_dir / current} runs %run {target}, but {notebooks_dir / rel} does not exist."
+                )
+            found[rel] = read_notebook(notebooks_dir / rel)
+            pending.append(rel)
+    return dict(sorted(found.items()))
 
 
 def read_notebook(path: Path) -> NotebookFile:

@@ -7,6 +7,7 @@ depends on the tasks that produce the assets it reads, whatever kind of task eit
 
 from __future__ import annotations
 
+import dataclasses
 import graphlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -43,6 +44,9 @@ class Workflow:
     external_deps:       asset keys read by tasks but produced outside this workflow
     timeout_seconds:     the job's timeout (0: none)
     max_concurrent_runs: the job's cap on concurrent runs (extra runs queue)
+    git_source:          a Jobs API git_source (git_url, git_provider, git_branch/git_tag/git_commit):
+                         tasks run the files of that Git reference (paths relative to the repository)
+                         and no files are uploaded
     """
 
     name: str
@@ -55,6 +59,7 @@ class Workflow:
     external_deps: Sequence[str] = ()
     timeout_seconds: int = 0
     max_concurrent_runs: int = 20
+    git_source: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         self._validate()
@@ -109,6 +114,8 @@ class Workflow:
         return any(source.needs_sql_warehouse for source in self.sources)
 
     def _source_tasks(self, target: DeployTarget) -> list[tuple[TaskSource, SourceTask]]:
+        if self.git_source:
+            target = dataclasses.replace(target, from_git=True)
         return [(source, task) for source in self.sources for task in source.tasks(target)]
 
     @staticmethod
@@ -131,15 +138,21 @@ class Workflow:
                     depends_on=deps[t.task_key],
                     job_cluster_key=t.job_cluster or self.default_job_cluster,
                     libraries=t.libraries,
+                    max_retries=t.max_retries,
+                    min_retry_interval_millis=t.min_retry_interval_millis,
+                    retry_on_timeout=t.retry_on_timeout,
                 )
                 for t in tasks
             ),
             job_clusters={k: dict(v) for k, v in self.job_clusters.items()},
             max_concurrent_runs=self.max_concurrent_runs,
             timeout_seconds=self.timeout_seconds,
+            git_source=dict(self.git_source) if self.git_source else None,
         )
 
     def files(self) -> dict[str, WorkspaceFile]:
+        if self.git_source:  # the job reads its files from the Git reference
+            return {}
         files: dict[str, WorkspaceFile] = {}
         for source in self.sources:
             files.update(source.files())

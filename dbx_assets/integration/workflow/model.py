@@ -70,6 +70,9 @@ class WorkflowTask:
     job_cluster_key: str = DEFAULT_JOB_CLUSTER_KEY
     libraries: tuple[Mapping[str, Any], ...] = ()
     timeout_seconds: int = 0
+    max_retries: int | None = None
+    min_retry_interval_millis: int | None = None
+    retry_on_timeout: bool | None = None
 
     def job_settings(self, *, compute: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """The task as Jobs API JSON; `compute` replaces the job cluster (e.g. existing_cluster_id)."""
@@ -81,6 +84,9 @@ class WorkflowTask:
             task["libraries"] = [dict(lib) for lib in self.libraries]
         if self.timeout_seconds:
             task["timeout_seconds"] = self.timeout_seconds
+        for name in ("max_retries", "min_retry_interval_millis", "retry_on_timeout"):  # only when declared
+            if getattr(self, name) is not None:
+                task[name] = getattr(self, name)
         return task
 
 
@@ -96,6 +102,7 @@ class WorkflowSpec:
     parameters: tuple[str, ...] = JOB_PARAMETERS
     max_concurrent_runs: int = 20
     timeout_seconds: int = 0
+    git_source: dict[str, Any] | None = None  # Jobs API git_source: tasks read their files from it
 
     def task(self, task_key: str) -> WorkflowTask:
         for t in self.tasks:
@@ -116,6 +123,8 @@ class WorkflowSpec:
         }
         if self.timeout_seconds:
             settings["timeout_seconds"] = self.timeout_seconds
+        if self.git_source:
+            settings["git_source"] = dict(self.git_source)
         settings["tags"]["dbx_assets_spec_hash"] = spec_hash(settings)
         return settings
 
