@@ -59,6 +59,13 @@ def _short(endpoint: str) -> str:
     return f"{method} {_API_PREFIX.sub('', path)}"
 
 
+def _faults(api, method: str, **kwargs) -> dict:
+    """The local workspace's fault settings and request counts (a JSON object)."""
+    answer = api.do(method, FAULTS, **kwargs)
+    assert isinstance(answer, dict), answer
+    return answer
+
+
 def _print_counts(label: str, snapshot: dict, wall: float) -> None:
     requests = snapshot["requests"]
     injected = {k: sum(v.values()) for k, v in snapshot["injected"].items()}
@@ -96,11 +103,11 @@ def main() -> None:
             api.do("PUT", FAULTS, body={"reset_counts": True})
             _, wall, ok = _materialize(conn.host, conn.token)
             assert ok, "the fault-free materialization failed"
-            _print_counts("A. full graph, no faults", api.do("GET", FAULTS), wall)
+            _print_counts("A. full graph, no faults", _faults(api, "GET"), wall)
 
-            config = api.do("PUT", FAULTS, body={"rate_limit": 0.2, "server_error": 0.05, "reset_counts": True})
+            config = _faults(api, "PUT", body={"rate_limit": 0.2, "server_error": 0.05, "reset_counts": True})
             _, wall, ok = _materialize(conn.host, conn.token)
-            snapshot = api.do("GET", FAULTS)
+            snapshot = _faults(api, "GET")
             api.do("PUT", FAULTS, body={})
             assert ok, f"the materialization under faults failed (seed {config['seed']})"
             _print_counts(f"B. full graph, 20% 429 + 5% 503 (seed {config['seed']})", snapshot, wall)

@@ -65,7 +65,7 @@ def per_asset_runs(resource: DatabricksResource) -> tuple[float, int]:
         settings = spec.task(asset).job_settings(compute={"new_cluster": DEFAULT_CLUSTER_SPEC})
         settings.pop("depends_on", None)  # one run per asset: ordering is this script's job
         run = client.jobs.submit(run_name=f"bench {asset}", tasks=[SubmitTask.from_dict(settings)]).result()
-        assert run.state.result_state.value == "SUCCESS", run.state
+        assert run.state and run.state.result_state and run.state.result_state.value == "SUCCESS", run.state
 
     start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=2) as pool:

@@ -50,14 +50,19 @@ def materialize_all(partition_key: str) -> int:
         status = "passed" if check.passed else f"FAILED ({check.severity.value})"
         print(f"  check         {check.asset_key.to_user_string()}:{check.check_name} {status}")
     run_ids = {
-        e.materialization.metadata["databricks_run_id"].value
+        run_id.value
         for e in materialized.values()
-        if "databricks_run_id" in e.materialization.metadata
+        if isinstance(run_id := e.materialization.metadata.get("databricks_run_id"), dg.IntMetadataValue)
+        and run_id.value is not None
     }
     databricks_run_id = max(run_ids) if run_ids else None
     if databricks_run_id:
-        dbx_run = databricks_resource.get_client().jobs.get_run(int(databricks_run_id))
-        clusters = {t.cluster_instance.cluster_id for t in dbx_run.tasks or [] if t.cluster_instance}
+        dbx_run = databricks_resource.get_client().jobs.get_run(databricks_run_id)
+        clusters = {
+            t.cluster_instance.cluster_id
+            for t in dbx_run.tasks or []
+            if t.cluster_instance and t.cluster_instance.cluster_id
+        }
         print(
             f"Databricks run {databricks_run_id}: {dbx_run.state.result_state.value if dbx_run.state and dbx_run.state.result_state else '?'}, "
             f"{len(dbx_run.tasks or [])} task(s) on {len(clusters)} cluster(s) started: {', '.join(sorted(clusters))}"

@@ -36,7 +36,7 @@ def build_daily_schedule(
     hour_of_day: int = 1,
     minute_of_hour: int = 0,
     default_status: dg.DefaultScheduleStatus = dg.DefaultScheduleStatus.STOPPED,
-) -> dg.ScheduleDefinition:
+):  # for an asset job, an unresolved partitioned schedule (Definitions resolves it): a type Dagster does not export
     """Every day at hour_of_day:minute_of_hour, materialize the previous day's partition.
 
     Running an hour after midnight leaves late landing files time to arrive.

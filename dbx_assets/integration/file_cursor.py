@@ -170,9 +170,9 @@ def plan_tick(
     stable: list[FileVersion] = []
     unsettled: list[FileVersion] = []
 
-    for path, old in cursor.files.items():
-        if old.state == HANDLED and not (path in present and old.same_version(present[path])):
-            retired[(path, old.size, old.mtime_ms)] = None  # deleted or rewritten
+    for path, known in cursor.files.items():
+        if known.state == HANDLED and not (path in present and known.same_version(present[path])):
+            retired[(path, known.size, known.mtime_ms)] = None  # deleted or rewritten
 
     for path, f in present.items():
         old = cursor.files.get(path)

@@ -182,7 +182,8 @@ def _identity(client: WorkspaceClient) -> str:
 # The sensor
 # ---------------------------------------------------------------------------------------
 
-TargetSelection = dg.AssetSelection | str | dg.AssetKey | Sequence[str | dg.AssetKey]
+# What Dagster coerces to an asset selection (a bare AssetKey or a list mixing keys and strings it rejects).
+TargetSelection = dg.AssetSelection | str | Sequence[str] | Sequence[dg.AssetKey]
 
 
 def build_file_sensor(
@@ -215,7 +216,8 @@ def build_file_sensor(
     Args:
         watch_path: `dbfs:/...` (DBFS 2.0 API) or `/Volumes/<catalog>/<schema>/<volume>/...`
             (Files API), listed recursively each tick.
-        target: the assets to materialize (an AssetSelection, key or keys).
+        target: the assets to materialize (an AssetSelection, a selection string, or a list of asset keys
+            or of strings).
         pattern: glob on the file name (or on the path below `watch_path` if it has a `/`).
         marker: e.g. `_SUCCESS`: only marker files trigger (`pattern` is ignored); the run is
             about the marker's directory, written completely before the marker.

@@ -7,7 +7,7 @@ offset while running moves every timestamp a client sees at once and durations s
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, overload
 
 # Keys that hold epoch-millisecond timestamps in the responses we serve.
 TIME_KEYS = frozenset(
@@ -39,6 +39,10 @@ class Clock:
         """The workspace's idea of now (what a skewed server would stamp)."""
         return real_now_ms() + self.offset_ms
 
+    @overload
+    def report(self, ms: int) -> int: ...
+    @overload
+    def report(self, ms: None) -> None: ...
     def report(self, ms: int | None) -> int | None:
         """A stored real timestamp as the workspace reports it; 0/None mean "unset" and stay so."""
         return ms + self.offset_ms if ms else ms

@@ -154,7 +154,7 @@ class Dbfs:
     def _handle(self, body: dict) -> tuple[Path, Path]:
         handle = q_int(body, "handle")
         with self._lock:
-            entry = self._handles.get(handle)
+            entry = self._handles.get(handle) if handle is not None else None
         if entry is None:
             raise not_found(f"No open DBFS stream with handle {handle}; create one with /dbfs/create.")
         return entry

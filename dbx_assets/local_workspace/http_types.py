@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from email import message_from_bytes
 from email.policy import HTTP
-from typing import Protocol
+from typing import Protocol, overload
 
 from .clock import Clock
 from .http_errors import ApiError, invalid
@@ -67,7 +67,10 @@ class Request:
             if msg.is_multipart():
                 for part in msg.iter_parts():
                     name = part.get_param("name", header="content-disposition")
+                    if not isinstance(name, str):  # no plain name (absent or RFC 2231): no field lookup finds it
+                        continue
                     payload = part.get_payload(decode=True) or b""
+                    assert isinstance(payload, bytes)  # decode=True: a leaf part's bytes
                     if part.get_filename() is None and name != "content" and name != "contents":
                         form[name] = payload.decode(errors="replace")
                     else:
@@ -119,6 +122,10 @@ def q_bool(value) -> bool:
     return str(value).lower() in ("true", "1") if not isinstance(value, bool) else value
 
 
+@overload
+def q_int(params: dict, name: str, default: int) -> int: ...
+@overload
+def q_int(params: dict, name: str, default: None = None) -> int | None: ...
 def q_int(params: dict, name: str, default: int | None = None) -> int | None:
     value = params.get(name)
     if value is None or value == "":

@@ -115,6 +115,6 @@ def _kind(value: Any) -> str:
     )
 
 
-def normalize(value: dict, cls: type) -> dict:
+def normalize(value: dict, cls: type[Any]) -> dict:
     """A checked JSON object re-serialised through the SDK dataclass: typed, unknown fields dropped."""
     return cls.from_dict(value).as_dict()

@@ -53,15 +53,15 @@ class Dispatcher:
                     endpoint_not_found(req.method, req.path).body(), 404
                 )
             self._authenticate(req)
-            faulty = self.faults is not None and not self.faults.exempt(req)
-            if faulty:
-                fault = self.faults.before(req)  # before any effect: a faulted call changes nothing
+            faults = self.faults if self.faults is not None and not self.faults.exempt(req) else None
+            if faults is not None:
+                fault = faults.before(req)  # before any effect: a faulted call changes nothing
                 if fault is not None:
                     return fault
             resp = self._call(self._routes, req)
             if resp is None:
                 raise endpoint_not_found(req.method, req.path)
-            return self.faults.after(req, resp) if faulty else resp
+            return faults.after(req, resp) if faults is not None else resp
         except ApiError as e:
             return Response.json(e.body(), e.status)
         except Exception as e:  # a bug here must still answer in Databricks' shape
@@ -120,7 +120,7 @@ class _HttpHandler(BaseHTTPRequestHandler):
 
     def _read_body(self, headers: dict[str, str]) -> bytes:
         if headers.get("transfer-encoding", "").lower() == "chunked":
-            chunks = []
+            chunks: list[bytes] = []
             while True:
                 size_line = self.rfile.readline().strip().split(b";")[0]
                 size = int(size_line or b"0", 16)

@@ -10,6 +10,7 @@ import os
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 from databricks.sdk.service import workspace
 
@@ -54,6 +55,7 @@ class Workspace:
             raise not_found(f"Path ({path}) doesn't exist.")
         meta = self.meta(path) or {}
         st = p.stat()
+        obj: dict[str, Any]
         if p.is_dir():
             obj = {"object_type": "DIRECTORY", "path": path}
         else:

@@ -88,8 +88,8 @@ def _with_import_path(env: dict[str, str]) -> dict[str, str]:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
-            root = str(Path(__file__).resolve().parents[3])
-            _import_path[key] = None if probe.returncode == 0 else root
+            checkout = str(Path(__file__).resolve().parents[3])
+            _import_path[key] = None if probe.returncode == 0 else checkout
         root = _import_path[key]
     if root is None:
         return env

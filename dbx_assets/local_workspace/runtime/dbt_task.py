@@ -141,7 +141,7 @@ def run_dbt(dbt: DbtInvocation, output_dir: Path) -> TaskOutcome:
     return outcome
 
 
-def _failure_summary(result) -> str:  # type: ignore[no-untyped-def]
+def _failure_summary(result) -> str:
     if result.exception is not None:
         return (
             str(result.exception).strip().splitlines()[0]

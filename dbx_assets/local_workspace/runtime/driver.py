@@ -30,6 +30,7 @@ def main(argv: list[str]) -> None:
     # instead of the first task.
     spark.sql("SHOW DATABASES").collect()
     spark.range(10).selectExpr("sum(id)").collect()
+    assert sc._gateway is not None and sc._jvm is not None  # set once a SparkContext exists
     gateway = sc._gateway.gateway_parameters
     info = {
         "port": gateway.port,

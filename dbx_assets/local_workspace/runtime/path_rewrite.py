@@ -197,8 +197,8 @@ def install_spark_patches(mapper: PathMapper) -> None:
         for name in methods:
             if hasattr(cls, name):
                 setattr(cls, name, first_arg(getattr(cls, name)))
-        cls.option = option(cls.option)
-        cls.options = options(cls.options)
+        for attr, wrap in (("option", option), ("options", options)):  # every class has both
+            setattr(cls, attr, wrap(getattr(cls, attr)))
 
     orig_sql = SparkSession.sql
 

@@ -102,7 +102,7 @@ class Redactor:
                 with contextlib.suppress(AttributeError, ValueError, OSError):
                     stream.flush()  # what was written before goes out unfiltered, in order
             # A task's stdout and stderr are one log file: then one pipe keeps their order.
-            groups = [(1, 2)] if _same_file(1, 2) else [(1,), (2,)]
+            groups: list[tuple[int, ...]] = [(1, 2)] if _same_file(1, 2) else [(1,), (2,)]
             for fds in groups:
                 read_end, write_end = os.pipe()
                 saved = os.dup(fds[0])

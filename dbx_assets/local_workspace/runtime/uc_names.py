@@ -388,11 +388,12 @@ def plan_sql(text: str, ctx: Context, *, mask_braces: bool = False) -> Plan:
         if m:
             parts = split_name(m.group("name"))
             mapped = ctx.table(parts) if is_table else ctx.database(parts)
-            new_name = (
-                m.group("name")
-                if mapped is None
-                else (".".join(quote(p) for p in mapped) if is_table else quote(mapped))
-            )  # type: ignore[arg-type]
+            if mapped is None:
+                new_name = m.group("name")
+            elif isinstance(mapped, str):  # a database
+                new_name = quote(mapped)
+            else:  # [database, table]
+                new_name = ".".join(quote(p) for p in mapped)
             new_text = text[: m.start("name")] + new_name + text[m.end("name") :]
             shows = m.group("prefix").upper().split()[:2] == ["SHOW", "TABLES"]
             # Only names that were mapped read back as UC schemas (dbt-spark reads `namespace` as it asked).
