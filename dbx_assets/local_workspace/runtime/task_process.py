@@ -125,10 +125,13 @@ def _dispatch(invocation: TaskInvocation, cells: list, spark: Any, mapper: Any, 
 
 
 def display(obj: Any) -> None:
-    if hasattr(obj, "_jdf") and hasattr(obj, "show"):
-        obj.show(20, truncate=False)
-    else:
-        print(obj)
+    from .cell_output import RECORDER
+
+    with RECORDER.displaying(obj):  # the run page shows a DataFrame as a table; the log keeps the text
+        if hasattr(obj, "_jdf") and hasattr(obj, "show"):
+            obj.show(20, truncate=False)
+        else:
+            print(obj)
 
 
 def displayHTML(html: str) -> None:
