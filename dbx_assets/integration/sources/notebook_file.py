@@ -12,6 +12,7 @@ NOTEBOOK_HEADER = "# Databricks notebook source"
 CELL_SEPARATOR = "# COMMAND ----------"
 _MAGIC_MD = re.compile(r"^# MAGIC %md(-sandbox)?\s*$")
 _MAGIC_RUN = re.compile(r"^# MAGIC %run\s+(\S+)")
+_NOTEBOOK_RUN = re.compile(r"dbutils\.notebook\.run\(\s*(?:path\s*=\s*)?[\"']([^\"']+)[\"']")
 
 
 class NotebookFileError(ValueError):
@@ -42,13 +43,15 @@ class NotebookFile:
         return None
 
     def run_targets(self) -> list[str]:
-        """The notebooks this one includes with `%run <path>` (as written: relative or absolute)."""
+        """The notebooks this one runs, with `%run <path>` or `dbutils.notebook.run("<path>", ...)` (a
+        literal path), as written: relative or absolute."""
         targets = []
         for cell in self.cells():
             lines = [line.strip() for line in cell.strip().splitlines() if line.strip()]
             match = _MAGIC_RUN.match(lines[0]) if lines else None
             if match:
                 targets.append(match.group(1).strip("\"'"))
+            targets += _NOTEBOOK_RUN.findall(cell)
         return targets
 
 
