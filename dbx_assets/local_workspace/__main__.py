@@ -1,4 +1,4 @@
-"""`python -m dbx_assets.local_workspace serve|stop|status --state-dir DIR` (console script dbx-local-workspace)."""
+"""`python -m dbx_assets.local_workspace serve|stop|status|login-url --state-dir DIR` (console script dbx-local-workspace)."""
 
 from __future__ import annotations
 
@@ -34,7 +34,12 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("stop", "status"):
         p = sub.add_parser(name)
         p.add_argument("--state-dir", required=True, type=Path)
+    login = sub.add_parser("login-url", help="print a one-time link (valid 5 minutes) that logs a browser into the pages")
+    login.add_argument("--state-dir", required=True, type=Path)
+    login.add_argument("--path", default="/", help="the page to land on, e.g. /jobs/1000/runs/100001")
     args = parser.parse_args(argv)
+    if args.command == "login-url":
+        return _login_url(args.state_dir, args.path)
 
     if args.command == "serve":
         return _serve(args.state_dir, args.port, args.tls, _fault_settings(args))
@@ -46,6 +51,26 @@ def main(argv: list[str] | None = None) -> int:
     conn = healthy(args.state_dir.resolve())
     print(json.dumps({"running": conn is not None, **({"host": conn.host} if conn else {})}))
     return 0 if conn else 1
+
+
+def _login_url(state_dir: Path, path: str) -> int:
+    """Asks the running server (with the token from DIR/connection.json) to mint a one-time login link."""
+    import ssl
+    import urllib.request
+
+    from .launcher import healthy
+    from .run_page import LOGIN_LINK_API
+
+    conn = healthy(state_dir.resolve())
+    if conn is None:
+        print("error: no local workspace is running with this state dir", file=sys.stderr)
+        return 1
+    ctx = ssl.create_default_context(cafile=str(conn.ca_cert)) if conn.ca_cert else None
+    req = urllib.request.Request(conn.host + LOGIN_LINK_API, data=json.dumps({"path": path}).encode(), method="POST",
+                                 headers={"Authorization": f"Bearer {conn.token}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10, context=ctx) as resp:
+        print(json.loads(resp.read())["login_url"])
+    return 0
 
 
 def _fault_settings(args: argparse.Namespace) -> dict:

@@ -9,12 +9,12 @@ import secrets
 import socket
 from pathlib import Path
 
+from . import run_page
 from .clusters_api import LOCAL_USER, ClusterFactory, Clusters, default_cluster_factory
 from .dbfs_api import Dbfs
 from .faults import FaultConfig, FaultInjector, load_config_file
 from .files_api import VolumeFiles
 from .jobs_api import Jobs
-from . import run_page
 from .runtime_types import StoragePaths
 from .scheduler import Resolvers, Scheduler
 from .secret_store import SecretStore
@@ -105,7 +105,10 @@ class LocalWorkspace:
         })
         # The SDK probes this (unauthenticated) while building its Config; answer so it stays quiet.
         self.dispatcher.public_route("GET", "/.well-known/databricks-config", lambda req: {"workspace_id": "1000000000000001"})
-        run_page.register(self.dispatcher, self.store)
+        # The human pages (run_page_url lands there); a browser logs in with the token or a one-time link.
+        self.pages = run_page.register(self.dispatcher, self.store, token=self.token, host=lambda: self.host,
+                                       task_runs_dir=self.paths.task_runs, artifacts_link=self.jobs.artifacts_link,
+                                       secure_cookie=tls)
 
         self.clusters.recover_after_restart()
         self.scheduler.recover_after_restart()
@@ -119,7 +122,7 @@ class LocalWorkspace:
         write_connection(self.state_dir, {"host": self.host, "token": self.token, "pid": os.getpid(), "port": self.http.port,
                                           **({"ca_cert": str(self.cert_path)} if self.cert_path else {})})
 
-    def start(self) -> "LocalWorkspace":
+    def start(self) -> LocalWorkspace:
         self.http.start_background()
         return self
 

@@ -19,6 +19,7 @@ from typing import Protocol
 from databricks.sdk.service import compute
 
 from .clock import Clock
+from .cluster_events import record_transition
 from .faults import describe_termination
 from .http_errors import invalid, invalid_state, require
 from .http_types import Request, Router
@@ -168,6 +169,7 @@ class Clusters:
 
     def _save(self, doc: dict) -> None:
         with self._changed:
+            record_transition(doc, self.store.get("cluster", doc["cluster_id"]))  # the cluster page's event history
             self.store.put("cluster", doc["cluster_id"], doc)
             self._changed.notify_all()
 

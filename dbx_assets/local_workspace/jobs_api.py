@@ -315,7 +315,13 @@ class Jobs:
         return view
 
     def _page_url(self, job_id, run_id) -> str:
-        return f"{self.host()}/#job/{job_id if job_id is not None else 'submit'}/run/{run_id}"
+        # The run page (pages/run.py), a real path like Databricks' /jobs/<job>/runs/<run>; a task run has its own.
+        return f"{self.host()}/jobs/{job_id if job_id is not None else 'submit'}/runs/{run_id}"
+
+    def artifacts_link(self, task_run_id: int) -> str:
+        """The signed dbt artifacts link of runs/get-output (also on the task run page)."""
+        sig = hmac.new(self._secret, str(task_run_id).encode(), hashlib.sha256).hexdigest()
+        return f"{self.host()}/local/dbt-artifacts/{task_run_id}.tar.gz?sig={sig}"
 
     def _launch(self, run: dict) -> None:
         if run.pop("_skipped", False):
@@ -382,8 +388,7 @@ class Jobs:
         if task_kind == "dbt_task":
             dbt_out: dict = {}
             if outcome.get("dbt_artifacts_dir"):
-                sig = hmac.new(self._secret, str(run_id).encode(), hashlib.sha256).hexdigest()
-                dbt_out = {"artifacts_link": f"{self.host()}/local/dbt-artifacts/{run_id}.tar.gz?sig={sig}", "artifacts_headers": {}}
+                dbt_out = {"artifacts_link": self.artifacts_link(run_id), "artifacts_headers": {}}
             out["dbt_output"] = dbt_out
         return out
 

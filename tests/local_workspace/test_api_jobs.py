@@ -122,7 +122,7 @@ def test_run_now_shares_one_job_cluster_and_outputs(fake_client, nbs):
     tasks = by_key(run)
     assert set(tasks) == {"a", "b"}  # `only`
     assert tasks["a"].cluster_instance.cluster_id == tasks["b"].cluster_instance.cluster_id
-    assert run.run_page_url.endswith(f"/#job/{job_id}/run/{run.run_id}")
+    assert run.run_page_url.endswith(f"/jobs/{job_id}/runs/{run.run_id}")
     assert {p.name: p.value for p in run.job_parameters} == {"p": "given"}
     out = w.jobs.get_run_output(tasks["a"].run_id)
     assert out.notebook_output.result == "done:base"
