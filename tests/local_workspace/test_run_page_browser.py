@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from databricks.sdk.service import compute, jobs
+from databricks.sdk.service import jobs
 from databricks.sdk.service.workspace import ImportFormat
 
 CHROMIUM = "/usr/bin/chromium"
