@@ -103,8 +103,8 @@ def test_run_pages_in_a_browser(local_workspace, workspace_client, tmp_path):
         )
     finally:
         w.clusters.delete(cluster_id)
-    assert run_a.state.result_state == jobs.RunResultState.SUCCESS, run_a.state
-    assert run_b.state.result_state == jobs.RunResultState.FAILED, run_b.state
+    assert run_a.state and run_a.state.result_state == jobs.RunResultState.SUCCESS, run_a.state
+    assert run_b.state and run_b.state.result_state == jobs.RunResultState.FAILED, run_b.state
     assert run_a.run_page_url and run_b.run_page_url
     path_a = run_a.run_page_url.removeprefix(local_workspace.host)
 
