@@ -63,5 +63,7 @@ def test_status_cli_and_run_page(local_workspace):
         timeout=30,
     )
     assert out.returncode == 0 and json.loads(out.stdout)["host"] == local_workspace.host
-    page = requests.get(local_workspace.host + "/", timeout=10)
+    assert requests.get(local_workspace.host + "/", timeout=10).status_code == 401  # the pages need a login
+    auth = {"Authorization": f"Bearer {local_workspace.token}"}
+    page = requests.get(local_workspace.host + "/", headers=auth, timeout=10)
     assert page.status_code == 200 and "Local Databricks workspace" in page.text
