@@ -386,7 +386,7 @@ def test_a_user_sees_the_assets_materialized_and_a_link_to_the_databricks_run(pr
             page.get_by_text("databricks_run_url").first.wait_for()
             page.screenshot(path=str(p.shots / "7-bronze-orders-metadata.png"), full_page=True)
             href = page.locator(f"a[href^='{workspace_host}']").first.get_attribute("href")
-            assert href and "/run/" in href, f"no Databricks run link on the asset page (see {p.shots})"
+            assert href and "/runs/" in href, f"no Databricks run link on the asset page (see {p.shots})"
 
             page.goto(href, wait_until="networkidle")  # the local workspace's run page it links to
             page.screenshot(path=str(p.shots / "8-databricks-run-page.png"), full_page=True)

@@ -99,7 +99,7 @@ def test_failure_fails_its_asset_and_reexecution_repairs_the_same_run(dbx_env, t
             assert materialized(first) == {key(name, "source"), key(name, "slow")}  # siblings stay materialized
             message = step_failure_message(first)
             assert "flag file" in message and "says fail" in message  # the notebook's own error
-            assert "#job/" in message  # and the run URL
+            assert "/jobs/" in message  # and the run page URL
             source_meta = materialization_metadata(first, key(name, "source"))
         databricks_run_id = source_meta["databricks_run_id"]
         run = ws.client.jobs.get_run(databricks_run_id)
