@@ -40,5 +40,6 @@ report = {
 }
 if report["days"] == 0:
     raise ValueError(f"{mart} has no rows for {report['report_period']}")
+print(f"Revenue for {report['report_period']}: {report['revenue']:.2f} from {report['orders']} orders")
 display(daily.orderBy("revenue_date"))
 dbutils.notebook.exit(json.dumps(report))

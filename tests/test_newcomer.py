@@ -388,9 +388,43 @@ def test_a_user_sees_the_assets_materialized_and_a_link_to_the_databricks_run(pr
             href = page.locator(f"a[href^='{workspace_host}']").first.get_attribute("href")
             assert href and "/runs/" in href, f"no Databricks run link on the asset page (see {p.shots})"
 
-            page.goto(href, wait_until="networkidle")  # the local workspace's run page it links to
+            # The link leads to the local workspace's run page; a browser gets in with a one-time
+            # login link (what `make dev` prints), never with the token in a URL.
+            page.goto(href, wait_until="networkidle")
+            assert "SUCCESS" not in page.locator("body").inner_text(), "the run page answered without a login"
+            login = (
+                subprocess.run(
+                    [
+                        sys.executable,
+                        "-m",
+                        "dbx_assets.local_workspace",
+                        "login-url",
+                        "--state-dir",
+                        str(p.state_dir),
+                        "--path",
+                        href[len(workspace_host) :],
+                    ],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                    timeout=60,
+                )
+                .stdout.strip()
+                .splitlines()[-1]
+            )
+            page.goto(login, wait_until="networkidle")
             page.screenshot(path=str(p.shots / "8-databricks-run-page.png"), full_page=True)
-            assert "SUCCESS" in page.locator("body").inner_text()
+            run_page = page.locator("body").inner_text()
+            assert "Timeline" in run_page and "Graph" in run_page, f"the run page (see {p.shots})"
+            for task_key in ("bronze_orders", "bronze_customers", "silver_orders", "dbt_build", "revenue_report"):
+                row = page.locator(f"tr[data-task='{task_key}']")
+                assert "SUCCESS" in row.inner_text(), f"task {task_key} on the run page (see {p.shots})"
+            page.locator("tr[data-task='revenue_report'] a").first.click()
+            page.wait_for_load_state("networkidle")
+            page.screenshot(path=str(p.shots / "9-revenue-report-output.png"), full_page=True)
+            output = page.locator("body").inner_text()
+            assert "Revenue for" in output, f"the report's printed line (see {p.shots})"
+            assert "revenue_date" in output and "order_count" in output, f"its display() table (see {p.shots})"
             print(f"screenshots: {p.shots}; databricks run url: {href}")
         finally:
             browser.close()

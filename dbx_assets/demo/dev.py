@@ -109,8 +109,15 @@ def _banner(url: str, workspace_host: str | None, landed: list[dt.date], home: P
         f"  Dagster UI:        {url}   (asset graph: {url}/asset-groups, runs: {url}/runs)",
     ]
     if workspace_host:
+        from dbx_assets.local_workspace.launcher import login_url
+
         lines.append(f"  Local workspace:   {workspace_host}/   (Databricks jobs, runs and task states; every asset's")
         lines.append("                     databricks_run_url metadata links to its run there)")
+        lines.append(f"  Log in there once: {login_url(state_dir) or '(workspace not running)'}")
+        lines.append(
+            f"                     (one-time link, valid 5 min; a new one: {_python_hint()} -m dbx_assets.local_workspace"
+        )
+        lines.append(f"                     login-url --state-dir {state_dir})")
     if landed:
         lines.append(
             f"  Just landed {landed[0]} .. {landed[-1]}: the orders_landing sensor builds every asset for them"

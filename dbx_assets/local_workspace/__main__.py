@@ -54,22 +54,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _login_url(state_dir: Path, path: str) -> int:
-    """Asks the running server (with the token from DIR/connection.json) to mint a one-time login link."""
-    import ssl
-    import urllib.request
+    from .launcher import login_url
 
-    from .launcher import healthy
-    from .run_page import LOGIN_LINK_API
-
-    conn = healthy(state_dir.resolve())
-    if conn is None:
+    url = login_url(state_dir, path)
+    if url is None:
         print("error: no local workspace is running with this state dir", file=sys.stderr)
         return 1
-    ctx = ssl.create_default_context(cafile=str(conn.ca_cert)) if conn.ca_cert else None
-    req = urllib.request.Request(conn.host + LOGIN_LINK_API, data=json.dumps({"path": path}).encode(), method="POST",
-                                 headers={"Authorization": f"Bearer {conn.token}", "Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=10, context=ctx) as resp:
-        print(json.loads(resp.read())["login_url"])
+    print(url)
     return 0
 
 

@@ -137,3 +137,25 @@ def stop(state_dir: Path, timeout: float = 30) -> bool:
         time.sleep(0.1)
     os.killpg(pid, signal.SIGKILL)
     return True
+
+
+def login_url(state_dir: Path, path: str = "/") -> str | None:
+    """A one-time link (valid minutes) that logs a browser into the workspace's pages and opens
+    `path`; minted by the running server with the token from DIR/connection.json. None if no
+    server is running."""
+    import json
+
+    from .run_page import LOGIN_LINK_API
+
+    conn = healthy(Path(state_dir).resolve())
+    if conn is None:
+        return None
+    ctx = ssl.create_default_context(cafile=str(conn.ca_cert)) if conn.ca_cert else None
+    req = urllib.request.Request(
+        conn.host + LOGIN_LINK_API,
+        data=json.dumps({"path": path}).encode(),
+        method="POST",
+        headers={"Authorization": f"Bearer {conn.token}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=10, context=ctx) as resp:
+        return str(json.loads(resp.read())["login_url"])
