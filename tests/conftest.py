@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +21,7 @@ class LocalWorkspaceHandle:
 
 
 @pytest.fixture(scope="session")
-def local_workspace(tmp_path_factory) -> LocalWorkspaceHandle:
+def local_workspace(tmp_path_factory) -> Iterator[LocalWorkspaceHandle]:
     state_dir = tmp_path_factory.mktemp("local_workspace")
     conn = ensure_running(state_dir, timeout=60)
     try:

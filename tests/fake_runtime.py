@@ -179,14 +179,19 @@ class FakeWorkspace:
         self.ws.close()
 
     # -- faults ---------------------------------------------------------------------------------
+    def _faults(self, method: str, **kwargs: Any) -> dict:
+        answer = self.client.api_client.do(method, FAULTS, **kwargs)
+        assert isinstance(answer, dict), answer  # a JSON object
+        return answer
+
     def set_faults(self, **config: Any) -> dict:
-        return self.client.api_client.do("PUT", FAULTS, body={**config, "reset_counts": True})
+        return self._faults("PUT", body={**config, "reset_counts": True})
 
     def faults_off(self) -> dict:
-        return self.client.api_client.do("PUT", FAULTS, body={})
+        return self._faults("PUT", body={})
 
     def counts(self) -> dict:
-        return self.client.api_client.do("GET", FAULTS)
+        return self._faults("GET")
 
     # -- the workspace's own record ----------------------------------------------------------------
     def cluster_ids(self) -> set[str]:
@@ -203,9 +208,11 @@ class FakeWorkspace:
         while time.monotonic() < deadline:
             for job in self.client.jobs.list(name=name):
                 for run in self.client.jobs.list_runs(job_id=job.job_id):
+                    assert run.run_id is not None
                     full = self.client.jobs.get_run(run.run_id)
                     for t in full.tasks or []:
-                        if t.task_key == f"{name}__{task}" and t.state and t.state.life_cycle_state.value == "RUNNING":
+                        life = t.state.life_cycle_state if t.state else None
+                        if t.task_key == f"{name}__{task}" and life is not None and life.value == "RUNNING":
                             return full, t
             time.sleep(0.2)
         raise AssertionError(f"task {task} of {name} was not RUNNING within {timeout}s")

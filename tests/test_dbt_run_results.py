@@ -5,14 +5,17 @@ from __future__ import annotations
 import io
 import json
 import tarfile
+from typing import Literal
 
 import pytest
 
 from dbx_assets.integration.dbt import source as dbt_source
 from dbx_assets.integration.dbt.run_results import run_results_from_artifacts
 
+WriteMode = Literal["w:gz", "w"]
 
-def _archive(members: dict[str, bytes], mode: str = "w:gz") -> bytes:
+
+def _archive(members: dict[str, bytes], mode: WriteMode = "w:gz") -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode=mode) as tar:
         for name, body in members.items():
@@ -27,7 +30,7 @@ def _results(tag: str) -> bytes:
 
 
 @pytest.mark.parametrize("mode", ["w:gz", "w"])
-def test_the_shallowest_run_results_wins_in_gz_and_plain_tar(mode: str):
+def test_the_shallowest_run_results_wins_in_gz_and_plain_tar(mode: WriteMode):
     members = {  # deeper ones first in the archive: position must not matter
         "target/dbt_packages/pkg/target/run_results.json": _results("package"),
         "target/compiled/proj/run_results.json": _results("compiled"),

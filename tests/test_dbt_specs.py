@@ -74,7 +74,8 @@ def test_specs_cover_models_with_source_deps_and_group(project: DbtProjectTasks)
     assert project.upstream_keys() == {K("silver_orders"), K("bronze_customers")}
     assert all(s.skippable and s.group_name == "analytics" and s.code_version for s in specs.values())
     assert specs[FCT].metadata["dagster-dbt/materialization_type"] == "incremental"
-    assert specs[FCT].description.startswith("Revenue per day from completed orders")
+    description = specs[FCT].description
+    assert description is not None and description.startswith("Revenue per day from completed orders")
 
 
 def test_check_specs_are_dbt_tests_with_warn_not_blocking(project: DbtProjectTasks):
@@ -374,6 +375,15 @@ def _artifacts_archive(run_results: Path) -> bytes:
     return buf.getvalue()
 
 
+def _check_results(report: TaskReport) -> dict[dg.AssetCheckKey, dg.AssetCheckResult]:
+    checks = {}
+    for e in report.events:
+        if isinstance(e, dg.AssetCheckResult):
+            assert e.asset_key is not None and e.check_name is not None, e
+            checks[dg.AssetCheckKey(e.asset_key, e.check_name)] = e
+    return checks
+
+
 def _report(
     project: DbtProjectTasks,
     monkeypatch: pytest.MonkeyPatch,
@@ -412,10 +422,11 @@ def test_full_build_materializes_every_model_and_checks_every_test(
     materialized = {e.asset_key: e for e in report.events if isinstance(e, dg.MaterializeResult)}
     assert set(materialized) == project.model_keys()
     fct_meta = materialized[FCT].metadata
-    assert fct_meta["run_url"] == RUN_URL and fct_meta["status"] == "success" and fct_meta["execution_duration"] > 0
-    checks = {
-        dg.AssetCheckKey(e.asset_key, e.check_name): e for e in report.events if isinstance(e, dg.AssetCheckResult)
-    }
+    assert fct_meta is not None
+    duration = fct_meta["execution_duration"]
+    assert fct_meta["run_url"] == RUN_URL and fct_meta["status"] == "success"
+    assert isinstance(duration, (int, float)) and duration > 0
+    checks = _check_results(report)
     assert set(checks) == project.check_keys()  # every selected test ran (and nothing else was reported)
     # BR is not in the accepted list: the warn test fails softly
     assert checks[COUNTRY_WARN].passed is False
@@ -446,9 +457,7 @@ def test_failing_test_fails_its_check_and_skips_downstream_models(
     run = dbt_runs["duplicate_order"]
     report = _report(project, monkeypatch, run["artifacts"], project.model_keys(), project.check_keys())
     assert run["success"] is False
-    checks = {
-        dg.AssetCheckKey(e.asset_key, e.check_name): e for e in report.events if isinstance(e, dg.AssetCheckResult)
-    }
+    checks = _check_results(report)
     assert checks[ORDER_ID_UNIQUE].passed is False
     assert checks[ORDER_ID_UNIQUE].severity == dg.AssetCheckSeverity.ERROR
     assert checks[ORDER_ID_UNIQUE].metadata["dagster_dbt/failed_row_count"].value == 1
@@ -470,7 +479,7 @@ def test_selected_model_missing_from_run_results_is_reported(
 def test_errored_model_reports_dbt_message_and_skipped_test_is_silent(
     project: DbtProjectTasks, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    run_results = {
+    run_results: dict[str, Any] = {
         "metadata": {"invocation_id": "abc"},
         "results": [
             {"unique_id": "model.dbx_assets_demo.stg_customers", "status": "error", "execution_time": 0.5,
@@ -490,6 +499,7 @@ def test_errored_model_reports_dbt_message_and_skipped_test_is_silent(
     assert report.failures == {STG_CUSTOMERS: run_results["results"][0]["message"]}
     [materialized] = report.events  # the skipped test yields no check result
     assert materialized.asset_key == STG_ORDERS
+    assert materialized.metadata is not None
     assert materialized.metadata["rows_affected"] == 4 and materialized.metadata["invocation_id"] == "abc"
 
 

@@ -57,12 +57,14 @@ def test_cli_flags_and_faults_json_configure_the_server_and_admin_is_never_fault
         conn = json.loads((tmp_path / "connection.json").read_text())
         client = WorkspaceClient(config=Config(host=conn["host"], token=conn["token"], retry_timeout_seconds=2))
         seen = client.api_client.do("GET", FAULTS)  # rate_limit 1 everywhere it applies: not here
+        assert isinstance(seen, dict)
         assert seen["seed"] == 7
         assert seen["config"]["rate_limit"] == 1.0 and seen["config"]["latency_ms"] == 5  # flag over file, file kept
         assert client.clusters.list_node_types().node_types  # not matched by --fault-endpoint
         with pytest.raises(TimeoutError):
             list(client.clusters.list())  # every call 429'd until the SDK's retry budget is spent
         seen = client.api_client.do("GET", FAULTS)
+        assert isinstance(seen, dict)
         assert sum(seen["injected"]["rate_limit"].values()) >= 2
         assert set(seen["injected"]["rate_limit"]) == {"GET /api/2.1/clusters/list"}
         with pytest.raises(InvalidParameterValue, match="rate_limit"):

@@ -81,5 +81,6 @@ def test_token_from_env_var_is_not_in_the_run_config(monkeypatch):
     monkeypatch.setenv("MY_DBX_TOKEN", SECRET)
     resource = DatabricksResource(host="https://adb-1.azuredatabricks.net", token=dg.EnvVar("MY_DBX_TOKEN"))
     defs = dg.Definitions(resources={"databricks": resource})
+    assert defs.resources is not None
     snapshot = repr(defs.resources["databricks"])  # what the UI's resource view is built from
     assert SECRET not in snapshot and "MY_DBX_TOKEN" in snapshot

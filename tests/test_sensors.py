@@ -15,6 +15,7 @@ import uuid
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pytest
@@ -266,7 +267,8 @@ def test_cursor_round_trip_keeps_pending_state_and_retired_versions():
 
 def test_template_regex_extracts_partition_within_one_segment():
     regex = template_regex("dbfs:/landing/orders/date={partition}/*.csv")
-    assert regex.fullmatch("dbfs:/landing/orders/date=2026-11-01/a.csv").group("partition") == "2026-11-01"
+    match = regex.fullmatch("dbfs:/landing/orders/date=2026-11-01/a.csv")
+    assert match is not None and match.group("partition") == "2026-11-01"
     assert regex.fullmatch("dbfs:/landing/orders/date=2026-11-01/sub/a.csv") is None
     assert template_regex("/landing/x/{partition}/_SUCCESS").fullmatch("dbfs:/landing/x/k/_SUCCESS")
 
@@ -334,7 +336,7 @@ def set_mtime(local: Path, mtime_s: float) -> None:
 
 
 def orders_sensor(root: str, **overrides) -> dg.SensorDefinition:
-    options = dict(
+    options: dict[str, Any] = dict(
         name="orders_landing",
         watch_path=root,
         target=ORDERS_TARGET,
@@ -467,7 +469,7 @@ def test_rejected_credentials_name_the_path_and_identity(local_workspace, root):
     sensor = build_file_sensor(name="orders", watch_path=root, api_retry_seconds=2, target="raw_files")
     with pytest.raises(Exception) as info:
         _tick(sensor, None, bad)
-    err = info.value
+    err: BaseException = info.value
     while not isinstance(err, WatchPathAccessError) and err.__cause__ is not None:
         err = err.__cause__  # dagster wraps sensor errors
     assert isinstance(err, WatchPathAccessError)

@@ -69,7 +69,8 @@ def test_description_and_code_version_follow_the_notebook(notebooks_dir):
     name = new_name()
     before = {s.key: s for s in build_workflow_assets(make_workflow(name, notebooks_dir=notebooks_dir)).specs}
     source_key = dg.AssetKey([name, "source"])
-    assert before[source_key].description.startswith("Test source: ten rows")
+    description = before[source_key].description
+    assert description is not None and description.startswith("Test source: ten rows")
     (notebooks_dir / "source.py").write_text((notebooks_dir / "source.py").read_text() + "\nprint('changed')\n")
     after = {s.key: s for s in build_workflow_assets(make_workflow(name, notebooks_dir=notebooks_dir)).specs}
     assert after[source_key].code_version != before[source_key].code_version

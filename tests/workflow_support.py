@@ -18,6 +18,7 @@ import sys
 import textwrap
 import uuid
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
@@ -137,7 +138,7 @@ def reconstructable_test_job(name: str):
 
 
 # Re-executing a reconstructable job in this process: env vars set by the test reach the step.
-IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
+IN_PROCESS: dict[str, Any] = {"execution": {"config": {"in_process": {}}}}
 
 
 def key(name: str, asset: str) -> dg.AssetKey:

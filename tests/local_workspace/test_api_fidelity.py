@@ -56,11 +56,12 @@ def nb(fake_client) -> str:
 
 def test_unknown_ids_answer_like_databricks(fake_workspace, fake_client):
     w = fake_client
-    for path, params in [
+    unknown: list[tuple[str, dict]] = [
         ("/api/2.1/clusters/get", {"cluster_id": "0000-000000-nope"}),
         ("/api/2.1/jobs/get", {"job_id": 987654321}),
         ("/api/2.1/jobs/runs/get", {"run_id": 987654321}),
-    ]:
+    ]
+    for path, params in unknown:
         r = call(fake_workspace, "GET", path, params=params)
         assert r.status_code == 400 and r.json()["error_code"] == "INVALID_PARAMETER_VALUE", (path, r.text)
         assert "does not exist" in r.json()["message"]
@@ -347,6 +348,7 @@ def test_runs_stay_readable_after_restart(tmp_path, fake_workspace):
             .result()
             .run_id
         )
+        assert run_id is not None
         before = w.jobs.get_run(run_id).as_dict()
         # a document in the shape older versions stored (parent_run_id, format, no status) must still be served
         ws.store.put(
@@ -369,6 +371,7 @@ def test_runs_stay_readable_after_restart(tmp_path, fake_workspace):
         w2 = WorkspaceClient(host=ws2.host, token=ws2.token)
         assert w2.jobs.get_run(run_id).as_dict() == before
         legacy = w2.jobs.get_run(1)
-        assert legacy.state.result_state == jobs.RunResultState.SUCCESS and legacy.tasks[0].task_key == "t"
+        assert legacy.state and legacy.state.result_state == jobs.RunResultState.SUCCESS
+        assert legacy.tasks and legacy.tasks[0].task_key == "t"
     finally:
         ws2.close()

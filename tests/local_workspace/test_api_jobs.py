@@ -53,6 +53,11 @@ def wait(w, run_id, timeout=60) -> jobs.Run:
     raise AssertionError(f"run {run_id} did not finish in {timeout}s")
 
 
+def result(run: jobs.Run) -> jobs.RunResultState | None:
+    assert run.state is not None, run
+    return run.state.result_state
+
+
 def by_key(run) -> dict:
     return {t.task_key: t for t in run.tasks}
 
@@ -149,7 +154,7 @@ def test_failure_run_if_and_repair(fake_client, nbs):
     )
     run = wait(w, w.jobs.run_now(job_id).run_id)
     t = by_key(run)
-    assert run.state.result_state == jobs.RunResultState.FAILED
+    assert result(run) == jobs.RunResultState.FAILED
     assert t["flaky"].state.result_state == jobs.RunResultState.FAILED
     assert t["after"].state.result_state == jobs.RunResultState.UPSTREAM_FAILED
     assert t["cleanup"].state.result_state == jobs.RunResultState.SUCCESS
@@ -161,20 +166,23 @@ def test_failure_run_if_and_repair(fake_client, nbs):
     ).response.repair_id
     repaired = wait(w, run.run_id)
     t2 = by_key(repaired)
-    assert repaired.state.result_state == jobs.RunResultState.SUCCESS
+    assert result(repaired) == jobs.RunResultState.SUCCESS
     assert all(t2[k].run_id != t[k].run_id for k in t)  # rerun_dependent_tasks pulls in both dependents
-    assert [h.type for h in repaired.repair_history] == [
+    history = repaired.repair_history
+    assert history is not None
+    assert [h.type for h in history] == [
         jobs.RepairHistoryItemType.ORIGINAL,
         jobs.RepairHistoryItemType.REPAIR,
     ]
-    assert sorted(repaired.repair_history[1].task_run_ids) == sorted(x.run_id for x in t2.values())
+    assert history[1].task_run_ids is not None
+    assert sorted(history[1].task_run_ids) == sorted(x.run_id for x in t2.values())
     assert (
         t2["flaky"].cluster_instance.cluster_id != t["flaky"].cluster_instance.cluster_id
     )  # a new job cluster per repair
     with pytest.raises(InvalidParameterValue, match="latest_repair_id"):
         w.jobs.repair_run(run.run_id, rerun_tasks=["cleanup"], latest_repair_id=repair_id + 1000)
     w.jobs.repair_run(run.run_id, rerun_tasks=["cleanup"], latest_repair_id=repair_id)
-    assert wait(w, run.run_id).state.result_state == jobs.RunResultState.SUCCESS
+    assert result(wait(w, run.run_id)) == jobs.RunResultState.SUCCESS
 
 
 def test_cancel_stops_the_task_process(fake_client, nbs, fake_workspace):
@@ -201,7 +209,7 @@ def test_cancel_stops_the_task_process(fake_client, nbs, fake_workspace):
     run = wait(w, run_id, timeout=10)
     assert time.monotonic() - started < 5
     assert (
-        run.state.result_state == jobs.RunResultState.CANCELED
+        result(run) == jobs.RunResultState.CANCELED
         and by_key(run)["s"].state.result_state == jobs.RunResultState.CANCELED
     )
     with pytest.raises(ProcessLookupError):
@@ -241,8 +249,8 @@ def test_max_concurrent_runs_skips_or_queues(fake_client, nbs):
     queued = w.jobs.run_now(job_id).run_id
     assert w.jobs.get_run(queued).state.life_cycle_state == jobs.RunLifeCycleState.QUEUED
     w.jobs.cancel_all_runs(job_id=job_id)
-    assert wait(w, first).state.result_state == jobs.RunResultState.CANCELED
-    assert wait(w, queued).state.result_state == jobs.RunResultState.CANCELED
+    assert result(wait(w, first)) == jobs.RunResultState.CANCELED
+    assert result(wait(w, queued)) == jobs.RunResultState.CANCELED
 
 
 def test_cluster_start_failure_ends_run_internal_error(fake_client, nbs):

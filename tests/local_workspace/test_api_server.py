@@ -25,15 +25,19 @@ def test_restart_keeps_state_token_and_marks_active_runs(tmp_path):
     w.dbfs.put("/keep/me.txt", contents=base64.b64encode(b"persisted").decode())
     w.workspace.mkdirs("/Shared/keep")
     job_id = w.jobs.create(name="persisted-job", tasks=[]).job_id
+    assert job_id is not None
     assert ensure_running(tmp_path).host == conn.host  # reuses the healthy server
     assert stop(tmp_path)
     conn2 = ensure_running(tmp_path, timeout=60)
     assert conn2.token == conn.token
     assert json.loads((tmp_path / "connection.json").read_text())["pid"] != info["pid"]
     w2 = WorkspaceClient(host=conn2.host, token=conn2.token)
-    assert base64.b64decode(w2.dbfs.read("/keep/me.txt").data) == b"persisted"
-    assert w2.jobs.get(job_id).settings.name == "persisted-job"
-    assert w2.workspace.get_status("/Shared/keep").object_type.value == "DIRECTORY"
+    data = w2.dbfs.read("/keep/me.txt").data
+    assert data is not None and base64.b64decode(data) == b"persisted"
+    settings = w2.jobs.get(job_id).settings
+    assert settings is not None and settings.name == "persisted-job"
+    object_type = w2.workspace.get_status("/Shared/keep").object_type
+    assert object_type is not None and object_type.value == "DIRECTORY"
     assert stop(tmp_path)
     assert (
         b"Bearer" not in (tmp_path / "server.log").read_bytes()

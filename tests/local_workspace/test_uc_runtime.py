@@ -8,9 +8,11 @@ from __future__ import annotations
 import itertools
 import json
 import textwrap
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
+from databricks.sdk.service.catalog import SchemaInfo, TableInfo
 
 from dbx_assets.local_workspace.app import LocalWorkspace
 from dbx_assets.local_workspace.runtime import LocalCluster
@@ -44,9 +46,16 @@ def run(cluster: LocalCluster, **kwargs) -> TaskOutcome:
     return outcome
 
 
+def sorted_names(items: Iterable[SchemaInfo] | Iterable[TableInfo]) -> list[str]:
+    names = [item.name for item in items]
+    assert all(name is not None for name in names), names
+    return sorted(name for name in names if name is not None)
+
+
 def notebook(cluster: LocalCluster, source: str) -> dict:
     text = "# Databricks notebook source\n" + textwrap.dedent(source).strip() + "\n"
     outcome = run(cluster, kind="notebook", notebook_source=text, notebook_path="/Users/me/uc")
+    assert outcome.notebook_result is not None
     return json.loads(outcome.notebook_result)
 
 
@@ -163,18 +172,26 @@ def test_three_level_names_in_notebooks_dbt_and_the_unity_catalog_api(workspace,
     w = WorkspaceClient(host=workspace.host, token=workspace.token)
     assert [c.name for c in w.catalogs.list()] == ["main", "dev"]
     assert {"default", "uc_demo", "analytics"} <= {s.name for s in w.schemas.list("main")}
-    assert sorted(s.name for s in w.schemas.list("dev")) == ["analytics", "default", "s"]
-    assert sorted(t.name for t in w.tables.list("main", "uc_demo")) == ["orders", "totals"]
-    assert sorted(t.name for t in w.tables.list("dev", "s")) == ["t", "written_in_dev"]
+    assert sorted_names(w.schemas.list("dev")) == ["analytics", "default", "s"]
+    assert sorted_names(w.tables.list("main", "uc_demo")) == ["orders", "totals"]
+    assert sorted_names(w.tables.list("dev", "s")) == ["t", "written_in_dev"]
     orders = w.tables.get("main.uc_demo.orders")
-    assert [(c.name, c.type_name.value, c.type_text, c.position, c.nullable) for c in orders.columns] == [
+    assert orders.columns is not None
+    assert [
+        (c.name, c.type_name.value if c.type_name else None, c.type_text, c.position, c.nullable)
+        for c in orders.columns
+    ] == [
         ("id", "INT", "int", 0, True),
         ("v", "STRING", "string", 1, True),
     ]
+    assert orders.table_type is not None and orders.data_source_format is not None
     assert orders.table_type.value == "MANAGED" and orders.data_source_format.value == "PARQUET"
     assert orders.storage_location == (warehouse / "uc_demo.db" / "orders").as_uri()
     totals = w.tables.get("main.uc_demo.totals")
+    assert totals.columns is not None
     assert [(c.name, c.type_text) for c in totals.columns] == [("v", "string"), ("total", "bigint")]
-    assert [c.name for c in w.tables.get("dev.analytics.customers").columns] == ["id", "name"]
+    customers = w.tables.get("dev.analytics.customers")
+    assert customers.columns is not None
+    assert [c.name for c in customers.columns] == ["id", "name"]
     with pytest.raises(NotFound):
         w.tables.get("dev.s.missing")

@@ -16,6 +16,7 @@ from databricks.sdk import WorkspaceClient
 from databricks.sdk.errors import NotFound
 from databricks.sdk.service import jobs, sql
 from databricks.sdk.service.workspace import ImportFormat
+from fake_runtime import FakeCluster
 
 from dbx_assets.local_workspace.app import LocalWorkspace
 from dbx_assets.local_workspace.runtime_types import TaskInvocation
@@ -24,18 +25,20 @@ PROJECT = "/Shared/wh_test/dbt_project"
 
 
 @pytest.fixture(scope="module")
-def ws(tmp_path_factory, fake_workspace):
-    fake_cluster = fake_workspace.clusters.factory  # conftest's FakeCluster
-
-    class RecordingCluster(fake_cluster):
+def ws(tmp_path_factory):
+    class RecordingCluster(FakeCluster):  # the fake runtime conftest's workspaces use
         invocations: list[TaskInvocation] = []
 
         def run_task(self, inv: TaskInvocation):
             RecordingCluster.invocations.append(inv)
             return super().run_task(inv)
 
-    workspace = LocalWorkspace(tmp_path_factory.mktemp("wh_ws"), cluster_factory=RecordingCluster).start()
+    class RecordingWorkspace(LocalWorkspace):
+        recorded: list[TaskInvocation]
+
+    workspace = RecordingWorkspace(tmp_path_factory.mktemp("wh_ws"), cluster_factory=RecordingCluster)
     workspace.recorded = RecordingCluster.invocations
+    workspace.start()
     yield workspace
     workspace.close()
 
@@ -109,6 +112,7 @@ def test_dbt_task_on_a_stopped_warehouse_starts_it_and_gets_a_token(ws, w):
 
     run = _submit_dbt(w, warehouse_id=wid, schema="analytics", catalog="main")
 
+    assert run.state is not None
     assert run.state.result_state == jobs.RunResultState.SUCCESS, run.state.state_message
     assert w.warehouses.get(wid).state in (sql.State.STARTING, sql.State.RUNNING)  # the job started it
     (inv,) = ws.recorded[before:]
@@ -121,7 +125,9 @@ def test_dbt_task_on_a_stopped_warehouse_starts_it_and_gets_a_token(ws, w):
 def test_dbt_task_with_an_unknown_warehouse_fails_before_it_runs(ws, w):
     before = len(ws.recorded)
     run = _submit_dbt(w, warehouse_id="0123456789abcdef", schema="analytics")
+    assert run.tasks is not None
     (task,) = run.tasks
+    assert task.state is not None
     assert task.state.result_state == jobs.RunResultState.FAILED
     assert task.state.state_message == "SQL warehouse 0123456789abcdef does not exist."
     assert len(ws.recorded) == before  # never reached a cluster
@@ -130,10 +136,12 @@ def test_dbt_task_with_an_unknown_warehouse_fails_before_it_runs(ws, w):
 def test_dbt_task_fields_only_valid_with_or_without_a_warehouse(ws, w):
     wid = next(iter(w.warehouses.list())).id
     run = _submit_dbt(w, warehouse_id=wid, profiles_directory=PROJECT)
+    assert run.tasks and run.tasks[0].state
     assert run.tasks[0].state.state_message == (
         "Task dbt_build: dbt_task.profiles_directory can only be specified if no warehouse_id is specified."
     )
     run = _submit_dbt(w, catalog="main")
+    assert run.tasks and run.tasks[0].state
     assert (
         run.tasks[0].state.state_message
         == "Task dbt_build: dbt_task.catalog can only be specified if a warehouse_id is specified."
@@ -142,6 +150,7 @@ def test_dbt_task_fields_only_valid_with_or_without_a_warehouse(ws, w):
     # Without a warehouse the project's own profiles are used, as before; schema is documented as unused then.
     before = len(ws.recorded)
     run = _submit_dbt(w, schema="ignored")
+    assert run.state is not None
     assert run.state.result_state == jobs.RunResultState.SUCCESS, run.state.state_message
     (inv,) = ws.recorded[before:]
     assert (inv.dbt.warehouse_id, inv.dbt.schema, inv.dbt.profiles_dir) == (None, None, None)

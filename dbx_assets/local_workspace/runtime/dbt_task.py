@@ -53,7 +53,7 @@ class ProfileError(ValueError):
 
 def generated_profile(dbt: DbtInvocation, project_dir: Path, output_dir: Path) -> Path:
     """Write the profile Databricks would generate for a warehouse dbt task; returns its directory."""
-    import yaml  # type: ignore[import-untyped]
+    import yaml
 
     from .uc_names import UcNameError, dbt_schema
 
