@@ -12,7 +12,7 @@ endif
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export DBX_LOCAL_STATE_DIR ?= $(CURDIR)/.local_workspace
 
-.PHONY: setup dev stop browser demo test bench requirements clean dagster-home dbt-manifest uv
+.PHONY: setup dev stop browser demo check test bench requirements clean dagster-home dbt-manifest uv
 
 # Concurrent Databricks runs from this Dagster instance (the `databricks` pool). 1 for the demo:
 # runs for different days rewrite the same tables, and a laptop runs one Spark cluster well.
@@ -63,7 +63,13 @@ browser:
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium || \
 	  { $$SUDO apt-get update && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }; }
 
-test: setup browser
+# Lint, format and types on the whole tree (settings in pyproject.toml); seconds, so `make test` runs it first.
+check: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: setup check browser
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: setup
