@@ -52,7 +52,9 @@ def run_status(life: str, result: str | None = None, message: str = "") -> dict:
             code, typ = ("CLUSTER_ERROR", "CLOUD_FAILURE") if cluster else ("INTERNAL_ERROR", "INTERNAL_ERROR")
         else:
             code, typ = _TERMINATION.get(result or "", ("RUN_EXECUTION_ERROR", "CLIENT_ERROR"))
-        details = jobs.TerminationDetails(code=jobs.TerminationCodeCode(code), type=jobs.TerminationTypeType(typ), message=message)
+        details = jobs.TerminationDetails(
+            code=jobs.TerminationCodeCode(code), type=jobs.TerminationTypeType(typ), message=message
+        )
     return jobs.RunStatus(state=jobs.RunLifecycleStateV2State(v2), termination_details=details).as_dict()
 
 
@@ -67,8 +69,9 @@ def queue_details(code: str, message: str) -> dict:
 
 
 def repair_item(kind: str, start_time: int, task_run_ids: list[int], repair_id: int | None = None) -> dict:
-    return jobs.RepairHistoryItem(type=jobs.RepairHistoryItemType(kind), id=repair_id, start_time=start_time,
-                                  task_run_ids=task_run_ids).as_dict()
+    return jobs.RepairHistoryItem(
+        type=jobs.RepairHistoryItemType(kind), id=repair_id, start_time=start_time, task_run_ids=task_run_ids
+    ).as_dict()
 
 
 def public_run(doc: dict, clock: Clock, *, expand_tasks: bool = True, include_history: bool = True) -> dict:
@@ -85,9 +88,15 @@ def public_task_run(task: dict, run: dict, clock: Clock) -> dict:
     """A task run as runs/get (given a task run id) and runs/get-output `metadata` serve it: a jobs.Run
     with the run-level fields of its job run and the task itself as its one entry in `tasks`."""
     meta = dict(task, tasks=[task])
-    meta.update(job_id=run.get("job_id"), run_name=run.get("run_name"), number_in_job=task.get("run_id"),
-                run_type=run.get("run_type"), creator_user_name=run.get("creator_user_name"),
-                job_parameters=run.get("job_parameters") or [],
-                original_attempt_run_id=task.get("_original_attempt_run_id") or task.get("run_id"),
-                job_run_id=run["run_id"], trigger=run.get("trigger"))
+    meta.update(
+        job_id=run.get("job_id"),
+        run_name=run.get("run_name"),
+        number_in_job=task.get("run_id"),
+        run_type=run.get("run_type"),
+        creator_user_name=run.get("creator_user_name"),
+        job_parameters=run.get("job_parameters") or [],
+        original_attempt_run_id=task.get("_original_attempt_run_id") or task.get("run_id"),
+        job_run_id=run["run_id"],
+        trigger=run.get("trigger"),
+    )
     return public_run(meta, clock)

@@ -23,7 +23,9 @@ def _plain(value: Any) -> Any:
 
 def invocation_to_dict(inv: TaskInvocation) -> dict:
     return {f.name: _plain(getattr(inv, f.name)) if f.name != "dbt" else None for f in dataclasses.fields(inv)} | {
-        "dbt": None if inv.dbt is None else {f.name: _plain(getattr(inv.dbt, f.name)) for f in dataclasses.fields(inv.dbt)}
+        "dbt": None
+        if inv.dbt is None
+        else {f.name: _plain(getattr(inv.dbt, f.name)) for f in dataclasses.fields(inv.dbt)}
     }
 
 
