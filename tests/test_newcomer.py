@@ -418,7 +418,7 @@ def test_a_user_sees_the_assets_materialized_and_a_link_to_the_databricks_run(pr
             assert "Timeline" in run_page and "Graph" in run_page, f"the run page (see {p.shots})"
             for task_key in ("bronze_orders", "bronze_customers", "silver_orders", "dbt_build", "revenue_report"):
                 row = page.locator(f"tr[data-task='{task_key}']")
-                assert "SUCCESS" in row.inner_text(), f"task {task_key} on the run page (see {p.shots})"
+                assert "Succeeded" in row.inner_text(), f"task {task_key} on the run page (see {p.shots})"
             page.locator("tr[data-task='revenue_report'] a").first.click()
             page.wait_for_load_state("networkidle")
             page.screenshot(path=str(p.shots / "9-revenue-report-output.png"), full_page=True)
