@@ -11,30 +11,56 @@ from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="dbx-local-workspace", description="A local Databricks workspace (REST API + local Spark clusters).")
+    parser = argparse.ArgumentParser(
+        prog="dbx-local-workspace", description="A local Databricks workspace (REST API + local Spark clusters)."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the server in the foreground until SIGTERM/SIGINT")
     serve.add_argument("--state-dir", required=True, type=Path)
     serve.add_argument("--port", type=int, default=None)
     serve.add_argument("--tls", action="store_true", help="serve https with a self-signed certificate in DIR/tls/")
-    faults = serve.add_argument_group("fault injection (override DIR/faults.json; change live via PUT /api/2.0/local/faults)")
+    faults = serve.add_argument_group(
+        "fault injection (override DIR/faults.json; change live via PUT /api/2.0/local/faults)"
+    )
     faults.add_argument("--fault-rate-limit", type=float, metavar="SHARE", help="share of calls answered 429")
     faults.add_argument("--fault-server-error", type=float, metavar="SHARE", help="share answered 500/503")
     faults.add_argument("--fault-latency-ms", type=int, metavar="MS", help="latency added to every call")
     faults.add_argument("--fault-drop", type=float, metavar="SHARE", help="share dropped before taking effect")
-    faults.add_argument("--fault-drop-after", type=float, metavar="SHARE",
-                        help="share of mutating calls dropped after taking effect (lost responses)")
-    faults.add_argument("--fault-cluster-start-fail", type=float, nargs="?", const=1.0, metavar="SHARE",
-                        help="share of cluster starts that fail (default 1 when given without a value)")
-    faults.add_argument("--fault-clock-offset", type=float, dest="fault_clock_offset_seconds", metavar="SECONDS",
-                        help="shift every timestamp the workspace reports by SECONDS (clock skew; may be negative)")
+    faults.add_argument(
+        "--fault-drop-after",
+        type=float,
+        metavar="SHARE",
+        help="share of mutating calls dropped after taking effect (lost responses)",
+    )
+    faults.add_argument(
+        "--fault-cluster-start-fail",
+        type=float,
+        nargs="?",
+        const=1.0,
+        metavar="SHARE",
+        help="share of cluster starts that fail (default 1 when given without a value)",
+    )
+    faults.add_argument(
+        "--fault-clock-offset",
+        type=float,
+        dest="fault_clock_offset_seconds",
+        metavar="SECONDS",
+        help="shift every timestamp the workspace reports by SECONDS (clock skew; may be negative)",
+    )
     faults.add_argument("--fault-seed", type=int, help="RNG seed, to replay a failing run")
-    faults.add_argument("--fault-endpoint", action="append", dest="fault_endpoints", metavar="REGEX",
-                        help="fault only paths matching REGEX (repeatable)")
+    faults.add_argument(
+        "--fault-endpoint",
+        action="append",
+        dest="fault_endpoints",
+        metavar="REGEX",
+        help="fault only paths matching REGEX (repeatable)",
+    )
     for name in ("stop", "status"):
         p = sub.add_parser(name)
         p.add_argument("--state-dir", required=True, type=Path)
-    login = sub.add_parser("login-url", help="print a one-time link (valid 5 minutes) that logs a browser into the pages")
+    login = sub.add_parser(
+        "login-url", help="print a one-time link (valid 5 minutes) that logs a browser into the pages"
+    )
     login.add_argument("--state-dir", required=True, type=Path)
     login.add_argument("--path", default="/", help="the page to land on, e.g. /jobs/1000/runs/100001")
     args = parser.parse_args(argv)
@@ -65,8 +91,17 @@ def _login_url(state_dir: Path, path: str) -> int:
 
 
 def _fault_settings(args: argparse.Namespace) -> dict:
-    names = ("rate_limit", "server_error", "latency_ms", "drop", "drop_after", "cluster_start_fail", "seed", "endpoints",
-             "clock_offset_seconds")
+    names = (
+        "rate_limit",
+        "server_error",
+        "latency_ms",
+        "drop",
+        "drop_after",
+        "cluster_start_fail",
+        "seed",
+        "endpoints",
+        "clock_offset_seconds",
+    )
     return {n: getattr(args, "fault_" + n) for n in names if getattr(args, "fault_" + n, None) is not None}
 
 

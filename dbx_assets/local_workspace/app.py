@@ -56,9 +56,16 @@ def _port_free(port: int) -> bool:
 class LocalWorkspace:
     """One running workspace. `start()` serves in a background thread; `close()` stops clusters and the server."""
 
-    def __init__(self, state_dir: Path, *, port: int | None = None, tls: bool = False,
-                 cluster_factory: ClusterFactory | None = None, max_active_runs: int = 8,
-                 faults: FaultConfig | None = None):
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        port: int | None = None,
+        tls: bool = False,
+        cluster_factory: ClusterFactory | None = None,
+        max_active_runs: int = 8,
+        faults: FaultConfig | None = None,
+    ):
         self.state_dir = Path(state_dir).resolve()
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.paths = StoragePaths(self.state_dir).ensure()
@@ -95,20 +102,44 @@ class LocalWorkspace:
         self.secrets = Secrets(SecretStore(self.paths.secrets))
         # Unity Catalog: read-only view of the catalogs, schemas and tables tasks left in the warehouse dir.
         self.unity_catalog = UnityCatalog(self.paths.warehouse)
-        for api in (self.workspace, self.dbfs, self.files, self.clusters, self.jobs, self.warehouses, self.secrets, self.faults,
-                    self.unity_catalog):
+        for api in (
+            self.workspace,
+            self.dbfs,
+            self.files,
+            self.clusters,
+            self.jobs,
+            self.warehouses,
+            self.secrets,
+            self.faults,
+            self.unity_catalog,
+        ):
             api.register(self.dispatcher)
-        self.dispatcher.route("GET", "/api/2.0/preview/scim/v2/Me", lambda req: {
-            "id": "1", "userName": LOCAL_USER, "displayName": "Local User", "active": True,
-            "emails": [{"value": LOCAL_USER, "primary": True, "type": "work"}],
-            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
-        })
+        self.dispatcher.route(
+            "GET",
+            "/api/2.0/preview/scim/v2/Me",
+            lambda req: {
+                "id": "1",
+                "userName": LOCAL_USER,
+                "displayName": "Local User",
+                "active": True,
+                "emails": [{"value": LOCAL_USER, "primary": True, "type": "work"}],
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            },
+        )
         # The SDK probes this (unauthenticated) while building its Config; answer so it stays quiet.
-        self.dispatcher.public_route("GET", "/.well-known/databricks-config", lambda req: {"workspace_id": "1000000000000001"})
+        self.dispatcher.public_route(
+            "GET", "/.well-known/databricks-config", lambda req: {"workspace_id": "1000000000000001"}
+        )
         # The human pages (run_page_url lands there); a browser logs in with the token or a one-time link.
-        self.pages = run_page.register(self.dispatcher, self.store, token=self.token, host=lambda: self.host,
-                                       task_runs_dir=self.paths.task_runs, artifacts_link=self.jobs.artifacts_link,
-                                       secure_cookie=tls)
+        self.pages = run_page.register(
+            self.dispatcher,
+            self.store,
+            token=self.token,
+            host=lambda: self.host,
+            task_runs_dir=self.paths.task_runs,
+            artifacts_link=self.jobs.artifacts_link,
+            secure_cookie=tls,
+        )
 
         self.clusters.recover_after_restart()
         self.scheduler.recover_after_restart()
@@ -119,8 +150,16 @@ class LocalWorkspace:
         return cert if self.http.scheme == "https" else None
 
     def write_connection_file(self) -> None:
-        write_connection(self.state_dir, {"host": self.host, "token": self.token, "pid": os.getpid(), "port": self.http.port,
-                                          **({"ca_cert": str(self.cert_path)} if self.cert_path else {})})
+        write_connection(
+            self.state_dir,
+            {
+                "host": self.host,
+                "token": self.token,
+                "pid": os.getpid(),
+                "port": self.http.port,
+                **({"ca_cert": str(self.cert_path)} if self.cert_path else {}),
+            },
+        )
 
     def start(self) -> LocalWorkspace:
         self.http.start_background()

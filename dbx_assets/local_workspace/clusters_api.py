@@ -24,7 +24,7 @@ from .faults import describe_termination
 from .http_errors import invalid, invalid_state, require
 from .http_types import Request, Router
 from .request_shapes import check_body
-from .runtime_types import ClusterSpec, ClusterStartError, StoragePaths, TaskInvocation
+from .runtime_types import ClusterSpec, ClusterStartError, StoragePaths, TaskInvocation, TaskOutcome
 from .state import StateStore
 
 ACTIVE = ("PENDING", "RUNNING", "RESTARTING", "RESIZING")
@@ -95,11 +95,18 @@ def spark_versions() -> dict:
     ).as_dict()
 
 
+class TaskHandle(Protocol):
+    """One task running on a cluster."""
+
+    def wait(self, timeout: float | None = None) -> TaskOutcome | None: ...
+    def cancel(self) -> None: ...
+
+
 class ClusterRuntime(Protocol):
     def start(self, timeout: float = 300) -> None: ...
     @property
     def alive(self) -> bool: ...
-    def run_task(self, invocation: TaskInvocation): ...
+    def run_task(self, invocation: TaskInvocation) -> TaskHandle: ...
     def terminate(self) -> None: ...
 
 

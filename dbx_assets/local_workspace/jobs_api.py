@@ -18,19 +18,51 @@ from .git_sources import validate_git_source
 from .http_errors import invalid, require
 from .http_types import Request, Response, Router, q_bool, q_int
 from .request_shapes import check_body, check_object, normalize
-from .run_state import (ACTIVE_RUN_STATES, FAILED_RESULTS, public_run, public_task_run, queue_details, repair_item,
-                        set_state)
+from .run_state import (
+    ACTIVE_RUN_STATES,
+    FAILED_RESULTS,
+    public_run,
+    public_task_run,
+    queue_details,
+    repair_item,
+    set_state,
+)
 from .scheduler import Scheduler
 from .state import StateStore
 
-TASK_FIELDS = ("notebook_task", "spark_python_task", "dbt_task", "job_cluster_key", "new_cluster",
-               "existing_cluster_id", "libraries", "timeout_seconds", "run_if", "description", "environment_key",
-               "max_retries", "min_retry_interval_millis", "retry_on_timeout", "email_notifications")
+TASK_FIELDS = (
+    "notebook_task",
+    "spark_python_task",
+    "dbt_task",
+    "job_cluster_key",
+    "new_cluster",
+    "existing_cluster_id",
+    "libraries",
+    "timeout_seconds",
+    "run_if",
+    "description",
+    "environment_key",
+    "max_retries",
+    "min_retry_interval_millis",
+    "retry_on_timeout",
+    "email_notifications",
+)
 # runs/submit in the single-task shape (Jobs 2.0 style, what Airflow's DatabricksSubmitRunOperator sends):
 # these fields sit at the top level of the body instead of in `tasks`.
-SINGLE_TASK_FIELDS = ("notebook_task", "spark_python_task", "spark_jar_task", "spark_submit_task", "python_wheel_task",
-                      "dbt_task", "sql_task", "pipeline_task", "run_job_task", "new_cluster", "existing_cluster_id",
-                      "libraries")
+SINGLE_TASK_FIELDS = (
+    "notebook_task",
+    "spark_python_task",
+    "spark_jar_task",
+    "spark_submit_task",
+    "python_wheel_task",
+    "dbt_task",
+    "sql_task",
+    "pipeline_task",
+    "run_job_task",
+    "new_cluster",
+    "existing_cluster_id",
+    "libraries",
+)
 _API = sdk_jobs.JobsAPI
 
 
@@ -54,12 +86,21 @@ class Jobs:
         for version in ("2.1", "2.2"):
             b = f"/api/{version}/jobs"
             for method, name, fn in [
-                ("POST", "create", self.create), ("POST", "reset", self.reset), ("POST", "update", self.update),
-                ("GET", "get", self.get), ("GET", "list", self.list), ("POST", "delete", self.delete),
-                ("POST", "run-now", self.run_now), ("POST", "runs/submit", self.submit), ("GET", "runs/get", self.get_run),
-                ("GET", "runs/get-output", self.get_output), ("POST", "runs/cancel", self.cancel),
-                ("POST", "runs/cancel-all", self.cancel_all), ("POST", "runs/repair", self.repair),
-                ("GET", "runs/list", self.list_runs), ("POST", "runs/delete", self.delete_run),
+                ("POST", "create", self.create),
+                ("POST", "reset", self.reset),
+                ("POST", "update", self.update),
+                ("GET", "get", self.get),
+                ("GET", "list", self.list),
+                ("POST", "delete", self.delete),
+                ("POST", "run-now", self.run_now),
+                ("POST", "runs/submit", self.submit),
+                ("GET", "runs/get", self.get_run),
+                ("GET", "runs/get-output", self.get_output),
+                ("POST", "runs/cancel", self.cancel),
+                ("POST", "runs/cancel-all", self.cancel_all),
+                ("POST", "runs/repair", self.repair),
+                ("GET", "runs/list", self.list_runs),
+                ("POST", "runs/delete", self.delete_run),
             ]:
                 d.route(method, f"{b}/{name}", fn)
         d.public_route("GET", r"/local/dbt-artifacts/(?P<task_run_id>\d+)\.tar\.gz", self.artifacts)
@@ -69,10 +110,14 @@ class Jobs:
         settings = copy.deepcopy(settings)
         tasks = settings.get("tasks") or []
         # Typed through the SDK's dataclasses: no wrong type or unknown field reaches the scheduler.
-        settings["tasks"] = tasks = [normalize(check_object(t, task_cls, f"tasks[{i}]"), task_cls) for i, t in enumerate(tasks)]
+        settings["tasks"] = tasks = [
+            normalize(check_object(t, task_cls, f"tasks[{i}]"), task_cls) for i, t in enumerate(tasks)
+        ]
         if settings.get("job_clusters"):
-            settings["job_clusters"] = [normalize(check_object(c, sdk_jobs.JobCluster, f"job_clusters[{i}]"), sdk_jobs.JobCluster)
-                                        for i, c in enumerate(settings["job_clusters"])]
+            settings["job_clusters"] = [
+                normalize(check_object(c, sdk_jobs.JobCluster, f"job_clusters[{i}]"), sdk_jobs.JobCluster)
+                for i, c in enumerate(settings["job_clusters"])
+            ]
         keys = [t.get("task_key") for t in tasks]
         if any(not k for k in keys):
             raise invalid("Every task needs a task_key")
@@ -84,9 +129,13 @@ class Jobs:
         for t in tasks:
             for dep in t.get("depends_on") or []:
                 if dep.get("task_key") not in keys:
-                    raise invalid(f"Task {t['task_key']} depends on {dep.get('task_key')!r}, which is not a task of this job")
+                    raise invalid(
+                        f"Task {t['task_key']} depends on {dep.get('task_key')!r}, which is not a task of this job"
+                    )
             if t.get("job_cluster_key") and t["job_cluster_key"] not in cluster_keys:
-                raise invalid(f"Task {t['task_key']} uses job_cluster_key {t['job_cluster_key']!r}, which is not defined in job_clusters")
+                raise invalid(
+                    f"Task {t['task_key']} uses job_cluster_key {t['job_cluster_key']!r}, which is not defined in job_clusters"
+                )
             if t.get("new_cluster"):
                 validate_cluster_spec(t["new_cluster"], f"tasks[{t['task_key']}].new_cluster")
         self._check_acyclic(tasks)
@@ -129,10 +178,21 @@ class Jobs:
 
     def create(self, req: Request) -> dict:
         body = check_body(req.json(), _API.create)
-        settings = self._validate(normalize({k: v for k, v in body.items() if k != "access_control_list"}, sdk_jobs.JobSettings))
+        settings = self._validate(
+            normalize({k: v for k, v in body.items() if k != "access_control_list"}, sdk_jobs.JobSettings)
+        )
         job_id = self.store.next_id("job", 1000)
-        self.store.put("job", job_id, {"job_id": job_id, "creator_user_name": LOCAL_USER, "run_as_user_name": LOCAL_USER,
-                                       "created_time": now_ms(), "settings": settings})
+        self.store.put(
+            "job",
+            job_id,
+            {
+                "job_id": job_id,
+                "creator_user_name": LOCAL_USER,
+                "run_as_user_name": LOCAL_USER,
+                "created_time": now_ms(),
+                "settings": settings,
+            },
+        )
         return {"job_id": job_id}
 
     def reset(self, req: Request) -> dict:
@@ -163,7 +223,9 @@ class Jobs:
             if field.startswith("tasks/"):
                 settings["tasks"] = [t for t in settings.get("tasks", []) if t["task_key"] != field.split("/", 1)[1]]
             elif field.startswith("job_clusters/"):
-                settings["job_clusters"] = [c for c in settings.get("job_clusters", []) if c["job_cluster_key"] != field.split("/", 1)[1]]
+                settings["job_clusters"] = [
+                    c for c in settings.get("job_clusters", []) if c["job_cluster_key"] != field.split("/", 1)[1]
+                ]
             else:
                 settings.pop(field, None)
         job["settings"] = self._validate(settings)
@@ -184,7 +246,10 @@ class Jobs:
             jobs = [j for j in jobs if j["settings"].get("name", "").lower() == p["name"].lower()]
         page = [self._public_job(j) for j in jobs[offset : offset + limit]]
         if not q_bool(p.get("expand_tasks", False)):
-            page = [dict(j, settings={k: v for k, v in j["settings"].items() if k not in ("tasks", "job_clusters")}) for j in page]
+            page = [
+                dict(j, settings={k: v for k, v in j["settings"].items() if k not in ("tasks", "job_clusters")})
+                for j in page
+            ]
         return _page_response("jobs", page, offset, limit, len(jobs))
 
     def delete(self, req: Request) -> dict:
@@ -219,14 +284,28 @@ class Jobs:
             unknown = [k for k in overrides if k not in declared]
             if unknown and declared:
                 raise invalid(f"Job parameters not defined on job {job['job_id']}: {', '.join(unknown)}")
-            job_parameters = [{"name": k, "default": v, **({"value": str(overrides[k])} if k in overrides else {})} for k, v in declared.items()]
+            job_parameters = [
+                {"name": k, "default": v, **({"value": str(overrides[k])} if k in overrides else {})}
+                for k, v in declared.items()
+            ]
             job_parameters += [{"name": k, "value": str(overrides[k])} for k in unknown]
-            overriding = {k: body[k] for k in ("notebook_params", "python_params", "job_parameters", "dbt_commands") if body.get(k) is not None}
+            overriding = {
+                k: body[k]
+                for k in ("notebook_params", "python_params", "job_parameters", "dbt_commands")
+                if body.get(k) is not None
+            }
             run = self._new_run(
-                job_id=job["job_id"], run_name=settings.get("name"), run_type="JOB_RUN", tasks=tasks,
-                job_clusters=settings.get("job_clusters") or [], timeout=settings.get("timeout_seconds") or 0,
-                params=overriding, job_parameters=job_parameters, overriding=overriding,
-                max_concurrent=settings.get("max_concurrent_runs", 1), queue=bool((settings.get("queue") or {}).get("enabled")),
+                job_id=job["job_id"],
+                run_name=settings.get("name"),
+                run_type="JOB_RUN",
+                tasks=tasks,
+                job_clusters=settings.get("job_clusters") or [],
+                timeout=settings.get("timeout_seconds") or 0,
+                params=overriding,
+                job_parameters=job_parameters,
+                overriding=overriding,
+                max_concurrent=settings.get("max_concurrent_runs", 1),
+                queue=bool((settings.get("queue") or {}).get("enabled")),
                 git_source=settings.get("git_source"),
             )
             if body.get("idempotency_token"):
@@ -247,22 +326,54 @@ class Jobs:
             if existing is not None:
                 return {"run_id": existing}
             if body.get("job_clusters"):
-                raise invalid("runs/submit does not accept job_clusters; use new_cluster or existing_cluster_id on each task, or create a job.")
-            settings = self._validate({"tasks": tasks, "name": body.get("run_name") or "Untitled",
-                                       **({"git_source": body["git_source"]} if body.get("git_source") else {})}, sdk_jobs.SubmitTask)
+                raise invalid(
+                    "runs/submit does not accept job_clusters; use new_cluster or existing_cluster_id on each task, or create a job."
+                )
+            settings = self._validate(
+                {
+                    "tasks": tasks,
+                    "name": body.get("run_name") or "Untitled",
+                    **({"git_source": body["git_source"]} if body.get("git_source") else {}),
+                },
+                sdk_jobs.SubmitTask,
+            )
             if not settings["tasks"]:
                 raise invalid("runs/submit needs at least one task")
-            run = self._new_run(job_id=None, run_name=body.get("run_name") or "Untitled", run_type="SUBMIT_RUN",
-                                tasks=settings["tasks"], job_clusters=[], timeout=body.get("timeout_seconds") or 0,
-                                params={}, job_parameters=[], overriding={}, max_concurrent=0, queue=False,
-                                git_source=settings.get("git_source"))
+            run = self._new_run(
+                job_id=None,
+                run_name=body.get("run_name") or "Untitled",
+                run_type="SUBMIT_RUN",
+                tasks=settings["tasks"],
+                job_clusters=[],
+                timeout=body.get("timeout_seconds") or 0,
+                params={},
+                job_parameters=[],
+                overriding={},
+                max_concurrent=0,
+                queue=False,
+                git_source=settings.get("git_source"),
+            )
             if body.get("idempotency_token"):
                 self.store.put("idempotency", f"submit:{body['idempotency_token']}", run["run_id"])
             self._launch(run)
         return {"run_id": run["run_id"]}
 
-    def _new_run(self, *, job_id, run_name, run_type, tasks, job_clusters, timeout, params, job_parameters,
-                 overriding, max_concurrent, queue, git_source=None) -> dict:
+    def _new_run(
+        self,
+        *,
+        job_id,
+        run_name,
+        run_type,
+        tasks,
+        job_clusters,
+        timeout,
+        params,
+        job_parameters,
+        overriding,
+        max_concurrent,
+        queue,
+        git_source=None,
+    ) -> dict:
         run_id = self.store.next_id("run", 100000)
         kept = {t["task_key"] for t in tasks}
         spec_tasks = []
@@ -272,15 +383,33 @@ class Jobs:
             spec_tasks.append(t)
         used_keys = {t.get("job_cluster_key") for t in spec_tasks}
         run = {
-            "job_id": job_id, "run_id": run_id, "number_in_job": run_id, "original_attempt_run_id": run_id,
-            "run_name": run_name, "run_type": run_type, "creator_user_name": LOCAL_USER, "format": "MULTI_TASK",
-            "trigger": "ONE_TIME", "start_time": now_ms(), "setup_duration": 0, "execution_duration": 0,
-            "cleanup_duration": 0, "run_page_url": self._page_url(job_id, run_id),
+            "job_id": job_id,
+            "run_id": run_id,
+            "number_in_job": run_id,
+            "original_attempt_run_id": run_id,
+            "run_name": run_name,
+            "run_type": run_type,
+            "creator_user_name": LOCAL_USER,
+            "format": "MULTI_TASK",
+            "trigger": "ONE_TIME",
+            "start_time": now_ms(),
+            "setup_duration": 0,
+            "execution_duration": 0,
+            "cleanup_duration": 0,
+            "run_page_url": self._page_url(job_id, run_id),
             "job_clusters": [c for c in job_clusters if c["job_cluster_key"] in used_keys],
-            "job_parameters": job_parameters, "tasks": [],
+            "job_parameters": job_parameters,
+            "tasks": [],
             "repair_history": [repair_item("ORIGINAL", now_ms(), [])],
-            "_spec": {"tasks": spec_tasks, "job_clusters": job_clusters, "timeout_seconds": timeout, "params": params,
-                      "max_concurrent_runs": max_concurrent, "queue": queue, "git_source": git_source},
+            "_spec": {
+                "tasks": spec_tasks,
+                "job_clusters": job_clusters,
+                "timeout_seconds": timeout,
+                "params": params,
+                "max_concurrent_runs": max_concurrent,
+                "queue": queue,
+                "git_source": git_source,
+            },
         }
         if git_source:  # runs/get shows it; the scheduler adds git_snapshot.used_commit when it checks out
             run["git_source"] = copy.deepcopy(git_source)
@@ -300,16 +429,27 @@ class Jobs:
                 set_state(t, "SKIPPED", "MAXIMUM_CONCURRENT_RUNS_REACHED", msg)
             run["_skipped"] = True
         elif job_id is not None and max_concurrent and self.s.active_count(job_id) >= max_concurrent:
-            run["status"]["queue_details"] = queue_details("ACTIVE_RUNS_LIMIT_REACHED", "Queued: the job's max_concurrent_runs is reached")
+            run["status"]["queue_details"] = queue_details(
+                "ACTIVE_RUNS_LIMIT_REACHED", "Queued: the job's max_concurrent_runs is reached"
+            )
         return run
 
     def _task_view(self, run: dict, spec: dict) -> dict:
         task_run_id = self.store.next_id("run", 100000)
         view = {k: copy.deepcopy(spec[k]) for k in TASK_FIELDS if k in spec}
-        view.update(task_key=spec["task_key"], run_id=task_run_id, depends_on=spec.get("depends_on", []),
-                    run_if=spec.get("run_if", "ALL_SUCCESS"), attempt_number=0, start_time=0, setup_duration=0,
-                    execution_duration=0, cleanup_duration=0, end_time=0,
-                    run_page_url=self._page_url(run.get("job_id"), task_run_id))
+        view.update(
+            task_key=spec["task_key"],
+            run_id=task_run_id,
+            depends_on=spec.get("depends_on", []),
+            run_if=spec.get("run_if", "ALL_SUCCESS"),
+            attempt_number=0,
+            start_time=0,
+            setup_duration=0,
+            execution_duration=0,
+            cleanup_duration=0,
+            end_time=0,
+            run_page_url=self._page_url(run.get("job_id"), task_run_id),
+        )
         set_state(view, "BLOCKED" if spec.get("depends_on") else "PENDING")
         self.store.put("task_run", task_run_id, {"parent_run_id": run["run_id"], "task_key": spec["task_key"]})
         return view
@@ -375,7 +515,10 @@ class Jobs:
         outcome = record.get("outcome") or {}
         task_kind = "notebook_task" if task.get("notebook_task") else "dbt_task" if task.get("dbt_task") else None
         if task_kind == "notebook_task" and task.get("state", {}).get("result_state") == "SUCCESS":
-            out["notebook_output"] = {"result": outcome.get("notebook_result"), "truncated": bool(outcome.get("notebook_result_truncated"))}
+            out["notebook_output"] = {
+                "result": outcome.get("notebook_result"),
+                "truncated": bool(outcome.get("notebook_result_truncated")),
+            }
             if out["notebook_output"]["result"] is None:
                 out["notebook_output"].pop("result")
         if outcome.get("error"):
@@ -398,11 +541,16 @@ class Jobs:
         sig = (req.query.get("sig") or [""])[-1]
         expected = hmac.new(self._secret, task_run_id.encode(), hashlib.sha256).hexdigest()
         if not hmac.compare_digest(sig, expected):
-            return Response.json({"error_code": "PERMISSION_DENIED", "message": "Invalid or missing artifact link signature."}, 403)
+            return Response.json(
+                {"error_code": "PERMISSION_DENIED", "message": "Invalid or missing artifact link signature."}, 403
+            )
         record = self.store.get("task_run", task_run_id) or {}
         folder = (record.get("outcome") or {}).get("dbt_artifacts_dir")
         if not folder or not Path(folder).is_dir():
-            return Response.json({"error_code": "RESOURCE_DOES_NOT_EXIST", "message": f"No dbt artifacts for task run {task_run_id}"}, 404)
+            return Response.json(
+                {"error_code": "RESOURCE_DOES_NOT_EXIST", "message": f"No dbt artifacts for task run {task_run_id}"},
+                404,
+            )
         buf = io.BytesIO()
         with tarfile.open(fileobj=buf, mode="w:gz") as tar:
             tar.add(folder, arcname="target")
@@ -427,11 +575,12 @@ class Jobs:
         if completed_only:
             runs = [r for r in runs if r["state"]["life_cycle_state"] not in ACTIVE_RUN_STATES]
         # The filters are in the workspace's (possibly skewed) clock, like the times it reports.
-        if q_int(p, "start_time_from"):
-            since = self.clock.from_reported(q_int(p, "start_time_from"))
+        start_from, start_to = q_int(p, "start_time_from"), q_int(p, "start_time_to")
+        if start_from:
+            since = self.clock.from_reported(start_from)
             runs = [r for r in runs if r.get("start_time", 0) >= since]
-        if q_int(p, "start_time_to"):
-            until = self.clock.from_reported(q_int(p, "start_time_to"))
+        if start_to:
+            until = self.clock.from_reported(start_to)
             runs = [r for r in runs if r.get("start_time", 0) <= until]
         runs.sort(key=lambda r: -r["run_id"])
         page = [self.public(r, q_bool(p.get("expand_tasks", False))) for r in runs[offset : offset + limit]]
@@ -476,7 +625,9 @@ class Jobs:
             if latest is not None and (given is None or int(given) != latest):
                 raise invalid(f"The latest_repair_id {given} does not match the run's latest repair id {latest}.")
             if latest is None and given is not None:
-                raise invalid(f"Run {run['run_id']} has not been repaired yet; latest_repair_id {given} does not match.")
+                raise invalid(
+                    f"Run {run['run_id']} has not been repaired yet; latest_repair_id {given} does not match."
+                )
             keys = [t["task_key"] for t in run["tasks"]]
             if q_bool(body.get("rerun_all_failed_tasks", False)):
                 selected = [t["task_key"] for t in run["tasks"] if t["state"].get("result_state") in FAILED_RESULTS]
@@ -486,16 +637,24 @@ class Jobs:
                 if unknown:
                     raise invalid(f"Task keys not found in run {run['run_id']}: {', '.join(unknown)}")
             if not selected:
-                raise invalid("Nothing to repair: pass rerun_tasks or rerun_all_failed_tasks (and the run must have failed tasks).")
+                raise invalid(
+                    "Nothing to repair: pass rerun_tasks or rerun_all_failed_tasks (and the run must have failed tasks)."
+                )
             if q_bool(body.get("rerun_dependent_tasks", False)):
                 changed = True
                 while changed:
                     changed = False
                     for t in run["tasks"]:
-                        if t["task_key"] not in selected and any(d["task_key"] in selected for d in t.get("depends_on", [])):
+                        if t["task_key"] not in selected and any(
+                            d["task_key"] in selected for d in t.get("depends_on", [])
+                        ):
                             selected.append(t["task_key"])
                             changed = True
-            overriding = {k: body[k] for k in ("notebook_params", "python_params", "job_parameters", "dbt_commands") if body.get(k) is not None}
+            overriding = {
+                k: body[k]
+                for k in ("notebook_params", "python_params", "job_parameters", "dbt_commands")
+                if body.get(k) is not None
+            }
             if overriding:
                 run["_spec"]["params"] = dict(run["_spec"].get("params") or {}, **overriding)
                 if body.get("job_parameters"):
@@ -533,7 +692,7 @@ def _offset(params: dict) -> int:
     if token not in (None, ""):
         if not str(token).isdigit():
             raise invalid(f"Invalid page_token {token!r}")
-        return int(token)
+        return int(str(token))
     return max(0, q_int(params, "offset", 0) or 0)
 
 

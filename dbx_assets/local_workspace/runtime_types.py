@@ -57,8 +57,16 @@ class StoragePaths:
     def task_runs(self) -> Path:  # per-task-run output dirs
         return self.state_dir / "task_runs"
 
-    def ensure(self) -> "StoragePaths":
-        for p in (self.workspace, self.dbfs, self.volumes, self.warehouse, self.clusters, self.task_runs, self.library_cache):
+    def ensure(self) -> StoragePaths:
+        for p in (
+            self.workspace,
+            self.dbfs,
+            self.volumes,
+            self.warehouse,
+            self.clusters,
+            self.task_runs,
+            self.library_cache,
+        ):
             p.mkdir(parents=True, exist_ok=True)
         return self
 

@@ -14,22 +14,25 @@ import re
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
-from .clusters_api import Clusters, cluster_spec, now_ms
+from .clusters_api import ClusterRuntime, Clusters, TaskHandle, cluster_spec, now_ms
 from .git_sources import GitCheckoutError, GitCheckouts, repo_file, task_uses_git
 from .retries import latest_attempts, new_attempt, retry_due, retry_interval_seconds
 from .run_state import ACTIVE_RUN_STATES, FAILED_RESULTS, set_state
 from .runtime.task_values import reference_text
 from .runtime_types import ClusterStartError, DbtInvocation, StoragePaths, TaskInvocation, TaskOutcome
 from .state import StateStore
+from .warehouses_api import WarehouseNotFound, Warehouses
 
 RESTART_MESSAGE = "The local workspace restarted while this run was active"
 SERVERLESS_KEY = "__serverless__"
 
 log = logging.getLogger("dbx_local_workspace")
+
 
 class TaskSetupError(Exception):
     """The task cannot be turned into an invocation (missing notebook, bad path): it fails, the run goes on."""
@@ -55,7 +58,7 @@ def substitute(value: str, refs: dict[str, str]) -> str:
 class RunExecutor:
     """Executes the selected tasks of one run (the original run or one repair of it)."""
 
-    def __init__(self, sched: "Scheduler", run: dict, task_keys: list[str], repair_id: int | None):
+    def __init__(self, sched: Scheduler, run: dict, task_keys: list[str], repair_id: int | None):
         self.s = sched
         self.run = run
         self.run_id = run["run_id"]
@@ -65,10 +68,10 @@ class RunExecutor:
         self.cancel_requested = False
         self.timed_out = False
         self.internal_error: str | None = None
-        self.running: dict[str, object] = {}  # task_key -> RunningTask
+        self.running: dict[str, TaskHandle] = {}
         self.finished: set[str] = set()
         self.started: set[str] = set()
-        self.job_clusters: dict[str, tuple[str, object] | None] = {}
+        self.job_clusters: dict[str, tuple[str, ClusterRuntime] | None] = {}
         self.cluster_locks: dict[str, threading.Lock] = {}
         self.own_clusters: list[str] = []
         self.task_clusters: dict[str, str] = {}  # task_key -> its own new_cluster, ended when the task ends
@@ -135,13 +138,15 @@ class RunExecutor:
             result = "TIMEDOUT" if self.timed_out else ("CANCELED" if self.cancel_requested else None)
             life = "INTERNAL_ERROR" if (self.internal_error and not result) else "TERMINATED"
             # A failed cluster start fails every waiting task with its reason, as on Databricks.
-            message = self.internal_error if life == "INTERNAL_ERROR" else "Run was stopped before this task started"
+            message = (
+                (self.internal_error or "") if life == "INTERNAL_ERROR" else "Run was stopped before this task started"
+            )
             self._end_task(key, life, result or "FAILED", message)
         for rt in list(self.running.values()):
             try:
                 rt.cancel()
-            except Exception:
-                pass
+            except Exception:  # stopping is best effort: one task that cannot be cancelled must not block the rest
+                log.exception("run %s: cancelling a task failed", self.run_id)
 
     def _start_ready_tasks(self) -> None:
         for key in self.task_keys:
@@ -157,11 +162,17 @@ class RunExecutor:
             else:
                 run_it, skip_result = self._run_if(self.spec_of(key).get("run_if", "ALL_SUCCESS"), dep_states)
                 if not run_it:
-                    msg = "Upstream task(s) failed" if skip_result.startswith("UPSTREAM") else "The task's run_if condition was not met"
+                    msg = (
+                        "Upstream task(s) failed"
+                        if skip_result.startswith("UPSTREAM")
+                        else "The task's run_if condition was not met"
+                    )
                     self._end_task(key, "TERMINATED", skip_result, msg)
                     continue
                 self.started.add(key)
-                threading.Thread(target=self._task_thread, args=(key,), name=f"task-{self.run_id}-{key}", daemon=True).start()
+                threading.Thread(
+                    target=self._task_thread, args=(key,), name=f"task-{self.run_id}-{key}", daemon=True
+                ).start()
 
     @staticmethod
     def _run_if(rule: str, results: list[str | None]) -> tuple[bool, str]:
@@ -186,8 +197,15 @@ class RunExecutor:
             return True, ""
         return False, upstream if any(failed) else "EXCLUDED"
 
-    def _end_task(self, key: str, life: str, result: str, message: str, outcome: TaskOutcome | None = None,
-                  retryable: bool = False) -> None:
+    def _end_task(
+        self,
+        key: str,
+        life: str,
+        result: str,
+        message: str,
+        outcome: TaskOutcome | None = None,
+        retryable: bool = False,
+    ) -> None:
         with self.cond:
             t = self.task(key)
             end = now_ms()
@@ -235,15 +253,23 @@ class RunExecutor:
             return False
         task_run_id = self.s.store.next_id("run", 100000)
         job = self.run.get("job_id")
-        view = new_attempt(attempt, task_run_id, f"{self.s.host()}/#job/{job if job is not None else 'submit'}/run/{task_run_id}")
+        view = new_attempt(
+            attempt, task_run_id, f"{self.s.host()}/#job/{job if job is not None else 'submit'}/run/{task_run_id}"
+        )
         self.run["tasks"].append(view)
         self.s.store.put("task_run", task_run_id, {"parent_run_id": self.run_id, "task_key": key})
         for entry in self.run.get("repair_history", []):
             if (entry.get("id") == self.repair_id) if self.repair_id else entry["type"] == "ORIGINAL":
                 entry.setdefault("task_run_ids", []).append(task_run_id)
         self.retry_at[key] = time.monotonic() + retry_interval_seconds(spec)
-        log.info("task %s of run %s: attempt %s %s, retrying as task run %s", key, self.run_id,
-                 attempt.get("attempt_number", 0), result, task_run_id)
+        log.info(
+            "task %s of run %s: attempt %s %s, retrying as task run %s",
+            key,
+            self.run_id,
+            attempt.get("attempt_number", 0),
+            result,
+            task_run_id,
+        )
         return True
 
     def _wait_for_retry(self, key: str) -> bool:
@@ -270,9 +296,11 @@ class RunExecutor:
             while self._wait_for_retry(key):  # each retry is a new attempt (and a new cluster for new_cluster tasks)
                 self._end_task_cluster(key)
                 self._run_task(key)
-        except BaseException as e:  # noqa: BLE001 - a task thread must always report its task
+        except BaseException as e:
             log.error("task %s of run %s failed in the scheduler: %s", key, self.run_id, traceback.format_exc())
-            self._fail_task(key, f"Internal error in the local scheduler while running task {key}: {type(e).__name__}: {e}")
+            self._fail_task(
+                key, f"Internal error in the local scheduler while running task {key}: {type(e).__name__}: {e}"
+            )
         finally:
             self._end_task_cluster(key)
 
@@ -328,7 +356,10 @@ class RunExecutor:
                 result = "TIMEDOUT" if self.timed_out else "CANCELED" if self.cancel_requested else "FAILED"
                 self._end_task(key, "TERMINATED", result, "Run was stopped before this task started")
                 return
-            t["cluster_instance"] = {"cluster_id": cluster_id, "spark_context_id": str(self.s.clusters.doc(cluster_id).get("spark_context_id", ""))}
+            t["cluster_instance"] = {
+                "cluster_id": cluster_id,
+                "spark_context_id": str(self.s.clusters.doc(cluster_id).get("spark_context_id", "")),
+            }
             t["setup_duration"] = now_ms() - t["start_time"]
             set_state(t, "RUNNING")
             if self.run["state"]["life_cycle_state"] == "PENDING":
@@ -353,12 +384,14 @@ class RunExecutor:
         if task_timed_out or (self.timed_out and outcome.result_state == "CANCELED"):
             outcome.result_state = "TIMEDOUT"
             outcome.state_message = outcome.state_message or f"Task {key} timed out"
-        message = outcome.state_message or ("" if outcome.result_state == "SUCCESS" else (outcome.error or f"Task {key} {outcome.result_state.lower()}"))
+        message = outcome.state_message or (
+            "" if outcome.result_state == "SUCCESS" else (outcome.error or f"Task {key} {outcome.result_state.lower()}")
+        )
         if outcome.result_state == "CANCELED" and not message:
             message = "Run cancelled."
         self._end_task(key, "TERMINATED", outcome.result_state, message, outcome, retryable=True)
 
-    def _cluster_for(self, key: str, spec: dict) -> tuple[str, object]:
+    def _cluster_for(self, key: str, spec: dict) -> tuple[str, ClusterRuntime]:
         if spec.get("existing_cluster_id"):
             cid = spec["existing_cluster_id"]
             return cid, self.s.clusters.running(cid, lambda: self.cancel_requested or self.timed_out)
@@ -375,7 +408,10 @@ class RunExecutor:
                 if existing is None:
                     raise ClusterStartError(self.internal_error or f"Job cluster {ck} failed to start")
                 return existing
-            cluster_def = next((c["new_cluster"] for c in self.run["_spec"].get("job_clusters", []) if c["job_cluster_key"] == ck), None)
+            cluster_def = next(
+                (c["new_cluster"] for c in self.run["_spec"].get("job_clusters", []) if c["job_cluster_key"] == ck),
+                None,
+            )
             if cluster_def is None:
                 if ck != SERVERLESS_KEY:
                     raise ValueError(f"Task {key} uses job_cluster_key {ck!r}, which is not defined in job_clusters")
@@ -413,8 +449,8 @@ class RunExecutor:
         for cid in self.own_clusters:
             try:
                 self.s.clusters.end_job_cluster(cid)
-            except Exception:
-                pass
+            except Exception:  # the run must still reach a terminal state
+                log.exception("run %s: ending job cluster %s failed", self.run_id, cid)
         with self.cond:
             life, result, message = self._run_result()
             set_state(self.run, life, result, message, user_cancelled=result in ("CANCELED", "TIMEDOUT"))
@@ -426,11 +462,17 @@ class RunExecutor:
             self.run["cleanup_duration"] = 0
             self.run.setdefault("setup_duration", 0)
             entry = next(
-                (h for h in self.run["repair_history"] if (h.get("id") == self.repair_id if self.repair_id else h["type"] == "ORIGINAL")),
+                (
+                    h
+                    for h in self.run["repair_history"]
+                    if (h.get("id") == self.repair_id if self.repair_id else h["type"] == "ORIGINAL")
+                ),
                 None,
             )
             if entry is not None:
-                entry.update(end_time=end, state=copy.deepcopy(self.run["state"]), status=copy.deepcopy(self.run["status"]))
+                entry.update(
+                    end_time=end, state=copy.deepcopy(self.run["state"]), status=copy.deepcopy(self.run["status"])
+                )
             self.save()
 
     def _run_result(self) -> tuple[str, str, str]:
@@ -452,13 +494,21 @@ class RunExecutor:
 
 
 class Scheduler:
-    def __init__(self, store: StateStore, paths: StoragePaths, clusters: Clusters, resolvers: Resolvers,
-                 host: Callable[[], str], max_active_runs: int = 8):
+    def __init__(
+        self,
+        store: StateStore,
+        paths: StoragePaths,
+        clusters: Clusters,
+        resolvers: Resolvers,
+        host: Callable[[], str],
+        max_active_runs: int = 8,
+    ):
         self.store = store
         self.paths = paths
         self.clusters = clusters
         self.resolvers = resolvers
         self.host = host
+        self.warehouses: Warehouses | None = None  # set by the app; dbt tasks with a warehouse_id need it
         self.max_active_runs = max_active_runs
         self._executors: dict[int, RunExecutor] = {}
         self._lock = threading.Condition(threading.RLock())
@@ -484,7 +534,9 @@ class Scheduler:
     def _can_start(self, ex: RunExecutor) -> bool:
         if len(self._active) >= self.max_active_runs:
             return False
-        if self._waiting[0] is not ex and any(w.run.get("job_id") == ex.run.get("job_id") for w in self._waiting[: self._waiting.index(ex)]):
+        if self._waiting[0] is not ex and any(
+            w.run.get("job_id") == ex.run.get("job_id") for w in self._waiting[: self._waiting.index(ex)]
+        ):
             return False  # FIFO within a job's queue
         job_id = ex.run.get("job_id")
         limit = ex.run["_spec"].get("max_concurrent_runs")
@@ -549,31 +601,64 @@ class Scheduler:
         params = run["_spec"].get("params", {})
         job_params = {p["name"]: p.get("value", p.get("default", "")) for p in run.get("job_parameters", [])}
         refs = {f"job.parameters.{k}": str(v) for k, v in job_params.items()}
-        refs.update({"job.id": str(run.get("job_id", "")), "job.run_id": str(run["run_id"]), "run_id": str(run["run_id"]),
-                     "job_id": str(run.get("job_id", "")), "task.run_id": str(task["run_id"]), "task.name": task["task_key"],
-                     "job.name": run.get("run_name", "")})
+        refs.update(
+            {
+                "job.id": str(run.get("job_id", "")),
+                "job.run_id": str(run["run_id"]),
+                "run_id": str(run["run_id"]),
+                "job_id": str(run.get("job_id", "")),
+                "task.run_id": str(task["run_id"]),
+                "task.name": task["task_key"],
+                "job.name": run.get("run_name", ""),
+            }
+        )
         # Finished tasks' values: for dbutils.jobs.taskValues.get and {{tasks.<key>.values.<name>}} references.
         task_values = {k: dict(v) for k, v in (run.get("_task_values") or {}).items()}
-        refs.update({f"tasks.{k}.values.{name}": reference_text(v) for k, vals in task_values.items() for name, v in vals.items()})
+        refs.update(
+            {
+                f"tasks.{k}.values.{name}": reference_text(v)
+                for k, vals in task_values.items()
+                for name, v in vals.items()
+            }
+        )
         git_source = run["_spec"].get("git_source")
         output_dir = self.paths.task_runs / str(task["run_id"])
         output_dir.mkdir(parents=True, exist_ok=True)
-        packages = [str(lib["pypi"]["package"]) for lib in spec.get("libraries", []) if isinstance(lib, dict) and lib.get("pypi")]
+        packages = [
+            str(lib["pypi"]["package"])
+            for lib in spec.get("libraries", [])
+            if isinstance(lib, dict) and lib.get("pypi")
+        ]
         cluster_env = {}
         if spec.get("new_cluster"):
             cluster_env = cluster_spec(spec["new_cluster"]).spark_env_vars
         elif spec.get("job_cluster_key"):
-            jc = next((c["new_cluster"] for c in run["_spec"].get("job_clusters", []) if c["job_cluster_key"] == spec["job_cluster_key"]), {})
+            jc: dict[str, Any] = next(
+                (
+                    c["new_cluster"]
+                    for c in run["_spec"].get("job_clusters", [])
+                    if c["job_cluster_key"] == spec["job_cluster_key"]
+                ),
+                {},
+            )
             cluster_env = cluster_spec(jc).spark_env_vars
         env = dict(cluster_env)
-        env.update({
-            "DATABRICKS_JOB_ID": str(run.get("job_id", "")),
-            "DATABRICKS_RUN_ID": str(run["run_id"]),
-            "DATABRICKS_TASK_RUN_ID": str(task["run_id"]),
-            "DATABRICKS_TASK_KEY": task["task_key"],
-        })
-        common = dict(task_run_id=task["run_id"], output_dir=output_dir, env=env, pypi_packages=tuple(packages),
-                      timeout_seconds=int(spec.get("timeout_seconds") or 0), upstream_task_values=task_values)
+        env.update(
+            {
+                "DATABRICKS_JOB_ID": str(run.get("job_id", "")),
+                "DATABRICKS_RUN_ID": str(run["run_id"]),
+                "DATABRICKS_TASK_RUN_ID": str(task["run_id"]),
+                "DATABRICKS_TASK_KEY": task["task_key"],
+            }
+        )
+        common = dict(
+            task_run_id=task["run_id"],
+            output_dir=output_dir,
+            env=env,
+            pypi_packages=tuple(packages),
+            timeout_seconds=int(spec.get("timeout_seconds") or 0),
+            upstream_task_values=task_values,
+        )
         if spec.get("notebook_task"):
             nt = spec["notebook_task"]
             path = nt.get("notebook_path") or ""
@@ -581,8 +666,10 @@ class Scheduler:
                 checkout = self._git_checkout(run)
                 notebook_file = repo_file(checkout, path)
                 if notebook_file is None:
-                    raise TaskSetupError(f"Notebook not found: {path} in the Git repository {git_source['git_url']} at "
-                                         f"commit {run['git_source']['git_snapshot']['used_commit']}.")
+                    raise TaskSetupError(
+                        f"Notebook not found: {path} in the Git repository {git_source['git_url']} at "
+                        f"commit {run['git_source']['git_snapshot']['used_commit']}."
+                    )
                 common["source_root"] = checkout
                 source = notebook_file.read_text(encoding="utf-8")
             else:
@@ -595,49 +682,72 @@ class Scheduler:
             task["resolved_values"] = {"notebook_task": {"base_parameters": dict(widgets)}}
             widgets.update({k: str(v) for k, v in job_params.items()})
             widgets.update({k: str(v) for k, v in (params.get("notebook_params") or {}).items()})
-            return TaskInvocation(kind="notebook", notebook_path=path, notebook_source=source, widgets=widgets, **common)
+            return TaskInvocation(
+                kind="notebook", notebook_path=path, notebook_source=source, widgets=widgets, **common
+            )
         if spec.get("spark_python_task"):
             pt = spec["spark_python_task"]
             file = pt.get("python_file") or ""
             if self._uses_git(pt, git_source, task["task_key"]):
                 found = repo_file(self._git_checkout(run), file, ("",))
                 if found is None:
-                    raise TaskSetupError(f"Python file not found: {file} in the Git repository {git_source['git_url']}.")
+                    raise TaskSetupError(
+                        f"Python file not found: {file} in the Git repository {git_source['git_url']}."
+                    )
                 local = found
             else:
                 local = self._local_file(file, task["task_key"])
             args = params.get("python_params")
             if args is None:
                 args = [substitute(str(a), refs) for a in pt.get("parameters") or []]
-            return TaskInvocation(kind="spark_python", python_file=local, python_parameters=tuple(str(a) for a in args), **common)
+            return TaskInvocation(
+                kind="spark_python", python_file=local, python_parameters=tuple(str(a) for a in args), **common
+            )
         if spec.get("dbt_task"):
             dt = spec["dbt_task"]
             if self._uses_git(dt, git_source, task["task_key"]):  # a repo-relative project dir ("" is the repo root)
                 checkout = self._git_checkout(run)
                 project = checkout / (dt.get("project_directory") or "")
                 if not project.resolve().is_relative_to(checkout.resolve()):
-                    raise TaskSetupError(f"dbt project directory {dt.get('project_directory')} is outside the Git repository.")
+                    raise TaskSetupError(
+                        f"dbt project directory {dt.get('project_directory')} is outside the Git repository."
+                    )
             elif not dt.get("project_directory"):
-                raise TaskSetupError(f"Task {task['task_key']}: dbt_task.project_directory is required without a git_source.")
+                raise TaskSetupError(
+                    f"Task {task['task_key']}: dbt_task.project_directory is required without a git_source."
+                )
             else:
                 project = self.resolvers.workspace_local(dt["project_directory"])
             if not project.is_dir():
-                raise TaskSetupError(f"dbt project directory not found: {dt['project_directory']}. Sync the project into the workspace first.")
+                raise TaskSetupError(
+                    f"dbt project directory not found: {dt['project_directory']}. Sync the project into the workspace first."
+                )
             warehouse_id = dt.get("warehouse_id") or None
             if warehouse_id:
                 self._prepare_warehouse(dt, warehouse_id, task["task_key"], env)
             elif dt.get("catalog"):  # schema without a warehouse is documented as unused, catalog as not allowed
-                raise TaskSetupError(f"Task {task['task_key']}: dbt_task.catalog can only be specified if a warehouse_id is specified.")
-            profiles = self.resolvers.workspace_local(dt["profiles_directory"]) if dt.get("profiles_directory") else None
+                raise TaskSetupError(
+                    f"Task {task['task_key']}: dbt_task.catalog can only be specified if a warehouse_id is specified."
+                )
+            profiles = (
+                self.resolvers.workspace_local(dt["profiles_directory"]) if dt.get("profiles_directory") else None
+            )
             commands = params.get("dbt_commands") or dt.get("commands") or []
             return TaskInvocation(
                 kind="dbt",
-                dbt=DbtInvocation(commands=tuple(substitute(c, refs) for c in commands), project_dir=project,
-                                  profiles_dir=profiles, schema=dt.get("schema") if warehouse_id else None,
-                                  catalog=dt.get("catalog"), warehouse_id=warehouse_id),
+                dbt=DbtInvocation(
+                    commands=tuple(substitute(c, refs) for c in commands),
+                    project_dir=project,
+                    profiles_dir=profiles,
+                    schema=dt.get("schema") if warehouse_id else None,
+                    catalog=dt.get("catalog"),
+                    warehouse_id=warehouse_id,
+                ),
                 **common,
             )
-        raise TaskSetupError(f"Task {task['task_key']} has no notebook_task, spark_python_task or dbt_task; other task types are not supported locally.")
+        raise TaskSetupError(
+            f"Task {task['task_key']} has no notebook_task, spark_python_task or dbt_task; other task types are not supported locally."
+        )
 
     @staticmethod
     def _uses_git(block: dict, git_source: dict | None, key: str) -> bool:
@@ -662,17 +772,16 @@ class Scheduler:
         profiles_directory is refused), the warehouse is started if stopped, and the run-as
         principal's token is injected as DBT_ACCESS_TOKEN (locally: the workspace's token)."""
         if dt.get("profiles_directory"):
-            raise TaskSetupError(f"Task {key}: dbt_task.profiles_directory can only be specified if no warehouse_id is specified.")
-        warehouses = getattr(self, "warehouses", None)  # set by the app; absent: no warehouse exists
-        if warehouses is None:
+            raise TaskSetupError(
+                f"Task {key}: dbt_task.profiles_directory can only be specified if no warehouse_id is specified."
+            )
+        if self.warehouses is None:  # a workspace assembled without the warehouses API has none
             raise TaskSetupError(f"SQL warehouse {warehouse_id} does not exist.")
-        from .warehouses_api import WarehouseNotFound
-
         try:
-            warehouses.ensure_started(warehouse_id)
+            self.warehouses.ensure_started(warehouse_id)
         except WarehouseNotFound as e:
             raise TaskSetupError(e.message) from None
-        env["DBT_ACCESS_TOKEN"] = warehouses.token
+        env["DBT_ACCESS_TOKEN"] = self.warehouses.token
 
     def _local_file(self, file: str, key: str) -> Path:
         if file.startswith("dbfs:/"):
@@ -680,7 +789,9 @@ class Scheduler:
         elif file.startswith("/"):
             p = self.resolvers.workspace_local(file)
         else:
-            raise TaskSetupError(f"Task {key}: python_file must be dbfs:/... or an absolute workspace path, got {file!r}")
+            raise TaskSetupError(
+                f"Task {key}: python_file must be dbfs:/... or an absolute workspace path, got {file!r}"
+            )
         if not p.is_file():
             raise TaskSetupError(f"Python file not found: {file}")
         return p

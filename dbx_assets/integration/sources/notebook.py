@@ -21,7 +21,9 @@ from dbx_assets.integration.workflow.model import WorkflowDefinitionError, task_
 from dbx_assets.integration.workflow.runner import TaskFinished
 
 # How Databricks (and the local workspace) report a task whose notebook path does not exist.
-_MISSING_NOTEBOOK = re.compile(r"Notebook not found|Unable to access the notebook|RESOURCE_DOES_NOT_EXIST", re.IGNORECASE)
+_MISSING_NOTEBOOK = re.compile(
+    r"Notebook not found|Unable to access the notebook|RESOURCE_DOES_NOT_EXIST", re.IGNORECASE
+)
 
 
 @dataclass(frozen=True)
@@ -193,8 +195,12 @@ class NotebookTasks:
         if not finished.succeeded:
             report.failures[key] = f"{finished.result_state}: {self._explain_error(nb, finished, target)}"
             return report
-        exit_value = finished.output.notebook_output.result if finished.output and finished.output.notebook_output else None
-        report.events.append(dg.MaterializeResult(asset_key=key, metadata={**metadata, **exit_value_metadata(exit_value)}))
+        exit_value = (
+            finished.output.notebook_output.result if finished.output and finished.output.notebook_output else None
+        )
+        report.events.append(
+            dg.MaterializeResult(asset_key=key, metadata={**metadata, **exit_value_metadata(exit_value)})
+        )
         return report
 
     # -- helpers --------------------------------------------------------------------------------

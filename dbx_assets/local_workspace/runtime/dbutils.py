@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .path_rewrite import PathMapper
 from .task_values import JobsUtils, TaskValues
@@ -39,7 +40,9 @@ class Widgets:
 
     def dropdown(self, name: str, defaultValue: str, choices: list[str], label: str | None = None) -> None:
         if defaultValue not in choices:
-            raise ValueError(f"Default value {defaultValue!r} of dropdown widget {name!r} is not one of its choices {choices!r}")
+            raise ValueError(
+                f"Default value {defaultValue!r} of dropdown widget {name!r} is not one of its choices {choices!r}"
+            )
         self._define(name, defaultValue)
 
     def combobox(self, name: str, defaultValue: str, choices: list[str], label: str | None = None) -> None:
@@ -175,7 +178,7 @@ class FsUtils:
             return False
         if local.is_dir():
             if not recurse and any(local.iterdir()):
-                raise IOError(f"{dir} is a non-empty directory; pass recurse=True to delete it.")
+                raise OSError(f"{dir} is a non-empty directory; pass recurse=True to delete it.")
             shutil.rmtree(local)
         else:
             local.unlink()
@@ -192,7 +195,9 @@ class SecretsUtils:
     def get(self, scope: str, key: str) -> str:
         var = self.env_var(scope, key)
         if var not in os.environ:
-            raise KeyError(f"Secret does not exist with scope: {scope} and key: {key}. Set the environment variable {var} on the local workspace to provide it.")
+            raise KeyError(
+                f"Secret does not exist with scope: {scope} and key: {key}. Set the environment variable {var} on the local workspace to provide it."
+            )
         return os.environ[var]
 
     def getBytes(self, scope: str, key: str) -> bytes:

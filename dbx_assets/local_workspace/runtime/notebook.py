@@ -5,8 +5,9 @@ from __future__ import annotations
 import ast
 import linecache
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 HEADER = "# Databricks notebook source"
 SEPARATOR = "# COMMAND ----------"
@@ -107,8 +108,13 @@ def _cell_filename(cell: Cell) -> str:
     return f"<notebook cell {cell.number}>"
 
 
-def run_cells(cells: list[Cell], namespace: dict[str, Any], spark: Any, display: Callable[[Any], None],
-              magic: Callable[[Cell], None] | None = None) -> None:
+def run_cells(
+    cells: list[Cell],
+    namespace: dict[str, Any],
+    spark: Any,
+    display: Callable[[Any], None],
+    magic: Callable[[Cell], None] | None = None,
+) -> None:
     """Run cells in order; raises CellFailed with a traceback limited to notebook code.
     NotebookExit (a BaseException) passes through untouched. `magic` runs %run/%pip/%sh cells."""
     for cell in cells:
@@ -138,7 +144,11 @@ def _exec_python(cell: Cell, namespace: dict[str, Any], display: Callable[[Any],
     # Register the source so tracebacks show the notebook's lines.
     linecache.cache[filename] = (len(cell.source), None, cell.source.splitlines(True), filename)
     tree = ast.parse(cell.source, filename)
-    last_expr = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+    last_expr = tree.body[-1] if tree.body else None
+    if isinstance(last_expr, ast.Expr):
+        tree.body.pop()
+    else:
+        last_expr = None
     exec(compile(tree, filename, "exec"), namespace)
     if last_expr is not None:  # like a notebook, show the value of a trailing expression
         value = eval(compile(ast.Expression(last_expr.value), filename, "eval"), namespace)

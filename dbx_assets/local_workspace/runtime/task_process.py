@@ -69,8 +69,11 @@ def run(invocation: TaskInvocation, cluster: dict[str, Any]) -> TaskOutcome:
         return TaskOutcome("FAILED", state_message=str(exc), error=f"LibraryInstallError: {exc.package}: {exc.detail}")
     activate(libs.site_dir)
     if libs.installed or libs.provided:
-        print(f"[local runtime] libraries: installed {libs.installed or 'nothing'}, provided by the runtime "
-              f"{libs.provided or 'nothing'} ({libs.seconds:.2f} s)", flush=True)
+        print(
+            f"[local runtime] libraries: installed {libs.installed or 'nothing'}, provided by the runtime "
+            f"{libs.provided or 'nothing'} ({libs.seconds:.2f} s)",
+            flush=True,
+        )
 
     cells = None
     if invocation.kind == "notebook":
@@ -96,7 +99,9 @@ def run(invocation: TaskInvocation, cluster: dict[str, Any]) -> TaskOutcome:
     from .uc_patches import install_uc_patches
 
     install_uc_patches(spark, paths.warehouse)  # catalog.schema.table names (after the path patches)
-    print(f"[local runtime] attached to cluster {cluster['cluster_id']} in {time.monotonic() - started:.2f} s", flush=True)
+    print(
+        f"[local runtime] attached to cluster {cluster['cluster_id']} in {time.monotonic() - started:.2f} s", flush=True
+    )
 
     try:
         from .cell_output import recorded  # the run page's per-cell output (OUTPUT_DIR/cells.json)
@@ -117,11 +122,15 @@ def _dispatch(invocation: TaskInvocation, cells: list, spark: Any, mapper: Any, 
         return _run_python_file(invocation)
     if invocation.kind == "dbt":
         if invocation.dbt is None:
-            return TaskOutcome("FAILED", state_message="dbt task has no dbt invocation", error="ValueError: no dbt invocation")
+            return TaskOutcome(
+                "FAILED", state_message="dbt task has no dbt invocation", error="ValueError: no dbt invocation"
+            )
         from .dbt_task import run_dbt
 
         return run_dbt(invocation.dbt, invocation.output_dir)
-    return TaskOutcome("FAILED", state_message=f"Unknown task kind {invocation.kind!r}", error="ValueError: unknown task kind")
+    return TaskOutcome(
+        "FAILED", state_message=f"Unknown task kind {invocation.kind!r}", error="ValueError: unknown task kind"
+    )
 
 
 def display(obj: Any) -> None:
