@@ -3,7 +3,6 @@ are the fake runtime from conftest (tasks are real subprocesses; no Spark)."""
 
 from __future__ import annotations
 
-import io
 import os
 import time
 from datetime import timedelta
@@ -11,16 +10,10 @@ from datetime import timedelta
 import pytest
 from databricks.sdk.errors import InvalidParameterValue, NotFound, OperationFailed
 from databricks.sdk.service import compute, jobs
-from databricks.sdk.service.workspace import ImportFormat
+from sdk_helpers import upload_notebook
 
 HEADER = "# Databricks notebook source\n"
 CLUSTER = compute.ClusterSpec(spark_version="15.4.x-scala2.12", num_workers=0)
-
-
-def notebook(w, path: str, body: str) -> str:
-    w.workspace.mkdirs(os.path.dirname(path))
-    w.workspace.upload(path + ".py", io.BytesIO((HEADER + body).encode()), format=ImportFormat.AUTO, overwrite=True)
-    return path
 
 
 def task(key: str, path: str, deps=(), **kw) -> jobs.Task:
@@ -66,10 +59,10 @@ def by_key(run) -> dict:
 def nbs(fake_client):
     w = fake_client
     return {
-        "ok": notebook(w, "/Shared/jobs/ok", "dbutils.notebook.exit('done:' + dbutils.widgets.get('x'))\n"),
-        "fail": notebook(w, "/Shared/jobs/fail", "raise ValueError('bad input')\n"),
-        "sleep": notebook(w, "/Shared/jobs/sleep", "import time\ntime.sleep(60)\n"),
-        "flaky": notebook(
+        "ok": upload_notebook(w, "/Shared/jobs/ok", "dbutils.notebook.exit('done:' + dbutils.widgets.get('x'))\n"),
+        "fail": upload_notebook(w, "/Shared/jobs/fail", "raise ValueError('bad input')\n"),
+        "sleep": upload_notebook(w, "/Shared/jobs/sleep", "import time\ntime.sleep(60)\n"),
+        "flaky": upload_notebook(
             w,
             "/Shared/jobs/flaky",
             "import os\nif not os.path.exists('/tmp/_flaky_' + dbutils.widgets.get('k')):\n"

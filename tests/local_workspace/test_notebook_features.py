@@ -4,7 +4,6 @@ Git sources."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import subprocess
@@ -15,8 +14,8 @@ from typing import Any
 import pytest
 from databricks.sdk import WorkspaceClient
 from databricks.sdk.service import compute, jobs
-from databricks.sdk.service.workspace import ImportFormat
 from fake_runtime import FakeCluster, FakeRunningTask
+from sdk_helpers import upload_notebook
 
 from dbx_assets.local_workspace.app import LocalWorkspace
 from dbx_assets.local_workspace.runtime.dbutils import DBUtils
@@ -213,12 +212,6 @@ def tv_client(tmp_path_factory):
     ws.close()
 
 
-def _notebook(w: WorkspaceClient, path: str, body: str) -> str:
-    w.workspace.mkdirs(os.path.dirname(path))
-    w.workspace.upload(path + ".py", io.BytesIO((HEADER + body).encode()), format=ImportFormat.AUTO, overwrite=True)
-    return path
-
-
 def _task(key: str, path: str = "", deps: tuple[str, ...] = (), params: dict | None = None, **kw: Any) -> jobs.Task:
     nt = jobs.NotebookTask(notebook_path=path, base_parameters=params, source=kw.pop("source", None))
     return jobs.Task(
@@ -252,12 +245,12 @@ def _run_job(w: WorkspaceClient, name: str, tasks: list[jobs.Task], watch=None, 
 
 def test_task_values_pass_to_a_downstream_task_and_its_parameters(tv_client):
     w = tv_client
-    up = _notebook(
+    up = upload_notebook(
         w,
         "/Shared/tv/up",
         "dbutils.jobs.taskValues.set('rows', 42)\ndbutils.jobs.taskValues.set('meta', {'day': '2024-01-01'})\n",
     )
-    down = _notebook(
+    down = upload_notebook(
         w,
         "/Shared/tv/down",
         "got = dbutils.jobs.taskValues.get(taskKey='up', key='rows', default=0)\n"
@@ -284,7 +277,7 @@ def test_task_values_pass_to_a_downstream_task_and_its_parameters(tv_client):
 def test_flaky_task_succeeds_on_its_second_attempt(fake_client, tmp_path):
     w = fake_client
     flag = tmp_path / "failed_once"
-    nb = _notebook(
+    nb = upload_notebook(
         w,
         "/Shared/retries/flaky",
         f"import os\nif not os.path.exists({str(flag)!r}):\n    open({str(flag)!r}, 'w').write('1')\n"
@@ -308,8 +301,8 @@ def test_flaky_task_succeeds_on_its_second_attempt(fake_client, tmp_path):
 
 def test_retries_stop_at_max_retries_and_timeouts_retry_only_when_asked(fake_client):
     w = fake_client
-    fail = _notebook(w, "/Shared/retries/fail", "raise ValueError('always')\n")
-    sleep = _notebook(w, "/Shared/retries/sleep", "import time\ntime.sleep(30)\n")
+    fail = upload_notebook(w, "/Shared/retries/fail", "raise ValueError('always')\n")
+    sleep = upload_notebook(w, "/Shared/retries/sleep", "import time\ntime.sleep(30)\n")
     run = _run_job(w, "retry-fail", [_task("fail", fail, max_retries=2)])
     assert run.state.result_state == jobs.RunResultState.FAILED
     assert [t.attempt_number for t in run.tasks] == [0, 1, 2]

@@ -4,9 +4,7 @@ clusters / repairs, a task run's output, the cluster page, and that the token ne
 
 from __future__ import annotations
 
-import io
 import json
-import os
 import re
 import time
 import urllib.error
@@ -16,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from databricks.sdk.service import compute, jobs
-from databricks.sdk.service.workspace import ImportFormat
+from sdk_helpers import upload_notebook, wait_for_run
 
 from dbx_assets.local_workspace.runtime.cell_output import CellRecorder
 from dbx_assets.local_workspace.runtime.notebook import CellFailed, parse, run_cells
@@ -25,25 +23,6 @@ HEADER = "# Databricks notebook source\n"
 CLUSTER = compute.ClusterSpec(
     spark_version="15.4.x-scala2.12", num_workers=0, spark_conf={"spark.my.password": "hunter2"}
 )
-
-
-def _notebook(w, path: str, body: str) -> str:
-    w.workspace.mkdirs(os.path.dirname(path))
-    w.workspace.upload(path + ".py", io.BytesIO((HEADER + body).encode()), format=ImportFormat.AUTO, overwrite=True)
-    return path
-
-
-def _wait(w, run_id: int, timeout: float = 60) -> jobs.Run:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        run = w.jobs.get_run(run_id)
-        if run.state and run.state.life_cycle_state in (
-            jobs.RunLifeCycleState.TERMINATED,
-            jobs.RunLifeCycleState.INTERNAL_ERROR,
-        ):
-            return run
-        time.sleep(0.2)
-    raise AssertionError(f"run {run_id} did not finish")
 
 
 class Browser:
@@ -98,8 +77,8 @@ def browser(ws) -> Browser:
 def graph_run(ws, fake_client):
     """A three-task job: extract -> (transform fails, report is skipped); audit runs on its own. Then a repair."""
     w = fake_client
-    ok = _notebook(w, "/Shared/pages/ok", "print('fine')\ndbutils.notebook.exit('done')\n")
-    fail = _notebook(w, "/Shared/pages/fail", "raise ValueError('bad input on purpose')\n")
+    ok = upload_notebook(w, "/Shared/pages/ok", "print('fine')\ndbutils.notebook.exit('done')\n")
+    fail = upload_notebook(w, "/Shared/pages/fail", "raise ValueError('bad input on purpose')\n")
     job_id = w.jobs.create(
         name="pages-job",
         job_clusters=[jobs.JobCluster(job_cluster_key="main", new_cluster=CLUSTER)],
@@ -125,9 +104,9 @@ def graph_run(ws, fake_client):
         ],
     ).job_id
     run_id = w.jobs.run_now(job_id=job_id, job_parameters={"day": "2024-02-02"}).run_id
-    first = _wait(w, run_id)
+    first = wait_for_run(w, run_id)
     w.jobs.repair_run(run_id=run_id, rerun_tasks=["transform"], rerun_dependent_tasks=True)
-    repaired = _wait(w, run_id)
+    repaired = wait_for_run(w, run_id)
     return job_id, first, repaired
 
 
@@ -270,7 +249,7 @@ def test_cluster_page_has_its_event_history(browser, graph_run):
 
 def test_index_lists_jobs_and_pages_runs(browser, ws, fake_client, graph_run):
     w = fake_client
-    nb = _notebook(w, "/Shared/pages/quick", "pass\n")
+    nb = upload_notebook(w, "/Shared/pages/quick", "pass\n")
     ids = [
         w.jobs.submit(
             run_name=f"quick-{i}",
@@ -281,7 +260,7 @@ def test_index_lists_jobs_and_pages_runs(browser, ws, fake_client, graph_run):
         for i in range(26)
     ]
     for rid in ids:
-        _wait(w, rid)
+        wait_for_run(w, rid)
     status, page, _ = browser.get("/")
     assert status == 200 and "pages-job" in page
     runs = [int(r) for r in re.findall(r'<tr data-run="(\d+)"', page)]
@@ -298,7 +277,7 @@ def test_index_lists_jobs_and_pages_runs(browser, ws, fake_client, graph_run):
 
 def test_active_run_page_refreshes(browser, ws, fake_client):
     w = fake_client
-    nb = _notebook(w, "/Shared/pages/slow", "import time\ntime.sleep(30)\n")
+    nb = upload_notebook(w, "/Shared/pages/slow", "import time\ntime.sleep(30)\n")
     run_id = w.jobs.submit(
         run_name="slow",
         tasks=[
@@ -314,7 +293,7 @@ def test_active_run_page_refreshes(browser, ws, fake_client):
         assert 'http-equiv="refresh"' in page and "Running" in page
     finally:
         w.jobs.cancel_run(run_id)
-    _wait(w, run_id)
+    wait_for_run(w, run_id)
     assert 'http-equiv="refresh"' not in browser.get(f"/jobs/submit/runs/{run_id}")[1]
 
 

@@ -9,15 +9,13 @@ B, the error in the failing cell. Screenshots go to the test's tmp dir (paths pr
 
 from __future__ import annotations
 
-import io
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from databricks.sdk.service import jobs
-from databricks.sdk.service.workspace import ImportFormat
+from sdk_helpers import upload_notebook, wait_for_run
 
 CHROMIUM = "/usr/bin/chromium"
 HEADER = "# Databricks notebook source\n"
@@ -39,33 +37,14 @@ BROKEN = SEP.join(
 )
 
 
-def _upload(w, path: str, body: str) -> str:
-    w.workspace.mkdirs(str(Path(path).parent))
-    w.workspace.upload(path + ".py", io.BytesIO((HEADER + body).encode()), format=ImportFormat.AUTO, overwrite=True)
-    return path
-
-
-def _wait(w, run_id: int, timeout: float = 120) -> jobs.Run:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        run = w.jobs.get_run(run_id)
-        if run.state and run.state.life_cycle_state in (
-            jobs.RunLifeCycleState.TERMINATED,
-            jobs.RunLifeCycleState.INTERNAL_ERROR,
-        ):
-            return run
-        time.sleep(0.5)
-    raise AssertionError(f"run {run_id} did not finish in {timeout}s")
-
-
 def test_run_pages_in_a_browser(local_workspace, workspace_client, tmp_path):
     assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: run `make browser`"
     from playwright.sync_api import expect, sync_playwright
 
     w = workspace_client
-    greet = _upload(w, "/Shared/run_page/greet", GREET)
-    summarize = _upload(w, "/Shared/run_page/summarize", SUMMARIZE)
-    broken = _upload(w, "/Shared/run_page/broken", BROKEN)
+    greet = upload_notebook(w, "/Shared/run_page/greet", GREET)
+    summarize = upload_notebook(w, "/Shared/run_page/summarize", SUMMARIZE)
+    broken = upload_notebook(w, "/Shared/run_page/broken", BROKEN)
     cluster_id = w.clusters.create(
         cluster_name="run-page-browser", spark_version="15.4.x-scala2.12", num_workers=0
     ).cluster_id
@@ -87,8 +66,8 @@ def test_run_pages_in_a_browser(local_workspace, workspace_client, tmp_path):
                 ),
             ],
         ).job_id
-        run_a = _wait(w, w.jobs.run_now(job_id=job_id).run_id)  # started while the cluster starts
-        run_b = _wait(
+        run_a = wait_for_run(w, w.jobs.run_now(job_id=job_id).run_id)  # started while the cluster starts
+        run_b = wait_for_run(
             w,
             w.jobs.submit(
                 run_name="broken-orders",
