@@ -376,7 +376,11 @@ def test_a_user_sees_the_assets_materialized_and_a_link_to_the_databricks_run(pr
             for key in asset_keys:
                 page.goto(f"{p.url}/assets/{key}?view=partitions&partition={day}", wait_until="networkidle")
                 page.get_by_text("Latest materialization").first.wait_for()
+                shown = time.monotonic() + 30  # the partition status loads after the page on a busy machine
                 text = page.locator("body").inner_text()
+                while (f"{day}\nMaterialized\n" not in text or "Materialized (0)" in text) and time.monotonic() < shown:
+                    page.wait_for_timeout(1000)
+                    text = page.locator("body").inner_text()
                 if f"{day}\nMaterialized\n" not in text or "Materialized (0)" in text:
                     not_materialized.append(key)
                     page.screenshot(path=str(p.shots / f"not-materialized-{key.replace('/', '_')}.png"), full_page=True)

@@ -28,10 +28,14 @@ DEFS = dg.Definitions(assets=[bronze_orders, silver_orders], jobs=[JOB], schedul
 
 def _evaluate(when: datetime) -> list[dg.RunRequest]:
     schedule = DEFS.get_schedule_def(SCHEDULE.name)
-    with dg.instance_for_test() as instance:
-        context = dg.build_schedule_context(
+    # Both as context managers: the schedule context enters an instance of its own (a Dagster
+    # context variable) that must be left again, or later tests in this process meet a dead one.
+    with (
+        dg.instance_for_test() as instance,
+        dg.build_schedule_context(
             instance=instance, scheduled_execution_time=when, repository_def=DEFS.get_repository_def()
-        )
+        ) as context,
+    ):
         result = schedule.evaluate_tick(context)
     assert result.skip_message is None, result.skip_message
     return list(result.run_requests or [])

@@ -6,6 +6,7 @@ workflows is tested without a JVM (tests/test_workflow_e2e.py, tests/test_faults
 from __future__ import annotations
 
 import _thread
+import contextvars
 import json
 import threading
 import time
@@ -87,8 +88,10 @@ def test_sql_notebook_on_real_spark_then_terminate_cancels_the_run(local_workspa
     watcher = threading.Thread(target=terminate_once_slow_runs, daemon=True)
     watcher.start()
     try:
-        result = dg.materialize(
-            [build_workflow_assets(workflow)], resources={"databricks": resource}, raise_on_error=False
+        # In a copy of the context: an interrupt can land while Dagster holds a context variable
+        # (its current instance's state storage), which must not outlive this test.
+        result = contextvars.copy_context().run(
+            dg.materialize, [build_workflow_assets(workflow)], resources={"databricks": resource}, raise_on_error=False
         )
     except KeyboardInterrupt:
         result = None

@@ -5,6 +5,7 @@ once; real Spark is covered by tests/test_spark_e2e.py and tests/test_demo_graph
 from __future__ import annotations
 
 import _thread
+import contextvars
 import io
 import os
 import signal
@@ -157,7 +158,9 @@ def test_terminating_an_in_process_run_cancels_the_databricks_run(dbx_env):
     watcher = threading.Thread(target=interrupt_when_running, daemon=True)
     watcher.start()
     try:
-        result = materialize(name, selection=[key(name, "slow")], slow_seconds=600)
+        # In a copy of the context: an interrupt can land while Dagster holds a context variable
+        # (its current instance's state storage), which must not outlive this test.
+        result = contextvars.copy_context().run(materialize, name, selection=[key(name, "slow")], slow_seconds=600)
     except KeyboardInterrupt:  # Dagster may re-raise the interrupt after the step cleaned up
         result = None
     watcher.join(timeout=30)
