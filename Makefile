@@ -69,8 +69,11 @@ check: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# Three pytest workers on two cores: the Spark-bound modules spend most of their time waiting on
+# JVMs and processes. Whole modules go to one worker (their fixtures share a cluster or a server).
+TEST_WORKERS ?= 3
 test: setup check browser
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest $(PYTEST_ARGS)
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 bench: setup
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench
