@@ -8,6 +8,7 @@ and rewrite the demo tables (one lands bad data on purpose), so neither may see 
 
 from __future__ import annotations
 
+import base64
 import csv
 import datetime as dt
 import io
@@ -18,7 +19,7 @@ from workflow_support import materialization_metadata, step_failure_message
 
 from dbx_assets.demo.data import orders_csv
 from dbx_assets.demo.definitions import demo_assets
-from dbx_assets.demo.landing import day_dir, land_customers, land_day, upload
+from dbx_assets.demo.landing import CRM_API_KEY, SECRET_SCOPE, day_dir, land_customers, land_day, upload
 from dbx_assets.integration.resource import DatabricksResource
 from dbx_assets.local_workspace.launcher import ensure_running, stop
 
@@ -28,11 +29,17 @@ ORDERS_CHAIN = [K("bronze_orders"), K("bronze_customers"), K("silver_orders"), K
 
 
 @pytest.fixture
-def resource(tmp_path):
+def resource(tmp_path, monkeypatch):
+    """A local workspace served over TLS as a team's shared dev server would be, and addressed only
+    by DATABRICKS_HOST (https) and DATABRICKS_TOKEN: the way a real workspace is."""
     state_dir = tmp_path / "demo_workspace"
-    ensure_running(state_dir)
+    conn = ensure_running(state_dir, tls=True)
+    monkeypatch.setenv("DATABRICKS_HOST", conn.host)
+    monkeypatch.setenv("DATABRICKS_TOKEN", conn.token)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(conn.ca_cert))
     try:
-        resource = DatabricksResource(local_state_dir=str(state_dir), workspace_root="/Shared/tests/demo")
+        resource = DatabricksResource(workspace_root="/Shared/tests/demo")
+        assert conn.host.startswith("https://") and resource.get_client().config.host == conn.host
         land_customers(resource.get_client())
         yield resource
     finally:
@@ -76,6 +83,12 @@ def test_full_graph_then_a_narrowed_dbt_selection(resource):
     warn = next(c for (k, n), c in checks.items() if k == K("dim_customers") and n.startswith("accepted_values"))
     assert not warn.passed and warn.severity == dg.AssetCheckSeverity.WARN  # CH customers: a warning only
     assert all(c.passed for c in checks.values() if c.severity == dg.AssetCheckSeverity.ERROR)
+    # The customers notebook printed its secret: neither it nor the token reaches Dagster's events.
+    secret = client.secrets.get_secret(SECRET_SCOPE, CRM_API_KEY).value
+    assert secret is not None
+    events_text = repr([e.event_specific_data for e in result.all_events]) + repr(result.all_events)
+    assert base64.b64decode(secret).decode() not in events_text
+    assert client.config.token not in events_text
 
     # Day 2, the orders chain only: dbt builds exactly the selected models.
     selection = [K("bronze_orders"), K("silver_orders"), K("stg_orders"), K("fct_daily_revenue")]
