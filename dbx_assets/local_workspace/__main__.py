@@ -90,19 +90,22 @@ def _login_url(state_dir: Path, path: str) -> int:
     return 0
 
 
+# The `serve --fault-*` flags, by the FaultConfig field each sets.
+FAULT_FLAGS = (
+    "rate_limit",
+    "server_error",
+    "latency_ms",
+    "drop",
+    "drop_after",
+    "cluster_start_fail",
+    "seed",
+    "endpoints",
+    "clock_offset_seconds",
+)
+
+
 def _fault_settings(args: argparse.Namespace) -> dict:
-    names = (
-        "rate_limit",
-        "server_error",
-        "latency_ms",
-        "drop",
-        "drop_after",
-        "cluster_start_fail",
-        "seed",
-        "endpoints",
-        "clock_offset_seconds",
-    )
-    return {n: getattr(args, "fault_" + n) for n in names if getattr(args, "fault_" + n, None) is not None}
+    return {n: getattr(args, "fault_" + n) for n in FAULT_FLAGS if getattr(args, "fault_" + n, None) is not None}
 
 
 def _serve(state_dir: Path, port: int | None, tls: bool, fault_flags: dict | None = None) -> int:

@@ -16,7 +16,7 @@ from databricks.sdk.errors import InvalidParameterValue, ResourceDoesNotExist
 from databricks.sdk.service import compute, jobs
 from databricks.sdk.service.workspace import ImportFormat
 
-from dbx_assets.local_workspace.__main__ import _fault_settings
+from dbx_assets.local_workspace.__main__ import FAULT_FLAGS, _fault_settings
 from dbx_assets.local_workspace.app import LocalWorkspace
 from dbx_assets.local_workspace.faults import FaultConfig
 
@@ -309,19 +309,7 @@ def test_clock_offset_setting_sources():
     from dbx_assets.local_workspace.__main__ import main  # noqa: F401  (the flag is wired into `serve`)
 
     args = argparse.Namespace(
-        **{
-            f"fault_{n}": None
-            for n in (
-                "rate_limit",
-                "server_error",
-                "latency_ms",
-                "drop",
-                "drop_after",
-                "cluster_start_fail",
-                "seed",
-                "endpoints",
-            )
-        },
+        **{f"fault_{n}": None for n in FAULT_FLAGS if n != "clock_offset_seconds"},
         fault_clock_offset_seconds=30.0,
     )
     assert FaultConfig.from_dict(_fault_settings(args)).clock_offset_seconds == 30.0
