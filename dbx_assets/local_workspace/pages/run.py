@@ -74,11 +74,7 @@ def run_page(data: PageData, run: dict) -> str:
         [
             ("Job", f'<a href="{job_href(run.get("job_id"))}">{e(run.get("job_id", "— (one-time run)"))}</a>'),
             ("Run ID", e(run["run_id"])),
-            (
-                "Status",
-                badge(run)
-                + (f' <span class="muted">{e(st.get("state_message"))}</span>' if st.get("state_message") else ""),
-            ),
+            ("Status", _status_cell(run, st)),
             ("Trigger", e(trigger)),
             ("Started", e(fmt_time(run.get("start_time")))),
             ("Ended", e(fmt_time(run.get("end_time")))),
@@ -253,11 +249,7 @@ def task_page(data: PageData, task: dict, run: dict) -> str:
         [
             ("Job run", f'<a href="{e(run_href(run))}">{e(run.get("run_name") or "Run")} · run {e(run["run_id"])}</a>'),
             ("Task run ID", e(task["run_id"])),
-            (
-                "Status",
-                badge(task)
-                + (f' <span class="muted">{e(st.get("state_message"))}</span>' if st.get("state_message") else ""),
-            ),
+            ("Status", _status_cell(task, st)),
             ("Depends on", ", ".join(e(d["task_key"]) for d in task.get("depends_on") or []) or "—"),
             ("Run if", e(task.get("run_if") or "ALL_SUCCESS")),
             *spec_rows,
@@ -286,3 +278,9 @@ def task_page(data: PageData, task: dict, run: dict) -> str:
         refresh=REFRESH_SECONDS if is_active(task) or is_active(run) else None,
         logged_in=True,
     )
+
+
+def _status_cell(doc: dict, state: dict) -> str:
+    """A run's or task run's state badge, followed by Databricks' state message when there is one."""
+    message = state.get("state_message")
+    return badge(doc) + (f' <span class="muted">{e(message)}</span>' if message else "")
