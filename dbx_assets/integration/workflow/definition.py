@@ -17,6 +17,7 @@ import dagster as dg
 
 from dbx_assets.integration.sources.base import DeployTarget, Selection, SourceTask, TaskSource
 from dbx_assets.integration.workflow.deploy import WorkspaceFile
+from dbx_assets.integration.workflow.limits import check_workflow_limits
 from dbx_assets.integration.workflow.model import (
     DEFAULT_CLUSTER_SPEC,
     DEFAULT_JOB_CLUSTER_KEY,
@@ -107,6 +108,10 @@ class Workflow:
                 f"Workflow '{self.name}' has a dependency cycle between tasks {err.args[1]}: for example a notebook "
                 "that reads a dbt model cannot also feed one of its sources."
             ) from None
+        # Databricks' documented caps (1,000 tasks, 10 MB requests, ...), said here rather than at deploy.
+        check_workflow_limits(
+            self.name, self.spec(_DECLARATION_TARGET).job_settings(), self.sources, _DECLARATION_TARGET
+        )
 
     # -- the job --------------------------------------------------------------------------------
     @property
