@@ -21,6 +21,7 @@ from .secret_store import SecretStore
 from .secrets_api import Secrets
 from .server import Dispatcher, HttpServer
 from .state import StateStore
+from .statements_api import StatementExecution
 from .unity_catalog_api import UnityCatalog
 from .warehouses_api import Warehouses
 from .workspace_api import Workspace
@@ -102,6 +103,8 @@ class LocalWorkspace:
         self.secrets = Secrets(SecretStore(self.paths.secrets))
         # Unity Catalog: read-only view of the catalogs, schemas and tables tasks left in the warehouse dir.
         self.unity_catalog = UnityCatalog(self.paths.warehouse)
+        # SQL statements on the local warehouse: row counts from the tables' parquet footers.
+        self.statements = StatementExecution(self.warehouses, self.unity_catalog)
         for api in (
             self.workspace,
             self.dbfs,
@@ -112,6 +115,7 @@ class LocalWorkspace:
             self.secrets,
             self.faults,
             self.unity_catalog,
+            self.statements,
         ):
             api.register(self.dispatcher)
         self.dispatcher.route(

@@ -271,6 +271,11 @@ class UnityCatalog:
             raise _not_found("TABLE_DOES_NOT_EXIST", f"Table '{catalog}.{schema}.{name}' does not exist.")
         return self._table_info(catalog, schema, name, with_columns=True)
 
+    def table_dir(self, full_name: str) -> Path:
+        """Where an existing table's files are (call `table` first to get its not-found errors)."""
+        catalog, schema, name = _split_full_name(full_name, 3, "table")
+        return self._database_dir(self._database(catalog, schema)) / name
+
     def _table_info(self, catalog: str, schema: str, name: str, *, with_columns: bool) -> uc_api.TableInfo:
         database = self._database(catalog, schema)
         path = self._database_dir(database) / name
