@@ -28,6 +28,7 @@ from .run_state import (
     set_state,
 )
 from .scheduler import Scheduler
+from .serverless import validate as validate_serverless
 from .state import StateStore
 
 TASK_FIELDS = (
@@ -113,6 +114,11 @@ class Jobs:
         settings["tasks"] = tasks = [
             normalize(check_object(t, task_cls, f"tasks[{i}]"), task_cls) for i, t in enumerate(tasks)
         ]
+        if settings.get("environments"):
+            settings["environments"] = [
+                normalize(check_object(e, sdk_jobs.JobEnvironment, f"environments[{i}]"), sdk_jobs.JobEnvironment)
+                for i, e in enumerate(settings["environments"])
+            ]
         if settings.get("job_clusters"):
             settings["job_clusters"] = [
                 normalize(check_object(c, sdk_jobs.JobCluster, f"job_clusters[{i}]"), sdk_jobs.JobCluster)
@@ -139,6 +145,7 @@ class Jobs:
             if t.get("new_cluster"):
                 validate_cluster_spec(t["new_cluster"], f"tasks[{t['task_key']}].new_cluster")
         self._check_acyclic(tasks)
+        validate_serverless(settings)
         if settings.get("git_source"):
             problem = validate_git_source(settings["git_source"])
             if problem:
@@ -307,6 +314,8 @@ class Jobs:
                 max_concurrent=settings.get("max_concurrent_runs", 1),
                 queue=bool((settings.get("queue") or {}).get("enabled")),
                 git_source=settings.get("git_source"),
+                environments=settings.get("environments") or [],
+                performance_target=body.get("performance_target") or settings.get("performance_target"),
             )
             if body.get("idempotency_token"):
                 self.store.put("idempotency", f"job{job['job_id']}:{body['idempotency_token']}", run["run_id"])
@@ -334,6 +343,7 @@ class Jobs:
                     "tasks": tasks,
                     "name": body.get("run_name") or "Untitled",
                     **({"git_source": body["git_source"]} if body.get("git_source") else {}),
+                    **({"environments": body["environments"]} if body.get("environments") else {}),
                 },
                 sdk_jobs.SubmitTask,
             )
@@ -352,6 +362,7 @@ class Jobs:
                 max_concurrent=0,
                 queue=False,
                 git_source=settings.get("git_source"),
+                environments=settings.get("environments") or [],
             )
             if body.get("idempotency_token"):
                 self.store.put("idempotency", f"submit:{body['idempotency_token']}", run["run_id"])
@@ -373,6 +384,8 @@ class Jobs:
         max_concurrent,
         queue,
         git_source=None,
+        environments=(),
+        performance_target=None,
     ) -> dict:
         run_id = self.store.next_id("run", 100000)
         kept = {t["task_key"] for t in tasks}
@@ -409,8 +422,11 @@ class Jobs:
                 "max_concurrent_runs": max_concurrent,
                 "queue": queue,
                 "git_source": git_source,
+                "environments": list(environments),  # what each serverless runtime installs
             },
         }
+        if performance_target:  # serverless runs report the performance target they ran with
+            run["effective_performance_target"] = performance_target
         if git_source:  # runs/get shows it; the scheduler adds git_snapshot.used_commit when it checks out
             run["git_source"] = copy.deepcopy(git_source)
         if job_id is None:

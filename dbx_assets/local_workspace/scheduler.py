@@ -25,11 +25,11 @@ from .retries import latest_attempts, new_attempt, retry_due, retry_interval_sec
 from .run_state import ACTIVE_RUN_STATES, FAILED_RESULTS, set_state
 from .runtime.task_values import reference_text
 from .runtime_types import ClusterStartError, DbtInvocation, StoragePaths, TaskInvocation, TaskOutcome
+from .serverless import environment_spec, is_serverless, runtime_key
 from .state import StateStore
 from .warehouses_api import WarehouseNotFound, Warehouses
 
 RESTART_MESSAGE = "The local workspace restarted while this run was active"
-SERVERLESS_KEY = "__serverless__"
 
 log = logging.getLogger("dbx_local_workspace")
 
@@ -399,7 +399,8 @@ class RunExecutor:
             name = f"job-{self.run.get('job_id', 'submit')}-run-{self.run_id}-{key}"
             cid, rt = self.s.clusters.start_job_cluster(spec["new_cluster"], self.run_id, name)
             return cid, rt
-        ck = spec.get("job_cluster_key") or SERVERLESS_KEY
+        serverless = is_serverless(spec)
+        ck = runtime_key(spec) if serverless else spec["job_cluster_key"]
         with self.cond:
             lock = self.cluster_locks.setdefault(ck, threading.Lock())
         with lock:  # the first task needing the cluster starts it; the others wait and share it
@@ -413,10 +414,11 @@ class RunExecutor:
                 None,
             )
             if cluster_def is None:
-                if ck != SERVERLESS_KEY:
+                if not serverless:
                     raise ValueError(f"Task {key} uses job_cluster_key {ck!r}, which is not defined in job_clusters")
                 cluster_def = {"spark_version": "serverless", "num_workers": 0}
-            name = f"job-{self.run.get('job_id', 'submit')}-run-{self.run_id}-{ck}"
+            where = f"serverless-{spec.get('environment_key') or 'notebook'}" if serverless else ck
+            name = f"job-{self.run.get('job_id', 'submit')}-run-{self.run_id}-{where}"
             try:
                 entry = self.s.clusters.start_job_cluster(cluster_def, self.run_id, name)
             except ClusterStartError:
@@ -629,6 +631,8 @@ class Scheduler:
             for lib in spec.get("libraries", [])
             if isinstance(lib, dict) and lib.get("pypi")
         ]
+        if is_serverless(spec):  # the environment's dependencies, installed once per serverless runtime
+            packages += environment_spec(run["_spec"].get("environments") or [], spec).get("dependencies") or []
         cluster_env = {}
         if spec.get("new_cluster"):
             cluster_env = cluster_spec(spec["new_cluster"]).spark_env_vars

@@ -56,8 +56,11 @@ class _Translator(DagsterDbtTranslator):
 class DbtProjectTasks:
     """The dbt project at `project_dir`: asset specs from its manifest, one dbt task building them.
 
-    schema:   where models land when the deployment names no schema (the dbt task's `schema`)
-    task_key: the job task's key
+    schema:      where models land when the deployment names no schema (the dbt task's `schema`)
+    task_key:    the job task's key
+    job_cluster: which of the workflow's job clusters runs dbt (default: the workflow's default compute)
+    environment: which of the workflow's serverless environments runs dbt instead (not with job_cluster);
+                 the pinned dbt-databricks then goes into that environment's dependencies
     """
 
     needs_sql_warehouse = True
@@ -69,6 +72,8 @@ class DbtProjectTasks:
         partitions_def: dg.PartitionsDefinition | None = None,
         schema: str = "default",
         task_key: str = DEFAULT_TASK_KEY,
+        job_cluster: str | None = None,
+        environment: str | None = None,
     ):
         self.project_dir = Path(project_dir).resolve()
         if not (self.project_dir / "dbt_project.yml").exists():
@@ -77,6 +82,8 @@ class DbtProjectTasks:
         self.manifest: Mapping[str, Any] = loaded.data
         self.schema = schema
         self.task_key = task_key
+        self.job_cluster = job_cluster
+        self.environment = environment
         self.specs, self.checks = build_all_specs(
             loaded.data, _Translator(partitions_def), cache=SpecsCache.next_to(loaded)
         )
@@ -130,6 +137,8 @@ class DbtProjectTasks:
                 check_keys=frozenset(self.check_keys()),
                 settings={"dbt_task": dbt_task},
                 libraries=(DBT_DATABRICKS_LIBRARY,),
+                job_cluster=self.job_cluster,
+                environment=self.environment,
             )
         ]
 

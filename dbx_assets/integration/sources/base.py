@@ -43,7 +43,10 @@ class SourceTask:
     settings: Mapping[str, Any]
     check_keys: frozenset[dg.AssetCheckKey] = frozenset()
     libraries: tuple[Mapping[str, Any], ...] = ()
-    job_cluster: str | None = None  # None: the workflow's default job cluster
+    # Compute: a job cluster of the workflow, or one of its serverless environments; at most one is
+    # set, neither means the workflow's default compute.
+    job_cluster: str | None = None
+    environment: str | None = None
     # The task's Databricks retry policy; None leaves the field out of the job spec.
     max_retries: int | None = None
     min_retry_interval_millis: int | None = None

@@ -34,7 +34,8 @@ class NotebookAsset:
     notebook:    file in the notebooks folder, e.g. "ingest_orders.py"
     deps:        upstream asset keys (other notebooks, dbt models, or declared external assets)
     params:      base_parameters (widgets); job parameters (partition_key, ...) take precedence
-    job_cluster: which of the workflow's job clusters runs it (default: the workflow's default)
+    job_cluster: which of the workflow's job clusters runs it (default: the workflow's default compute)
+    environment: which of the workflow's serverless environments runs it instead (not with job_cluster)
     libraries:   pypi requirements installed for the task, e.g. ("requests==2.32.3",)
     max_retries, min_retry_interval_millis, retry_on_timeout: the task's Databricks retry policy
                  (None: the job task leaves it unset)
@@ -47,6 +48,7 @@ class NotebookAsset:
     owners: Sequence[str] = ()
     params: Mapping[str, str] = field(default_factory=dict)
     job_cluster: str | None = None
+    environment: str | None = None
     description: str | None = None
     libraries: Sequence[str] = ()
     tags: Mapping[str, str] = field(default_factory=dict)
@@ -142,6 +144,7 @@ class NotebookTasks:
                 },
                 libraries=tuple({"pypi": {"package": p}} for p in nb.declaration.libraries),
                 job_cluster=nb.declaration.job_cluster,
+                environment=nb.declaration.environment,
                 max_retries=nb.declaration.max_retries,
                 min_retry_interval_millis=nb.declaration.min_retry_interval_millis,
                 retry_on_timeout=nb.declaration.retry_on_timeout,

@@ -21,10 +21,13 @@ from dbx_assets.integration.workflow.limits import check_workflow_limits
 from dbx_assets.integration.workflow.model import (
     DEFAULT_CLUSTER_SPEC,
     DEFAULT_JOB_CLUSTER_KEY,
+    PERFORMANCE_TARGETS,
     WorkflowDefinitionError,
     WorkflowSpec,
     WorkflowTask,
+    library_requirement,
     validate_cluster_spec,
+    validate_environment_spec,
 )
 
 Compute = Literal["job_cluster", "all_purpose"]
@@ -39,7 +42,13 @@ class Workflow:
     """Task sources (notebooks, a dbt project, ...) deployed as one Databricks job named `name`.
 
     job_clusters:        job cluster key -> cluster spec; tasks use `default_job_cluster` unless
-                         their declaration names another
+                         their declaration names another job cluster or an environment
+    environments:        serverless environment key -> Jobs API environment spec
+                         ({"environment_version": "2", "dependencies": [...]}, see
+                         `serverless_environment`); a task naming one runs on serverless compute
+    default_environment: set: tasks that name no compute run serverless in this environment
+                         instead of on `default_job_cluster`
+    performance_target:  serverless runs: "PERFORMANCE_OPTIMIZED" or "STANDARD" (None: Databricks' default)
     compute:             "job_cluster" (a deployed job, run-now) or "all_purpose" (create one
                          cluster from the default spec, submit the selection on it, delete it)
     external_deps:       asset keys read by tasks but produced outside this workflow
@@ -56,6 +65,9 @@ class Workflow:
         default_factory=lambda: {DEFAULT_JOB_CLUSTER_KEY: DEFAULT_CLUSTER_SPEC}
     )
     default_job_cluster: str = DEFAULT_JOB_CLUSTER_KEY
+    environments: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    default_environment: str | None = None
+    performance_target: str | None = None
     compute: Compute = "job_cluster"
     external_deps: Sequence[str] = ()
     timeout_seconds: int = 0
@@ -69,7 +81,8 @@ class Workflow:
     def _validate(self) -> None:
         for cluster_key, spec in self.job_clusters.items():
             validate_cluster_spec(dict(spec), f"Job cluster '{cluster_key}' of workflow '{self.name}'")
-        if self.default_job_cluster not in self.job_clusters:
+        self._validate_serverless()
+        if self.default_environment is None and self.default_job_cluster not in self.job_clusters:
             raise WorkflowDefinitionError(
                 f"Workflow '{self.name}' has no job cluster '{self.default_job_cluster}' (its default_job_cluster); "
                 f"defined: {', '.join(sorted(self.job_clusters)) or 'none'}."
@@ -95,11 +108,7 @@ class Workflow:
                     f"Task '{task.task_key}' of workflow '{self.name}' depends on unknown asset "
                     f"'{dep.to_user_string()}'. Declare it as a notebook, a dbt model, or list it in external_deps."
                 )
-            if task.job_cluster is not None and task.job_cluster not in self.job_clusters:
-                raise WorkflowDefinitionError(
-                    f"Task '{task.task_key}' of workflow '{self.name}' names job cluster '{task.job_cluster}', which "
-                    f"the workflow does not define (defined: {', '.join(sorted(self.job_clusters))})."
-                )
+            self._validate_task_compute(task)
         deps = self._task_deps([t for _, t in tasks])
         try:
             list(graphlib.TopologicalSorter({k: set(v) for k, v in deps.items()}).static_order())
@@ -112,6 +121,52 @@ class Workflow:
         check_workflow_limits(
             self.name, self.spec(_DECLARATION_TARGET).job_settings(), self.sources, _DECLARATION_TARGET
         )
+
+    def _validate_serverless(self) -> None:
+        for env_key, env in self.environments.items():
+            validate_environment_spec(env, f"Environment '{env_key}' of workflow '{self.name}'")
+        if self.default_environment is not None and self.default_environment not in self.environments:
+            raise WorkflowDefinitionError(
+                f"Workflow '{self.name}' has no environment '{self.default_environment}' (its default_environment); "
+                f"defined: {', '.join(sorted(self.environments)) or 'none'}. Add it to environments."
+            )
+        if self.performance_target is not None and self.performance_target not in PERFORMANCE_TARGETS:
+            raise WorkflowDefinitionError(
+                f"Workflow '{self.name}' has performance_target {self.performance_target!r}; "
+                f"use one of {', '.join(PERFORMANCE_TARGETS)} (or None for Databricks' default)."
+            )
+        if self.compute == "all_purpose" and (self.environments or self.default_environment):
+            raise WorkflowDefinitionError(
+                f"Workflow '{self.name}' runs every task on one all-purpose cluster (compute='all_purpose'), so it "
+                "cannot declare serverless environments. Use compute='job_cluster' to mix clusters and serverless."
+            )
+
+    def _validate_task_compute(self, task: SourceTask) -> None:
+        where = f"Task '{task.task_key}' of workflow '{self.name}'"
+        if task.job_cluster is not None and task.environment is not None:
+            raise WorkflowDefinitionError(
+                f"{where} names both job cluster '{task.job_cluster}' and serverless environment "
+                f"'{task.environment}'. A task runs on one compute: keep one of them."
+            )
+        if task.job_cluster is not None and task.job_cluster not in self.job_clusters:
+            raise WorkflowDefinitionError(
+                f"{where} names job cluster '{task.job_cluster}', which the workflow does not define "
+                f"(defined: {', '.join(sorted(self.job_clusters)) or 'none'})."
+            )
+        if task.environment is not None and task.environment not in self.environments:
+            raise WorkflowDefinitionError(
+                f"{where} names serverless environment '{task.environment}', which the workflow does not define "
+                f"(defined: {', '.join(sorted(self.environments)) or 'none'}). Add it to the workflow's environments."
+            )
+        if self._environment_of(task) is not None:
+            for library in task.libraries:  # its libraries become the environment's dependencies
+                library_requirement(library, where)
+
+    def _environment_of(self, task: SourceTask) -> str | None:
+        """The serverless environment a task runs in, or None when it runs on a job cluster."""
+        if task.environment is not None:
+            return task.environment
+        return None if task.job_cluster is not None else self.default_environment
 
     # -- the job --------------------------------------------------------------------------------
     @property
@@ -142,6 +197,7 @@ class Workflow:
                     settings=t.settings,
                     depends_on=deps[t.task_key],
                     job_cluster_key=t.job_cluster or self.default_job_cluster,
+                    environment_key=self._environment_of(t),
                     libraries=t.libraries,
                     max_retries=t.max_retries,
                     min_retry_interval_millis=t.min_retry_interval_millis,
@@ -153,6 +209,8 @@ class Workflow:
             max_concurrent_runs=self.max_concurrent_runs,
             timeout_seconds=self.timeout_seconds,
             git_source=dict(self.git_source) if self.git_source else None,
+            environments={k: dict(v) for k, v in self.environments.items()},
+            performance_target=self.performance_target,
         )
 
     def files(self) -> dict[str, WorkspaceFile]:

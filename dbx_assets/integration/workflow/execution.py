@@ -53,6 +53,7 @@ class WorkflowExecution:
         self.selected: list[tuple[TaskSource, SourceTask]] = workflow.selected_tasks(self.selection, self.target)
         self.task_keys = [task.task_key for _, task in self.selected]
         self._source_of = {task.task_key: source for source, task in self.selected}
+        self._job_spec: WorkflowSpec | None = None
 
     def run(self) -> Iterator[Any]:
         spec = self.workflow.spec(self.target)
@@ -165,7 +166,8 @@ class WorkflowExecution:
                 source = self._source_of.get(finished.task_key)
                 if source is None:
                     continue
-                report = source.report(finished, self.selection, self.target, self._metadata(finished, handle))
+                metadata = {**self._metadata(finished, handle), "databricks_compute": self._compute(finished)}
+                report = source.report(finished, self.selection, self.target, metadata)
                 yield from report.events
                 for key, why in report.failures.items():
                     self.context.log.error(f"Asset {key.to_user_string()} failed in task {finished.task_key}: {why}")
@@ -193,6 +195,13 @@ class WorkflowExecution:
             if seconds is not None and isinstance(seconds.value, (int, float)):
                 usual[task.task_key] = float(seconds.value)
         return usual
+
+    def _compute(self, finished: TaskFinished) -> str:
+        """Where the task ran: its compute in the job spec, plus the cluster runs/get names."""
+        if self._job_spec is None:
+            self._job_spec = self.workflow.spec(self.target)
+        task = self._job_spec.task(finished.task_key)
+        return task.compute_description(finished.cluster_id, all_purpose=self.workflow.compute == "all_purpose")
 
     @staticmethod
     def _metadata(finished: TaskFinished, handle: RunHandle) -> dict[str, Any]:
