@@ -12,7 +12,7 @@ endif
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export DBX_LOCAL_STATE_DIR ?= $(CURDIR)/.local_workspace
 
-.PHONY: setup dev stop browser demo check test bench requirements clean dagster-home dbt-manifest uv
+.PHONY: setup dev stop browser postgres demo check test bench requirements clean dagster-home dbt-manifest uv
 
 # Concurrent Databricks runs from this Dagster instance (the `databricks` pool). 1 for the demo:
 # runs for different days rewrite the same tables, and a laptop runs one Spark cluster well.
@@ -37,7 +37,7 @@ dbt-manifest: $(STAMP)
 # Re-pin after editing dependencies in pyproject.toml (hashes, no index address recorded).
 requirements: | uv
 	$(UV) pip compile --quiet --generate-hashes -p 3.11 pyproject.toml -o requirements/base.txt
-	$(UV) pip compile --quiet --generate-hashes -p 3.11 pyproject.toml --extra local --extra test -o requirements/dev.txt
+	$(UV) pip compile --quiet --generate-hashes -p 3.11 pyproject.toml --extra local --extra postgres --extra test -o requirements/dev.txt
 
 dagster-home:
 	mkdir -p $(DAGSTER_HOME)
@@ -63,6 +63,14 @@ browser:
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium || \
 	  { $$SUDO apt-get update && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }; }
 
+# PostgreSQL's server binaries (Debian's postgresql, any version) for the production-storage test, which
+# starts its own server with initdb + pg_ctl; a no-op where they are installed.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql || \
+	  { $$SUDO apt-get update && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql; }; }
+
 # Lint, format and types on the whole tree (settings in pyproject.toml); seconds, so `make test` runs it first.
 check: setup
 	$(BIN)/ruff check .
@@ -72,7 +80,7 @@ check: setup
 # Three pytest workers on two cores: the Spark-bound modules spend most of their time waiting on
 # JVMs and processes. Whole modules go to one worker (their fixtures share a cluster or a server).
 TEST_WORKERS ?= 3
-test: setup check browser
+test: setup check browser postgres
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 bench: setup
