@@ -38,6 +38,8 @@ from dbx_assets.integration.dbt.source import DbtProjectTasks, UnknownDbtAssetEr
 from dbx_assets.integration.sources.base import DeployTarget, Selection, TaskReport
 from dbx_assets.integration.workflow.model import WorkflowDefinitionError
 from dbx_assets.integration.workflow.runner import TaskFinished
+from dbx_assets.local_workspace.runtime.java import java_env
+from dbx_assets.local_workspace.runtime.jvm_options import driver_java_options
 
 REPO = Path(__file__).resolve().parent.parent
 PROJECT_DIR = REPO / "dbt_project"
@@ -278,6 +280,7 @@ DBT_RUNNER = textwrap.dedent(
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.driver.defaultJavaOptions", sys.argv[4])  # a local cluster's fast-start JVM flags
         .getOrCreate()
     )  # dbt-spark session mode picks this session up with getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
@@ -343,8 +346,9 @@ def dbt_runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
     (work / "steps.json").write_text(json.dumps(steps))
     (work / "runner.py").write_text(DBT_RUNNER)
     started = time.monotonic()
+    java_options = driver_java_options({**os.environ, **java_env(dict(os.environ))})
     proc = subprocess.run(
-        [sys.executable, str(work / "runner.py"), str(work), str(copy), str(work / "steps.json")],
+        [sys.executable, str(work / "runner.py"), str(work), str(copy), str(work / "steps.json"), java_options],
         capture_output=True, text=True, timeout=300, cwd=work,
         env={**os.environ, "DO_NOT_TRACK": "1", "PYSPARK_PYTHON": sys.executable},
     )  # fmt: skip

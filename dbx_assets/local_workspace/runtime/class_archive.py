@@ -1,0 +1,66 @@
+"""Build the class-data-sharing archive a local cluster's JVM maps at start (see jvm_options.py):
+start Spark as a cluster driver does, do the driver's warm-up and a little SQL, and let the JVM
+write the classes it loaded when it exits. Runs in the background, one builder per archive."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from .jvm_options import FAST_START_FLAGS, lock_path
+
+_MIN_ARCHIVE_BYTES = 1024 * 1024  # a real archive of Spark's classes is ~120 MB
+
+
+def build_archive(archive: Path) -> None:
+    """Write the archive for this Java + Spark to `archive`, unless it exists or is being built."""
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path(archive), "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return
+        if archive.is_file():
+            return
+        for stale in archive.parent.glob(f"{archive.name}.*.tmp"):  # left by a builder that was killed
+            stale.unlink(missing_ok=True)
+        partial = archive.with_name(f"{archive.name}.{os.getpid()}.tmp")
+        from pyspark.sql import SparkSession
+
+        flags = " ".join([*FAST_START_FLAGS, f"-XX:ArchiveClassesAtExit={partial}", "-Xlog:cds=error"])
+        spark = (
+            SparkSession.builder.master("local[2]")
+            .appName("dbx-local-class-archive")
+            .config("spark.driver.defaultJavaOptions", flags)
+            .config("spark.ui.enabled", "false")
+            .config("spark.ui.showConsoleProgress", "false")
+            .config("spark.sql.catalogImplementation", "in-memory")
+            .config("spark.sql.shuffle.partitions", "2")
+            .config("spark.sql.warehouse.dir", str(archive.parent / f"warehouse.{os.getpid()}"))
+            .getOrCreate()
+        )
+        spark.sql("SHOW DATABASES").collect()
+        spark.range(10).selectExpr("sum(id)").collect()
+        spark.range(100).selectExpr("id % 3 AS k", "id").groupBy("k").count().collect()
+        gateway = spark.sparkContext._gateway
+        assert gateway is not None
+        spark.stop()
+        # The archive is written as the JVM exits; ask it to exit now rather than when we do,
+        # so this process can see the file complete before publishing it.
+        with contextlib.suppress(Exception):
+            gateway.jvm.System.exit(0)
+        gateway.proc.wait(timeout=120)  # pyspark keeps the JVM's Popen here
+        shutil.rmtree(archive.parent / f"warehouse.{os.getpid()}", ignore_errors=True)
+        if partial.is_file() and partial.stat().st_size >= _MIN_ARCHIVE_BYTES:
+            os.replace(partial, archive)  # atomically: a starting cluster never maps a half-written file
+        else:
+            partial.unlink(missing_ok=True)
+            print(f"class archive not written: {partial}", file=sys.stderr)
+
+
+if __name__ == "__main__":  # python -P -m dbx_assets.local_workspace.runtime.class_archive <archive.jsa>
+    build_archive(Path(sys.argv[1]))
