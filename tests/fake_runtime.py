@@ -121,13 +121,17 @@ class FakeCluster:
             FAKE_VOLUMES=str(self.paths.volumes),
             **inv.env,
         )
-        proc = subprocess.Popen(
-            [sys.executable, "-c", _SHIM],
-            stdin=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=env,
-            start_new_session=True,
-        )
+        # What the notebook prints goes to the task's log file, as LocalCluster's tasks do (the run
+        # page and cluster log delivery read it there); stderr stays a pipe for the task's error.
+        with open(inv.output_dir / "logs.txt", "ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-c", _SHIM],
+                stdin=subprocess.PIPE,
+                stdout=log,
+                stderr=subprocess.PIPE,
+                env={**env, "PYTHONUNBUFFERED": "1"},
+                start_new_session=True,
+            )
         assert proc.stdin is not None
         proc.stdin.write((inv.notebook_source or "").encode())
         proc.stdin.close()

@@ -20,6 +20,7 @@ from databricks.sdk.service import compute
 
 from .clock import Clock
 from .cluster_events import record_transition
+from .cluster_logs import ClusterLogDelivery, check_log_conf
 from .faults import describe_termination
 from .http_errors import invalid, invalid_state, require
 from .http_types import Request, Router
@@ -131,6 +132,7 @@ def validate_cluster_spec(spec: dict, where: str = "") -> None:
         raise invalid(f"{prefix}Missing required field: spark_version")
     if spec.get("num_workers") is None and not spec.get("autoscale"):
         raise invalid(f"{prefix}Missing required field: num_workers (or autoscale)")
+    check_log_conf(spec.get("cluster_log_conf"), where)
 
 
 def cluster_spec(spec: dict, pypi_packages: tuple[str, ...] = ()) -> ClusterSpec:
@@ -160,6 +162,7 @@ class Clusters:
         # Fault injection: returns a termination_reason to fail a start with, or None.
         self.start_failure: Callable[[str], dict | None] = lambda cluster_id: None
         self.clock = Clock()  # the dispatcher's, from register()
+        self.log_delivery = ClusterLogDelivery(paths)  # clusters with a cluster_log_conf
 
     # -- registry -------------------------------------------------------------------------
     def doc(self, cluster_id: str) -> dict:
@@ -225,10 +228,14 @@ class Clusters:
         with self._lock:
             self._live[cluster_id] = runtime
         try:
+            runtime = self.log_delivery.attach(cluster_id, doc.get("cluster_log_conf"), runtime)
+            with self._lock:
+                self._live[cluster_id] = runtime
             runtime.start()
         except Exception as e:
             with self._lock:
                 self._live.pop(cluster_id, None)
+            self.log_delivery.finish(cluster_id)  # what the driver said before it failed
             message = str(e) or type(e).__name__
             self._mark_terminated(
                 self.doc(cluster_id),
@@ -266,7 +273,15 @@ class Clusters:
         self._save(doc)
         if runtime is not None:
             runtime.terminate()
-        self._mark_terminated(self.doc(cluster_id), message, reason)
+        self._mark_terminated(self._logs_delivered(cluster_id), message, reason)
+
+    def _logs_delivered(self, cluster_id: str) -> dict:
+        """Deliver a terminating cluster's remaining logs (if it has a cluster_log_conf); its doc after that."""
+        doc = self.doc(cluster_id)
+        if doc.get("cluster_log_conf"):
+            self.log_delivery.finish(cluster_id)
+            doc["cluster_log_status"] = {"last_attempted": now_ms()}
+        return doc
 
     def terminate_all(self) -> None:
         with self._lock:
@@ -387,6 +402,7 @@ class Clusters:
             "node_type_id",
             "custom_tags",
             "autotermination_minutes",
+            "cluster_log_conf",
         ):
             if k in spec:
                 doc[k] = spec[k]

@@ -445,8 +445,10 @@ class Jobs:
                 set_state(t, "SKIPPED", "MAXIMUM_CONCURRENT_RUNS_REACHED", msg)
             run["_skipped"] = True
         elif job_id is not None and max_concurrent and self.s.active_count(job_id) >= max_concurrent:
-            run["status"]["queue_details"] = queue_details(
-                "ACTIVE_RUNS_LIMIT_REACHED", "Queued: the job's max_concurrent_runs is reached"
+            run["status"]["queue_details"] = queue_details(  # the per-job limit (ACTIVE_RUNS_LIMIT is the workspace's)
+                "MAX_CONCURRENT_RUNS_REACHED",
+                f"The run was queued due to reaching the per-job limit of {max_concurrent} concurrent job runs "
+                "(max_concurrent_runs).",
             )
         return run
 

@@ -22,7 +22,7 @@ from typing import Any
 from .clusters_api import ClusterRuntime, Clusters, TaskHandle, cluster_spec, now_ms
 from .git_sources import GitCheckoutError, GitCheckouts, repo_file, task_uses_git
 from .retries import latest_attempts, new_attempt, retry_due, retry_interval_seconds
-from .run_state import ACTIVE_RUN_STATES, FAILED_RESULTS, set_state
+from .run_state import ACTIVE_RUN_STATES, FAILED_RESULTS, queue_details, set_state
 from .runtime.task_values import reference_text
 from .runtime_types import ClusterStartError, DbtInvocation, StoragePaths, TaskInvocation, TaskOutcome
 from .serverless import environment_spec, is_serverless, runtime_key
@@ -95,6 +95,15 @@ class RunExecutor:
         with self.cond:
             self.cancel_requested = True
             self.cond.notify_all()
+
+    def show_queue_reason(self, code: str, message: str) -> None:
+        """runs/get of a queued run says why it waits (status.queue_details); saved when it changes."""
+        with self.cond:
+            status = self.run["status"]
+            if self.run["state"]["life_cycle_state"] != "QUEUED" or status.get("queue_details", {}).get("code") == code:
+                return
+            status["queue_details"] = queue_details(code, message)
+            self.save()
 
     # -- main loop -------------------------------------------------------------------------------
     def _main(self) -> None:
@@ -526,25 +535,35 @@ class Scheduler:
                 while True:
                     if ex.cancel_requested:
                         return False
-                    if ex.repair_id is not None or self._can_start(ex):
+                    reason = None if ex.repair_id is not None else self._queue_reason(ex)
+                    if reason is None:
                         self._active.append(ex)
                         return True
+                    ex.show_queue_reason(*reason)
                     self._lock.wait(0.5)
             finally:
                 self._waiting.remove(ex)
 
-    def _can_start(self, ex: RunExecutor) -> bool:
+    def _queue_reason(self, ex: RunExecutor) -> tuple[str, str] | None:
+        """Why the run cannot start yet, as Databricks' queue_details (code, message); None: it can."""
         if len(self._active) >= self.max_active_runs:
-            return False
-        if self._waiting[0] is not ex and any(
-            w.run.get("job_id") == ex.run.get("job_id") for w in self._waiting[: self._waiting.index(ex)]
-        ):
-            return False  # FIFO within a job's queue
+            return "ACTIVE_RUNS_LIMIT_REACHED", (
+                f"The run was queued due to reaching the workspace limit of {self.max_active_runs} active runs."
+            )
         job_id = ex.run.get("job_id")
         limit = ex.run["_spec"].get("max_concurrent_runs")
+        per_job = (
+            f"The run was queued due to reaching the per-job limit of {limit} concurrent job runs (max_concurrent_runs)."
+        )
+        if self._waiting[0] is not ex and any(
+            w.run.get("job_id") == job_id for w in self._waiting[: self._waiting.index(ex)]
+        ):
+            return "MAX_CONCURRENT_RUNS_REACHED", per_job  # FIFO within a job's queue
         if job_id is None or not limit:
-            return True
-        return sum(1 for a in self._active if a.run.get("job_id") == job_id) < limit
+            return None
+        if sum(1 for a in self._active if a.run.get("job_id") == job_id) < limit:
+            return None
+        return "MAX_CONCURRENT_RUNS_REACHED", per_job
 
     def release_slot(self, ex: RunExecutor) -> None:
         with self._lock:

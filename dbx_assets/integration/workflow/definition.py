@@ -16,6 +16,7 @@ from typing import Any, Literal
 import dagster as dg
 
 from dbx_assets.integration.sources.base import DeployTarget, Selection, SourceTask, TaskSource
+from dbx_assets.integration.workflow.cluster_logs import log_destination
 from dbx_assets.integration.workflow.deploy import WorkspaceFile
 from dbx_assets.integration.workflow.limits import check_workflow_limits
 from dbx_assets.integration.workflow.model import (
@@ -42,7 +43,9 @@ class Workflow:
     """Task sources (notebooks, a dbt project, ...) deployed as one Databricks job named `name`.
 
     job_clusters:        job cluster key -> cluster spec; tasks use `default_job_cluster` unless
-                         their declaration names another job cluster or an environment
+                         their declaration names another job cluster or an environment; a spec's
+                         `cluster_log_conf` ({"dbfs"|"volumes": {"destination": ...}}) makes the
+                         step tail its driver stdout/stderr into the step's compute logs
     environments:        serverless environment key -> Jobs API environment spec
                          ({"environment_version": "2", "dependencies": [...]}, see
                          `serverless_environment`); a task naming one runs on serverless compute
@@ -81,6 +84,7 @@ class Workflow:
     def _validate(self) -> None:
         for cluster_key, spec in self.job_clusters.items():
             validate_cluster_spec(dict(spec), f"Job cluster '{cluster_key}' of workflow '{self.name}'")
+            log_destination(spec, f"Job cluster '{cluster_key}' of workflow '{self.name}'")  # its cluster_log_conf
         self._validate_serverless()
         if self.default_environment is None and self.default_job_cluster not in self.job_clusters:
             raise WorkflowDefinitionError(

@@ -13,6 +13,7 @@ import dagster as dg
 
 from dbx_assets.integration.resource import DatabricksResource
 from dbx_assets.integration.sources.base import Selection, SourceTask, TaskSource
+from dbx_assets.integration.workflow.cluster_logs import ClusterLogTailer
 from dbx_assets.integration.workflow.definition import Workflow
 from dbx_assets.integration.workflow.deploy import WorkflowDeployer
 from dbx_assets.integration.workflow.model import DAGSTER_RUN_PARAMETER, WorkflowSpec
@@ -53,6 +54,13 @@ class WorkflowExecution:
         self.selected: list[tuple[TaskSource, SourceTask]] = workflow.selected_tasks(self.selection, self.target)
         self.task_keys = [task.task_key for _, task in self.selected]
         self._source_of = {task.task_key: source for source, task in self.selected}
+        # Driver logs of job clusters with a cluster_log_conf, into the step's stdout/stderr
+        self.cluster_logs = ClusterLogTailer.for_job_clusters(
+            self.client,
+            workflow.job_clusters,
+            existing_cluster_key=workflow.default_job_cluster if workflow.compute == "all_purpose" else None,
+            warn=context.log.warning,
+        )
         self._job_spec: WorkflowSpec | None = None
 
     def run(self) -> Iterator[Any]:
@@ -146,6 +154,7 @@ class WorkflowExecution:
             yield from self._watch_and_report(handle)
         finally:
             self.runner.delete_cluster(cluster_id)
+            self.cluster_logs.poll((), final=True)  # what the cluster delivered when it terminated
 
     def _submit_task(self, spec: WorkflowSpec, source: TaskSource, task: SourceTask, cluster_id: str) -> dict[str, Any]:
         """A job task as a runs/submit task on the cluster; only dependencies inside the selection."""
@@ -162,7 +171,9 @@ class WorkflowExecution:
         )
         failures: dict[dg.AssetKey, str] = {}
         try:
-            for finished in self.runner.watch(handle, usual_seconds=self._usual_task_seconds()):
+            for finished in self.runner.watch(
+                handle, usual_seconds=self._usual_task_seconds(), on_poll=self.cluster_logs
+            ):
                 source = self._source_of.get(finished.task_key)
                 if source is None:
                     continue
@@ -217,4 +228,6 @@ class WorkflowExecution:
             meta["setup_duration_s"] = finished.setup_seconds
         if finished.execution_seconds is not None:
             meta[EXECUTION_SECONDS] = finished.execution_seconds
+        if finished.attempt_number:  # Databricks retried the task (max_retries)
+            meta["databricks_attempt_number"] = finished.attempt_number
         return meta

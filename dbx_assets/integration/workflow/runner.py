@@ -99,6 +99,64 @@ class ExpectedEnds:
         return seconds
 
 
+class WaitingStates:
+    """Says in the step's log why a run is not making progress — queued (with Databricks' queue
+    reason), blocked, a task waiting for its retry — and which attempt a retried task is on:
+    once per change, never once per poll."""
+
+    def __init__(self, log: logging.Logger | Any):
+        self._log = log
+        self._said: dict[str, str] = {}  # "run" or a task key -> the last thing said about it
+
+    def observe(self, run: Run, current: Sequence[RunTask]) -> None:
+        self._say("run", self._run_message(run))
+        for task in current:
+            self._say(f"task:{task.task_key}", self._task_message(task, run.tasks or []))
+
+    def _say(self, subject: str, message: str | None) -> None:
+        previous = self._said.get(subject)
+        if message == previous or (message is None and previous is None):
+            return
+        if message is None:
+            self._said.pop(subject)
+            return
+        self._said[subject] = message
+        self._log.info(message)
+
+    @staticmethod
+    def _run_message(run: Run) -> str | None:
+        life = run.state.life_cycle_state if run.state else None
+        if life == RunLifeCycleState.QUEUED:
+            details = run.status.queue_details if run.status else None
+            if details is not None and (details.code or details.message):
+                code = details.code.value if details.code else "QUEUED"
+                return f"Databricks run {run.run_id} is queued ({code}): {details.message or 'waiting for capacity'}"
+            return f"Databricks run {run.run_id} is queued: waiting for capacity"
+        if life == RunLifeCycleState.BLOCKED:
+            why = (run.state.state_message if run.state else "") or "waiting for an upstream dependency"
+            return f"Databricks run {run.run_id} is blocked: {why}"
+        return None
+
+    @staticmethod
+    def _task_message(task: RunTask, all_tasks: Sequence[RunTask]) -> str | None:
+        attempt = task.attempt_number or 0
+        if attempt == 0:
+            return None
+        life = task.state.life_cycle_state if task.state else None
+        earlier = next(
+            (t for t in all_tasks if t.task_key == task.task_key and (t.attempt_number or 0) == attempt - 1), None
+        )
+        result = earlier.state.result_state.value if earlier and earlier.state and earlier.state.result_state else ""
+        why = (earlier.state.state_message if earlier and earlier.state else "") or result or "it did not succeed"
+        after = f"attempt {attempt - 1} ended {result or 'without success'}: {why}"
+        if life == RunLifeCycleState.WAITING_FOR_RETRY:
+            return f"Task {task.task_key} is waiting for retry as attempt {attempt} ({after})"
+        if life in (RunLifeCycleState.PENDING, RunLifeCycleState.RUNNING):
+            return f"Task {task.task_key} is running attempt {attempt}, retried by Databricks ({after})"
+        result_now = task.state.result_state.value if task.state and task.state.result_state else ""
+        return f"Task {task.task_key} ended {result_now or life} on attempt {attempt}, retried by Databricks ({after})"
+
+
 @dataclass(frozen=True)
 class TaskFinished:
     """One task run that reached a terminal state, with what the asset layer needs to report it."""
@@ -112,6 +170,7 @@ class TaskFinished:
     setup_seconds: float | None
     execution_seconds: float | None
     output: RunOutput | None  # None for tasks that never ran (upstream failed, excluded)
+    attempt_number: int = 0  # > 0: Databricks retried the task (max_retries); this is that attempt
 
     @property
     def error(self) -> str:
@@ -253,18 +312,29 @@ class WorkflowRunner:
         self._client.jobs.cancel_run(handle.run_id)
 
     # -- watching ----------------------------------------------------------------------------
-    def watch(self, handle: RunHandle, usual_seconds: Mapping[str, float] | None = None) -> Iterator[TaskFinished]:
+    def watch(
+        self,
+        handle: RunHandle,
+        usual_seconds: Mapping[str, float] | None = None,
+        on_poll: Callable[[Sequence[RunTask], bool], None] | None = None,
+    ) -> Iterator[TaskFinished]:
         """Yield each watched task as it terminates; return when the run (or repair) is over.
 
         `usual_seconds` (task key -> its usual execution time) lets the watcher poll right
         after a task should end rather than on a backoff that has grown meanwhile.
+        `on_poll(tasks, final)` sees the watched tasks after every runs/get (final: the run is
+        over), e.g. to tail their clusters' logs; waiting states are logged here, once per change.
         """
         delays = self._poll.delays()
         expected = ExpectedEnds(usual_seconds or {}, self._clock)
+        waiting = WaitingStates(self._log)
         while True:
             run = self.get_run(handle.run_id)
             progressed = False
             current = self._current_tasks(run, handle)
+            waiting.observe(run, current)
+            if on_poll is not None:
+                on_poll(current, self._run_over(run, handle))
             expected.observe(current)
             ended = [t for t in current if t.run_id not in handle.reported and _is_terminal(t)]
             # A task ends after the tasks it depends on, so end-time order is a topological order
@@ -349,6 +419,7 @@ class WorkflowRunner:
             setup_seconds=_ms_to_s(task.setup_duration),
             execution_seconds=_ms_to_s(task.execution_duration),
             output=output,
+            attempt_number=task.attempt_number or 0,
         )
 
 
