@@ -1,5 +1,5 @@
 """Compute seconds and DBU estimates: the rate of a cluster spec, how a shared cluster's time is
-split among its tasks (each busy second charged once, to the first task to end), and the
+split among its tasks (each moment equally among the tasks running on it), and the
 metadata and run total a step reports (no-JVM runtime, real local workspace over HTTP)."""
 
 from __future__ import annotations
@@ -60,37 +60,43 @@ def test_no_rate_means_no_number_and_a_reason(spec, why):
     assert rate.dbu_per_hour is None and why in rate.basis
 
 
-def test_a_shared_clusters_busy_seconds_are_charged_once_to_the_first_task_to_end():
+def test_a_shared_clusters_time_is_split_equally_among_the_tasks_running_on_it():
     spec = {"spark_version": SPARK, "node_type_id": "i3.xlarge", "num_workers": 1}  # 2 DBU/h
     ledger = CostLedger()
-    # a: 0-10 s, b: 4-16 s (overlaps a for 6 s), c: 20-23 s, all on cluster X; d on cluster Y overlaps all.
-    a = ledger.charge("a", "X", spec, 0, 10_000)
-    b = ledger.charge("b", "X", spec, 4_000, 16_000)
-    c = ledger.charge("c", "X", spec, 20_000, 23_000)
-    d = ledger.charge("d", "Y", spec, 0, 30_000)
-    assert (a.seconds, b.seconds, c.seconds, d.seconds) == (10.0, 6.0, 3.0, 30.0)
+    # Cluster X: a 0-10 s, b 4-16 s, c 20-23 s; cluster Y: d 0-30 s. Charged as each ends, knowing
+    # from the last poll which tasks were still running then (b when a ends, d throughout).
+    ledger.observe(2, "X", 4_000, None)
+    ledger.observe(4, "Y", 1, None)
+    a = ledger.charge("a", 1, "X", spec, 0, 10_000)  # 0-4 alone, 4-10 with b
+    b = ledger.charge("b", 2, "X", spec, 4_000, 16_000)  # 4-10 with a, 10-16 alone
+    c = ledger.charge("c", 3, "X", spec, 20_000, 23_000)
+    d = ledger.charge("d", 4, "Y", spec, 1, 30_001)  # a cluster of its own
+    assert (a.seconds, b.seconds, c.seconds, d.seconds) == (7.0, 9.0, 3.0, 30.0)
     assert a.seconds + b.seconds + c.seconds == 19.0  # cluster X's busy time: 0-16 and 20-23
-    assert b.dbu == pytest.approx(2.0 * 6 / 3600)
+    assert b.dbu == pytest.approx(2.0 * 9 / 3600)
     assert "Databricks run 7: 49.0 compute seconds over 4 task(s) on 2 cluster(s)" in ledger.summary(7)
     assert f"≈ {2.0 * 49 / 3600:.4f} DBU" in ledger.summary(7)
 
 
-def test_a_task_inside_an_already_charged_span_costs_nothing_more():
+def test_three_parallel_tasks_share_a_cluster_start():
     ledger = CostLedger()
     spec = {"spark_version": SPARK, "node_type_id": "i3.xlarge", "num_workers": 1}
-    ledger.charge("long", "X", spec, 0, 10_000)
-    assert ledger.charge("inner", "X", spec, 2_000, 5_000).seconds == 0.0
+    for run_id in (1, 2, 3):  # all three wait 6 s for the cluster, then run 1, 2 and 3 s
+        ledger.observe(run_id, "X", 1_000, None)
+    shares = [ledger.charge(f"t{i}", i, "X", spec, 1_000, 7_000 + i * 1_000).seconds for i in (1, 2, 3)]
+    assert shares == pytest.approx([6 / 3 + 1 / 3, 6 / 3 + 1 / 3 + 1 / 2, 6 / 3 + 1 / 3 + 1 / 2 + 1])
+    assert sum(shares) == pytest.approx(9.0)
     # Without timestamps a task pays its own seconds, unshared.
-    assert ledger.charge("untimed", "X", spec, None, None, fallback_seconds=4.5).seconds == 4.5
+    assert ledger.charge("untimed", 9, "X", spec, None, None, fallback_seconds=4.5).seconds == 4.5
 
 
 def test_metadata_says_estimate_or_why_not():
     ledger = CostLedger()
     known = ledger.charge(
-        "a", "X", {"spark_version": SPARK, "node_type_id": "i3.xlarge", "num_workers": 1}, 0, 1_800_000
+        "a", 1, "X", {"spark_version": SPARK, "node_type_id": "i3.xlarge", "num_workers": 1}, 0, 1_800_000
     )
     assert known.metadata()[DBU_ESTIMATE] == 1.0 and known.metadata()[COMPUTE_SECONDS] == 1800.0
-    unknown = ledger.charge("b", "Y", {"spark_version": SPARK, "node_type_id": "q1", "num_workers": 1}, 0, 1_000)
+    unknown = ledger.charge("b", 2, "Y", {"spark_version": SPARK, "node_type_id": "q1", "num_workers": 1}, 0, 1_000)
     assert DBU_ESTIMATE not in unknown.metadata() and "no DBU rate for q1" in unknown.metadata()[DBU_NOTE]
     assert "1 task(s) without an estimate" in ledger.summary(1)
 

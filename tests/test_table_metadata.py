@@ -34,6 +34,7 @@ from dbx_assets.integration.tables import (
 from dbx_assets.integration.workflow.assets import build_workflow_assets
 from dbx_assets.integration.workflow.definition import Workflow
 from dbx_assets.integration.workflow.model import WorkflowDefinitionError
+from dbx_assets.local_workspace.parquet_footer import file_row_count
 from dbx_assets.local_workspace.warehouses_api import LOCAL_WAREHOUSE_ID
 
 SEVEN_ROWS = Path(__file__).parent / "data" / "orders_7_rows.parquet"  # what Spark wrote: 7 rows, 4 columns
@@ -72,6 +73,12 @@ def schema(fake_dbx) -> str:
         {f"order_date=2026-11-1{d}/part-00000.snappy.parquet": SEVEN_ROWS for d in range(3)},
     )
     return name
+
+
+def test_row_counts_come_from_parquet_footers():
+    # Spark's footers: long names, string logical types, timestamps, a date (what the demo's silver table holds).
+    assert file_row_count(SEVEN_ROWS) == 7
+    assert file_row_count(Path(__file__).parent / "data" / "orders_enriched_145_rows.parquet") == 145
 
 
 def test_tables_get_serves_columns_type_storage(fake_dbx, schema):

@@ -56,7 +56,8 @@ class _Reader:
         elif kind == _DOUBLE:
             self.pos += 8
         elif kind == _BINARY:
-            self.pos += self.varint()
+            length = self.varint()  # read first: `self.pos += self.varint()` would drop the varint's bytes
+            self.pos += length
         elif kind in (_LIST, _SET):
             header = self.byte()
             size, element = header >> 4, header & 0x0F

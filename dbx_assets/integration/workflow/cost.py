@@ -8,18 +8,20 @@ DBU multiplier differs by SKU), serverless or an existing cluster: no estimate, 
 saying why — never a made-up number.
 
 Sharing a cluster: a task is charged for its time on the cluster, from its start (waiting for
-the cluster and its libraries included) to its end, minus the seconds already charged to tasks
-of the same run that ended before it on the same cluster. So each second a cluster is busy is
-charged exactly once, to the first task to end among those running in that second, and the
-tasks' charges add up to the cluster's busy time in the run. Known when each task ends, so every
-materialization carries its charge the moment it is reported.
+the cluster and its libraries included) to its end, each moment divided equally among the task
+runs of the step that were on that cluster at that moment. The runner's view of the run after each
+poll (`observe`) says which tasks are still running when one ends; all of them started before it
+ended, so each share is final when its task is reported, and the shares add up to the cluster's
+busy time in the run.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from databricks.sdk.service.jobs import RunTask
 
 from dbx_assets.integration.sources.base import DeployTarget
 from dbx_assets.integration.workflow.definition import Workflow
@@ -83,22 +85,29 @@ class TaskCost:
         if self.dbu is None:
             meta[DBU_NOTE] = f"no DBU estimate: {self.basis}"
         else:
-            meta[DBU_ESTIMATE] = round(self.dbu, 6)
+            meta[DBU_ESTIMATE] = round(self.dbu, 9)
             meta[DBU_BASIS] = f"{self.basis}, × {self.seconds:.1f} s charged to this task (estimate, not a bill)"
         return meta
 
 
 @dataclass
 class CostLedger:
-    """One step's charges; `charge` is called as each task ends, in end-time order."""
+    """One step's charges. `observe` records the task runs seen (running or ended) on each poll;
+    `charge` is called as each task ends."""
 
     rates: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_DBU_RATES))
-    _busy: dict[str, list[tuple[int, int]]] = field(default_factory=dict)  # cluster -> charged intervals (ms)
+    # task run id -> (cluster, start ms, end ms or None while it runs)
+    _spans: dict[int, tuple[str, int, int | None]] = field(default_factory=dict)
     costs: list[TaskCost] = field(default_factory=list)
+
+    def observe(self, task_run_id: int, cluster: str, start_ms: int | None, end_ms: int | None) -> None:
+        if start_ms:  # not started yet: not on the cluster
+            self._spans[task_run_id] = (cluster, start_ms, end_ms or None)
 
     def charge(
         self,
         task_key: str,
+        task_run_id: int,
         cluster_id: str | None,
         spec: Mapping[str, Any] | None,
         start_ms: int | None,
@@ -107,7 +116,8 @@ class CostLedger:
     ) -> TaskCost:
         rate = ClusterRate.of(spec, self.rates)
         if start_ms is not None and end_ms is not None and end_ms > start_ms:
-            seconds = self._uncharged_ms(cluster_id or task_key, start_ms, end_ms) / 1000.0
+            self._spans[task_run_id] = (cluster_id or f"task:{task_run_id}", start_ms, end_ms)
+            seconds = self._share_ms(task_run_id) / 1000.0
         else:  # no timestamps: the task's own seconds, unshared
             seconds = fallback_seconds or 0.0
         dbu = rate.dbu_per_hour * seconds / 3600.0 if rate.dbu_per_hour is not None else None
@@ -115,12 +125,18 @@ class CostLedger:
         self.costs.append(cost)
         return cost
 
-    def _uncharged_ms(self, cluster: str, start: int, end: int) -> int:
-        charged = self._busy.setdefault(cluster, [])
-        overlap = sum(max(0, min(end, e) - max(start, s)) for s, e in charged)
-        charged.append((start, end))
-        self._busy[cluster] = _merged(charged)
-        return end - start - overlap
+    def _share_ms(self, task_run_id: int) -> float:
+        """The task's span, each moment divided by the number of task runs on its cluster then. Tasks
+        still running count from their start on: every task overlapping this one has started by now."""
+        cluster, start, end = self._spans[task_run_id]
+        assert end is not None
+        spans = [(s, e if e is not None else _FOREVER) for c, s, e in self._spans.values() if c == cluster]
+        cuts = sorted({start, end, *(t for span in spans for t in span if start < t < end)})
+        share = 0.0
+        for lo, hi in zip(cuts, cuts[1:], strict=False):
+            running = sum(1 for s, e in spans if s <= lo < e)  # >= 1: this task itself
+            share += (hi - lo) / running
+        return share
 
     def summary(self, run_id: int) -> str:
         seconds = sum(c.seconds for c in self.costs)
@@ -136,14 +152,7 @@ class CostLedger:
         )
 
 
-def _merged(intervals: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    out: list[tuple[int, int]] = []
-    for s, e in sorted(intervals):
-        if out and s <= out[-1][1]:
-            out[-1] = (out[-1][0], max(out[-1][1], e))
-        else:
-            out.append((s, e))
-    return out
+_FOREVER = 2**63
 
 
 class StepCosts:
@@ -155,6 +164,13 @@ class StepCosts:
         self._spec: WorkflowSpec | None = None
         self.ledger = CostLedger(rates={**DEFAULT_DBU_RATES, **workflow.dbu_rates})
 
+    def observe(self, tasks: Sequence[RunTask], final: bool = False) -> None:
+        """The runner's view of the watched tasks after each runs/get (its `on_poll`)."""
+        for task in tasks:
+            if task.run_id is not None:
+                cluster = task.cluster_instance.cluster_id if task.cluster_instance else None
+                self.ledger.observe(task.run_id, cluster or f"task:{task.run_id}", task.start_time, task.end_time)
+
     def charge(self, finished: TaskFinished) -> dict[str, Any]:
         """Cost metadata for a finished task (nothing for a task that never ran)."""
         run = finished.output.metadata if finished.output else None
@@ -162,6 +178,7 @@ class StepCosts:
             return {}
         cost = self.ledger.charge(
             finished.task_key,
+            finished.task_run_id,
             finished.cluster_id,
             self._cluster_spec(finished.task_key),
             run.start_time if run else None,
