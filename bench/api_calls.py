@@ -7,6 +7,9 @@ A: the 4-notebook test workflow (tests/notebooks), fresh job, no faults.
 B: the same with 20% of calls answered 429 and 5% 503 (the SDK retries them).
 C: runs/get calls per minute while one 60 s notebook runs (from server.log timestamps
    within the task's execution window), i.e. the runner's backoff at steady state.
+D: log tailing: the same four notebooks on a job cluster with a cluster_log_conf (dbfs:/), the
+   driver log calls (dbfs/list + dbfs/read) against runs/get, i.e. the extra calls per poll
+   (`python -m bench.api_calls --only-logs` runs just this one).
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ import dagster as dg
 
 from dbx_assets.integration.resource import DatabricksResource
 from dbx_assets.integration.workflow.assets import build_workflow_assets
+from dbx_assets.integration.workflow.definition import Workflow
+from dbx_assets.integration.workflow.model import DEFAULT_CLUSTER_SPEC
 from dbx_assets.local_workspace.launcher import ensure_running, stop
 
 TESTS_DIR = Path(__file__).resolve().parent.parent / "tests"
@@ -90,7 +95,39 @@ def _runs_get_per_minute(client, log_path: Path, name: str) -> tuple[float, int,
     return len(inside) / minutes, len(inside), minutes * 60
 
 
+def _log_tailing(host: str, token: str, api) -> None:
+    ws = _workflow_support()
+    name = "benchlogs" + uuid.uuid4().hex[:8]
+    cluster = {**DEFAULT_CLUSTER_SPEC, "cluster_log_conf": {"dbfs": {"destination": f"dbfs:/cluster-logs/{name}"}}}
+    workflow = Workflow(name=name, sources=[ws.notebook_tasks(name, 5)], job_clusters={"shared": cluster})
+    resource = DatabricksResource(host=host, token=token, workspace_root=f"/Shared/bench/{name}")
+    api.do("PUT", FAULTS, body={"reset_counts": True})
+    started = time.perf_counter()
+    result = dg.materialize([build_workflow_assets(workflow)], resources={"databricks": resource}, raise_on_error=False)
+    wall = time.perf_counter() - started
+    assert result.success, "the materialization with cluster logs failed"
+    requests = _faults(api, "GET")["requests"]
+    polls = sum(n for k, n in requests.items() if k.endswith("/jobs/runs/get"))
+    listings = sum(n for k, n in requests.items() if k.endswith("/dbfs/list"))
+    reads = sum(n for k, n in requests.items() if k.endswith("/dbfs/read"))
+    print(
+        f"\nD. cluster log tailing (1 job cluster, 4 tasks, {wall:.0f} s): {polls} runs/get, "
+        f"{listings} dbfs/list, {reads} dbfs/read = {(listings + reads) / max(polls, 1):.2f} extra calls per poll "
+        f"({listings / max(polls, 1):.2f} listings: at most one per cluster per poll; reads only when a file grew)"
+    )
+
+
 def main() -> None:
+    if "--only-logs" in sys.argv[1:]:
+        with tempfile.TemporaryDirectory(prefix="bench_api_calls_") as tmp:
+            conn = ensure_running(Path(tmp))
+            try:
+                from databricks.sdk import WorkspaceClient
+
+                _log_tailing(conn.host, conn.token, WorkspaceClient(host=conn.host, token=conn.token).api_client)
+            finally:
+                stop(Path(tmp))
+        return
     with tempfile.TemporaryDirectory(prefix="bench_api_calls_") as tmp:
         state_dir = Path(tmp)
         conn = ensure_running(state_dir)
@@ -119,6 +156,7 @@ def main() -> None:
                 f"\nC. polling while a 60 s notebook runs: {calls} runs/get calls in {seconds:.0f} s "
                 f"of task execution = {per_minute:.1f} per minute (materialization {wall:.0f} s)"
             )
+            _log_tailing(conn.host, conn.token, api)
         finally:
             stop(state_dir)
 
