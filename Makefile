@@ -78,10 +78,11 @@ check: setup
 	$(BIN)/mypy
 
 # Three pytest workers on two cores: the Spark-bound modules spend most of their time waiting on
-# JVMs and processes. Whole modules go to one worker (their fixtures share a cluster or a server).
+# JVMs and processes. Whole modules go to one worker (their fixtures share a cluster or a server), in
+# collection order: tests/conftest.py puts the slowest modules first, so none of them is the tail.
 TEST_WORKERS ?= 3
 test: setup check browser postgres
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 bench: setup
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench

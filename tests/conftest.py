@@ -57,3 +57,29 @@ def dbx_env(fake_dbx, monkeypatch):
         monkeypatch.setenv(k, v)
     yield fake_dbx
     fake_dbx.faults_off()  # a test that failed half-way leaves no faults behind
+
+
+# The modules that take minutes, slowest first. `make test` hands whole modules to its workers in
+# collection order (--dist loadfile --no-loadscope-reorder): the long ones start first, instead of
+# one of them starting last and becoming the run's tail while the other workers sit idle.
+SLOWEST_MODULES = (
+    "tests/test_newcomer.py",
+    "tests/local_workspace/test_runtime_cluster.py",
+    "tests/test_demo_graph_e2e.py",
+    "tests/test_production_postgres.py",
+    "tests/test_dbt_specs.py",
+    "tests/test_mixed_compute_e2e.py",
+    "tests/test_workflow_e2e.py",
+    "tests/test_faults.py",
+    "tests/local_workspace/test_uc_runtime.py",
+    "tests/test_notebook_features_e2e.py",
+    "tests/local_workspace/test_secrets_runtime.py",
+    "tests/test_spark_e2e.py",
+    "tests/local_workspace/test_run_page_browser.py",
+    "tests/test_sensor_daemon.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {module: i for i, module in enumerate(SLOWEST_MODULES)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))  # stable: order within a module kept

@@ -8,7 +8,10 @@ import contextlib
 import fcntl
 import os
 import shutil
+import signal
 import sys
+import threading
+import time
 from pathlib import Path
 
 from .jvm_options import FAST_START_FLAGS, lock_path
@@ -62,5 +65,15 @@ def build_archive(archive: Path) -> None:
             print(f"class archive not written: {partial}", file=sys.stderr)
 
 
+def _exit_with_parent() -> None:
+    # Whoever started the cluster (the workspace server) stopping stops this build too, JVM included:
+    # `make stop` / Ctrl-C leave no process behind. The next cluster start builds the archive again.
+    parent = os.getppid()
+    while os.getppid() == parent:
+        time.sleep(0.1)
+    os.killpg(0, signal.SIGKILL)  # this process group (own session): the builder and its JVM
+
+
 if __name__ == "__main__":  # python -P -m dbx_assets.local_workspace.runtime.class_archive <archive.jsa>
+    threading.Thread(target=_exit_with_parent, name="parent-watch", daemon=True).start()
     build_archive(Path(sys.argv[1]))

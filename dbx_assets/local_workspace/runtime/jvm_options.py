@@ -110,5 +110,5 @@ def _build_in_background(archive: Path, env: dict[str, str]) -> None:
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=archive.parent,
-            start_new_session=True,  # outlives nothing it should not: it ends when the archive is written
+            start_new_session=True,  # ends with its JVM when the archive is written or this process exits
         )
