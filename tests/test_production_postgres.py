@@ -70,15 +70,15 @@ class Service:
                 start_new_session=True,
             )
 
-    def stop(self) -> None:
-        started = time.monotonic()
-        pgid = self.proc.pid  # start_new_session: the group id is the leader's pid
-        _signal_group(pgid, signal.SIGTERM)
+    def terminate(self) -> None:
+        _signal_group(self.proc.pid, signal.SIGTERM)  # start_new_session: the group id is the leader's pid
+
+    def wait_or_kill(self, deadline: float) -> None:
+        """Waits for a clean shutdown until `deadline` (monotonic), then kills what is left of the group."""
         with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(timeout=20)
-        _signal_group(pgid, signal.SIGKILL)
+            self.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        _signal_group(self.proc.pid, signal.SIGKILL)
         self.proc.wait(timeout=10)
-        print(f"{self.name} stopped in {time.monotonic() - started:.1f}s", flush=True)
 
     def tail(self) -> str:
         return f"--- {self.name} ---\n" + self.log.read_text(errors="replace")[-2500:]
@@ -110,23 +110,30 @@ class Deployment:
             "PYTHONPATH": os.pathsep.join([str(TESTS_DIR), str(REPO)]),
         }
         location = ["-m", "production_location", "--location-name", LOCATION_NAME]
-        self.services: list[Service] = []
-        self.services.append(
-            Service("code_server", [str(BIN / "dagster"), "code-server", "start", "-h", "127.0.0.1",
-                                    "-p", str(grpc_port), *location], code_env, home.parent)
-        )  # fmt: skip
         workspace = ["-w", str(WORKSPACE_YAML)]
-        self.services.append(
-            Service("daemon", [str(BIN / "dagster-daemon"), "run", *workspace], dagster_env, home.parent)
-        )
-        self.services.append(
-            Service("webserver", [str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(self.web_port),
-                                  *workspace], dagster_env, home.parent)
-        )  # fmt: skip
+        commands = {
+            "code_server": ([str(BIN / "dagster"), "code-server", "start", "-h", "127.0.0.1", "-p", str(grpc_port),
+                             *location], code_env),
+            "daemon": ([str(BIN / "dagster-daemon"), "run", *workspace], dagster_env),
+            "webserver": ([str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(self.web_port), *workspace],
+                          dagster_env),
+        }  # fmt: skip
+        self.services: list[Service] = []
+        try:
+            for service_name, (argv, env) in commands.items():
+                self.services.append(Service(service_name, argv, env, home.parent))
+        except BaseException:
+            self.stop()  # what did start
+            raise
 
     def stop(self) -> None:
-        for service in reversed(self.services):
-            service.stop()
+        """All three at once: each shuts down cleanly on SIGTERM within seconds."""
+        started = time.monotonic()
+        for service in self.services:
+            service.terminate()
+        for service in self.services:
+            service.wait_or_kill(deadline=started + 20)
+        print(f"stopped in {time.monotonic() - started:.1f}s", flush=True)
 
     def logs(self) -> str:
         return "\n".join(s.tail() for s in self.services)
@@ -242,7 +249,8 @@ def test_production_setup_runs_and_ticks_with_storage_on_postgres(postgres, dbx_
             cursor = FileCursor.from_json(state.instigator_data.cursor)
             assert landed in cursor.files, cursor.files
             heartbeats = instance.get_daemon_heartbeats()
-            assert {"SENSOR", "QUEUED_RUN_COORDINATOR"} <= set(heartbeats), heartbeats
+            # The daemons dagster.yaml turns on, each beating into Postgres.
+            assert {"SENSOR", "SCHEDULER", "QUEUED_RUN_COORDINATOR", "MONITORING"} <= set(heartbeats), heartbeats
     finally:
         deployment.stop()
 
