@@ -28,13 +28,14 @@ from typing import Any
 import dagster as dg
 import pytest
 import requests
+import yaml
 from dagster_graphql import DagsterGraphQLClient
 from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
 from postgres_server import PostgresDatabase, PostgresServer, free_port
 from production_location import JOB_NAME, NAME_ENV, SENSOR_NAME, landing_path
 from workflow_support import ALL_ASSETS, key, new_name
 
-from dbx_assets.demo.production import DAGSTER_YAML, WORKSPACE_YAML
+from dbx_assets.demo.production import CODE_SERVER_ENV_VARS, DAGSTER_YAML, INSTANCE_ENV_VARS, WORKSPACE_YAML
 from dbx_assets.integration.file_cursor import FileCursor
 
 TESTS_DIR = Path(__file__).resolve().parent
@@ -278,3 +279,28 @@ def test_production_setup_runs_and_ticks_with_storage_on_postgres(postgres, dbx_
         assert leaked == [(0,)], table
 
     assert _sqlite_files(home) == [], "storage fell back to SQLite"
+
+
+def _env_references(node: Any) -> set[str]:
+    """Every `{env: NAME}` in a parsed YAML document."""
+    if isinstance(node, dict):
+        if set(node) == {"env"}:
+            return {node["env"]}
+        return set().union(*(_env_references(v) for v in node.values()))
+    if isinstance(node, list):
+        return set().union(*(_env_references(v) for v in node))
+    return set()
+
+
+def test_production_files_read_exactly_the_documented_variables(tmp_path, monkeypatch):
+    instance_config = yaml.safe_load(DAGSTER_YAML.read_text())
+    assert _env_references(instance_config) == set(INSTANCE_ENV_VARS)
+    assert _env_references(yaml.safe_load(WORKSPACE_YAML.read_text())) == set(CODE_SERVER_ENV_VARS)
+    assert set(instance_config["storage"]) == {"postgres"}  # runs, event log and schedules together
+    # No defaults hide a missing setting: without the variables the instance names each of them.
+    shutil.copy(DAGSTER_YAML, tmp_path / "dagster.yaml")
+    for name in INSTANCE_ENV_VARS:
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(dg.DagsterInvalidConfigError) as raised:
+        dg.DagsterInstance.from_config(str(tmp_path))
+    assert all(f'"{name}" which is not set' in str(raised.value) for name in INSTANCE_ENV_VARS), raised.value
