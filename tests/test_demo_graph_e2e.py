@@ -38,7 +38,8 @@ def resource(tmp_path, monkeypatch):
     monkeypatch.setenv("DATABRICKS_TOKEN", conn.token)
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(conn.ca_cert))
     try:
-        resource = DatabricksResource(workspace_root="/Shared/tests/demo")
+        # The catalog the demo's notebooks write by default, named so their tables' metadata can be read.
+        resource = DatabricksResource(workspace_root="/Shared/tests/demo", catalog="main")
         assert conn.host.startswith("https://") and resource.get_client().config.host == conn.host
         land_customers(resource.get_client())
         yield resource
@@ -76,6 +77,35 @@ def test_full_graph_then_a_narrowed_dbt_selection(resource):
     report = materialization_metadata(result, K("revenue_report"))
     assert report["report_period"] == f"{DAY1}..{DAY1}" and report["days"] == 1
     assert report["revenue"] > 0 and report["orders"] > 100
+    # Each notebook asset names its table: columns from Unity Catalog, row count from the warehouse,
+    # and every task's share of the cluster with a DBU estimate (i3.xlarge driver + 1 worker).
+    tables = {
+        "bronze_orders": "bronze.orders",
+        "bronze_customers": "bronze.customers",
+        "silver_orders": "silver.orders_enriched",
+    }
+    for asset, table in tables.items():
+        meta = materialization_metadata(result, K(asset))
+        assert meta["dagster/table_name"] == f"main.{table}", meta
+        assert meta["dagster/row_count"] > 0 and meta["dagster/column_schema"].columns, meta
+        assert meta["databricks_compute_s"] > 0
+        assert meta["databricks_dbu_estimate"] == pytest.approx(2.0 * meta["databricks_compute_s"] / 3600, rel=1e-2)
+    # The shared cluster's busy time is split among its tasks: the shares add up to it.
+    busy: list[list[int]] = []
+    for start, end in sorted((t.start_time, t.end_time) for t in run.tasks):
+        if busy and start <= busy[-1][1]:
+            busy[-1][1] = max(busy[-1][1], end)
+        else:
+            busy.append([start, end])
+    one_asset_per_task = ["bronze_orders", "bronze_customers", "silver_orders", "stg_orders", "revenue_report"]
+    shares = sum(materialization_metadata(result, K(a))["databricks_compute_s"] for a in one_asset_per_task)
+    assert shares == pytest.approx(sum(e - s for s, e in busy) / 1000, abs=0.02)
+    bronze = materialization_metadata(result, K("bronze_orders"))
+    assert bronze["dagster/row_count"] == bronze["rows_ingested"]  # a fresh workspace: the table is day 1
+    silver_columns = {
+        c.name for c in materialization_metadata(result, K("silver_orders"))["dagster/column_schema"].columns
+    }
+    assert {"order_id", "customer_name", "order_date"} <= silver_columns
     fct = materialization_metadata(result, K("fct_daily_revenue"))
     assert fct["databricks_run_url"] == run.run_page_url
     checks = {(c.asset_key, c.check_name): c for c in result.get_asset_check_evaluations()}

@@ -31,6 +31,7 @@ notebooks = NotebookTasks(
         NotebookAsset(
             key="bronze_orders",
             notebook="ingest_orders.py",
+            table="{catalog}.bronze.orders",  # {catalog}: the resource's catalog, as the notebooks get it
             group="bronze",
             params={"catalog": CATALOG},
             owners=["team:data-eng"],
@@ -38,6 +39,7 @@ notebooks = NotebookTasks(
         NotebookAsset(
             key="bronze_customers",
             notebook="ingest_customers.py",
+            table="{catalog}.bronze.customers",
             group="bronze",
             params={"catalog": CATALOG},
             owners=["team:data-eng"],
@@ -45,6 +47,7 @@ notebooks = NotebookTasks(
         NotebookAsset(
             key="silver_orders",
             notebook="clean_orders.py",
+            table="{catalog}.silver.orders_enriched",
             params={"catalog": CATALOG},
             deps=["bronze_orders", "bronze_customers"],
             group="silver",

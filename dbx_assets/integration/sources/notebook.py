@@ -16,6 +16,7 @@ import dagster as dg
 
 from dbx_assets.integration.sources.base import DeployTarget, Selection, SourceTask, TaskReport
 from dbx_assets.integration.sources.notebook_file import NotebookFile, read_notebook, read_run_dependencies
+from dbx_assets.integration.tables import TABLE_NAME, TABLE_WARNING, resolve_table_name, validate_table_name
 from dbx_assets.integration.workflow.deploy import WorkspaceFile
 from dbx_assets.integration.workflow.model import WorkflowDefinitionError, task_key_for
 from dbx_assets.integration.workflow.runner import TaskFinished
@@ -55,6 +56,9 @@ class NotebookAsset:
     max_retries: int | None = None
     min_retry_interval_millis: int | None = None
     retry_on_timeout: bool | None = None
+    # The Unity Catalog table it writes, "catalog.schema.table"; "{catalog}" is the deploy target's
+    # catalog. Its materializations then carry the table's name, columns and row count.
+    table: str | None = None
 
     @property
     def asset_key(self) -> dg.AssetKey:
@@ -108,6 +112,8 @@ class NotebookTasks:
                     "Give each notebook asset its own key."
                 )
             seen[nb.asset_key] = nb.notebook
+            if nb.table is not None:
+                validate_table_name(nb.table, f"Notebook asset '{nb.key}'")
         self._notebooks = [
             _LoadedNotebook(
                 d, read_notebook(self.notebooks_dir / d.notebook), read_run_dependencies(self.notebooks_dir, d.notebook)
@@ -202,11 +208,26 @@ class NotebookTasks:
             finished.output.notebook_output.result if finished.output and finished.output.notebook_output else None
         )
         report.events.append(
-            dg.MaterializeResult(asset_key=key, metadata={**metadata, **exit_value_metadata(exit_value)})
+            dg.MaterializeResult(
+                asset_key=key, metadata={**metadata, **exit_value_metadata(exit_value), **self._table(nb, target)}
+            )
         )
         return report
 
     # -- helpers --------------------------------------------------------------------------------
+    @staticmethod
+    def _table(nb: _LoadedNotebook, target: DeployTarget) -> dict[str, Any]:
+        """The table's name on the event; the workflow adds its columns and row count from the workspace."""
+        if nb.declaration.table is None:
+            return {}
+        name = resolve_table_name(nb.declaration.table, target.catalog)
+        if name is None:
+            return {
+                TABLE_WARNING: f"table {nb.declaration.table} names the deploy target's catalog, but none is set: "
+                "set DatabricksResource(catalog=...) or write the catalog into the asset's table"
+            }
+        return {TABLE_NAME: name}
+
     def _spec(self, nb: _LoadedNotebook) -> dg.AssetSpec:
         d = nb.declaration
         return dg.AssetSpec(
@@ -219,7 +240,12 @@ class NotebookTasks:
             kinds={"databricks", "notebook"},
             tags=dict(d.tags),
             skippable=True,
-            metadata={"notebook": d.notebook, "databricks_task_key": d.task_key},
+            metadata={
+                "notebook": d.notebook,
+                "databricks_task_key": d.task_key,
+                # A table without "{catalog}" is known before any run: the catalog shows it from the start.
+                **({TABLE_NAME: d.table} if d.table and resolve_table_name(d.table, None) else {}),
+            },
         )
 
     @staticmethod

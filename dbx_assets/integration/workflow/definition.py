@@ -60,6 +60,8 @@ class Workflow:
     git_source:          a Jobs API git_source (git_url, git_provider, git_branch/git_tag/git_commit):
                          tasks run the files of that Git reference (paths relative to the repository)
                          and no files are uploaded
+    dbu_rates:           node type -> DBU per node-hour, over workflow/cost.py's small default table
+                         (each materialization's DBU estimate; unknown node types get none)
     """
 
     name: str
@@ -76,6 +78,7 @@ class Workflow:
     timeout_seconds: int = 0
     max_concurrent_runs: int = 20
     git_source: Mapping[str, Any] | None = None
+    dbu_rates: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._validate()

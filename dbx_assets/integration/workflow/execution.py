@@ -6,14 +6,17 @@ Knows tasks only through their sources (`TaskSource`): it never branches on the 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import dagster as dg
+from databricks.sdk.service.jobs import RunTask
 
 from dbx_assets.integration.resource import DatabricksResource
 from dbx_assets.integration.sources.base import Selection, SourceTask, TaskSource
+from dbx_assets.integration.tables import TableMetadataReader, with_table_metadata
 from dbx_assets.integration.workflow.cluster_logs import ClusterLogTailer
+from dbx_assets.integration.workflow.cost import StepCosts
 from dbx_assets.integration.workflow.definition import Workflow
 from dbx_assets.integration.workflow.deploy import WorkflowDeployer
 from dbx_assets.integration.workflow.model import DAGSTER_RUN_PARAMETER, WorkflowSpec
@@ -54,6 +57,11 @@ class WorkflowExecution:
         self.selected: list[tuple[TaskSource, SourceTask]] = workflow.selected_tasks(self.selection, self.target)
         self.task_keys = [task.task_key for _, task in self.selected]
         self._source_of = {task.task_key: source for source, task in self.selected}
+        # Per materialization: the task's share of its cluster and a DBU estimate; named tables' metadata.
+        self.costs = StepCosts(workflow, self.target)
+        self.tables = TableMetadataReader(
+            self.client, lambda: self.target.sql_warehouse_id or self.databricks.sql_warehouse_id()
+        )
         # Driver logs of job clusters with a cluster_log_conf, into the step's stdout/stderr
         self.cluster_logs = ClusterLogTailer.for_job_clusters(
             self.client,
@@ -171,21 +179,21 @@ class WorkflowExecution:
         )
         failures: dict[dg.AssetKey, str] = {}
         try:
-            for finished in self.runner.watch(
-                handle, usual_seconds=self._usual_task_seconds(), on_poll=self.cluster_logs
-            ):
+            for finished in self.runner.watch(handle, usual_seconds=self._usual_task_seconds(), on_poll=self._on_poll):
                 source = self._source_of.get(finished.task_key)
                 if source is None:
                     continue
                 metadata = {**self._metadata(finished, handle), "databricks_compute": self._compute(finished)}
+                metadata.update(self.costs.charge(finished))
                 report = source.report(finished, self.selection, self.target, metadata)
-                yield from report.events
+                yield from with_table_metadata(report.events, self.tables, self.context.log.warning)
                 for key, why in report.failures.items():
                     self.context.log.error(f"Asset {key.to_user_string()} failed in task {finished.task_key}: {why}")
                     failures[key] = f"{why} ({handle.run_page_url})"
         except (dg.DagsterExecutionInterruptedError, KeyboardInterrupt):
             self.runner.cancel(handle)
             raise
+        self.context.log.info(self.costs.summary(handle.run_id))
         if failures:
             lines = "\n".join(f"- {k.to_user_string()}: {v}" for k, v in sorted(failures.items()))
             raise dg.Failure(
@@ -193,6 +201,10 @@ class WorkflowExecution:
                 f"({handle.run_page_url}):\n{lines}",
                 metadata={"databricks_run_url": dg.MetadataValue.url(handle.run_page_url)},
             )
+
+    def _on_poll(self, tasks: Sequence[RunTask], final: bool) -> None:
+        self.costs.observe(tasks)  # which tasks share a cluster at each moment
+        self.cluster_logs(tasks, final)
 
     def _usual_task_seconds(self) -> dict[str, float]:
         """Each selected task's execution time at its last materialization, from Dagster's own
