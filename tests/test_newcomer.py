@@ -392,6 +392,21 @@ def test_a_user_sees_the_assets_materialized_and_a_link_to_the_databricks_run(pr
             href = page.locator(f"a[href^='{workspace_host}']").first.get_attribute("href")
             assert href and "/runs/" in href, f"no Databricks run link on the asset page (see {p.shots})"
 
+            # The catalog's page of a notebook asset that names its table: columns (Unity Catalog) and row
+            # count (the warehouse) on its overview, the DBU estimate in its metadata, the table's name on
+            # its events.
+            page.goto(f"{p.url}/assets/silver_orders", wait_until="networkidle")
+            page.get_by_text("Row count").first.wait_for()
+            page.get_by_text("customer_name").first.wait_for()
+            page.screenshot(path=str(p.shots / "7b-silver-orders-table.png"), full_page=True)
+            overview = page.locator("body").inner_text()
+            assert re.search(r"Row count\n[1-9][\d,]*\n", overview), f"no row count on the asset page (see {p.shots})"
+            assert "Columns" in overview and "order_date" in overview, f"no columns on the asset page (see {p.shots})"
+            assert "databricks_dbu_estimate" in overview, f"no DBU estimate on the asset page (see {p.shots})"
+            page.goto(f"{p.url}/assets/silver_orders?view=events", wait_until="networkidle")
+            page.get_by_text("dagster/table_name").first.wait_for()
+            assert ".silver.orders_enriched" in page.locator("body").inner_text(), f"the table's name (see {p.shots})"
+
             # The link leads to the local workspace's run page; a browser gets in with a one-time
             # login link (what `make dev` prints), never with the token in a URL.
             page.goto(href, wait_until="networkidle")
