@@ -73,7 +73,11 @@ def test_sql_notebook_on_real_spark_then_terminate_cancels_the_run(local_workspa
         try:
             deadline = time.monotonic() + 400  # a JVM start under load
             while time.monotonic() < deadline and "task" not in seen:
-                for job in workspace_client.jobs.list(name=name):
+                # The job's name may carry a deployment suffix ("<name> [dev]"): match by prefix.
+                jobs_ = [
+                    j for j in workspace_client.jobs.list() if ((j.settings and j.settings.name) or "").startswith(name)
+                ]
+                for job in jobs_:
                     for run in workspace_client.jobs.list_runs(job_id=job.job_id):
                         full = workspace_client.jobs.get_run(run.run_id)
                         for t in full.tasks or []:
