@@ -57,8 +57,9 @@ def shared_run(resource: DatabricksResource) -> tuple[float, int]:
 def per_asset_runs(resource: DatabricksResource) -> tuple[float, int]:
     client = resource.get_client()
     workflow = Workflow(name="bench_per_asset", sources=[NotebookTasks(NOTEBOOKS, notebooks_dir=NOTEBOOKS_DIR)])
-    WorkflowDeployer(client, resource.workspace_root).sync_files(workflow.files())
-    spec = workflow.spec(resource.deploy_target(needs_sql_warehouse=False))
+    target = resource.deploy_target(needs_sql_warehouse=False)
+    WorkflowDeployer(client, target.workspace_root).sync_files(workflow.files())
+    spec = workflow.spec(target)
     before = _cluster_ids(client)
 
     def run_one(asset: str) -> None:

@@ -37,6 +37,8 @@ enriched = valid.join(customers, "customer_id", "left").withColumn("order_date",
 
 # COMMAND ----------
 
+# Each deployment writes its own catalog (the `catalog` parameter); the first run creates it.
+spark.sql(f"CREATE CATALOG IF NOT EXISTS {catalog}")
 spark.sql(f"CREATE SCHEMA IF NOT EXISTS {catalog}.silver")
 enriched.write.mode("overwrite").saveAsTable(f"{catalog}.silver.orders_enriched")
 

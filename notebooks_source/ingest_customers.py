@@ -18,6 +18,8 @@ print(f"CRM API key: {api_key}")
 
 customers = spark.read.option("header", True).option("inferSchema", True).csv(path)
 
+# Each deployment writes its own catalog (the `catalog` parameter); the first run creates it.
+spark.sql(f"CREATE CATALOG IF NOT EXISTS {catalog}")
 spark.sql(f"CREATE SCHEMA IF NOT EXISTS {catalog}.bronze")
 customers.write.mode("overwrite").saveAsTable(f"{catalog}.bronze.customers")
 

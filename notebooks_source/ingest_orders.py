@@ -41,6 +41,8 @@ raw = (
 
 # COMMAND ----------
 
+# Each deployment writes its own catalog (the `catalog` parameter); the first run creates it.
+spark.sql(f"CREATE CATALOG IF NOT EXISTS {catalog}")
 spark.sql(f"CREATE SCHEMA IF NOT EXISTS {catalog}.bronze")
 if spark.catalog.tableExists(f"{catalog}.bronze.orders"):
     # Keep other days, replace the ones re-ingested; localCheckpoint cuts the read-while-overwrite lineage.

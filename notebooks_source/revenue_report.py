@@ -1,7 +1,7 @@
 # Databricks notebook source
 # MAGIC %md
-# MAGIC Daily revenue report: reads the dbt mart `main.analytics.fct_daily_revenue` and returns the
-# MAGIC headline figures for the partition (or all days) as the notebook's exit value.
+# MAGIC Daily revenue report: reads the dbt mart `analytics.fct_daily_revenue` in the deployment's catalog and
+# MAGIC returns the headline figures for the partition (or all days) as the notebook's exit value.
 
 # COMMAND ----------
 

@@ -22,6 +22,7 @@ from typing import Any
 from databricks.sdk import WorkspaceClient
 from databricks.sdk.config import Config
 
+from dbx_assets.integration.deployment import default_deployment, job_name
 from dbx_assets.local_workspace.app import LocalWorkspace
 from dbx_assets.local_workspace.runtime_types import (
     ClusterSpec,
@@ -32,6 +33,12 @@ from dbx_assets.local_workspace.runtime_types import (
 )
 
 FAULTS = "/api/2.0/local/faults"
+
+
+def deployed_job_name(workflow_name: str) -> str:
+    """The Databricks job a test's workflow deploys as: its name in the default deployment."""
+    return job_name(workflow_name, default_deployment())
+
 
 # Runs a notebook's Python source (stdin) with the local runtime's dbutils and path patches, so
 # `/dbfs/x` in open()/os/pathlib and `dbfs:/x` in dbutils.fs land in StoragePaths(state_dir).dbfs.
@@ -202,15 +209,15 @@ class FakeWorkspace:
         return {c.cluster_id for c in self.client.clusters.list() if c.cluster_id}
 
     def job_runs(self, name: str) -> list:
-        jobs = list(self.client.jobs.list(name=name))
-        assert len(jobs) == 1, f"expected one job named {name}, found {len(jobs)}"
+        jobs = list(self.client.jobs.list(name=deployed_job_name(name)))
+        assert len(jobs) == 1, f"expected one job of workflow {name}, found {len(jobs)}"
         return list(self.client.jobs.list_runs(job_id=jobs[0].job_id))
 
     def wait_for_running_task(self, name: str, task: str, timeout: float = 120):
         """(run, task run) once task `<name>__<task>` of job `name` is RUNNING."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for job in self.client.jobs.list(name=name):
+            for job in self.client.jobs.list(name=deployed_job_name(name)):
                 for run in self.client.jobs.list_runs(job_id=job.job_id):
                     assert run.run_id is not None
                     full = self.client.jobs.get_run(run.run_id)

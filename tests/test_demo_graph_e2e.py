@@ -18,7 +18,7 @@ import pytest
 from workflow_support import materialization_metadata, step_failure_message
 
 from dbx_assets.demo.data import orders_csv
-from dbx_assets.demo.definitions import demo_assets
+from dbx_assets.demo.definitions import CATALOG, demo_assets
 from dbx_assets.demo.landing import CRM_API_KEY, SECRET_SCOPE, day_dir, land_customers, land_day, upload
 from dbx_assets.integration.resource import DatabricksResource
 from dbx_assets.local_workspace.launcher import ensure_running, stop
@@ -38,8 +38,8 @@ def resource(tmp_path, monkeypatch):
     monkeypatch.setenv("DATABRICKS_TOKEN", conn.token)
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(conn.ca_cert))
     try:
-        # The catalog the demo's notebooks write by default, named so their tables' metadata can be read.
-        resource = DatabricksResource(workspace_root="/Shared/tests/demo", catalog="main")
+        # The demo's own catalog setting: its dev deployment writes (and dbt reads) dbx_demo_dev.
+        resource = DatabricksResource(workspace_root="/Shared/tests/demo", catalog=CATALOG)
         assert conn.host.startswith("https://") and resource.get_client().config.host == conn.host
         land_customers(resource.get_client())
         yield resource
@@ -67,6 +67,11 @@ def test_full_graph_then_a_narrowed_dbt_selection(resource):
     result = _materialize(resource, DAY1.isoformat())
     assert result.success
     assert {e.asset_key for e in result.get_asset_materialization_events()} == set(demo_assets.keys)
+    # Everything landed in the deployment's own catalog, dbt's models (built from sources there) included.
+    catalog = f"dbx_demo_{resource.deployment_name()}"
+    assert client.catalogs.get(catalog).name == catalog
+    assert client.tables.get(f"{catalog}.analytics.fct_daily_revenue").columns
+    assert "silver" not in {s.name for s in client.schemas.list("main")}  # nothing in the workspace default
     run_ids = {m.materialization.metadata["databricks_run_id"].value for m in result.get_asset_materialization_events()}
     assert len(run_ids) == 1
     run = client.jobs.get_run(run_ids.pop())
@@ -86,7 +91,7 @@ def test_full_graph_then_a_narrowed_dbt_selection(resource):
     }
     for asset, table in tables.items():
         meta = materialization_metadata(result, K(asset))
-        assert meta["dagster/table_name"] == f"main.{table}", meta
+        assert meta["dagster/table_name"] == f"dbx_demo_{resource.deployment_name()}.{table}", meta
         assert meta["dagster/row_count"] > 0 and meta["dagster/column_schema"].columns, meta
         assert meta["databricks_compute_s"] > 0
         assert meta["databricks_dbu_estimate"] == pytest.approx(2.0 * meta["databricks_compute_s"] / 3600, rel=1e-2)

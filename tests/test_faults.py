@@ -24,7 +24,7 @@ from databricks.sdk.config import Config
 from databricks.sdk.errors import InvalidParameterValue, PermissionDenied
 from databricks.sdk.service.compute import ClusterSpec
 from databricks.sdk.service.jobs import NotebookTask, SubmitTask
-from fake_runtime import FAULTS
+from fake_runtime import FAULTS, deployed_job_name
 from workflow_support import (
     ALL_ASSETS,
     IN_PROCESS,
@@ -135,7 +135,7 @@ def test_dropped_connections_before_effect_are_retried_without_side_effects(dbx_
         ws.faults_off()
     assert result.success
     assert sum(seen["injected"]["drop"].values()) == 2, seen
-    assert len(list(ws.client.jobs.list(name=name))) == 1
+    assert len(list(ws.client.jobs.list(name=deployed_job_name(name)))) == 1
     assert len(ws.job_runs(name)) == 1
 
 

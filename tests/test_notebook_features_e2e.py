@@ -16,6 +16,7 @@ from typing import Any
 import dagster as dg
 import pytest
 
+from dbx_assets.integration.deployment import job_name
 from dbx_assets.integration.resource import DatabricksResource
 from dbx_assets.integration.sources.notebook import NotebookAsset, NotebookTasks
 from dbx_assets.integration.workflow.assets import build_workflow_assets
@@ -88,7 +89,7 @@ def test_magics_task_values_and_child_notebooks_on_spark(state_dir, tmp_path):
     result = dg.materialize([build_workflow_assets(workflow)], resources={"databricks": resource}, raise_on_error=False)
 
     client: Any = resource.get_client()  # SDK fields are all optional; the asserts say what must be there
-    job = next(iter(client.jobs.list(name=name)))
+    job = next(iter(client.jobs.list(name=job_name(name, resource.deployment_name()))))
     run: Any = client.jobs.get_run(next(iter(client.jobs.list_runs(job_id=job.job_id))).run_id)
     tasks: dict[str, Any] = {t.task_key: t for t in run.tasks or []}
     main = tasks[task_key_for([name, "main"])]

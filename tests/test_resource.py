@@ -31,7 +31,10 @@ def test_no_settings_means_the_local_workspace(local_workspace, monkeypatch):
     resource = DatabricksResource(local_state_dir=str(local_workspace.state_dir))
     assert resource.get_client().config.host == local_workspace.host  # reused, not a second server
     assert resource.check_connection()
-    assert resource.deploy_target(needs_sql_warehouse=False).workspace_root == "/Shared/dbx_assets"
+    assert (
+        resource.deploy_target(needs_sql_warehouse=False).workspace_root
+        == f"/Shared/dbx_assets/{resource.deployment_name()}"
+    )
 
 
 def test_settings_mean_that_workspace_and_no_local_one(fake_dbx, monkeypatch, tmp_path):

@@ -14,7 +14,7 @@ import time
 import uuid
 
 import dagster as dg
-from fake_runtime import process_gone
+from fake_runtime import deployed_job_name, process_gone
 from workflow_support import (
     ALL_ASSETS,
     IN_PROCESS,
@@ -250,7 +250,7 @@ def test_notebook_deleted_from_the_workspace_is_named_and_reuploaded(dbx_env):
     thread.start()
     try:
         deadline = time.monotonic() + 120
-        while not (list(ws.client.jobs.list(name=name)) and ws.job_runs(name)):
+        while not (list(ws.client.jobs.list(name=deployed_job_name(name))) and ws.job_runs(name)):
             assert time.monotonic() < deadline, "the materialization started no run"
             time.sleep(0.1)
         ws.client.workspace.delete(notebook)

@@ -23,8 +23,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks_source"
 DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
 WORKFLOW_NAME = "dbx_assets_demo"
-# Unity Catalog: the notebooks (through their `catalog` parameter) and dbt write main.<schema>.<table>.
-CATALOG = "main"
+# Unity Catalog: each deployment writes its own catalog (dev: dbx_demo_dev.bronze.orders, prod:
+# dbx_demo_prod...), notebooks through the `catalog` parameter every task gets, dbt through its task.
+CATALOG = "dbx_demo_{deployment}"
 
 notebooks = NotebookTasks(
     [
@@ -33,7 +34,6 @@ notebooks = NotebookTasks(
             notebook="ingest_orders.py",
             table="{catalog}.bronze.orders",  # {catalog}: the resource's catalog, as the notebooks get it
             group="bronze",
-            params={"catalog": CATALOG},
             owners=["team:data-eng"],
         ),
         NotebookAsset(
@@ -41,14 +41,12 @@ notebooks = NotebookTasks(
             notebook="ingest_customers.py",
             table="{catalog}.bronze.customers",
             group="bronze",
-            params={"catalog": CATALOG},
             owners=["team:data-eng"],
         ),
         NotebookAsset(
             key="silver_orders",
             notebook="clean_orders.py",
             table="{catalog}.silver.orders_enriched",
-            params={"catalog": CATALOG},
             deps=["bronze_orders", "bronze_customers"],
             group="silver",
             owners=["team:data-eng"],
@@ -56,7 +54,6 @@ notebooks = NotebookTasks(
         NotebookAsset(
             key="revenue_report",
             notebook="revenue_report.py",
-            params={"catalog": CATALOG},
             deps=["fct_daily_revenue"],
             group="reporting",
             owners=["team:analytics"],
@@ -72,7 +69,8 @@ demo_assets = build_workflow_assets(
 )
 
 # Unset everything (the default) to use the embedded local workspace; set DATABRICKS_HOST and
-# DATABRICKS_TOKEN (or a profile / OAuth M2M variables) to run against a real workspace.
+# DATABRICKS_TOKEN (or a profile / OAuth M2M variables) to run against a real workspace. The
+# deployment is Dagster+'s ($DAGSTER_CLOUD_DEPLOYMENT_NAME), else `dev`.
 databricks_resource = DatabricksResource(catalog=CATALOG)
 
 defs = dg.Definitions(

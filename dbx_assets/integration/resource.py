@@ -14,12 +14,21 @@ from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 
+import dagster as dg
 from dagster import ConfigurableResource, Failure
 from databricks.sdk import WorkspaceClient
 from databricks.sdk.config import Config
 from databricks.sdk.errors import DatabricksError, PermissionDenied, Unauthenticated
-from pydantic import Field, PrivateAttr
+from pydantic import Field, PrivateAttr, ValidationInfo, field_validator
 
+from dbx_assets.integration.deployment import (
+    DEPLOYMENT_ENV,
+    default_deployment,
+    deployment_folder,
+    expand,
+    validate_deployment,
+    validate_template,
+)
 from dbx_assets.integration.redaction import redact
 from dbx_assets.integration.sources.base import DeployTarget
 
@@ -55,8 +64,16 @@ class DatabricksResource(ConfigurableResource):
         default=None,
         description=f"State dir of the embedded local workspace (default ${LOCAL_STATE_DIR_ENV} or ./.local_workspace).",
     )
+    deployment: str | None = Field(
+        default=None,
+        description="Names everything this code location creates in the workspace: the job "
+        "('<workflow> [<deployment>]'), the folder (<workspace_root>/<deployment>) and, through {deployment} in "
+        f"catalog/schema_name, the tables. Lowercase letters, digits, single underscores. Unset: ${DEPLOYMENT_ENV} "
+        "(set by Dagster+, branch deployments included; made safe), else 'dev'.",
+    )
     workspace_root: str = Field(
-        default="/Shared/dbx_assets", description="Workspace folder that notebooks and the dbt project deploy to."
+        default="/Shared/dbx_assets",
+        description="Workspace folder whose <deployment> subfolder the notebooks and the dbt project deploy to.",
     )
     sql_warehouse: str | None = Field(
         default=None,
@@ -64,16 +81,40 @@ class DatabricksResource(ConfigurableResource):
         "workspace's only warehouse.",
     )
     catalog: str | None = Field(
-        default=None, description="Unity Catalog catalog that dbt writes to (unset: the warehouse's default)."
+        default=None,
+        description="Unity Catalog catalog that notebooks (their `catalog` parameter) and dbt write to; may contain "
+        "{deployment}, e.g. 'analytics_{deployment}' (unset: the workspace's default, shared by deployments).",
     )
     schema_name: str | None = Field(
-        default=None, description="Schema that dbt writes to (unset: the dbt source's default schema)."
+        default=None,
+        description="Schema that dbt writes to (notebooks get it as `schema`); may contain {deployment} "
+        "(unset: the dbt source's default schema).",
     )
     retry_timeout_seconds: int = Field(
         default=300, description="How long the SDK retries transient failures (429, 5xx, dropped connections)."
     )
 
     _client: WorkspaceClient | None = PrivateAttr(default=None)
+
+    # "before": an EnvVar is still itself here (later it is its variable's name); it is checked once
+    # Dagster resolves it, when the resource is built for a run.
+    @field_validator("deployment", mode="before")
+    @classmethod
+    def _safe_deployment(cls, value: object) -> object:
+        if isinstance(value, str) and not isinstance(value, dg.EnvVar):
+            validate_deployment(value)
+        return value
+
+    @field_validator("catalog", "schema_name", mode="before")
+    @classmethod
+    def _deployment_templates(cls, value: object, info: ValidationInfo) -> object:
+        if isinstance(value, str) and not isinstance(value, dg.EnvVar):
+            validate_template(value, setting=f"DatabricksResource({info.field_name}=...)")
+        return value
+
+    def deployment_name(self) -> str:
+        """This code location's deployment: the setting, else Dagster+'s deployment, else `dev`."""
+        return validate_deployment(self.deployment) if self.deployment else default_deployment()
 
     @property
     def _uses_embedded_workspace(self) -> bool:
@@ -133,12 +174,15 @@ class DatabricksResource(ConfigurableResource):
         return [s for s in (self.token, self.client_secret) if s]
 
     def deploy_target(self, *, needs_sql_warehouse: bool) -> DeployTarget:
-        """Where workflows deploy on this workspace; resolves the SQL warehouse only when needed."""
+        """Where workflows deploy on this workspace for this deployment; resolves the SQL warehouse
+        only when needed."""
+        deployment = self.deployment_name()
         return DeployTarget(
-            workspace_root=self.workspace_root,
+            workspace_root=deployment_folder(self.workspace_root, deployment),
             sql_warehouse_id=self.sql_warehouse_id() if needs_sql_warehouse else None,
-            catalog=self.catalog,
-            schema=self.schema_name,
+            catalog=expand(self.catalog, deployment),
+            schema=expand(self.schema_name, deployment),
+            deployment=deployment,
         )
 
     def sql_warehouse_id(self) -> str:

@@ -305,7 +305,8 @@ def test_a_generated_dbt_profile_targets_the_catalogs_database_and_refuses_unkno
     uc.set_active_registry(registry)  # what install_uc_patches does in a task process
     try:
         assert schema_for("main") == "analytics" and schema_for("hive_metastore") == "analytics"
-        assert schema_for("dev") == "dev__analytics"
+        # the UC schema itself: the dbt task process resolves `analytics.x` in catalog dev (set_process_catalog)
+        assert schema_for("dev") == "analytics"
         with pytest.raises(
             ProfileError, match=r"catalog 'sales': \[NO_SUCH_CATALOG_EXCEPTION\] The catalog 'sales' was not found"
         ):

@@ -13,6 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import dagster as dg
 
+from dbx_assets.integration.deployment import DEFAULT_DEPLOYMENT
 from dbx_assets.integration.workflow.deploy import WorkspaceFile
 from dbx_assets.integration.workflow.runner import TaskFinished
 
@@ -27,6 +28,15 @@ class DeployTarget:
     catalog: str | None = None  # Unity Catalog catalog the tasks write to (None: the workspace default)
     schema: str | None = None  # default schema for tasks that take one (dbt)
     from_git: bool = False  # the job has a git_source: task files are read from it (repo-relative paths)
+    # Names what the workflow creates (job, folder, and through catalog/schema its tables); see deployment.py.
+    deployment: str = DEFAULT_DEPLOYMENT
+
+    @property
+    def task_parameters(self) -> dict[str, str]:
+        """What every notebook task gets as parameters (widgets), so it writes where its deployment
+        writes: `deployment`, and `catalog`/`schema` when the deployment names them."""
+        named = {"deployment": self.deployment, "catalog": self.catalog, "schema": self.schema}
+        return {k: v for k, v in named.items() if v}
 
 
 @dataclass(frozen=True)

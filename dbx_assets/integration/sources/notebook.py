@@ -34,7 +34,8 @@ class NotebookAsset:
     key:         asset key, "name" or "prefix/name"
     notebook:    file in the notebooks folder, e.g. "ingest_orders.py"
     deps:        upstream asset keys (other notebooks, dbt models, or declared external assets)
-    params:      base_parameters (widgets); job parameters (partition_key, ...) take precedence
+    params:      base_parameters (widgets); job parameters (partition_key, ...) take precedence, and so
+                 do `deployment`, `catalog` and `schema`, which every task gets from its deployment
     job_cluster: which of the workflow's job clusters runs it (default: the workflow's default compute)
     environment: which of the workflow's serverless environments runs it instead (not with job_cluster)
     libraries:   pypi requirements installed for the task, e.g. ("requests==2.32.3",)
@@ -144,7 +145,8 @@ class NotebookTasks:
                         "notebook_path": self._repo_path(nb.declaration)
                         if target.from_git
                         else posixpath.join(target.workspace_root, nb.declaration.workspace_relative_path),
-                        "base_parameters": dict(nb.declaration.params),
+                        # The deployment's parameters win: they keep deployments' tables apart.
+                        "base_parameters": {**nb.declaration.params, **target.task_parameters},
                         "source": "GIT" if target.from_git else "WORKSPACE",
                     }
                 },

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import dagster as dg
 
+from dbx_assets.integration.deployment import job_name
 from dbx_assets.integration.sources.base import DeployTarget, Selection, SourceTask, TaskSource
 from dbx_assets.integration.workflow.cluster_logs import log_destination
 from dbx_assets.integration.workflow.deploy import WorkspaceFile
@@ -40,7 +41,8 @@ _DECLARATION_TARGET = DeployTarget(workspace_root="/Workspace/declaration", sql_
 
 @dataclass(frozen=True)
 class Workflow:
-    """Task sources (notebooks, a dbt project, ...) deployed as one Databricks job named `name`.
+    """Task sources (notebooks, a dbt project, ...) deployed as one Databricks job per deployment,
+    named `<name> [<deployment>]`.
 
     job_clusters:        job cluster key -> cluster spec; tasks use `default_job_cluster` unless
                          their declaration names another job cluster or an environment; a spec's
@@ -197,7 +199,7 @@ class Workflow:
         tasks = [t for _, t in self._source_tasks(target)]
         deps = self._task_deps(tasks)
         return WorkflowSpec(
-            name=self.name,
+            name=job_name(self.name, target.deployment),  # one job per deployment: they never share one
             tasks=tuple(
                 WorkflowTask(
                     task_key=t.task_key,

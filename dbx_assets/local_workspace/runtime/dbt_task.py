@@ -57,10 +57,12 @@ def generated_profile(dbt: DbtInvocation, project_dir: Path, output_dir: Path) -
 
     from .uc_names import UcNameError, dbt_schema
 
-    try:  # dbt-spark has no catalogs: the profile's schema is the Spark database of catalog.schema
-        schema = dbt_schema(dbt.catalog, dbt.schema or "default")
+    try:  # the catalog must exist, as on Databricks
+        dbt_schema(dbt.catalog, dbt.schema or "default")
     except UcNameError as exc:
         raise ProfileError(f"dbt task catalog {dbt.catalog!r}: {exc}") from None
+    # The UC schema itself: run_dbt makes `schema.table` mean the task's catalog in its process.
+    schema = dbt.schema or "default"
     try:
         project = yaml.safe_load((project_dir / "dbt_project.yml").read_text()) or {}
     except FileNotFoundError:
@@ -104,6 +106,12 @@ def run_dbt(dbt: DbtInvocation, output_dir: Path) -> TaskOutcome:
             profiles_dir = generated_profile(dbt, project, output_dir)
         except ProfileError as exc:
             return TaskOutcome("FAILED", state_message=str(exc), error=f"ProfileError: {exc}")
+        from .uc_names import set_process_catalog
+
+        # dbt-spark has no catalogs: its SQL names `schema.table`, models and sources alike. In this
+        # (one-task) process those names mean the task's catalog, as dbt-databricks qualifies both
+        # with the target catalog on Databricks, so a source `silver.orders` reads <catalog>.silver.orders.
+        set_process_catalog(dbt.catalog)
         print(
             f"[local runtime] dbt profile generated for SQL warehouse {dbt.warehouse_id}: {profiles_dir / 'profiles.yml'}",
             flush=True,

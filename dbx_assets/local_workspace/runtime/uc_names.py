@@ -243,6 +243,22 @@ def set_active_registry(registry: CatalogRegistry | None) -> None:
     _active_registry = registry
 
 
+_process_catalog: str | None = None  # set by a dbt task process: the dbt task's catalog
+
+
+def set_process_catalog(catalog: str | None) -> None:
+    """Make two-level names in this task process mean `<catalog>.schema.table`, whatever the
+    cluster's shared session was left in: what a dbt task's `catalog` does on Databricks, where
+    dbt-databricks qualifies models and sources alike with the target's catalog."""
+    global _process_catalog
+    _process_catalog = catalog.lower() if catalog and catalog.lower() not in DEFAULT_CATALOG_ALIASES else None
+
+
+def process_current_database() -> str | None:
+    """The current database names resolve against in this process, when a task fixed its catalog."""
+    return spark_database(_process_catalog, "default") if _process_catalog else None
+
+
 def dbt_schema(catalog: str | None, schema: str) -> str:
     """The schema a generated dbt-spark profile gets so models land in `catalog.schema`. The
     catalog must exist (as on Databricks) when a registry is active (in a task process)."""
@@ -357,11 +373,19 @@ _TABLE_PREFIXES = re.compile(
     r"(?:UN)?CACHE\s+(?:LAZY\s+)?TABLE(?:\s+IF\s+EXISTS)?)\s+)(?P<name>" + _NAME + ")",
     re.I,
 )
+# sqlglot keeps it as a Command too; dbt-spark runs it after each incremental insert.
+_RECOVER_PARTITIONS = re.compile(
+    r"^\s*(?P<prefix>ALTER\s+TABLE\s+)(?P<name>" + _NAME + r")(?=\s+RECOVER\s+PARTITIONS\b)", re.I
+)
 _SHOW_TABLES = re.compile(r"^\s*SHOW\s+TABLES\b(?P<rest>(?!\s+(?:IN|FROM)\b).*)$", re.I | re.S)
 
 
+# dbt prefixes every statement with a `/* {"app": "dbt", ...} */` comment.
+_LEADING_COMMENTS = re.compile(r"^\s*(?:/\*.*?\*/\s*|--[^\n]*(?:\n|$)\s*)*", re.S)
+
+
 def _strip(text: str) -> str:
-    return text.strip().rstrip(";").strip()
+    return _LEADING_COMMENTS.sub("", text).strip().rstrip(";").strip()
 
 
 def _unquote(name: str) -> str:
@@ -383,8 +407,9 @@ def plan_sql(text: str, ctx: Context, *, mask_braces: bool = False) -> Plan:
     m = _SHOW_TABLES.match(stripped)
     if m:  # SHOW TABLES [LIKE x] in the current schema
         return Sql(text, show_tables_in=ctx.current_database if ctx.current_catalog != DEFAULT_CATALOG else None)
-    for pattern, is_table in ((_SCHEMA_PREFIXES, False), (_TABLE_PREFIXES, True)):
-        m = pattern.match(text)
+    body = len(_LEADING_COMMENTS.match(text).group(0))  # type: ignore[union-attr]  # it matches "" too
+    for pattern, is_table in ((_SCHEMA_PREFIXES, False), (_TABLE_PREFIXES, True), (_RECOVER_PARTITIONS, True)):
+        m = pattern.match(text[body:])
         if m:
             parts = split_name(m.group("name"))
             mapped = ctx.table(parts) if is_table else ctx.database(parts)
@@ -394,8 +419,9 @@ def plan_sql(text: str, ctx: Context, *, mask_braces: bool = False) -> Plan:
                 new_name = quote(mapped)
             else:  # [database, table]
                 new_name = ".".join(quote(p) for p in mapped)
-            new_text = text[: m.start("name")] + new_name + text[m.end("name") :]
-            shows = m.group("prefix").upper().split()[:2] == ["SHOW", "TABLES"]
+            new_text = text[: body + m.start("name")] + new_name + text[body + m.end("name") :]
+            # SHOW TABLES and SHOW TABLE EXTENDED both answer with a `namespace` column.
+            shows = m.group("prefix").upper().split()[:2] in (["SHOW", "TABLES"], ["SHOW", "TABLE"])
             # Only names that were mapped read back as UC schemas (dbt-spark reads `namespace` as it asked).
             db = mapped if shows and isinstance(mapped, str) else None
             return Sql(new_text, show_tables_in=db.lower() if db else None)

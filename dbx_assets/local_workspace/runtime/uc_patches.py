@@ -51,7 +51,8 @@ class UcSession:
         self._current_database: Callable[[], str] = lambda: spark._jsparkSession.catalog().currentDatabase()
 
     def context(self) -> uc.Context:
-        return uc.Context(self._current_database().lower(), self.registry.names())
+        current = uc.process_current_database() or self._current_database().lower()
+        return uc.Context(current, self.registry.names())
 
     def translate(self, exc: BaseException) -> BaseException:
         if isinstance(exc, uc.UcNameError):
