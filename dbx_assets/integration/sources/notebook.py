@@ -14,6 +14,12 @@ from typing import Any
 
 import dagster as dg
 
+from dbx_assets.integration.pipes.layout import (
+    CHANNEL_PARAMETER,
+    DEFAULT_PIPES_ROOT,
+    PipesLocation,
+    dagster_pipes_requirement,
+)
 from dbx_assets.integration.sources.base import DeployTarget, Selection, SourceTask, TaskReport
 from dbx_assets.integration.sources.notebook_file import NotebookFile, read_notebook, read_run_dependencies
 from dbx_assets.integration.tables import TABLE_NAME, TABLE_WARNING, resolve_table_name, validate_table_name
@@ -41,6 +47,9 @@ class NotebookAsset:
     libraries:   pypi requirements installed for the task, e.g. ("requests==2.32.3",)
     max_retries, min_retry_interval_millis, retry_on_timeout: the task's Databricks retry policy
                  (None: the job task leaves it unset)
+    pipes:       the notebook reports through Dagster Pipes (dagster-pipes): it gets its own context
+                 and message channel (the `dagster_pipes_channel` widget) and dagster-pipes as a library
+    checks:      asset checks the notebook reports through Pipes (names or dg.AssetCheckSpec)
     """
 
     key: str
@@ -60,6 +69,8 @@ class NotebookAsset:
     # The Unity Catalog table it writes, "catalog.schema.table"; "{catalog}" is the deploy target's
     # catalog. Its materializations then carry the table's name, columns and row count.
     table: str | None = None
+    pipes: bool = False
+    checks: Sequence[str | dg.AssetCheckSpec] = ()
 
     @property
     def asset_key(self) -> dg.AssetKey:
@@ -72,6 +83,10 @@ class NotebookAsset:
     @property
     def task_key(self) -> str:
         return task_key_for(self.asset_key.path)
+
+    @property
+    def check_specs(self) -> list[dg.AssetCheckSpec]:
+        return [dg.AssetCheckSpec(name=c, asset=self.asset_key) if isinstance(c, str) else c for c in self.checks]
 
     @property
     def workspace_relative_path(self) -> str:
@@ -103,8 +118,17 @@ class NotebookTasks:
 
     needs_sql_warehouse = False
 
-    def __init__(self, declarations: Sequence[NotebookAsset], *, notebooks_dir: Path | str):
+    def __init__(
+        self,
+        declarations: Sequence[NotebookAsset],
+        *,
+        notebooks_dir: Path | str,
+        pipes_root: str = DEFAULT_PIPES_ROOT,
+    ):
+        """pipes_root: where pipes-enabled notebooks' channels live, `dbfs:/...` or
+        `/Volumes/<catalog>/<schema>/<volume>/...` (one folder per Dagster run and task below it)."""
         self.notebooks_dir = Path(notebooks_dir)
+        self.pipes_location = PipesLocation(pipes_root)
         seen: dict[dg.AssetKey, str] = {}
         for nb in declarations:
             if nb.asset_key in seen:
@@ -115,6 +139,17 @@ class NotebookTasks:
             seen[nb.asset_key] = nb.notebook
             if nb.table is not None:
                 validate_table_name(nb.table, f"Notebook asset '{nb.key}'")
+            if nb.checks and not nb.pipes:
+                raise WorkflowDefinitionError(
+                    f"Notebook asset '{nb.key}' declares checks, which a notebook reports through Dagster Pipes: "
+                    "set pipes=True and report them with pipes.report_asset_check(...)."
+                )
+            for check in nb.check_specs:
+                if check.asset_key != nb.asset_key:
+                    raise WorkflowDefinitionError(
+                        f"Notebook asset '{nb.key}' declares check '{check.name}' on another asset "
+                        f"({check.asset_key.to_user_string()}); a notebook's checks are on its own asset."
+                    )
         self._notebooks = [
             _LoadedNotebook(
                 d, read_notebook(self.notebooks_dir / d.notebook), read_run_dependencies(self.notebooks_dir, d.notebook)
@@ -132,7 +167,7 @@ class NotebookTasks:
         return [self._spec(nb) for nb in self._notebooks]
 
     def check_specs(self) -> list[dg.AssetCheckSpec]:
-        return []
+        return [spec for nb in self._notebooks for spec in nb.declaration.check_specs]
 
     def tasks(self, target: DeployTarget) -> list[SourceTask]:
         return [
@@ -146,11 +181,16 @@ class NotebookTasks:
                         if target.from_git
                         else posixpath.join(target.workspace_root, nb.declaration.workspace_relative_path),
                         # The deployment's parameters win: they keep deployments' tables apart.
-                        "base_parameters": {**nb.declaration.params, **target.task_parameters},
+                        "base_parameters": {
+                            **nb.declaration.params,
+                            **target.task_parameters,
+                            **self._pipes_parameters(nb.declaration),
+                        },
                         "source": "GIT" if target.from_git else "WORKSPACE",
                     }
                 },
-                libraries=tuple({"pypi": {"package": p}} for p in nb.declaration.libraries),
+                libraries=tuple({"pypi": {"package": p}} for p in self._libraries(nb.declaration)),
+                check_keys=frozenset(spec.key for spec in nb.declaration.check_specs),
                 job_cluster=nb.declaration.job_cluster,
                 environment=nb.declaration.environment,
                 max_retries=nb.declaration.max_retries,
@@ -217,6 +257,19 @@ class NotebookTasks:
         return report
 
     # -- helpers --------------------------------------------------------------------------------
+    def _pipes_parameters(self, declaration: NotebookAsset) -> dict[str, str]:
+        """A pipes-enabled task's channel folder, static in the job spec (see pipes/layout.py)."""
+        if not declaration.pipes:
+            return {}
+        return {CHANNEL_PARAMETER: self.pipes_location.channel_parameter(declaration.task_key)}
+
+    @staticmethod
+    def _libraries(declaration: NotebookAsset) -> list[str]:
+        declared = list(declaration.libraries)
+        if declaration.pipes and not any(p.split("=")[0].strip().lower() == "dagster-pipes" for p in declared):
+            declared.append(dagster_pipes_requirement())
+        return declared
+
     @staticmethod
     def _table(nb: _LoadedNotebook, target: DeployTarget) -> dict[str, Any]:
         """The table's name on the event; the workflow adds its columns and row count from the workspace."""

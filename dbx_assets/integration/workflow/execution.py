@@ -12,6 +12,7 @@ from typing import Any
 import dagster as dg
 from databricks.sdk.service.jobs import RunTask
 
+from dbx_assets.integration.pipes.session import PipesChannels
 from dbx_assets.integration.resource import DatabricksResource
 from dbx_assets.integration.sources.base import Selection, SourceTask, TaskSource
 from dbx_assets.integration.tables import TableMetadataReader, with_table_metadata
@@ -48,7 +49,8 @@ class WorkflowExecution:
         with databricks.explained_connection_errors():
             self.client = databricks.get_client()
             self.target = databricks.deploy_target(needs_sql_warehouse=workflow.needs_sql_warehouse)
-        self.runner = WorkflowRunner(self.client, log=context.log)
+        # Between polls of the run the step reads the Pipes channels of tasks that may be running.
+        self.runner = WorkflowRunner(self.client, log=context.log, sleep=lambda seconds: self.pipes.wait(seconds))
         self.selection = Selection(
             assets=frozenset(context.selected_asset_keys),
             checks=frozenset(context.selected_asset_check_keys),
@@ -62,6 +64,7 @@ class WorkflowExecution:
         self.tables = TableMetadataReader(
             self.client, lambda: self.target.sql_warehouse_id or self.databricks.sql_warehouse_id()
         )
+        self.pipes = PipesChannels(context, self.client, [task for _, task in self.selected], self.selection)
         # Driver logs of job clusters with a cluster_log_conf, into the step's stdout/stderr
         self.cluster_logs = ClusterLogTailer.for_job_clusters(
             self.client,
@@ -108,7 +111,9 @@ class WorkflowExecution:
                         f"Databricks run {previous}, which is being repaired."
                     )
                 self.task_keys = rerun
+                self.pipes.prepare(rerun, run_id=previous)  # the repaired run keeps its channel folder
                 return self.runner.repair(previous, rerun, overrides=self._overrides())
+        self.pipes.prepare(self.task_keys, dagster_run_id=self.context.run.run_id)
         handle = self.runner.run_now(
             job_id,
             self.task_keys,
@@ -147,6 +152,11 @@ class WorkflowExecution:
     def _run_on_all_purpose_cluster(self, spec: WorkflowSpec, deployer: WorkflowDeployer) -> Iterator[Any]:
         """Create an all-purpose cluster, run the selection on it as one submitted run, and
         delete the cluster whatever happens (the create → run → terminate flow of seed 001)."""
+        if self.pipes.enabled:  # runs/submit has no job parameters to carry the Dagster run id
+            raise dg.Failure(
+                f"Workflow '{self.workflow.name}' runs pipes-enabled notebooks, which need job parameters that "
+                "runs/submit does not have: use compute='job_cluster' (the default) or set pipes=False."
+            )
         with self.databricks.explained_connection_errors():
             deployer.sync_files(self.workflow.files())
         cluster_id = self.runner.create_cluster(
@@ -185,7 +195,7 @@ class WorkflowExecution:
                     continue
                 metadata = {**self._metadata(finished, handle), "databricks_compute": self._compute(finished)}
                 metadata.update(self.costs.charge(finished))
-                report = source.report(finished, self.selection, self.target, metadata)
+                report = self.pipes.complete(finished, source.report(finished, self.selection, self.target, metadata))
                 yield from with_table_metadata(report.events, self.tables, self.context.log.warning)
                 for key, why in report.failures.items():
                     self.context.log.error(f"Asset {key.to_user_string()} failed in task {finished.task_key}: {why}")
