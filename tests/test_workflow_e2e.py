@@ -34,6 +34,7 @@ from workflow_support import (
     step_failure_message,
 )
 
+from dbx_assets.integration.deployment import default_deployment
 from dbx_assets.integration.workflow.assets import build_workflow_assets
 from dbx_assets.integration.workflow.definition import Workflow
 from dbx_assets.integration.workflow.model import DEFAULT_CLUSTER_SPEC, DEFAULT_JOB_CLUSTER_KEY
@@ -244,7 +245,7 @@ def test_notebook_deleted_from_the_workspace_is_named_and_reuploaded(dbx_env):
     workflow = Workflow(name=name, sources=[notebook_tasks(name)], job_clusters={DEFAULT_JOB_CLUSTER_KEY: slow_start})
     assets = build_workflow_assets(workflow)
     selection = [key(name, "slow")]
-    notebook = f"/Shared/tests/{name}/notebooks/slow"
+    notebook = f"/Shared/tests/{name}/{default_deployment()}/notebooks/slow"
     results: dict = {}
     thread = threading.Thread(target=lambda: results.setdefault("first", materialize(name, selection, assets=assets)))
     thread.start()

@@ -430,7 +430,9 @@ class RunExecutor:
             name = f"job-{self.run.get('job_id', 'submit')}-run-{self.run_id}-{where}"
             try:
                 entry = self.s.clusters.start_job_cluster(cluster_def, self.run_id, name)
-            except ClusterStartError:
+            except ClusterStartError as e:
+                with self.cond:  # before the tasks waiting on this lock see the failure: they report its reason
+                    self.internal_error = self.internal_error or f"Cluster failed to start: {e}"
                 self.job_clusters[ck] = None
                 raise
             self.job_clusters[ck] = entry
@@ -552,9 +554,7 @@ class Scheduler:
             )
         job_id = ex.run.get("job_id")
         limit = ex.run["_spec"].get("max_concurrent_runs")
-        per_job = (
-            f"The run was queued due to reaching the per-job limit of {limit} concurrent job runs (max_concurrent_runs)."
-        )
+        per_job = f"The run was queued due to reaching the per-job limit of {limit} concurrent job runs (max_concurrent_runs)."
         if self._waiting[0] is not ex and any(
             w.run.get("job_id") == job_id for w in self._waiting[: self._waiting.index(ex)]
         ):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from fake_runtime import deployed_job_name
 from test_notebook_features import HEADER, SEP, make_repo
 from workflow_support import make_resource
 
@@ -106,7 +107,7 @@ def test_workflow_deployed_from_git_runs_the_pinned_commit(dbx_env, tmp_path):
     assert result.success
     [event] = result.get_asset_materialization_events()
     assert event.materialization.metadata["notebook_exit_value"].value == "v1"  # the working tree says v2
-    job = next(iter(dbx_env.client.jobs.list(name=name, expand_tasks=True)))
+    job = next(iter(dbx_env.client.jobs.list(name=deployed_job_name(name), expand_tasks=True)))
     task = job.settings.tasks[0].notebook_task
     assert (task.notebook_path, task.source.value) == ("notebooks/nb", "GIT")
     assert not (dbx_env.paths.workspace / "Shared" / "tests" / name / "notebooks").exists()  # nothing uploaded
