@@ -58,16 +58,19 @@ def test_a_run_held_in_the_queue_logs_its_queue_reason_before_it_starts(dbx_env,
         deadline = time.monotonic() + 120
         try:
             while time.monotonic() < deadline:
-                for run in second_instance.get_runs():
-                    queued = [m for m in _log_messages(second_instance, run.run_id) if "is queued" in m]
-                    if queued:
-                        seen["message"] = queued[0]
-                        seen["states"] = sorted(
-                            r.state.life_cycle_state.value
-                            for r in _job_runs(ws.client, name)
-                            if r.state and r.state.life_cycle_state
-                        )
-                        return
+                try:  # the step writes its in-memory event log meanwhile: a read can collide, then retry
+                    for run in second_instance.get_runs():
+                        queued = [m for m in _log_messages(second_instance, run.run_id) if "is queued" in m]
+                        if queued:
+                            seen["message"] = queued[0]
+                            seen["states"] = sorted(
+                                r.state.life_cycle_state.value
+                                for r in _job_runs(ws.client, name)
+                                if r.state and r.state.life_cycle_state
+                            )
+                            return
+                except Exception as err:
+                    seen["last_read_error"] = repr(err)
                 time.sleep(0.1)
         finally:
             hold.unlink()
