@@ -10,6 +10,9 @@ C: runs/get calls per minute while one 60 s notebook runs (from server.log times
 D: log tailing: the same four notebooks on a job cluster with a cluster_log_conf (dbfs:/), the
    driver log calls (dbfs/list + dbfs/read) against runs/get, i.e. the extra calls per poll
    (`python -m bench.api_calls --only-logs` runs just this one).
+E: Dagster Pipes on real local Spark: three pipes-enabled notebooks (tests/notebooks/pipes_report.py)
+   in one run; the channel's extra calls per task (dbfs put/mkdirs/list/read) and, per task, whether
+   its check, metadata value and printed lines arrived (`python -m bench.api_calls --only-pipes`).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from pathlib import Path
 import dagster as dg
 
 from dbx_assets.integration.resource import DatabricksResource
+from dbx_assets.integration.sources.notebook import NotebookAsset, NotebookTasks
 from dbx_assets.integration.workflow.assets import build_workflow_assets
 from dbx_assets.integration.workflow.definition import Workflow
 from dbx_assets.integration.workflow.model import DEFAULT_CLUSTER_SPEC
@@ -95,7 +99,7 @@ def _runs_get_per_minute(client, log_path: Path, name: str) -> tuple[float, int,
     return len(inside) / minutes, len(inside), minutes * 60
 
 
-def _log_tailing(host: str, token: str, api) -> None:
+def _log_tailing(host: str, token: str, api, state_dir: Path | None = None) -> None:
     ws = _workflow_support()
     name = "benchlogs" + uuid.uuid4().hex[:8]
     cluster = {**DEFAULT_CLUSTER_SPEC, "cluster_log_conf": {"dbfs": {"destination": f"dbfs:/cluster-logs/{name}"}}}
@@ -117,16 +121,130 @@ def _log_tailing(host: str, token: str, api) -> None:
     )
 
 
+PIPES_LABELS = ("alpha", "beta", "gamma")
+
+
+def _pipes_workflow(name: str) -> Workflow:
+    """alpha -> beta, gamma independent: three pipes notebooks sharing one job cluster."""
+    ws = _workflow_support()
+    assets = [
+        NotebookAsset(
+            key=f"{name}/{label}",
+            notebook="pipes_report.py",
+            deps=[f"{name}/alpha"] if label == "beta" else [],
+            params={"label": label},
+            pipes=True,
+            checks=["label_is_set"],
+        )
+        for label in PIPES_LABELS
+    ]
+    tasks = NotebookTasks(assets, notebooks_dir=ws.NOTEBOOKS, pipes_root=f"dbfs:/tmp/{name}/pipes")
+    return Workflow(name=name, sources=[tasks])
+
+
+def _captured_stdout(instance: dg.DagsterInstance, result: dg.ExecuteInProcessResult) -> str:
+    manager = instance.compute_log_manager
+    stdout = ""
+    for event in result.all_events:
+        if event.event_type_value == "LOGS_CAPTURED":
+            key = manager.build_log_key_for_run(result.run_id, event.logs_captured_data.file_key)
+            stdout += (manager.get_log_data(key).stdout or b"").decode()
+    return stdout
+
+
+def _runtime_evidence(state_dir: Path) -> list[str]:
+    """What each task process of the real runtime logged about its libraries and its Spark session."""
+    lines = [
+        f"{log.parent.name}/driver.log: {line.strip()[:160]}"
+        for log in sorted(state_dir.rglob("driver.log"))
+        for line in log.read_text(errors="replace").splitlines()
+        if line.startswith("cluster driver ready:")
+    ]
+    for log in sorted(state_dir.rglob("logs.txt")):
+        for line in log.read_text(errors="replace").splitlines():
+            if line.startswith("[local runtime] libraries") or "spark" in line.lower():
+                lines.append(line.strip()[:200])
+    return lines
+
+
+def _pipes(host: str, token: str, api, state_dir: Path | None = None) -> None:
+    name = "benchpipes" + uuid.uuid4().hex[:8]
+    resource = DatabricksResource(host=host, token=token, workspace_root=f"/Shared/bench/{name}")
+    api.do("PUT", FAULTS, body={"reset_counts": True})
+    with (
+        tempfile.TemporaryDirectory(prefix="bench_pipes_dagster_") as home,
+        dg.instance_for_test(temp_dir=home) as instance,
+    ):
+        started = time.perf_counter()
+        result = dg.materialize(
+            [build_workflow_assets(_pipes_workflow(name))],
+            resources={"databricks": resource},
+            instance=instance,
+            raise_on_error=False,
+        )
+        wall = time.perf_counter() - started
+        stdout = _captured_stdout(instance, result)
+        logged = "\n".join(entry.user_message for entry in instance.all_logs(result.run_id))
+    requests = _faults(api, "GET")["requests"]
+
+    def calls(suffix: str) -> int:
+        return sum(n for k, n in requests.items() if k.endswith(suffix))
+
+    tasks = len(PIPES_LABELS)
+    polls = calls("/jobs/runs/get")
+    channel = {op: calls(f"/dbfs/{op}") for op in ("put", "mkdirs", "list", "read")}
+    print(
+        f"\nE. Dagster Pipes on local Spark ({tasks} pipes tasks, one run, {wall:.0f} s, success={result.success}): "
+        f"{polls} runs/get; channel calls per task: "
+        + ", ".join(f"{n / tasks:.1f} dbfs/{op}" for op, n in channel.items())
+        + f" = {sum(channel.values()) / tasks:.1f} extra calls per task"
+    )
+    checks = {
+        e.asset_check_evaluation_data.asset_key.path[-1]: e.asset_check_evaluation_data
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    }
+    materializations = {
+        e.materialization.asset_key.path[-1]: e.materialization for e in result.get_asset_materialization_events()
+    }
+    for label in PIPES_LABELS:
+        task = f"{name}__{label}"
+        check = checks.get(label)
+        meta = materializations[label].metadata if label in materializations else {}
+        value = meta["label"].value if "label" in meta else None
+        version = (
+            (materializations[label].tags or {}).get("dagster/data_version") if label in materializations else None
+        )
+        lines = [line for line in stdout.splitlines() if line.startswith(f"[{task}] ") and "printed by" in line]
+        print(
+            f"  {label}: check label_is_set "
+            f"{'missing' if check is None else ('passed' if check.passed else 'FAILED')}; "
+            f"metadata label={value!r}; data_version={version!r}; "
+            f"pipes.log line {'arrived' if f'[{task}] {label} is reporting' in logged else 'MISSING'}; "
+            f"stdout lines {lines}"
+        )
+    if state_dir is not None:
+        for line in _runtime_evidence(state_dir):
+            print(f"  runtime log: {line}")
+
+
+def _run_alone(part) -> None:
+    with tempfile.TemporaryDirectory(prefix="bench_api_calls_") as tmp:
+        conn = ensure_running(Path(tmp))
+        try:
+            from databricks.sdk import WorkspaceClient
+
+            part(conn.host, conn.token, WorkspaceClient(host=conn.host, token=conn.token).api_client, Path(tmp))
+        finally:
+            stop(Path(tmp))
+
+
 def main() -> None:
     if "--only-logs" in sys.argv[1:]:
-        with tempfile.TemporaryDirectory(prefix="bench_api_calls_") as tmp:
-            conn = ensure_running(Path(tmp))
-            try:
-                from databricks.sdk import WorkspaceClient
-
-                _log_tailing(conn.host, conn.token, WorkspaceClient(host=conn.host, token=conn.token).api_client)
-            finally:
-                stop(Path(tmp))
+        _run_alone(_log_tailing)
+        return
+    if "--only-pipes" in sys.argv[1:]:
+        _run_alone(_pipes)
         return
     with tempfile.TemporaryDirectory(prefix="bench_api_calls_") as tmp:
         state_dir = Path(tmp)
@@ -157,6 +275,7 @@ def main() -> None:
                 f"of task execution = {per_minute:.1f} per minute (materialization {wall:.0f} s)"
             )
             _log_tailing(conn.host, conn.token, api)
+            _pipes(conn.host, conn.token, api, state_dir)
         finally:
             stop(state_dir)
 
