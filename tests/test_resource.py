@@ -9,7 +9,8 @@ import dagster as dg
 import pytest
 from workflow_support import key, materialize, new_name, step_failure_message
 
-from dbx_assets.integration.resource import DatabricksResource, WorkspaceConnectionError
+from dbx_assets.integration.deployment import DEPLOYMENT_ENV
+from dbx_assets.integration.resource import ALLOW_EMBEDDED_ENV, DatabricksResource, WorkspaceConnectionError
 
 SECRET = "dapi-not-a-real-token-0123456789"
 
@@ -35,6 +36,24 @@ def test_no_settings_means_the_local_workspace(local_workspace, monkeypatch):
         resource.deploy_target(needs_sql_warehouse=False).workspace_root
         == f"/Shared/dbx_assets/{resource.deployment_name()}"
     )
+
+
+def test_a_dagster_plus_deployment_without_settings_refuses_the_local_workspace(local_workspace, monkeypatch, tmp_path):
+    """A Dagster+ code location that lost its DATABRICKS_HOST must not run 'prod' on a local workspace."""
+    monkeypatch.delenv("DATABRICKS_HOST", raising=False)
+    monkeypatch.delenv("DATABRICKS_CONFIG_PROFILE", raising=False)
+    monkeypatch.delenv(ALLOW_EMBEDDED_ENV, raising=False)
+    monkeypatch.setenv(DEPLOYMENT_ENV, "prod")
+    with pytest.raises(WorkspaceConnectionError) as refused:
+        DatabricksResource(local_state_dir=str(tmp_path / "unused")).get_client()
+    message = str(refused.value)
+    assert "'prod'" in message and "DATABRICKS_HOST" in message and ALLOW_EMBEDDED_ENV in message
+    _one_clear_message(message)
+    assert not (tmp_path / "unused").exists()  # no embedded workspace was started
+    # On purpose (e.g. a Dagster+ demo deployment), it is allowed
+    monkeypatch.setenv(ALLOW_EMBEDDED_ENV, "1")
+    resource = DatabricksResource(local_state_dir=str(local_workspace.state_dir))
+    assert resource.get_client().config.host == local_workspace.host
 
 
 def test_settings_mean_that_workspace_and_no_local_one(fake_dbx, monkeypatch, tmp_path):

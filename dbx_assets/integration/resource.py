@@ -34,6 +34,8 @@ from dbx_assets.integration.sources.base import DeployTarget
 
 LOCAL_STATE_DIR_ENV = "DBX_LOCAL_STATE_DIR"
 SQL_WAREHOUSE_ENV = "DATABRICKS_SQL_WAREHOUSE"
+# Lets a Dagster+ deployment run on the embedded local workspace (off: it must name a real one).
+ALLOW_EMBEDDED_ENV = "DBX_ALLOW_LOCAL_WORKSPACE"
 
 
 def default_local_state_dir() -> Path:
@@ -145,6 +147,16 @@ class DatabricksResource(ConfigurableResource):
 
     def _config(self) -> Config:
         if self._uses_embedded_workspace:
+            dagster_plus = os.environ.get(DEPLOYMENT_ENV)
+            if dagster_plus and not os.environ.get(ALLOW_EMBEDDED_ENV):
+                # A Dagster+ code location missing its workspace settings must not quietly run on a
+                # throwaway local workspace (its "production" tables would live on that container's disk).
+                raise WorkspaceConnectionError(
+                    f"No Databricks workspace is configured for Dagster+ deployment '{dagster_plus}': set "
+                    "DATABRICKS_HOST and DATABRICKS_TOKEN (or DATABRICKS_CLIENT_ID/_SECRET, or a profile) in the code "
+                    f"location's environment. To use the embedded local workspace there on purpose, set "
+                    f"{ALLOW_EMBEDDED_ENV}=1."
+                )
             from dbx_assets.local_workspace.launcher import ensure_running
 
             connection = ensure_running(self._local_state_dir)
