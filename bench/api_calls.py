@@ -28,7 +28,6 @@ from pathlib import Path
 import dagster as dg
 
 from dbx_assets.integration.resource import DatabricksResource
-from dbx_assets.integration.sources.notebook import NotebookAsset, NotebookTasks
 from dbx_assets.integration.workflow.assets import build_workflow_assets
 from dbx_assets.integration.workflow.definition import Workflow
 from dbx_assets.integration.workflow.model import DEFAULT_CLUSTER_SPEC
@@ -121,37 +120,6 @@ def _log_tailing(host: str, token: str, api, state_dir: Path | None = None) -> N
     )
 
 
-PIPES_LABELS = ("alpha", "beta", "gamma")
-
-
-def _pipes_workflow(name: str) -> Workflow:
-    """alpha -> beta, gamma independent: three pipes notebooks sharing one job cluster."""
-    ws = _workflow_support()
-    assets = [
-        NotebookAsset(
-            key=f"{name}/{label}",
-            notebook="pipes_report.py",
-            deps=[f"{name}/alpha"] if label == "beta" else [],
-            params={"label": label},
-            pipes=True,
-            checks=["label_is_set"],
-        )
-        for label in PIPES_LABELS
-    ]
-    tasks = NotebookTasks(assets, notebooks_dir=ws.NOTEBOOKS, pipes_root=f"dbfs:/tmp/{name}/pipes")
-    return Workflow(name=name, sources=[tasks])
-
-
-def _captured_stdout(instance: dg.DagsterInstance, result: dg.ExecuteInProcessResult) -> str:
-    manager = instance.compute_log_manager
-    stdout = ""
-    for event in result.all_events:
-        if event.event_type_value == "LOGS_CAPTURED":
-            key = manager.build_log_key_for_run(result.run_id, event.logs_captured_data.file_key)
-            stdout += (manager.get_log_data(key).stdout or b"").decode()
-    return stdout
-
-
 def _runtime_evidence(state_dir: Path) -> list[str]:
     """What each task process of the real runtime logged about its libraries and its Spark session."""
     lines = [
@@ -177,20 +145,20 @@ def _pipes(host: str, token: str, api, state_dir: Path | None = None) -> None:
     ):
         started = time.perf_counter()
         result = dg.materialize(
-            [build_workflow_assets(_pipes_workflow(name))],
+            [build_workflow_assets(_workflow_support().pipes_workflow(name))],
             resources={"databricks": resource},
             instance=instance,
             raise_on_error=False,
         )
         wall = time.perf_counter() - started
-        stdout = _captured_stdout(instance, result)
+        stdout, _ = _workflow_support().captured_compute_logs(instance, result)
         logged = "\n".join(entry.user_message for entry in instance.all_logs(result.run_id))
     requests = _faults(api, "GET")["requests"]
 
     def calls(suffix: str) -> int:
         return sum(n for k, n in requests.items() if k.endswith(suffix))
 
-    tasks = len(PIPES_LABELS)
+    tasks = len(_workflow_support().PIPES_LABELS)
     polls = calls("/jobs/runs/get")
     channel = {op: calls(f"/dbfs/{op}") for op in ("put", "mkdirs", "list", "read")}
     print(
@@ -207,7 +175,7 @@ def _pipes(host: str, token: str, api, state_dir: Path | None = None) -> None:
     materializations = {
         e.materialization.asset_key.path[-1]: e.materialization for e in result.get_asset_materialization_events()
     }
-    for label in PIPES_LABELS:
+    for label in _workflow_support().PIPES_LABELS:
         task = f"{name}__{label}"
         check = checks.get(label)
         meta = materializations[label].metadata if label in materializations else {}

@@ -17,7 +17,7 @@ import pytest
 from databricks.sdk.errors import InvalidParameterValue
 from databricks.sdk.service import compute, jobs
 from sdk_helpers import upload_notebook, wait_for_run
-from workflow_support import make_resource, materialization_metadata
+from workflow_support import captured_compute_logs, make_resource, materialization_metadata
 
 from dbx_assets.integration.sources.notebook import NotebookAsset, NotebookTasks
 from dbx_assets.integration.workflow.assets import build_workflow_assets
@@ -215,18 +215,6 @@ def _logging_notebook_workflow(name: str, destination: str, notebooks_dir) -> Wo
     )
 
 
-def _compute_logs(instance: dg.DagsterInstance, result: dg.ExecuteInProcessResult) -> tuple[str, str]:
-    manager = instance.compute_log_manager
-    stdout, stderr = "", ""
-    for event in result.all_events:
-        file_key = getattr(event.event_specific_data, "file_key", None)  # LOGS_CAPTURED events carry one
-        if event.event_type_value == "LOGS_CAPTURED" and isinstance(file_key, str):
-            data = manager.get_log_data(manager.build_log_key_for_run(result.run_id, file_key))
-            stdout += (data.stdout or b"").decode()
-            stderr += (data.stderr or b"").decode()
-    return stdout, stderr
-
-
 def test_printed_lines_reach_the_step_compute_logs_labelled_by_cluster(dbx_env, tmp_path):
     name = "cl" + uuid.uuid4().hex[:8]
     workflow = _logging_notebook_workflow(name, f"dbfs:/cluster-logs/{name}", tmp_path)
@@ -238,7 +226,7 @@ def test_printed_lines_reach_the_step_compute_logs_labelled_by_cluster(dbx_env, 
         )
         assert result.success
         cluster_id = materialization_metadata(result, dg.AssetKey([name, "talker"]))["databricks_cluster_id"]
-        stdout, _ = _compute_logs(instance, result)
+        stdout, _ = captured_compute_logs(instance, result)
     assert f"[shared {cluster_id}] {name} says hello\n" in stdout
     assert f"[shared {cluster_id}] {name} says goodbye\n" in stdout
     assert stdout.count(f"{name} says hello") == 1  # each line once: offsets, not re-reads

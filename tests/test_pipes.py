@@ -10,7 +10,14 @@ from pathlib import Path
 import dagster as dg
 import pytest
 from dagster_pipes import PipesBufferedFilesystemMessageWriterChannel
-from workflow_support import NOTEBOOKS, make_resource, materialization_metadata
+from workflow_support import (
+    NOTEBOOKS,
+    PIPES_LABELS,
+    captured_compute_logs,
+    make_resource,
+    materialization_metadata,
+    pipes_workflow,
+)
 
 from dbx_assets.integration.pipes.layout import CHANNEL_PARAMETER, PipesLocation, TaskChannel, task_channel
 from dbx_assets.integration.pipes.merge import merge_reported
@@ -19,50 +26,12 @@ from dbx_assets.integration.pipes.storage import ChannelStorage
 from dbx_assets.integration.sources.base import Selection, SourceTask, TaskReport
 from dbx_assets.integration.sources.notebook import NotebookAsset, NotebookTasks
 from dbx_assets.integration.workflow.assets import build_workflow_assets
-from dbx_assets.integration.workflow.definition import Workflow
 from dbx_assets.integration.workflow.model import WorkflowDefinitionError
-
-LABELS = ("alpha", "beta", "gamma")
-
-
-def _pipes_workflow(name: str) -> Workflow:
-    """alpha -> beta, gamma independent: three pipes notebooks, one job."""
-    return Workflow(
-        name=name,
-        sources=[
-            NotebookTasks(
-                [
-                    NotebookAsset(
-                        key=f"{name}/{label}",
-                        notebook="pipes_report.py",
-                        deps=[f"{name}/alpha"] if label == "beta" else [],
-                        params={"label": label},
-                        pipes=True,
-                        checks=["label_is_set"],
-                    )
-                    for label in LABELS
-                ],
-                notebooks_dir=NOTEBOOKS,
-                pipes_root=f"dbfs:/tmp/{name}/pipes",
-            )
-        ],
-    )
-
-
-def _compute_logs(instance: dg.DagsterInstance, result: dg.ExecuteInProcessResult) -> tuple[str, str]:
-    manager = instance.compute_log_manager
-    stdout, stderr = "", ""
-    for event in result.all_events:
-        if event.event_type_value == "LOGS_CAPTURED":
-            data = manager.get_log_data(manager.build_log_key_for_run(result.run_id, event.logs_captured_data.file_key))
-            stdout += (data.stdout or b"").decode()
-            stderr += (data.stderr or b"").decode()
-    return stdout, stderr
 
 
 def test_three_pipes_notebooks_report_checks_metadata_and_lines_on_their_own_assets(dbx_env, tmp_path):
     ws, name = dbx_env, "p" + uuid.uuid4().hex[:8]
-    workflow = _pipes_workflow(name)
+    workflow = pipes_workflow(name)
     ws.set_faults()  # no faults; request counts from zero
     (tmp_path / "dagster").mkdir()
     with dg.instance_for_test(temp_dir=str(tmp_path / "dagster")) as instance:
@@ -70,10 +39,10 @@ def test_three_pipes_notebooks_report_checks_metadata_and_lines_on_their_own_ass
             [build_workflow_assets(workflow)], resources={"databricks": make_resource(name)}, instance=instance
         )
         assert result.success
-        stdout, _ = _compute_logs(instance, result)
+        stdout, _ = captured_compute_logs(instance, result)
         logged = [entry.user_message for entry in instance.all_logs(result.run_id)]
     counts = ws.counts()["requests"]
-    metas = {label: materialization_metadata(result, dg.AssetKey([name, label])) for label in LABELS}
+    metas = {label: materialization_metadata(result, dg.AssetKey([name, label])) for label in PIPES_LABELS}
     # each asset carries its own task's value (and its exit value, as without Pipes)
     for label, meta in metas.items():
         assert meta["label"] == label and meta["label_length"] == len(label)
@@ -82,17 +51,19 @@ def test_three_pipes_notebooks_report_checks_metadata_and_lines_on_their_own_ass
         e.materialization.asset_key.path[-1]: (e.materialization.tags or {}).get("dagster/data_version")
         for e in result.get_asset_materialization_events()
     }
-    assert versions == {label: label for label in LABELS}
+    assert versions == {label: label for label in PIPES_LABELS}
     checks = {
         e.asset_check_evaluation_data.asset_key.path[-1]: e.asset_check_evaluation_data
         for e in result.all_events
         if e.event_type_value == "ASSET_CHECK_EVALUATION"
     }
-    assert sorted(checks) == sorted(LABELS)
+    assert sorted(checks) == sorted(PIPES_LABELS)
     assert all(c.passed and c.check_name == "label_is_set" for c in checks.values())
-    assert {label: checks[label].metadata["label"].value for label in LABELS} == {label: label for label in LABELS}
+    assert {label: checks[label].metadata["label"].value for label in PIPES_LABELS} == {
+        label: label for label in PIPES_LABELS
+    }
     # each task's printed lines, labelled by task, in the step's compute logs; pipes.log lines in the step's log
-    for label in LABELS:
+    for label in PIPES_LABELS:
         assert f"[{name}__{label}] first line printed by {label}\n" in stdout
         assert f"[{name}__{label}] last line printed by {label}\n" in stdout
         assert any(f"[{name}__{label}] {label} is reporting for {name}/{label}" in m for m in logged)
@@ -110,7 +81,7 @@ def test_three_pipes_notebooks_report_checks_metadata_and_lines_on_their_own_ass
 
 def test_the_job_spec_stays_static_and_declares_dagster_pipes():
     name = "static"
-    workflow = _pipes_workflow(name)
+    workflow = pipes_workflow(name)
     spec = workflow.spec(workflow_target())
     task = spec.task(f"{name}__beta").job_settings()
     channel = task["notebook_task"]["base_parameters"][CHANNEL_PARAMETER]

@@ -199,3 +199,36 @@ def start_step(name: str, run_id: str, seconds: int, only: str, env: dict[str, s
         text=True,
         start_new_session=True,
     )
+
+
+PIPES_LABELS = ("alpha", "beta", "gamma")
+
+
+def pipes_workflow(name: str) -> Workflow:
+    """alpha -> beta, gamma independent: three pipes notebooks (tests/notebooks/pipes_report.py), one job."""
+    assets = [
+        NotebookAsset(
+            key=f"{name}/{label}",
+            notebook="pipes_report.py",
+            deps=[f"{name}/alpha"] if label == "beta" else [],
+            params={"label": label},
+            pipes=True,
+            checks=["label_is_set"],
+        )
+        for label in PIPES_LABELS
+    ]
+    tasks = NotebookTasks(assets, notebooks_dir=NOTEBOOKS, pipes_root=f"dbfs:/tmp/{name}/pipes")
+    return Workflow(name=name, sources=[tasks])
+
+
+def captured_compute_logs(instance: dg.DagsterInstance, result: dg.ExecuteInProcessResult) -> tuple[str, str]:
+    """The stdout and stderr the run's steps wrote, as the instance's compute log manager kept them."""
+    manager = instance.compute_log_manager
+    stdout, stderr = "", ""
+    for event in result.all_events:
+        file_key = getattr(event.event_specific_data, "file_key", None)  # LOGS_CAPTURED events carry one
+        if event.event_type_value == "LOGS_CAPTURED" and isinstance(file_key, str):
+            data = manager.get_log_data(manager.build_log_key_for_run(result.run_id, file_key))
+            stdout += (data.stdout or b"").decode()
+            stderr += (data.stderr or b"").decode()
+    return stdout, stderr
