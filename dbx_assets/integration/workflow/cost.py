@@ -23,7 +23,6 @@ from typing import Any
 
 from databricks.sdk.service.jobs import RunTask
 
-from dbx_assets.integration.sources.base import DeployTarget
 from dbx_assets.integration.workflow.definition import Workflow
 from dbx_assets.integration.workflow.model import WorkflowSpec
 from dbx_assets.integration.workflow.runner import TaskFinished
@@ -158,10 +157,9 @@ _FOREVER = 2**63
 class StepCosts:
     """The ledger of one step of `workflow`: which cluster spec each task ran on, from the job spec."""
 
-    def __init__(self, workflow: Workflow, target: DeployTarget):
+    def __init__(self, workflow: Workflow, spec: WorkflowSpec):
         self._workflow = workflow
-        self._target = target
-        self._spec: WorkflowSpec | None = None
+        self._spec = spec  # the job the step runs
         self.ledger = CostLedger(rates={**DEFAULT_DBU_RATES, **workflow.dbu_rates})
 
     def observe(self, tasks: Sequence[RunTask], final: bool = False) -> None:
@@ -191,14 +189,12 @@ class StepCosts:
         return self.ledger.summary(run_id)
 
     def _cluster_spec(self, task_key: str) -> Mapping[str, Any] | None:
-        if self._spec is None:
-            self._spec = self._workflow.spec(self._target)
         if self._workflow.compute == "all_purpose":  # the one cluster is made from the default spec
             return self._spec.job_clusters.get(self._workflow.default_job_cluster)
         try:
             task = self._spec.task(task_key)
         except KeyError:
             return None
-        if getattr(task, "environment_key", None) is not None:  # serverless: no cluster of ours
+        if task.environment_key is not None:  # serverless: no cluster of ours
             return None
         return self._spec.job_clusters.get(task.job_cluster_key)

@@ -59,8 +59,7 @@ class WorkflowExecution:
         self.selected: list[tuple[TaskSource, SourceTask]] = workflow.selected_tasks(self.selection, self.target)
         self.task_keys = [task.task_key for _, task in self.selected]
         self._source_of = {task.task_key: source for source, task in self.selected}
-        # Per materialization: the task's share of its cluster and a DBU estimate; named tables' metadata.
-        self.costs = StepCosts(workflow, self.target)
+        # Named tables' columns and row counts, read after each task
         self.tables = TableMetadataReader(
             self.client, lambda: self.target.sql_warehouse_id or self.databricks.sql_warehouse_id()
         )
@@ -72,10 +71,13 @@ class WorkflowExecution:
             existing_cluster_key=workflow.default_job_cluster if workflow.compute == "all_purpose" else None,
             warn=context.log.warning,
         )
-        self._job_spec: WorkflowSpec | None = None
+        # The job this step deploys and runs; it also says where each task ran and on which cluster spec,
+        # for its share of the cluster and its DBU estimate.
+        self.spec: WorkflowSpec = workflow.spec(self.target)
+        self.costs = StepCosts(workflow, self.spec)
 
     def run(self) -> Iterator[Any]:
-        spec = self.workflow.spec(self.target)
+        spec = self.spec
         deployer = WorkflowDeployer(self.client, self.target.workspace_root, log=self.context.log)
         if self.workflow.compute == "all_purpose":
             yield from self._run_on_all_purpose_cluster(spec, deployer)
@@ -231,9 +233,7 @@ class WorkflowExecution:
 
     def _compute(self, finished: TaskFinished) -> str:
         """Where the task ran: its compute in the job spec, plus the cluster runs/get names."""
-        if self._job_spec is None:
-            self._job_spec = self.workflow.spec(self.target)
-        task = self._job_spec.task(finished.task_key)
+        task = self.spec.task(finished.task_key)
         return task.compute_description(finished.cluster_id, all_purpose=self.workflow.compute == "all_purpose")
 
     @staticmethod
