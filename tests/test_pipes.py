@@ -22,11 +22,11 @@ from workflow_support import (
 from dbx_assets.integration.pipes.layout import CHANNEL_PARAMETER, PipesLocation, TaskChannel, task_channel
 from dbx_assets.integration.pipes.merge import merge_reported
 from dbx_assets.integration.pipes.reader import TaskChannelReader
-from dbx_assets.integration.pipes.storage import ChannelStorage
 from dbx_assets.integration.sources.base import Selection, SourceTask, TaskReport
 from dbx_assets.integration.sources.notebook import NotebookAsset, NotebookTasks
 from dbx_assets.integration.workflow.assets import build_workflow_assets
 from dbx_assets.integration.workflow.model import WorkflowDefinitionError
+from dbx_assets.integration.workspace_files import WorkspaceFiles
 
 
 def test_three_pipes_notebooks_report_checks_metadata_and_lines_on_their_own_assets(dbx_env, tmp_path):
@@ -130,7 +130,7 @@ def test_a_task_closing_early_loses_no_message_of_another_task(fake_dbx):
     'closed' lost every later task's messages. Here two tasks write the same chunk names, the
     first closes before the second has reported anything, and both arrive whole."""
     run = "r" + uuid.uuid4().hex[:8]
-    storage = ChannelStorage(fake_dbx.client)
+    storage = WorkspaceFiles(fake_dbx.client)
     context = dg.build_asset_context()
     lines: list[tuple[str, str]] = []
     readers = {}

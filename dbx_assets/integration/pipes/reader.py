@@ -20,7 +20,7 @@ from typing import Any
 import dagster as dg
 
 from dbx_assets.integration.pipes.layout import TaskChannel, mounted_path
-from dbx_assets.integration.pipes.storage import ChannelStorage, StoredFile
+from dbx_assets.integration.workspace_files import StoredFile, WorkspaceFiles
 
 _CHUNK = re.compile(r"^(\d+)\.json$")
 
@@ -40,7 +40,7 @@ class TaskChannelReader(dg.PipesMessageReader):
     def __init__(
         self,
         context: dg.AssetExecutionContext,
-        storage: ChannelStorage,
+        storage: WorkspaceFiles,
         channel: TaskChannel,
         *,
         write_stream: StreamWriter = write_to_step_streams,

@@ -17,10 +17,10 @@ from dbx_assets.integration.pipes.context_data import task_context_data
 from dbx_assets.integration.pipes.layout import channel_parameter_of, task_channel
 from dbx_assets.integration.pipes.merge import merge_reported
 from dbx_assets.integration.pipes.reader import StreamWriter, TaskChannelReader, write_to_step_streams
-from dbx_assets.integration.pipes.storage import ChannelStorage
 from dbx_assets.integration.sources.base import Selection, SourceTask, TaskReport
 from dbx_assets.integration.workflow.model import DAGSTER_RUN_PARAMETER
 from dbx_assets.integration.workflow.runner import TaskFinished, job_parameter
+from dbx_assets.integration.workspace_files import WorkspaceFiles
 
 _NEVER_RAN = ("UPSTREAM_FAILED", "UPSTREAM_CANCELED", "EXCLUDED", "SKIPPED")
 
@@ -49,7 +49,7 @@ class PipesChannels:
     ):
         self._context = context
         self._client = client
-        self._storage = ChannelStorage(client)
+        self._storage = WorkspaceFiles(client)
         self._selection = selection
         self._tasks = {t.task_key: t for t in tasks}
         self._parameters = {t.task_key: p for t in tasks if (p := channel_parameter_of(t.settings)) is not None}

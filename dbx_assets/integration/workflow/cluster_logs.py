@@ -11,21 +11,18 @@ cluster. One last read after the run terminates picks up the final delivery.
 
 from __future__ import annotations
 
-import base64
 import sys
-import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from databricks.sdk import WorkspaceClient
-from databricks.sdk.errors import NotFound, ResourceDoesNotExist
 from databricks.sdk.service.jobs import RunTask
 
 from dbx_assets.integration.workflow.model import WorkflowDefinitionError
+from dbx_assets.integration.workspace_files import WorkspaceFiles
 
 TAILED_FILES = ("stdout", "stderr")  # log4j-active.log stays in the destination: Spark's own chatter
-DBFS_READ_LIMIT = 1024 * 1024  # DBFS read returns at most 1 MB per call
 TAIL_LIMIT = 4 * 1024 * 1024  # a burst beyond this per file and poll is skipped, with a note, not copied
 
 # (stream, text) -> None: where labelled lines go (the step's stdout / stderr)
@@ -82,7 +79,7 @@ class ClusterLogTailer:
         warn: Callable[[str], None],
     ):
         """`destinations`: job cluster key -> log destination; key None for tasks on an existing cluster."""
-        self._client = client
+        self._storage = WorkspaceFiles(client)
         self._destinations = dict(destinations)
         self._emit = emit
         self._warn = warn
@@ -146,14 +143,7 @@ class ClusterLogTailer:
 
     # -- one API call per cluster per poll: the folder listing gives every file's size ------------------
     def _sizes(self, folder: str) -> dict[str, int]:
-        try:
-            if folder.startswith("dbfs:/"):
-                entries = [(f.path or "", f.file_size or 0) for f in self._client.dbfs.list(folder)]
-            else:
-                entries = [(e.path or "", e.file_size or 0) for e in self._client.files.list_directory_contents(folder)]
-        except (NotFound, ResourceDoesNotExist):
-            return {}  # nothing delivered yet
-        return {path.rstrip("/").rsplit("/", 1)[-1]: size for path, size in entries}
+        return {f.name: f.size for f in self._storage.list(folder)}  # none delivered yet: {}
 
     def _read_new(self, cluster_id: str, label: str, folder: str, name: str, size: int, final: bool) -> None:
         state = self._files.setdefault((cluster_id, name), _TailedFile())
@@ -162,32 +152,10 @@ class ClusterLogTailer:
         if size > state.offset + TAIL_LIMIT:
             self._emit(name, f"[{label}] ... {size - state.offset - TAIL_LIMIT} bytes of {name} skipped ...")
             state.offset, state.partial = size - TAIL_LIMIT, b""
-        data = self._read(f"{folder}/{name}", state.offset, size) if size > state.offset else b""
+        data = self._storage.read_range(f"{folder}/{name}", state.offset, size) if size > state.offset else b""
         state.offset += len(data)
         text = state.partial + data
         cut = len(text) if final else text.rfind(b"\n") + 1
         state.partial = text[cut:]
         for line in text[:cut].decode("utf-8", "replace").splitlines():
             self._emit(name, f"[{label}] {line}")
-
-    def _read(self, path: str, start: int, end: int) -> bytes:
-        if path.startswith("dbfs:/"):
-            chunks = []
-            offset = start
-            while offset < end:
-                response = self._client.dbfs.read(path, offset=offset, length=min(DBFS_READ_LIMIT, end - offset))
-                chunk = base64.b64decode(response.data or "")
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                offset += len(chunk)
-            return b"".join(chunks)
-        # The Files API serves byte ranges (the SDK's own resumable download sends the same header).
-        ranged = self._client.api_client.do(
-            "GET",
-            f"/api/2.0/fs/files{urllib.parse.quote(path)}",
-            headers={"Range": f"bytes={start}-{end - 1}", "Accept": "application/octet-stream"},
-            raw=True,
-        )
-        contents = ranged.get("contents") if isinstance(ranged, dict) else None
-        return bytes(contents.read()) if contents is not None else b""

@@ -1,11 +1,13 @@
-"""The few file operations a pipes channel needs, on DBFS (DBFS 2.0 API) or on a Unity Catalog
-volume (Files API), through the SDK. Each method is one API call (a listing may page)."""
+"""The few file operations the step needs in a workspace (Pipes channels, delivered cluster logs), on
+DBFS (DBFS 2.0 API) or on a Unity Catalog volume (Files API), through the SDK. Each method is one API
+call (a listing may page; a read of more than 1 MB from DBFS takes one call per MB)."""
 
 from __future__ import annotations
 
 import base64
 import io
 import posixpath
+import urllib.parse
 from dataclasses import dataclass
 
 from databricks.sdk import WorkspaceClient
@@ -22,7 +24,7 @@ class StoredFile:
     modified: int  # ms; with the size, tells a rewritten file (a retried task's chunk) from one read already
 
 
-class ChannelStorage:
+class WorkspaceFiles:
     """DBFS or volume files, chosen by the path: `/Volumes/...` goes through the Files API."""
 
     def __init__(self, client: WorkspaceClient):
@@ -72,3 +74,26 @@ class ChannelStorage:
             data += block
             if len(block) < MAX_CHUNK_BYTES:
                 return data
+
+    def read_range(self, path: str, start: int, end: int) -> bytes:
+        """Bytes [start, end) of a file: only what was added since an earlier read."""
+        if not path.startswith("/Volumes/"):
+            chunks = []
+            offset = start
+            while offset < end:
+                answer = self._client.dbfs.read(path, offset=offset, length=min(MAX_CHUNK_BYTES, end - offset))
+                chunk = base64.b64decode(answer.data or "")
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                offset += len(chunk)
+            return b"".join(chunks)
+        # The Files API serves byte ranges (the SDK's own resumable download sends the same header).
+        ranged = self._client.api_client.do(
+            "GET",
+            f"/api/2.0/fs/files{urllib.parse.quote(path)}",
+            headers={"Range": f"bytes={start}-{end - 1}", "Accept": "application/octet-stream"},
+            raw=True,
+        )
+        contents = ranged.get("contents") if isinstance(ranged, dict) else None
+        return bytes(contents.read()) if contents is not None else b""
