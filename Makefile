@@ -80,9 +80,15 @@ check: setup
 # Three pytest workers on two cores: the Spark-bound modules spend most of their time waiting on
 # JVMs and processes. Whole modules go to one worker (their fixtures share a cluster or a server), in
 # collection order: tests/conftest.py puts the slowest modules first, so none of them is the tail.
+# `make check` runs alongside (its output printed at the end): either failing fails `make test`.
 TEST_WORKERS ?= 3
-test: setup check browser postgres
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
+CHECK_LOG := $(VENV)/check.log
+test: setup browser postgres
+	@$(MAKE) --no-print-directory check >$(CHECK_LOG) 2>&1 & check=$$!; \
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS); \
+	tests=$$?; wait $$check; checked=$$?; \
+	echo "--- make check (lint, format, types)"; cat $(CHECK_LOG); \
+	if [ $$checked -ne 0 ]; then echo "make check failed"; exit $$checked; fi; exit $$tests
 
 bench: setup
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench

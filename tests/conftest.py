@@ -65,7 +65,6 @@ def dbx_env(fake_dbx, monkeypatch):
 SLOWEST_MODULES = (
     "tests/test_newcomer.py",
     "tests/local_workspace/test_runtime_cluster.py",
-    "tests/test_demo_graph_e2e.py",
     "tests/test_production_postgres.py",
     "tests/test_dbt_specs.py",
     "tests/test_mixed_compute_e2e.py",

@@ -2,7 +2,12 @@
 job cluster, on a second (larger) job cluster and serverless (a notebook and the dbt task, in one
 environment, so one serverless runtime) is ONE Databricks run, and every asset's metadata says
 where it ran. Three runtimes start (shared, large, serverless); the notebooks and the dbt project
-are tiny, so the JVM starts are the cost."""
+are tiny, so the JVM starts are the cost.
+
+The workspace is served over TLS, as a team's shared dev server would be, and addressed only by
+DATABRICKS_HOST (https) and DATABRICKS_TOKEN, the way a real workspace is: dbt must work there
+exactly as on the embedded one. The selection leaves one dbt model out, so the run narrows dbt's
+command (the job's task keeps `dbt build`) and real dbt builds only the selected model."""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ import json
 from pathlib import Path
 
 import dagster as dg
+import pytest
 from workflow_support import key, new_name
 
 from dbx_assets.integration.dbt import manifest as dbt_manifest
@@ -19,6 +25,7 @@ from dbx_assets.integration.sources.notebook import NotebookAsset, NotebookTasks
 from dbx_assets.integration.workflow.assets import build_workflow_assets
 from dbx_assets.integration.workflow.definition import Workflow
 from dbx_assets.integration.workflow.model import DEFAULT_CLUSTER_SPEC, serverless_environment
+from dbx_assets.local_workspace.launcher import ensure_running, stop
 
 NOTEBOOK = "# Databricks notebook source\n"
 SEED = (
@@ -44,6 +51,7 @@ def _dbt_project(root: Path, schema: str, seed_key: list[str]) -> Path:
         f"    schema: {schema}\n    tables:\n      - name: seed_numbers\n"
         f"        config:\n          meta: {{dagster: {{asset_key: {json.dumps(seed_key)}}}}}\n",
         "models/doubled.sql": "select n * 2 as n2 from {{ source('raw', 'seed_numbers') }}\n",
+        "models/tripled.sql": "select n * 3 as n3 from {{ source('raw', 'seed_numbers') }}\n",
     }
     for rel, text in files.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -52,7 +60,21 @@ def _dbt_project(root: Path, schema: str, seed_key: list[str]) -> Path:
     return root
 
 
-def test_shared_cluster_second_cluster_serverless_and_dbt_in_one_run(local_workspace, workspace_client, tmp_path):
+@pytest.fixture
+def tls_workspace(tmp_path, monkeypatch):
+    """A workspace of this test's own over TLS, known to the code only by DATABRICKS_HOST/TOKEN."""
+    state_dir = tmp_path / "tls_workspace"
+    conn = ensure_running(state_dir, tls=True)
+    monkeypatch.setenv("DATABRICKS_HOST", conn.host)
+    monkeypatch.setenv("DATABRICKS_TOKEN", conn.token)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(conn.ca_cert))
+    try:
+        yield conn
+    finally:
+        stop(state_dir)
+
+
+def test_shared_cluster_second_cluster_serverless_and_dbt_in_one_run(tls_workspace, tmp_path):
     name = new_name()
     notebooks = tmp_path / "notebooks"
     notebooks.mkdir()
@@ -76,10 +98,12 @@ def test_shared_cluster_second_cluster_serverless_and_dbt_in_one_run(local_works
         environments={"default": serverless_environment()},
         performance_target="STANDARD",
     )
-    resource = DatabricksResource(
-        local_state_dir=str(local_workspace.state_dir), workspace_root=f"/Shared/tests/{name}"
-    )
-    result = dg.materialize([build_workflow_assets(workflow)], resources={"databricks": resource}, raise_on_error=False)
+    resource = DatabricksResource(workspace_root=f"/Shared/tests/{name}")
+    workspace_client = resource.get_client()
+    assert tls_workspace.host.startswith("https://") and workspace_client.config.host == tls_workspace.host
+    assets = build_workflow_assets(workflow)
+    selection = [k for k in assets.keys if k != dg.AssetKey("tripled")]
+    result = dg.materialize([assets], selection=selection, resources={"databricks": resource}, raise_on_error=False)
     assert result.success, [e.message for e in result.all_events if e.is_failure]
 
     meta = {}
@@ -99,7 +123,9 @@ def test_shared_cluster_second_cluster_serverless_and_dbt_in_one_run(local_works
 
     # As Databricks shows it: the dbt task and the light notebook share the one serverless runtime of
     # their environment, which installed the environment's dependencies (dbt-databricks, provided locally).
-    run = workspace_client.jobs.get_run(meta[key(name, "seed")]["databricks_run_id"])
+    run_id = meta[key(name, "seed")]["databricks_run_id"]
+    assert isinstance(run_id, int)
+    run = workspace_client.jobs.get_run(run_id)
     tasks = {t.task_key: t for t in run.tasks or []}
     dbt_task, light = tasks["dbt_build"], tasks[f"{name}__light"]
     assert dbt_task.environment_key == light.environment_key == "default" and not dbt_task.libraries
@@ -111,3 +137,13 @@ def test_shared_cluster_second_cluster_serverless_and_dbt_in_one_run(local_works
     assert settings.environments[0].spec and settings.environments[0].spec.dependencies == [
         DBT_DATABRICKS_LIBRARY["pypi"]["package"]
     ]
+
+    # dbt built the selected model only: the run narrowed the command, the job kept `dbt build`.
+    job_dbt_task = next(t.dbt_task for t in settings.tasks or [] if t.task_key == "dbt_build")
+    assert job_dbt_task is not None and job_dbt_task.commands == ["dbt build"]
+    assert run.overriding_parameters is not None
+    (command,) = run.overriding_parameters.dbt_commands or []
+    assert "--indirect-selection empty" in command
+    assert {part.rsplit(".", 1)[-1] for part in command.split() if part.startswith("fqn:")} == {"doubled"}, command
+    built = {t.name for t in workspace_client.tables.list(catalog_name="main", schema_name=name)}
+    assert {"seed_numbers", "doubled"} <= built and "tripled" not in built, built

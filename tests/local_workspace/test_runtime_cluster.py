@@ -506,7 +506,7 @@ def test_two_tasks_run_in_parallel_on_one_cluster(cluster, tmp_path):
 # --------------------------------------------------------------------------- tables across clusters
 
 
-def test_tables_are_shared_across_clusters_and_survive_restarts(cluster, paths):
+def test_tables_are_shared_across_clusters_and_outlive_the_cluster_that_wrote_them(cluster, paths):
     write = run_notebook(
         cluster,
         """
@@ -545,17 +545,8 @@ def test_tables_are_shared_across_clusters_and_survive_restarts(cluster, paths):
         dbutils.notebook.exit(f"{[tuple(r) for r in rows]}|{exists}")
         """,
     )
-    assert_success(reread_a)
+    assert_success(reread_a)  # what the terminated cluster wrote outlives it
     assert reread_a.notebook_result == "[(3, 'c', 3.5)]|False"
-
-    restarted = LocalCluster("restarted", ClusterSpec(), paths)
-    restarted.start()
-    try:
-        after_restart = run_notebook(restarted, 'dbutils.notebook.exit(spark.table("sales.orders").first().w)')
-        assert_success(after_restart)
-        assert after_restart.notebook_result == "3.5"
-    finally:
-        restarted.terminate()
 
 
 # --------------------------------------------------------------------------- dbt
