@@ -597,13 +597,14 @@ def test_ctrl_c_stops_everything_make_dev_started(product):
     client = _workspace_client(p)
     # A Spark JVM to stop: the in-flight run's job cluster once it is up, or, if that run already
     # ended (a fast machine), an all-purpose cluster left running, as a user might.
+    day_run = IN_FLIGHT.get("run_id")
     deadline = time.monotonic() + 300
     while True:
         started = _marked_processes(p.marker)
-        if _running_clusters(client) and "java" in " | ".join(started.values()):
+        running = _running_clusters(client)
+        if running and "java" in " | ".join(started.values()):
             break
-        run_status = _runs(p.url)[IN_FLIGHT["run_id"]]["status"] if IN_FLIGHT else "SUCCESS"
-        if run_status in TERMINAL and not _running_clusters(client):
+        if not running and (day_run is None or _runs(p.url)[day_run]["status"] in TERMINAL):
             client.clusters.create(
                 cluster_name="left-running", spark_version="15.4.x-scala2.12", node_type_id="local", num_workers=0
             ).result()
@@ -623,9 +624,7 @@ def test_ctrl_c_stops_everything_make_dev_started(product):
         assert part in commands, f"expected a running {part!r} among {list(started.values())}"
     assert workspace_pid in started
 
-    in_flight = (
-        IN_FLIGHT.get("run_id") if IN_FLIGHT and _runs(p.url)[IN_FLIGHT["run_id"]]["status"] == "STARTED" else None
-    )
+    in_flight = day_run if day_run and _runs(p.url)[day_run]["status"] == "STARTED" else None
     t0 = time.monotonic()
     os.kill(p.proc.pid, signal.SIGINT)  # Ctrl-C (the terminal signals make and the launcher)
     returncode = p.proc.wait(timeout=120)
