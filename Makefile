@@ -35,7 +35,7 @@ $(STAMP): requirements/dev.txt pyproject.toml | uv
 # process, run worker, Spark driver, dbt command) compiles its imports again wherever
 # PYTHONDONTWRITEBYTECODE is set, as on our CI image: about 5 s of CPU per process.
 bytecode: $(STAMP)
-	@$(BIN)/python -m compileall -q -j 0 dbx_assets bench
+	@$(BIN)/python -m compileall -q -j 0 dbx_assets bench tests
 
 # dbt's own parser writes dbt_project/target/manifest.json; a no-op while it is current.
 dbt-manifest: $(STAMP)
