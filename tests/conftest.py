@@ -71,9 +71,7 @@ SLOWEST_MODULES = (
     "tests/test_workflow_e2e.py",
     "tests/test_faults.py",
     "tests/local_workspace/test_uc_runtime.py",
-    "tests/test_notebook_features_e2e.py",
     "tests/local_workspace/test_secrets_runtime.py",
-    "tests/test_spark_e2e.py",
     "tests/local_workspace/test_run_page_browser.py",
     "tests/test_sensor_daemon.py",
 )

@@ -7,16 +7,28 @@ are tiny, so the JVM starts are the cost.
 The workspace is served over TLS, as a team's shared dev server would be, and addressed only by
 DATABRICKS_HOST (https) and DATABRICKS_TOKEN, the way a real workspace is: dbt must work there
 exactly as on the embedded one. The selection leaves one dbt model out, so the run narrows dbt's
-command (the job's task keeps `dbt build`) and real dbt builds only the selected model."""
+command (the job's task keeps `dbt build`) and real dbt builds only the selected model.
+
+The same run is the real-Spark smoke test of notebook features through Dagster (their runtime
+details are tested in tests/local_workspace/test_runtime_cluster.py; cancelling a run in flight on
+real Spark, by stopping Dagster, in tests/test_newcomer.py):
+- the second cluster's notebook writes a CSV through `/dbfs`, reads it from `dbfs:/` and sums it in
+  a `%sql` cell;
+- on the shared cluster `producer` sets a task value and `main` (downstream) %runs a helper with a
+  $ argument, %pip installs tomli-w (not in the venv), runs a %sh cell, reads the producer's value
+  with taskValues.get and through a {{tasks...}} reference in its parameters, and calls
+  dbutils.notebook.run on a child notebook; its exit value (with the child's) lands in the asset's
+  metadata."""
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import dagster as dg
 import pytest
-from workflow_support import key, new_name
+from workflow_support import NOTEBOOKS, key, new_name
 
 from dbx_assets.integration.dbt import manifest as dbt_manifest
 from dbx_assets.integration.dbt.source import DBT_DATABRICKS_LIBRARY, DbtProjectTasks
@@ -24,7 +36,7 @@ from dbx_assets.integration.resource import DatabricksResource
 from dbx_assets.integration.sources.notebook import NotebookAsset, NotebookTasks
 from dbx_assets.integration.workflow.assets import build_workflow_assets
 from dbx_assets.integration.workflow.definition import Workflow
-from dbx_assets.integration.workflow.model import DEFAULT_CLUSTER_SPEC, serverless_environment
+from dbx_assets.integration.workflow.model import DEFAULT_CLUSTER_SPEC, serverless_environment, task_key_for
 from dbx_assets.local_workspace.launcher import ensure_running, stop
 
 NOTEBOOK = "# Databricks notebook source\n"
@@ -39,6 +51,37 @@ dbutils.notebook.exit(json.dumps({"rows": spark.table(f"{schema}.seed_numbers").
 """
 )
 ONE_ROW = NOTEBOOK + 'import json\ndbutils.notebook.exit(json.dumps({"rows": spark.range(1).count()}))\n'
+SEP = "\n# COMMAND ----------\n"
+
+
+def _write_notebook(path: Path, *cells: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(NOTEBOOK + SEP.join(cells) + "\n")
+
+
+def _feature_notebooks(notebooks: Path) -> None:
+    """producer, main and what main %runs and dbutils.notebook.runs."""
+    _write_notebook(notebooks / "producer.py", "dbutils.jobs.taskValues.set('rows', spark.range(7).count())")
+    _write_notebook(
+        notebooks / "lib" / "helpers.py",
+        "dbutils.widgets.text('suffix', 'none')\nSUFFIX = dbutils.widgets.get('suffix')\n"
+        "def shout(s):\n    return s.upper() + SUFFIX",
+    )
+    _write_notebook(
+        notebooks / "child.py",
+        "n = int(dbutils.widgets.get('n'))\ndbutils.notebook.exit(f'child:{spark.range(n).count()}')",
+    )
+    _write_notebook(
+        notebooks / "main.py",
+        "# MAGIC %run ./lib/helpers $suffix=!",
+        "# MAGIC %pip install tomli-w",
+        '# MAGIC %sh\n# MAGIC echo "sh says hi from $(basename $PWD)" > sh_out.txt\n# MAGIC cat sh_out.txt',
+        "import json, tomli_w\n"
+        "rows = dbutils.jobs.taskValues.get(taskKey=dbutils.widgets.get('producer'), key='rows')\n"
+        "child = dbutils.notebook.run('./child', 120, {'n': '3'})\n"
+        "dbutils.notebook.exit(json.dumps({'helper': shout('hi'), 'toml': tomli_w.dumps({'a': 1}).strip(),\n"
+        "    'rows': rows, 'rows_ref': dbutils.widgets.get('rows_ref'), 'child': child}))",
+    )
 
 
 def _dbt_project(root: Path, schema: str, seed_key: list[str]) -> Path:
@@ -80,6 +123,9 @@ def test_shared_cluster_second_cluster_serverless_and_dbt_in_one_run(tls_workspa
     notebooks.mkdir()
     (notebooks / "seed.py").write_text(SEED)
     (notebooks / "one_row.py").write_text(ONE_ROW)
+    shutil.copy(NOTEBOOKS / "spark_sql.py", notebooks / "spark_sql.py")
+    _feature_notebooks(notebooks)
+    producer_key = task_key_for([name, "producer"])
     seed_key = [name, "seed"]
     workflow = Workflow(
         name=name,
@@ -87,8 +133,20 @@ def test_shared_cluster_second_cluster_serverless_and_dbt_in_one_run(tls_workspa
             NotebookTasks(
                 [
                     NotebookAsset(key=f"{name}/seed", notebook="seed.py", params={"schema": name}),
-                    NotebookAsset(key=f"{name}/heavy", notebook="one_row.py", job_cluster="large"),
+                    NotebookAsset(
+                        key=f"{name}/heavy",
+                        notebook="spark_sql.py",
+                        job_cluster="large",
+                        params={"dir": f"/dbfs/tmp/{name}"},
+                    ),
                     NotebookAsset(key=f"{name}/light", notebook="one_row.py", environment="default"),
+                    NotebookAsset(key=f"{name}/producer", notebook="producer.py"),
+                    NotebookAsset(
+                        key=f"{name}/main",
+                        notebook="main.py",
+                        deps=[f"{name}/producer"],
+                        params={"producer": producer_key, "rows_ref": f"{{{{tasks.{producer_key}.values.rows}}}}"},
+                    ),
                 ],
                 notebooks_dir=notebooks,
             ),
@@ -109,7 +167,8 @@ def test_shared_cluster_second_cluster_serverless_and_dbt_in_one_run(tls_workspa
     meta = {}
     for event in result.get_asset_materialization_events():
         meta[event.asset_key] = {k: v.value for k, v in event.materialization.metadata.items()}
-    assert set(meta) == {key(name, "seed"), key(name, "heavy"), key(name, "light"), dg.AssetKey("doubled")}
+    notebooks_run = {key(name, n) for n in ("seed", "heavy", "light", "producer", "main")}
+    assert set(meta) == notebooks_run | {dg.AssetKey("doubled")}
     assert len({m["databricks_run_id"] for m in meta.values()}) == 1  # one Databricks run
 
     shared_id = meta[key(name, "seed")]["databricks_cluster_id"]
@@ -120,6 +179,9 @@ def test_shared_cluster_second_cluster_serverless_and_dbt_in_one_run(tls_workspa
     assert meta[key(name, "light")]["databricks_compute"] == "serverless environment 'default'"
     assert meta[dg.AssetKey("doubled")]["databricks_compute"] == "serverless environment 'default'"
     assert meta[key(name, "seed")]["rows"] == 3
+    assert (meta[key(name, "heavy")]["total"], meta[key(name, "heavy")]["rows"]) == (55, 10)  # %sql over /dbfs
+    csv = workspace_client.dbfs.get_status(f"/tmp/{name}/numbers.csv")  # what /dbfs wrote, as dbfs:/ sees it
+    assert csv.file_size and not csv.is_dir
 
     # As Databricks shows it: the dbt task and the light notebook share the one serverless runtime of
     # their environment, which installed the environment's dependencies (dbt-databricks, provided locally).
@@ -147,3 +209,21 @@ def test_shared_cluster_second_cluster_serverless_and_dbt_in_one_run(tls_workspa
     assert {part.rsplit(".", 1)[-1] for part in command.split() if part.startswith("fqn:")} == {"doubled"}, command
     built = {t.name for t in workspace_client.tables.list(catalog_name="main", schema_name=name)}
     assert {"seed_numbers", "doubled"} <= built and "tripled" not in built, built
+
+    # The notebook features, on the shared cluster.
+    main_meta = meta[key(name, "main")]
+    assert meta[key(name, "producer")]["databricks_cluster_id"] == main_meta["databricks_cluster_id"] == shared_id
+    assert main_meta["child"] == "child:3"  # dbutils.notebook.run's exit value
+    assert main_meta["helper"] == "HI!"  # %run helper with its $suffix widget
+    assert main_meta["toml"] == "a = 1"  # %pip installed, importable in the same notebook
+    assert main_meta["rows"] == 7 and main_meta["rows_ref"] == "7"  # task values, get and {{tasks...}}
+    main = tasks[task_key_for([name, "main"])]
+    assert main.run_id is not None and main.resolved_values and main.resolved_values.notebook_task
+    assert (main.resolved_values.notebook_task.base_parameters or {}).get("rows_ref") == "7"
+    output = workspace_client.jobs.get_run_output(main.run_id)
+    assert output.notebook_output and output.notebook_output.result
+    assert json.loads(output.notebook_output.result)["child"] == "child:3"
+    logs = (tls_workspace.state_dir / "task_runs" / str(main.run_id) / "logs.txt").read_text()
+    assert "sh says hi from " in logs  # %sh output in the task's logs, run in the driver's dir
+    assert f"Notebook run {main.run_id}-1:" in logs  # the child run named in the parent's output
+    assert (tls_workspace.state_dir / "clusters" / str(shared_id) / "sh_out.txt").is_file()

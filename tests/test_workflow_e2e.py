@@ -1,6 +1,6 @@
 """Notebook assets end to end on the fake runtime: Dagster → databricks-sdk → the local workspace
 over HTTP → notebooks as plain Python processes (no JVM; tests/fake_runtime.py). Each scenario
-once; real Spark is covered by tests/test_spark_e2e.py and tests/test_newcomer.py."""
+once; real Spark is covered by tests/test_mixed_compute_e2e.py and tests/test_newcomer.py."""
 
 from __future__ import annotations
 
