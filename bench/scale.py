@@ -181,11 +181,11 @@ def measure_run(notebooks_dir: Path, project: Path, declarations: list[dict], st
     import dagster as dg
 
     from dbx_assets.integration.dbt.source import DbtProjectTasks
+    from dbx_assets.integration.jobs.deploy import WorkflowDeployer
     from dbx_assets.integration.resource import DatabricksResource
     from dbx_assets.integration.sources.notebook import NotebookAsset, NotebookTasks
     from dbx_assets.integration.workflow.assets import build_workflow_assets
     from dbx_assets.integration.workflow.definition import Workflow
-    from dbx_assets.integration.workflow.deploy import WorkflowDeployer
 
     notebooks = NotebookTasks([NotebookAsset(**d) for d in declarations], notebooks_dir=notebooks_dir)
     workflow = Workflow(name="bench_scale", sources=[notebooks, DbtProjectTasks(project)])

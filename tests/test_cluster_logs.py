@@ -19,11 +19,11 @@ from databricks.sdk.service import compute, jobs
 from sdk_helpers import upload_notebook, wait_for_run
 from workflow_support import captured_compute_logs, make_resource, materialization_metadata
 
+from dbx_assets.integration.jobs.cluster_logs import ClusterLogTailer, log_destination
+from dbx_assets.integration.jobs.model import DEFAULT_CLUSTER_SPEC, WorkflowDefinitionError
 from dbx_assets.integration.sources.notebook import NotebookAsset, NotebookTasks
 from dbx_assets.integration.workflow.assets import build_workflow_assets
-from dbx_assets.integration.workflow.cluster_logs import ClusterLogTailer, log_destination
 from dbx_assets.integration.workflow.definition import Workflow
-from dbx_assets.integration.workflow.model import DEFAULT_CLUSTER_SPEC, WorkflowDefinitionError
 
 DRIVER_FILES = {"stdout", "stderr", "log4j-active.log"}
 SPARK_VERSION = "15.4.x-scala2.12"

@@ -35,9 +35,9 @@ from dbx_assets.integration.dbt import source as dbt_source
 from dbx_assets.integration.dbt.manifest import DbtManifestError
 from dbx_assets.integration.dbt.run_results import read_outcomes
 from dbx_assets.integration.dbt.source import DbtProjectTasks, UnknownDbtAssetError
+from dbx_assets.integration.jobs.model import WorkflowDefinitionError
+from dbx_assets.integration.jobs.runner import TaskFinished
 from dbx_assets.integration.sources.base import DeployTarget, Selection, TaskReport
-from dbx_assets.integration.workflow.model import WorkflowDefinitionError
-from dbx_assets.integration.workflow.runner import TaskFinished
 from dbx_assets.local_workspace.runtime.java import java_env
 from dbx_assets.local_workspace.runtime.jvm_options import driver_java_options
 

@@ -38,7 +38,7 @@ from workflow_support import (
     step_failure_message,
 )
 
-from dbx_assets.integration.workflow.runner import WorkflowRunner
+from dbx_assets.integration.jobs.runner import WorkflowRunner
 
 # -- configuring faults ----------------------------------------------------------------------------------
 

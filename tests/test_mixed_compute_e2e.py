@@ -32,11 +32,11 @@ from workflow_support import NOTEBOOKS, key, new_name
 
 from dbx_assets.integration.dbt import manifest as dbt_manifest
 from dbx_assets.integration.dbt.source import DBT_DATABRICKS_LIBRARY, DbtProjectTasks
+from dbx_assets.integration.jobs.model import DEFAULT_CLUSTER_SPEC, serverless_environment, task_key_for
 from dbx_assets.integration.resource import DatabricksResource
 from dbx_assets.integration.sources.notebook import NotebookAsset, NotebookTasks
 from dbx_assets.integration.workflow.assets import build_workflow_assets
 from dbx_assets.integration.workflow.definition import Workflow
-from dbx_assets.integration.workflow.model import DEFAULT_CLUSTER_SPEC, serverless_environment, task_key_for
 from dbx_assets.local_workspace.launcher import ensure_running, stop
 
 NOTEBOOK = "# Databricks notebook source\n"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from databricks.sdk.service.jobs import RunLifeCycleState, RunState, RunTask
 
-from dbx_assets.integration.workflow.runner import ExpectedEnds
+from dbx_assets.integration.jobs.runner import ExpectedEnds
 
 
 class Clock:

@@ -14,17 +14,17 @@ from databricks.sdk.service.jobs import JobEnvironment, JobSettings, Performance
 from workflow_support import NOTEBOOKS, key, make_resource, materialization_metadata, materialize, new_name
 
 from dbx_assets.integration.dbt.source import DBT_DATABRICKS_LIBRARY
-from dbx_assets.integration.sources.base import DeployTarget
-from dbx_assets.integration.sources.notebook import NotebookAsset, NotebookTasks
-from dbx_assets.integration.workflow.assets import build_workflow_assets
-from dbx_assets.integration.workflow.definition import Workflow
-from dbx_assets.integration.workflow.model import (
+from dbx_assets.integration.jobs.model import (
     DEFAULT_CLUSTER_SPEC,
     WorkflowDefinitionError,
     WorkflowSpec,
     WorkflowTask,
     serverless_environment,
 )
+from dbx_assets.integration.sources.base import DeployTarget
+from dbx_assets.integration.sources.notebook import NotebookAsset, NotebookTasks
+from dbx_assets.integration.workflow.assets import build_workflow_assets
+from dbx_assets.integration.workflow.definition import Workflow
 
 LARGE = {"spark_version": "15.4.x-scala2.12", "node_type_id": "i3.2xlarge", "num_workers": 4}
 TARGET = DeployTarget(workspace_root="/Shared/serverless_tests")

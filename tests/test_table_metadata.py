@@ -20,6 +20,7 @@ from databricks.sdk.service.catalog import TableInfo
 from databricks.sdk.service.sql import StatementState
 from workflow_support import NOTEBOOKS, make_resource, materialization_metadata
 
+from dbx_assets.integration.jobs.model import WorkflowDefinitionError
 from dbx_assets.integration.sources.notebook import NotebookAsset, NotebookTasks
 from dbx_assets.integration.tables import (
     COLUMN_SCHEMA,
@@ -33,7 +34,6 @@ from dbx_assets.integration.tables import (
 )
 from dbx_assets.integration.workflow.assets import build_workflow_assets
 from dbx_assets.integration.workflow.definition import Workflow
-from dbx_assets.integration.workflow.model import WorkflowDefinitionError
 from dbx_assets.local_workspace.parquet_footer import file_row_count
 from dbx_assets.local_workspace.warehouses_api import LOCAL_WAREHOUSE_ID
 

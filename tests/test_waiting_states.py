@@ -12,10 +12,10 @@ import dagster as dg
 from databricks.sdk.service import jobs
 from workflow_support import make_resource, materialization_metadata
 
+from dbx_assets.integration.jobs.runner import WaitingStates
 from dbx_assets.integration.sources.notebook import NotebookAsset, NotebookTasks
 from dbx_assets.integration.workflow.assets import build_workflow_assets
 from dbx_assets.integration.workflow.definition import Workflow
-from dbx_assets.integration.workflow.runner import WaitingStates
 
 HEADER = "# Databricks notebook source\n"
 

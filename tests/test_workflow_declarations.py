@@ -8,14 +8,14 @@ import dagster as dg
 import pytest
 from workflow_support import NOTEBOOKS, make_workflow, new_name
 
+from dbx_assets.integration.jobs.deploy import WorkflowDeployer
+from dbx_assets.integration.jobs.model import WorkflowDefinitionError, spec_hash, task_key_for
+from dbx_assets.integration.jobs.runner import PollPolicy, idempotency_token
 from dbx_assets.integration.sources.base import DeployTarget
 from dbx_assets.integration.sources.notebook import NotebookAsset, NotebookTasks, exit_value_metadata
 from dbx_assets.integration.sources.notebook_file import NotebookFileError
 from dbx_assets.integration.workflow.assets import build_workflow_assets
 from dbx_assets.integration.workflow.definition import Workflow
-from dbx_assets.integration.workflow.deploy import WorkflowDeployer
-from dbx_assets.integration.workflow.model import WorkflowDefinitionError, spec_hash, task_key_for
-from dbx_assets.integration.workflow.runner import PollPolicy, idempotency_token
 
 
 @pytest.fixture

@@ -35,9 +35,9 @@ from workflow_support import (
 )
 
 from dbx_assets.integration.deployment import default_deployment
+from dbx_assets.integration.jobs.model import DEFAULT_CLUSTER_SPEC, DEFAULT_JOB_CLUSTER_KEY
 from dbx_assets.integration.workflow.assets import build_workflow_assets
 from dbx_assets.integration.workflow.definition import Workflow
-from dbx_assets.integration.workflow.model import DEFAULT_CLUSTER_SPEC, DEFAULT_JOB_CLUSTER_KEY
 
 
 def _wait_terminated(ws, run_id: int, timeout: float = 30):

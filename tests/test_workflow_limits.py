@@ -14,19 +14,19 @@ import pytest
 
 from dbx_assets.integration.dbt import manifest as dbt_manifest
 from dbx_assets.integration.dbt.source import DbtProjectTasks
+from dbx_assets.integration.jobs.deploy import WorkflowDeployer
+from dbx_assets.integration.jobs.model import WorkflowDefinitionError
 from dbx_assets.integration.resource import DatabricksResource
 from dbx_assets.integration.sources.base import DeployTarget
 from dbx_assets.integration.sources.notebook import NotebookAsset, NotebookTasks
 from dbx_assets.integration.workflow.assets import build_workflow_assets
 from dbx_assets.integration.workflow.definition import Workflow
-from dbx_assets.integration.workflow.deploy import WorkflowDeployer
 from dbx_assets.integration.workflow.limits import (
     MAX_REQUEST_BYTES,
     MAX_TASKS_PER_JOB,
     job_problems,
     run_now_problems,
 )
-from dbx_assets.integration.workflow.model import WorkflowDefinitionError
 
 REPO = Path(__file__).resolve().parents[1]
 DBT_PROJECT = REPO / "dbt_project"

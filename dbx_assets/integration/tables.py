@@ -25,7 +25,7 @@ from databricks.sdk.errors import DatabricksError, NotFound
 from databricks.sdk.service.catalog import ColumnInfo, TableInfo
 from databricks.sdk.service.sql import ExecuteStatementRequestOnWaitTimeout, StatementState
 
-from dbx_assets.integration.workflow.model import WorkflowDefinitionError
+from dbx_assets.integration.jobs.model import WorkflowDefinitionError
 
 TABLE_NAME = "dagster/table_name"
 COLUMN_SCHEMA = "dagster/column_schema"

@@ -25,10 +25,10 @@ from dagster_dbt.asset_utils import DAGSTER_DBT_UNIQUE_ID_METADATA_KEY
 from dbx_assets.integration.dbt import manifest as dbt_manifest
 from dbx_assets.integration.dbt.run_results import RunResultsTranslator, run_results_from_artifacts
 from dbx_assets.integration.dbt.specs import SpecsCache, build_all_specs
+from dbx_assets.integration.jobs.deploy import WorkspaceFile
+from dbx_assets.integration.jobs.model import WorkflowDefinitionError
+from dbx_assets.integration.jobs.runner import TaskFinished
 from dbx_assets.integration.sources.base import DeployTarget, Selection, SourceTask, TaskReport
-from dbx_assets.integration.workflow.deploy import WorkspaceFile
-from dbx_assets.integration.workflow.model import WorkflowDefinitionError
-from dbx_assets.integration.workflow.runner import TaskFinished
 
 DEFAULT_TASK_KEY = "dbt_build"
 # Databricks installs this on the task's compute; it generates the profile for the warehouse.

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from dbx_assets.integration.workflow.model import DAGSTER_RUN_PARAMETER, WorkflowDefinitionError
+from dbx_assets.integration.jobs.model import DAGSTER_RUN_PARAMETER, WorkflowDefinitionError
 
 CHANNEL_PARAMETER = "dagster_pipes_channel"
 RUN_ID_REFERENCE = "{{job.parameters." + DAGSTER_RUN_PARAMETER + "}}"

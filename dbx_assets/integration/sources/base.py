@@ -14,8 +14,8 @@ from typing import Any, Protocol, runtime_checkable
 import dagster as dg
 
 from dbx_assets.integration.deployment import DEFAULT_DEPLOYMENT
-from dbx_assets.integration.workflow.deploy import WorkspaceFile
-from dbx_assets.integration.workflow.runner import TaskFinished
+from dbx_assets.integration.jobs.deploy import WorkspaceFile
+from dbx_assets.integration.jobs.runner import TaskFinished
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,9 @@ from typing import Any
 
 import dagster as dg
 
+from dbx_assets.integration.jobs.deploy import WorkspaceFile
+from dbx_assets.integration.jobs.model import WorkflowDefinitionError, task_key_for
+from dbx_assets.integration.jobs.runner import TaskFinished
 from dbx_assets.integration.pipes.layout import (
     CHANNEL_PARAMETER,
     DEFAULT_PIPES_ROOT,
@@ -23,9 +26,6 @@ from dbx_assets.integration.pipes.layout import (
 from dbx_assets.integration.sources.base import DeployTarget, Selection, SourceTask, TaskReport
 from dbx_assets.integration.sources.notebook_file import NotebookFile, read_notebook, read_run_dependencies
 from dbx_assets.integration.tables import TABLE_NAME, TABLE_WARNING, resolve_table_name, validate_table_name
-from dbx_assets.integration.workflow.deploy import WorkspaceFile
-from dbx_assets.integration.workflow.model import WorkflowDefinitionError, task_key_for
-from dbx_assets.integration.workflow.runner import TaskFinished
 
 # How Databricks (and the local workspace) report a task whose notebook path does not exist.
 _MISSING_NOTEBOOK = re.compile(

@@ -23,9 +23,9 @@ from typing import Any
 
 from databricks.sdk.service.jobs import RunTask
 
+from dbx_assets.integration.jobs.model import WorkflowSpec
+from dbx_assets.integration.jobs.runner import TaskFinished
 from dbx_assets.integration.workflow.definition import Workflow
-from dbx_assets.integration.workflow.model import WorkflowSpec
-from dbx_assets.integration.workflow.runner import TaskFinished
 
 # DBU per node-hour of a few common node types (Databricks' instance-type pricing pages; the
 # same on every SKU — the SKU sets the price per DBU, which this never uses).

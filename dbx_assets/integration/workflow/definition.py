@@ -16,11 +16,9 @@ from typing import Any, Literal
 import dagster as dg
 
 from dbx_assets.integration.deployment import job_name
-from dbx_assets.integration.sources.base import DeployTarget, Selection, SourceTask, TaskSource
-from dbx_assets.integration.workflow.cluster_logs import log_destination
-from dbx_assets.integration.workflow.deploy import WorkspaceFile
-from dbx_assets.integration.workflow.limits import check_workflow_limits
-from dbx_assets.integration.workflow.model import (
+from dbx_assets.integration.jobs.cluster_logs import log_destination
+from dbx_assets.integration.jobs.deploy import WorkspaceFile
+from dbx_assets.integration.jobs.model import (
     DEFAULT_CLUSTER_SPEC,
     DEFAULT_JOB_CLUSTER_KEY,
     PERFORMANCE_TARGETS,
@@ -31,6 +29,8 @@ from dbx_assets.integration.workflow.model import (
     validate_cluster_spec,
     validate_environment_spec,
 )
+from dbx_assets.integration.sources.base import DeployTarget, Selection, SourceTask, TaskSource
+from dbx_assets.integration.workflow.limits import check_workflow_limits
 
 Compute = Literal["job_cluster", "all_purpose"]
 

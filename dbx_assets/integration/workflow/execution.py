@@ -12,16 +12,16 @@ from typing import Any
 import dagster as dg
 from databricks.sdk.service.jobs import RunTask
 
+from dbx_assets.integration.jobs.cluster_logs import ClusterLogTailer
+from dbx_assets.integration.jobs.deploy import WorkflowDeployer
+from dbx_assets.integration.jobs.model import DAGSTER_RUN_PARAMETER, WorkflowSpec
+from dbx_assets.integration.jobs.runner import RunHandle, TaskFinished, WorkflowRunner, idempotency_token
 from dbx_assets.integration.pipes.session import PipesChannels
 from dbx_assets.integration.resource import DatabricksResource
 from dbx_assets.integration.sources.base import Selection, SourceTask, TaskSource
 from dbx_assets.integration.tables import TableMetadataReader, with_table_metadata
-from dbx_assets.integration.workflow.cluster_logs import ClusterLogTailer
 from dbx_assets.integration.workflow.cost import StepCosts
 from dbx_assets.integration.workflow.definition import Workflow
-from dbx_assets.integration.workflow.deploy import WorkflowDeployer
-from dbx_assets.integration.workflow.model import DAGSTER_RUN_PARAMETER, WorkflowSpec
-from dbx_assets.integration.workflow.runner import RunHandle, TaskFinished, WorkflowRunner, idempotency_token
 
 EXECUTION_SECONDS = "execution_duration_s"
 

@@ -29,8 +29,8 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from dbx_assets.integration.jobs.model import WorkflowDefinitionError
 from dbx_assets.integration.sources.base import DeployTarget, Selection, TaskSource
-from dbx_assets.integration.workflow.model import WorkflowDefinitionError
 
 MAX_TASKS_PER_JOB = 1000
 MAX_REQUEST_BYTES = 10 * 1000 * 1000  # "10 MB"; decimal, the stricter reading

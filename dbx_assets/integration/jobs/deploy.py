@@ -21,8 +21,8 @@ from databricks.sdk.errors import NotFound
 from databricks.sdk.service.jobs import JobSettings
 from databricks.sdk.service.workspace import ImportFormat, Language
 
-from dbx_assets.integration.workflow.model import WorkflowSpec
-from dbx_assets.integration.workflow.runner import required
+from dbx_assets.integration.jobs.model import WorkflowSpec
+from dbx_assets.integration.jobs.runner import required
 
 MANIFEST_NAME = "_dbx_assets_manifest.json"
 

@@ -17,7 +17,7 @@ from databricks.sdk import WorkspaceClient
 from databricks.sdk.service.compute import ClusterSpec
 from databricks.sdk.service.jobs import BaseRun, Run, RunLifeCycleState, RunOutput, RunTask, SubmitTask
 
-from dbx_assets.integration.workflow.model import LAUNCH_PARAMETER
+from dbx_assets.integration.jobs.model import LAUNCH_PARAMETER
 
 TERMINAL_LIFE_CYCLE = {
     RunLifeCycleState.TERMINATED,

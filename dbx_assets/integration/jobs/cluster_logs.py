@@ -19,7 +19,7 @@ from typing import Any
 from databricks.sdk import WorkspaceClient
 from databricks.sdk.service.jobs import RunTask
 
-from dbx_assets.integration.workflow.model import WorkflowDefinitionError
+from dbx_assets.integration.jobs.model import WorkflowDefinitionError
 from dbx_assets.integration.workspace_files import WorkspaceFiles
 
 TAILED_FILES = ("stdout", "stderr")  # log4j-active.log stays in the destination: Spark's own chatter
