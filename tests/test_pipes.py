@@ -20,11 +20,11 @@ from workflow_support import (
 )
 
 from dbx_assets.integration.jobs.model import WorkflowDefinitionError
-from dbx_assets.integration.pipes.layout import CHANNEL_PARAMETER, PipesLocation, TaskChannel, task_channel
 from dbx_assets.integration.pipes.merge import merge_reported
 from dbx_assets.integration.pipes.reader import TaskChannelReader
 from dbx_assets.integration.sources.base import Selection, SourceTask, TaskReport
 from dbx_assets.integration.sources.notebook import NotebookAsset, NotebookTasks
+from dbx_assets.integration.sources.pipes_layout import CHANNEL_PARAMETER, PipesLocation, TaskChannel, task_channel
 from dbx_assets.integration.workflow.assets import build_workflow_assets
 from dbx_assets.integration.workspace_files import WorkspaceFiles
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import dagster as dg
 
-from dbx_assets.integration.pipes.layout import TaskChannel, mounted_path
+from dbx_assets.integration.sources.pipes_layout import TaskChannel, mounted_path
 from dbx_assets.integration.workspace_files import StoredFile, WorkspaceFiles
 
 _CHUNK = re.compile(r"^(\d+)\.json$")

@@ -16,10 +16,10 @@ from databricks.sdk import WorkspaceClient
 from dbx_assets.integration.jobs.model import DAGSTER_RUN_PARAMETER
 from dbx_assets.integration.jobs.runner import TaskFinished, job_parameter
 from dbx_assets.integration.pipes.context_data import task_context_data
-from dbx_assets.integration.pipes.layout import channel_parameter_of, task_channel
 from dbx_assets.integration.pipes.merge import merge_reported
 from dbx_assets.integration.pipes.reader import StreamWriter, TaskChannelReader, write_to_step_streams
 from dbx_assets.integration.sources.base import Selection, SourceTask, TaskReport
+from dbx_assets.integration.sources.pipes_layout import channel_parameter_of, task_channel
 from dbx_assets.integration.workspace_files import WorkspaceFiles
 
 _NEVER_RAN = ("UPSTREAM_FAILED", "UPSTREAM_CANCELED", "EXCLUDED", "SKIPPED")

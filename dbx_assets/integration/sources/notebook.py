@@ -17,14 +17,14 @@ import dagster as dg
 from dbx_assets.integration.jobs.deploy import WorkspaceFile
 from dbx_assets.integration.jobs.model import WorkflowDefinitionError, task_key_for
 from dbx_assets.integration.jobs.runner import TaskFinished
-from dbx_assets.integration.pipes.layout import (
+from dbx_assets.integration.sources.base import DeployTarget, Selection, SourceTask, TaskReport
+from dbx_assets.integration.sources.notebook_file import NotebookFile, read_notebook, read_run_dependencies
+from dbx_assets.integration.sources.pipes_layout import (
     CHANNEL_PARAMETER,
     DEFAULT_PIPES_ROOT,
     PipesLocation,
     dagster_pipes_requirement,
 )
-from dbx_assets.integration.sources.base import DeployTarget, Selection, SourceTask, TaskReport
-from dbx_assets.integration.sources.notebook_file import NotebookFile, read_notebook, read_run_dependencies
 from dbx_assets.integration.tables import TABLE_NAME, TABLE_WARNING, resolve_table_name, validate_table_name
 
 # How Databricks (and the local workspace) report a task whose notebook path does not exist.
@@ -258,7 +258,7 @@ class NotebookTasks:
 
     # -- helpers --------------------------------------------------------------------------------
     def _pipes_parameters(self, declaration: NotebookAsset) -> dict[str, str]:
-        """A pipes-enabled task's channel folder, static in the job spec (see pipes/layout.py)."""
+        """A pipes-enabled task's channel folder, static in the job spec (see sources/pipes_layout.py)."""
         if not declaration.pipes:
             return {}
         return {CHANNEL_PARAMETER: self.pipes_location.channel_parameter(declaration.task_key)}

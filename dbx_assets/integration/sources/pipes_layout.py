@@ -7,6 +7,9 @@ dynamic value reference `{{job.parameters.dagster_run_id}}`: Databricks fills it
 job parameters. The step reads the same base parameter back from the job spec, so the folder the
 notebook writes to and the folder the step reads cannot disagree.
 
+It lives with the task sources because a source declares the channel in its task's settings; the
+step's side (`integration.pipes`) builds on sources and reads it back from there.
+
     <root>/<dagster_run_id>/<task_key>/context.json   written by the step before the run starts
     <root>/<dagster_run_id>/<task_key>/messages/N.json written by dagster_pipes' message writer
 """
