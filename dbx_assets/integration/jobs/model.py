@@ -33,7 +33,10 @@ DEFAULT_CLUSTER_SPEC: dict[str, Any] = {
 }
 
 # Job parameters every workflow declares; notebooks read them with dbutils.widgets.
-PARTITION_PARAMETERS = ("partition_key", "partition_start", "partition_end")
+PARTITION_KEY_PARAMETER = "partition_key"  # a single partition's key; empty for a range
+PARTITION_START_PARAMETER = "partition_start"
+PARTITION_END_PARAMETER = "partition_end"
+PARTITION_PARAMETERS = (PARTITION_KEY_PARAMETER, PARTITION_START_PARAMETER, PARTITION_END_PARAMETER)
 # Identity, never clocks: which Dagster run started a Databricks run, and a fresh id per run-now
 # call, so a step can tell a run it started from one an earlier attempt started (same token).
 DAGSTER_RUN_PARAMETER = "dagster_run_id"

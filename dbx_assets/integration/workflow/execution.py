@@ -14,7 +14,13 @@ from databricks.sdk.service.jobs import RunTask
 
 from dbx_assets.integration.jobs.cluster_logs import ClusterLogTailer
 from dbx_assets.integration.jobs.deploy import WorkflowDeployer
-from dbx_assets.integration.jobs.model import DAGSTER_RUN_PARAMETER, WorkflowSpec
+from dbx_assets.integration.jobs.model import (
+    DAGSTER_RUN_PARAMETER,
+    PARTITION_END_PARAMETER,
+    PARTITION_KEY_PARAMETER,
+    PARTITION_START_PARAMETER,
+    WorkflowSpec,
+)
 from dbx_assets.integration.jobs.runner import RunHandle, TaskFinished, WorkflowRunner, idempotency_token
 from dbx_assets.integration.pipes.session import PipesChannels
 from dbx_assets.integration.resource import DatabricksResource
@@ -33,9 +39,9 @@ def partition_parameters(context: dg.AssetExecutionContext) -> dict[str, str]:
     key_range = context.partition_key_range
     single = key_range.start == key_range.end
     return {
-        "partition_key": key_range.start if single else "",
-        "partition_start": key_range.start,
-        "partition_end": key_range.end,
+        PARTITION_KEY_PARAMETER: key_range.start if single else "",
+        PARTITION_START_PARAMETER: key_range.start,
+        PARTITION_END_PARAMETER: key_range.end,
     }
 
 
