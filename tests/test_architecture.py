@@ -1,11 +1,14 @@
 """The three parts stay three parts: no import cycles, the local workspace imports nothing from
 Dagster or the rest of dbx_assets, the library knows nothing of the demo, and nothing reaches
-into Dagster's private modules. Read from the source (ast), so it costs no imports."""
+into Dagster's private modules. Inside the library, folders are layers (no two import each other)
+and the Jobs API layer knows nothing of Dagster. Read from the source (ast), so it costs no imports."""
 
 from __future__ import annotations
 
 import ast
+import functools
 import graphlib
+import itertools
 from pathlib import Path
 
 import pytest
@@ -54,6 +57,7 @@ def _internal_target(imported: str, names: tuple[str, ...]) -> list[str]:
     return targets
 
 
+@functools.cache  # parsing every module takes a moment; several rules walk the same graph
 def _graph() -> dict[str, set[str]]:
     return {
         module: {t for imported, names in _imports(path) for t in _internal_target(imported, names) if t != module}
@@ -107,3 +111,70 @@ def test_package_roots_stay_empty():
     """Task processes import dbx_assets.local_workspace.runtime.*: the parents must stay free of imports."""
     for init in (PACKAGE_ROOT / "__init__.py", PACKAGE_ROOT / "local_workspace" / "__init__.py"):
         assert not _imports(init), f"{init} imports something"
+
+
+# -- the library's folders ---------------------------------------------------------------------------
+INTEGRATION = "dbx_assets.integration"
+JOBS = f"{INTEGRATION}.jobs"
+
+
+def _folder(module: str) -> str | None:
+    """A module's node in the library's folder graph: its sub-package (`integration.jobs`), or for a
+    top-level module of the library the module itself (`integration.tables`); None outside the library."""
+    if module != INTEGRATION and not module.startswith(INTEGRATION + "."):
+        return None
+    return ".".join(module.split(".")[1:3])
+
+
+def _folder_imports() -> dict[tuple[str, str], str]:
+    """(importing folder, imported folder) -> one import that makes the arrow, e.g. 'a.b imports c.d'."""
+    arrows: dict[tuple[str, str], str] = {}
+    for module, targets in _graph().items():
+        source = _folder(module)
+        for target in sorted(targets):
+            imported = _folder(target)
+            if source is not None and imported is not None and imported != source:
+                arrows.setdefault((source, imported), f"{module} imports {target}")
+    return arrows
+
+
+def test_no_folder_of_the_library_imports_a_folder_that_imports_it_back():
+    """Folders are layers: jobs/ (the Jobs API) under sources/, dbt/ and pipes/, the Dagster-facing
+    workflow/ on top. A file-level cycle check misses two folders leaning on each other through
+    different files."""
+    arrows = _folder_imports()
+    both_ways = [
+        f"{a} <-> {b}: {arrows[a, b]}; {arrows[b, a]}" for a, b in sorted(arrows) if a < b and (b, a) in arrows
+    ]
+    assert not both_ways, "folders of the library import each other:\n" + "\n".join(both_ways)
+    graph: dict[str, set[str]] = {}
+    for a, b in arrows:
+        graph.setdefault(a, set()).add(b)
+    try:
+        list(graphlib.TopologicalSorter(graph).static_order())
+    except graphlib.CycleError as err:
+        cycle = err.args[1]  # each node is imported by the next one
+        steps = [arrows[importer, imported] for imported, importer in itertools.pairwise(cycle)]
+        pytest.fail(f"folder cycle {' <- '.join(cycle)}:\n" + "\n".join(steps))
+
+
+def test_the_jobs_layer_imports_nothing_from_dagster():
+    """integration/jobs/ is the Jobs API side: nothing it imports, directly or through other modules of
+    dbx_assets, is Dagster (dagster, dagster_dbt, dagster_pipes). Every folder that knows task sources or
+    Dagster assets imports dagster, so this also keeps them out of jobs/."""
+    jobs_modules = sorted(m for m in MODULES if m == JOBS or m.startswith(JOBS + "."))
+    assert jobs_modules, "dbx_assets/integration/jobs/ (the Jobs API layer) is missing"
+    graph = _graph()
+    offenders = []
+    for start in jobs_modules:
+        path_to = {start: [start]}
+        pending = [start]
+        while pending:
+            module = pending.pop()
+            for imported, _ in _imports(MODULES[module]):
+                if imported.split(".")[0].startswith("dagster"):
+                    offenders.append(f"{' -> '.join(path_to[module])} imports {imported}")
+            for target in sorted(graph[module] - set(path_to)):
+                path_to[target] = [*path_to[module], target]
+                pending.append(target)
+    assert not offenders, "the jobs layer reaches Dagster:\n" + "\n".join(sorted(set(offenders)))
