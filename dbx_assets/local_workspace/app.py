@@ -9,22 +9,22 @@ import secrets
 import socket
 from pathlib import Path
 
-from . import run_page
-from .clusters_api import LOCAL_USER, ClusterFactory, Clusters, default_cluster_factory
-from .dbfs_api import Dbfs
-from .faults import FaultConfig, FaultInjector, load_config_file
-from .files_api import VolumeFiles
-from .jobs_api import Jobs
-from .runtime_types import StoragePaths
-from .scheduler import Resolvers, Scheduler
-from .secret_store import SecretStore
-from .secrets_api import Secrets
-from .server import Dispatcher, HttpServer
-from .state import StateStore
-from .statements_api import StatementExecution
-from .unity_catalog_api import UnityCatalog
-from .warehouses_api import Warehouses
-from .workspace_api import Workspace
+from .api.dbfs import Dbfs
+from .api.files import VolumeFiles
+from .api.jobs import Jobs
+from .api.secrets import Secrets
+from .api.statements import StatementExecution
+from .api.unity_catalog import UnityCatalog
+from .api.warehouses import Warehouses
+from .api.workspace import Workspace
+from .engine.clusters import LOCAL_USER, ClusterFactory, Clusters, default_cluster_factory
+from .engine.scheduler import Resolvers, Scheduler
+from .engine.state import StateStore
+from .http.faults import FaultConfig, FaultInjector, load_config_file
+from .http.server import Dispatcher, HttpServer
+from .pages import login_link
+from .runtime.contract import StoragePaths
+from .runtime.secret_store import SecretStore
 
 CONNECTION_FILE = "connection.json"
 
@@ -82,7 +82,7 @@ class LocalWorkspace:
         self.dispatcher.faults = self.faults
         ssl_context = None
         if tls:
-            from .tls import server_context
+            from .http.tls import server_context
 
             ssl_context = server_context(self.state_dir / "tls")
         self.http = HttpServer(self.dispatcher, port, ssl_context)
@@ -135,7 +135,7 @@ class LocalWorkspace:
             "GET", "/.well-known/databricks-config", lambda req: {"workspace_id": "1000000000000001"}
         )
         # The human pages (run_page_url lands there); a browser logs in with the token or a one-time link.
-        self.pages = run_page.register(
+        self.pages = login_link.register(
             self.dispatcher,
             self.store,
             token=self.token,

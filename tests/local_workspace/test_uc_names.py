@@ -288,8 +288,8 @@ def test_unity_catalog_api_lists_what_is_on_disk(fake_workspace, fake_client):
 def test_a_generated_dbt_profile_targets_the_catalogs_database_and_refuses_unknown_catalogs(tmp_path):
     import yaml
 
+    from dbx_assets.local_workspace.runtime.contract import DbtInvocation
     from dbx_assets.local_workspace.runtime.dbt_task import ProfileError, generated_profile
-    from dbx_assets.local_workspace.runtime_types import DbtInvocation
 
     project = tmp_path / "proj"
     project.mkdir()

@@ -15,7 +15,7 @@ import shlex
 import shutil
 from pathlib import Path
 
-from ..runtime_types import DbtInvocation, TaskOutcome
+from .contract import DbtInvocation, TaskOutcome
 
 ARTIFACTS = ("run_results.json", "manifest.json")
 GENERATED_TARGET = "default"

@@ -19,10 +19,10 @@ import binascii
 import re
 import time
 
-from .clusters_api import LOCAL_USER
-from .http_errors import ApiError, already_exists, invalid, not_found, require
-from .secret_store import SecretStore, encode_value
-from .server import Dispatcher, Request
+from ..engine.clusters import LOCAL_USER
+from ..engine.errors import ApiError, already_exists, invalid, not_found, require
+from ..http.server import Dispatcher, Request
+from ..runtime.secret_store import SecretStore, encode_value
 
 MAX_VALUE_BYTES = 128 * 1024
 MAX_SCOPES = 1000

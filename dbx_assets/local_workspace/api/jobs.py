@@ -12,13 +12,11 @@ from pathlib import Path
 
 from databricks.sdk.service import jobs as sdk_jobs
 
-from .clock import Clock
-from .clusters_api import LOCAL_USER, now_ms, validate_cluster_spec
-from .git_sources import validate_git_source
-from .http_errors import invalid, require
-from .http_types import Request, Response, Router, q_bool, q_int
-from .request_shapes import check_body, check_object, normalize
-from .run_state import (
+from ..engine.clock import Clock
+from ..engine.clusters import LOCAL_USER, now_ms, validate_cluster_spec
+from ..engine.errors import invalid, require
+from ..engine.git_sources import validate_git_source
+from ..engine.run_state import (
     ACTIVE_RUN_STATES,
     FAILED_RESULTS,
     public_run,
@@ -27,9 +25,11 @@ from .run_state import (
     repair_item,
     set_state,
 )
-from .scheduler import Scheduler
-from .serverless import validate as validate_serverless
-from .state import StateStore
+from ..engine.scheduler import Scheduler
+from ..engine.serverless import validate as validate_serverless
+from ..engine.state import StateStore
+from ..http.http_types import Request, Response, Router, q_bool, q_int
+from ..http.request_shapes import check_body, check_object, normalize
 
 TASK_FIELDS = (
     "notebook_task",

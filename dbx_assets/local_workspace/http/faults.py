@@ -26,8 +26,8 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from .clock import Clock
-from .http_errors import invalid
+from ..engine.clock import Clock
+from ..engine.errors import invalid
 from .http_types import Request, Response, Router
 
 log = logging.getLogger("dbx_local_workspace")

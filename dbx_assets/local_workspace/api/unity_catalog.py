@@ -18,9 +18,9 @@ from pathlib import Path
 
 from databricks.sdk.service import catalog as uc_api
 
-from .clusters_api import LOCAL_USER
-from .http_errors import ApiError, invalid
-from .server import Dispatcher, Request
+from ..engine.clusters import LOCAL_USER
+from ..engine.errors import ApiError, invalid
+from ..http.server import Dispatcher, Request
 
 # Kept in step with runtime/uc_names.py and runtime/catalog_sync.py (this side imports no runtime code).
 DEFAULT_CATALOG = "main"

@@ -19,10 +19,10 @@ from collections.abc import Callable
 
 from databricks.sdk.service import sql
 
-from .clusters_api import LOCAL_USER
-from .http_errors import ApiError
-from .server import Dispatcher, Request
-from .state import StateStore
+from ..engine.clusters import LOCAL_USER
+from ..engine.errors import ApiError
+from ..engine.state import StateStore
+from ..http.server import Dispatcher, Request
 
 LOCAL_WAREHOUSE_ID = "4c0a1d5e7b9f2a63"  # 16 hex characters, like a Databricks warehouse id
 LOCAL_WAREHOUSE_NAME = "Local SQL warehouse"

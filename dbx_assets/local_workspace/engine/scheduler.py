@@ -19,15 +19,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .clusters_api import ClusterRuntime, Clusters, TaskHandle, cluster_spec, now_ms
+from ..api.warehouses import WarehouseNotFound, Warehouses
+from ..runtime.contract import ClusterStartError, DbtInvocation, StoragePaths, TaskInvocation, TaskOutcome
+from ..runtime.task_values import reference_text
+from .clusters import ClusterRuntime, Clusters, TaskHandle, cluster_spec, now_ms
 from .git_sources import GitCheckoutError, GitCheckouts, repo_file, task_uses_git
 from .retries import latest_attempts, new_attempt, retry_due, retry_interval_seconds
 from .run_state import ACTIVE_RUN_STATES, FAILED_RESULTS, queue_details, set_state
-from .runtime.task_values import reference_text
-from .runtime_types import ClusterStartError, DbtInvocation, StoragePaths, TaskInvocation, TaskOutcome
 from .serverless import environment_spec, is_serverless, runtime_key
 from .state import StateStore
-from .warehouses_api import WarehouseNotFound, Warehouses
 
 RESTART_MESSAGE = "The local workspace restarted while this run was active"
 

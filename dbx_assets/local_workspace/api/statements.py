@@ -17,11 +17,11 @@ from collections import OrderedDict
 
 from databricks.sdk.service import sql
 
-from .http_errors import ApiError, invalid
-from .parquet_footer import NotParquet, table_row_count
-from .server import Dispatcher, Request
-from .unity_catalog_api import DEFAULT_CATALOG, UnityCatalog
-from .warehouses_api import Warehouses
+from ..engine.errors import ApiError, invalid
+from ..engine.parquet_footer import NotParquet, table_row_count
+from ..http.server import Dispatcher, Request
+from .unity_catalog import DEFAULT_CATALOG, UnityCatalog
+from .warehouses import Warehouses
 
 _IDENT = r"(?:`[^`]+`|[A-Za-z_][A-Za-z0-9_]*)"
 _COUNT = re.compile(

@@ -18,14 +18,14 @@ from typing import Protocol
 
 from databricks.sdk.service import compute
 
+from ..http.faults import describe_termination
+from ..http.http_types import Request, Router
+from ..http.request_shapes import check_body
+from ..runtime.contract import ClusterSpec, ClusterStartError, StoragePaths, TaskInvocation, TaskOutcome
 from .clock import Clock
 from .cluster_events import record_transition
 from .cluster_logs import ClusterLogDelivery, check_log_conf
-from .faults import describe_termination
-from .http_errors import invalid, invalid_state, require
-from .http_types import Request, Router
-from .request_shapes import check_body
-from .runtime_types import ClusterSpec, ClusterStartError, StoragePaths, TaskInvocation, TaskOutcome
+from .errors import invalid, invalid_state, require
 from .state import StateStore
 
 ACTIVE = ("PENDING", "RUNNING", "RESTARTING", "RESIZING")
@@ -116,7 +116,7 @@ ClusterFactory = Callable[[str, ClusterSpec, StoragePaths], ClusterRuntime]
 
 def default_cluster_factory(cluster_id: str, spec: ClusterSpec, paths: StoragePaths) -> ClusterRuntime:
     # Imported lazily: the server must start fast and never import Spark itself.
-    from .runtime.cluster import LocalCluster
+    from ..runtime.cluster import LocalCluster
 
     return LocalCluster(cluster_id, spec, paths)
 
