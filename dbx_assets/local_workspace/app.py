@@ -9,6 +9,7 @@ import secrets
 import socket
 from pathlib import Path
 
+from .api.clusters import ClustersApi
 from .api.dbfs import Dbfs
 from .api.files import VolumeFiles
 from .api.jobs import Jobs
@@ -93,6 +94,7 @@ class LocalWorkspace:
         self.files = VolumeFiles(self.paths.volumes)
         self.clusters = Clusters(self.store, self.paths, cluster_factory or default_cluster_factory)
         self.clusters.start_failure = self.faults.cluster_start_failure
+        self.clusters_api = ClustersApi(self.clusters)
         resolvers = Resolvers(self.workspace.read_notebook, self.workspace.local, self.dbfs.local)
         self.scheduler = Scheduler(self.store, self.paths, self.clusters, resolvers, lambda: self.host, max_active_runs)
         self.jobs = Jobs(self.store, self.scheduler, lambda: self.host, self.token)
@@ -109,7 +111,7 @@ class LocalWorkspace:
             self.workspace,
             self.dbfs,
             self.files,
-            self.clusters,
+            self.clusters_api,
             self.jobs,
             self.warehouses,
             self.secrets,

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from databricks.sdk.service import jobs as sdk_jobs
 
-from ..engine.clock import Clock
-from ..engine.clusters import LOCAL_USER, now_ms, validate_cluster_spec
+from ..engine.clock import Clock, real_now_ms
+from ..engine.clusters import LOCAL_USER, validate_cluster_spec
 from ..engine.errors import invalid, require
 from ..engine.git_sources import validate_git_source
 from ..engine.run_state import (
@@ -196,7 +196,7 @@ class Jobs:
                 "job_id": job_id,
                 "creator_user_name": LOCAL_USER,
                 "run_as_user_name": LOCAL_USER,
-                "created_time": now_ms(),
+                "created_time": real_now_ms(),
                 "settings": settings,
             },
         )
@@ -405,7 +405,7 @@ class Jobs:
             "creator_user_name": LOCAL_USER,
             "format": "MULTI_TASK",
             "trigger": "ONE_TIME",
-            "start_time": now_ms(),
+            "start_time": real_now_ms(),
             "setup_duration": 0,
             "execution_duration": 0,
             "cleanup_duration": 0,
@@ -413,7 +413,7 @@ class Jobs:
             "job_clusters": [c for c in job_clusters if c["job_cluster_key"] in used_keys],
             "job_parameters": job_parameters,
             "tasks": [],
-            "repair_history": [repair_item("ORIGINAL", now_ms(), [])],
+            "repair_history": [repair_item("ORIGINAL", real_now_ms(), [])],
             "_spec": {
                 "tasks": spec_tasks,
                 "job_clusters": job_clusters,
@@ -440,7 +440,7 @@ class Jobs:
         if job_id is not None and max_concurrent and self.s.active_count(job_id) >= max_concurrent and not queue:
             msg = f"Skipping this run because the limit of {max_concurrent} maximum concurrent runs has been reached."
             set_state(run, "SKIPPED", "MAXIMUM_CONCURRENT_RUNS_REACHED", msg)
-            run["end_time"] = now_ms()
+            run["end_time"] = real_now_ms()
             for t in run["tasks"]:
                 set_state(t, "SKIPPED", "MAXIMUM_CONCURRENT_RUNS_REACHED", msg)
             run["_skipped"] = True
@@ -697,7 +697,7 @@ class Jobs:
                 else:
                     tasks_after.append(t)
             run["tasks"] = tasks_after
-            run["repair_history"].append(repair_item("REPAIR", now_ms(), new_ids, repair_id))
+            run["repair_history"].append(repair_item("REPAIR", real_now_ms(), new_ids, repair_id))
             set_state(run, "PENDING")
             run.pop("end_time", None)
             self.s.start(run, [k for k in keys if k in selected], repair_id=repair_id)

@@ -17,8 +17,8 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-import time
 
+from ..engine.clock import real_now_ms
 from ..engine.clusters import LOCAL_USER
 from ..engine.errors import ApiError, already_exists, invalid, not_found, require
 from ..http.server import Dispatcher, Request
@@ -30,10 +30,6 @@ MAX_SECRETS_PER_SCOPE = 1000
 PERMISSIONS = ("READ", "WRITE", "MANAGE")
 _SCOPE_NAME = re.compile(r"[A-Za-z0-9_.@-]{1,128}")
 _KEY_NAME = re.compile(r"[A-Za-z0-9_.-]{1,128}")
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def _malformed(message: str) -> ApiError:
@@ -154,7 +150,7 @@ class Secrets:
                 "key": existing["key"] if existing else key,  # an overwrite keeps the first spelling
                 "value": encode_value(value),
                 "is_bytes": is_bytes,
-                "last_updated_timestamp": _now_ms(),
+                "last_updated_timestamp": real_now_ms(),
             }
             self.store.save(doc)
         return {}

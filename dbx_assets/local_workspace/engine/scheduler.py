@@ -22,7 +22,8 @@ from typing import Any
 from ..api.warehouses import WarehouseNotFound, Warehouses
 from ..runtime.contract import ClusterStartError, DbtInvocation, StoragePaths, TaskInvocation, TaskOutcome
 from ..runtime.task_values import reference_text
-from .clusters import ClusterRuntime, Clusters, TaskHandle, cluster_spec, now_ms
+from .clock import real_now_ms
+from .clusters import ClusterRuntime, Clusters, TaskHandle, cluster_spec
 from .git_sources import GitCheckoutError, GitCheckouts, repo_file, task_uses_git
 from .retries import latest_attempts, new_attempt, retry_due, retry_interval_seconds
 from .run_state import ACTIVE_RUN_STATES, FAILED_RESULTS, queue_details, set_state
@@ -111,9 +112,9 @@ class RunExecutor:
             if not self.s.wait_for_slot(self):
                 return self._finish_canceled_before_start()
             with self.cond:
-                self.run["start_time"] = self.run.get("start_time") or now_ms()
+                self.run["start_time"] = self.run.get("start_time") or real_now_ms()
                 if self.run["state"]["life_cycle_state"] in ("QUEUED", "BLOCKED"):
-                    self.run["start_time"] = now_ms()
+                    self.run["start_time"] = real_now_ms()
                 set_state(self.run, "PENDING", message="Waiting for cluster")
                 self.save()
             self._drive()
@@ -217,7 +218,7 @@ class RunExecutor:
     ) -> None:
         with self.cond:
             t = self.task(key)
-            end = now_ms()
+            end = real_now_ms()
             set_state(t, life, result, message, result in ("CANCELED", "TIMEDOUT"))
             t["end_time"] = end
             if t.get("start_time"):
@@ -337,7 +338,7 @@ class RunExecutor:
         t = self.task(key)
         spec = self.spec_of(key)
         with self.cond:
-            t["start_time"] = now_ms()
+            t["start_time"] = real_now_ms()
             set_state(t, "PENDING", message="Waiting for cluster")
             self.save()
         try:
@@ -369,11 +370,11 @@ class RunExecutor:
                 "cluster_id": cluster_id,
                 "spark_context_id": str(self.s.clusters.doc(cluster_id).get("spark_context_id", "")),
             }
-            t["setup_duration"] = now_ms() - t["start_time"]
+            t["setup_duration"] = real_now_ms() - t["start_time"]
             set_state(t, "RUNNING")
             if self.run["state"]["life_cycle_state"] == "PENDING":
                 set_state(self.run, "RUNNING")
-                self.run["setup_duration"] = now_ms() - self.run["start_time"]
+                self.run["setup_duration"] = real_now_ms() - self.run["start_time"]
             self.save()
             try:
                 running = cluster.run_task(invocation)
@@ -467,7 +468,7 @@ class RunExecutor:
         with self.cond:
             life, result, message = self._run_result()
             set_state(self.run, life, result, message, user_cancelled=result in ("CANCELED", "TIMEDOUT"))
-            end = now_ms()
+            end = real_now_ms()
             self.run["end_time"] = end
             start = self.run.get("start_time") or end
             self.run["run_duration"] = end - start
@@ -605,7 +606,7 @@ class Scheduler:
     def recover_after_restart(self) -> None:
         for _, run in self.store.all("run"):
             if run["state"]["life_cycle_state"] in ACTIVE_RUN_STATES:
-                end = now_ms()
+                end = real_now_ms()
                 for t in run["tasks"]:
                     if t["state"]["life_cycle_state"] in ACTIVE_RUN_STATES:
                         set_state(t, "INTERNAL_ERROR", "FAILED", RESTART_MESSAGE)

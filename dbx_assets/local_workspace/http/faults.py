@@ -278,10 +278,3 @@ class FaultInjector:
         if reset:
             self.reset_counts()
         return self.snapshot()
-
-
-def describe_termination(cluster_id: str, reason: dict) -> str:
-    """The state_message Databricks shows for a cluster that terminated with `reason`."""
-    params = reason.get("parameters") or {}
-    detail = params.get("databricks_error_message") or ""
-    return f"Cluster {cluster_id} terminated. Reason: {reason['code']} ({reason['type']}). {detail}".strip()
