@@ -16,11 +16,12 @@ from .api.jobs import Jobs
 from .api.secrets import Secrets
 from .api.statements import StatementExecution
 from .api.unity_catalog import UnityCatalog
-from .api.warehouses import Warehouses
+from .api.warehouses import WarehousesApi
 from .api.workspace import Workspace
 from .engine.clusters import LOCAL_USER, ClusterFactory, Clusters, default_cluster_factory
 from .engine.scheduler import Resolvers, Scheduler
 from .engine.state import StateStore
+from .engine.warehouses import Warehouses
 from .http.faults import FaultConfig, FaultInjector, load_config_file
 from .http.server import Dispatcher, HttpServer
 from .pages import login_link
@@ -99,8 +100,9 @@ class LocalWorkspace:
         self.scheduler = Scheduler(self.store, self.paths, self.clusters, resolvers, lambda: self.host, max_active_runs)
         self.jobs = Jobs(self.store, self.scheduler, lambda: self.host, self.token)
         # dbt tasks name a SQL warehouse; the scheduler starts it and hands its token to dbt.
-        self.warehouses = Warehouses(self.store, lambda: self.host, self.token)
+        self.warehouses = Warehouses(self.store, self.token)
         self.scheduler.warehouses = self.warehouses
+        self.warehouses_api = WarehousesApi(self.warehouses, lambda: self.host)
         # Secret values live in their own 0600 file that a task's dbutils.secrets reads directly.
         self.secrets = Secrets(SecretStore(self.paths.secrets))
         # Unity Catalog: read-only view of the catalogs, schemas and tables tasks left in the warehouse dir.
@@ -113,7 +115,7 @@ class LocalWorkspace:
             self.files,
             self.clusters_api,
             self.jobs,
-            self.warehouses,
+            self.warehouses_api,
             self.secrets,
             self.faults,
             self.unity_catalog,

@@ -19,9 +19,9 @@ from databricks.sdk.service import sql
 
 from ..engine.errors import ApiError, invalid
 from ..engine.parquet_footer import NotParquet, table_row_count
+from ..engine.warehouses import Warehouses
 from ..http.server import Dispatcher, Request
 from .unity_catalog import DEFAULT_CATALOG, UnityCatalog
-from .warehouses import Warehouses
 
 _IDENT = r"(?:`[^`]+`|[A-Za-z_][A-Za-z0-9_]*)"
 _COUNT = re.compile(

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..api.warehouses import WarehouseNotFound, Warehouses
 from ..runtime.contract import ClusterStartError, DbtInvocation, StoragePaths, TaskInvocation, TaskOutcome
 from ..runtime.task_values import reference_text
 from .clock import real_now_ms
@@ -29,6 +28,7 @@ from .retries import latest_attempts, new_attempt, retry_due, retry_interval_sec
 from .run_state import ACTIVE_RUN_STATES, FAILED_RESULTS, queue_details, set_state
 from .serverless import environment_spec, is_serverless, runtime_key
 from .state import StateStore
+from .warehouses import WarehouseNotFound, Warehouses
 
 RESTART_MESSAGE = "The local workspace restarted while this run was active"
 
