@@ -19,8 +19,9 @@ from .api.unity_catalog import UnityCatalog
 from .api.warehouses import WarehousesApi
 from .api.workspace import Workspace
 from .engine.clusters import LOCAL_USER, ClusterFactory, Clusters, default_cluster_factory
-from .engine.scheduler import Resolvers, Scheduler
+from .engine.scheduler import Scheduler
 from .engine.state import StateStore
+from .engine.task_invocations import Resolvers, TaskInvocations
 from .engine.warehouses import Warehouses
 from .http.faults import FaultConfig, FaultInjector, load_config_file
 from .http.server import Dispatcher, HttpServer
@@ -96,13 +97,13 @@ class LocalWorkspace:
         self.clusters = Clusters(self.store, self.paths, cluster_factory or default_cluster_factory)
         self.clusters.start_failure = self.faults.cluster_start_failure
         self.clusters_api = ClustersApi(self.clusters)
-        resolvers = Resolvers(self.workspace.read_notebook, self.workspace.local, self.dbfs.local)
-        self.scheduler = Scheduler(self.store, self.paths, self.clusters, resolvers, lambda: self.host, max_active_runs)
-        self.jobs = Jobs(self.store, self.scheduler, lambda: self.host, self.token)
         # dbt tasks name a SQL warehouse; the scheduler starts it and hands its token to dbt.
         self.warehouses = Warehouses(self.store, self.token)
-        self.scheduler.warehouses = self.warehouses
         self.warehouses_api = WarehousesApi(self.warehouses, lambda: self.host)
+        resolvers = Resolvers(self.workspace.read_notebook, self.workspace.local, self.dbfs.local)
+        invocations = TaskInvocations(self.paths, resolvers, self.warehouses)
+        self.scheduler = Scheduler(self.store, self.clusters, invocations, lambda: self.host, max_active_runs)
+        self.jobs = Jobs(self.store, self.scheduler, lambda: self.host, self.token)
         # Secret values live in their own 0600 file that a task's dbutils.secrets reads directly.
         self.secrets = Secrets(SecretStore(self.paths.secrets))
         # Unity Catalog: read-only view of the catalogs, schemas and tables tasks left in the warehouse dir.

@@ -228,7 +228,7 @@ def test_a_scheduler_bug_ends_the_task_internal_error_and_frees_its_cluster(
     def broken(run, task, spec):
         raise RuntimeError("simulated scheduler bug")
 
-    monkeypatch.setattr(fake_workspace.scheduler, "invocation_for", broken)
+    monkeypatch.setattr(fake_workspace.scheduler.invocations, "build", broken)
     waiter = fake_client.jobs.submit(
         run_name="bug",
         tasks=[
