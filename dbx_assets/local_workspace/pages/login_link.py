@@ -1,4 +1,4 @@
-"""Wires the human pages (pages/) into a workspace, plus the API that mints one-time login links.
+"""Wires the human pages (this package) into a workspace, plus the API that mints one-time login links.
 
 `run_page_url` in runs/get is `{host}/jobs/{job_id or "submit"}/runs/{run_id}` (a job run or a
 task run), served by pages/run.py to a logged-in browser. `POST /api/2.0/local/page-login`
