@@ -31,7 +31,7 @@ from dbx_assets.integration.file_cursor import FileCursor, FileVersion, plan_tic
 from dbx_assets.integration.file_sensor import build_file_sensor
 from dbx_assets.integration.resource import DatabricksResource
 from dbx_assets.local_workspace.launcher import ensure_running, stop
-from dbx_assets.local_workspace.runtime_types import StoragePaths
+from dbx_assets.local_workspace.runtime.contract import StoragePaths
 
 LIST_PATHS = ("/api/2.0/dbfs/list", "/api/2.0/fs/directories")
 calls: Counter[str] = Counter()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from dbx_assets.local_workspace.launcher import ensure_running, stop
-from dbx_assets.local_workspace.runtime_types import StoragePaths
+from dbx_assets.local_workspace.runtime.contract import StoragePaths
 
 
 @dataclass(frozen=True)

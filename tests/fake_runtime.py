@@ -24,7 +24,7 @@ from databricks.sdk.config import Config
 
 from dbx_assets.integration.deployment import default_deployment, job_name
 from dbx_assets.local_workspace.app import LocalWorkspace
-from dbx_assets.local_workspace.runtime_types import (
+from dbx_assets.local_workspace.runtime.contract import (
     ClusterSpec,
     ClusterStartError,
     StoragePaths,

@@ -37,7 +37,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from ..runtime_types import StoragePaths
+from .contract import StoragePaths
 
 INSTALL_TIMEOUT_SECONDS = 600
 _DETAIL_LIMIT = 1500

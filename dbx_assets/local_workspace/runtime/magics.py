@@ -30,7 +30,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from ..runtime_types import StoragePaths, TaskInvocation
+from .contract import StoragePaths, TaskInvocation
 from .notebook import Cell, CellFailed, parse, run_cells
 from .wire import invocation_to_dict, outcome_from_json
 

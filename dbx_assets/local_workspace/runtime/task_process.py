@@ -14,7 +14,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from ..runtime_types import StoragePaths, TaskInvocation, TaskOutcome
+from .contract import StoragePaths, TaskInvocation, TaskOutcome
 from .wire import invocation_from_dict, outcome_to_json
 
 NOTEBOOK_RESULT_LIMIT = 1024 * 1024  # Databricks truncates at 5 MB; locally 1 MB

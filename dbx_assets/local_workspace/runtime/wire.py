@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..runtime_types import DbtInvocation, TaskInvocation, TaskOutcome
+from .contract import DbtInvocation, TaskInvocation, TaskOutcome
 
 
 def _plain(value: Any) -> Any:

@@ -2,7 +2,7 @@
 left them in the shared warehouse dir.
 
 Everything is read from disk, no JVM: catalogs from the registry the task processes keep
-(`<warehouse>/_unity_catalog/catalogs`, runtime/uc_names.py), schemas from `<db>.db` dirs
+(`<warehouse>/_unity_catalog/catalogs`, runtime/uc_catalogs.py), schemas from `<db>.db` dirs
 (`main.s` is database `s`, `c.s` is `c__s`), tables from their dirs, columns from the schema
 snapshot a task process writes after each task (runtime/catalog_sync.py). `hive_metastore`
 is an alias of `main` in SQL and is not listed here. Responses are built from the SDK's
@@ -18,11 +18,11 @@ from pathlib import Path
 
 from databricks.sdk.service import catalog as uc_api
 
-from .clusters_api import LOCAL_USER
-from .http_errors import ApiError, invalid
-from .server import Dispatcher, Request
+from ..engine.clusters import LOCAL_USER
+from ..engine.errors import ApiError, invalid
+from ..http.server import Dispatcher, Request
 
-# Kept in step with runtime/uc_names.py and runtime/catalog_sync.py (this side imports no runtime code).
+# Kept in step with runtime/uc_names.py, uc_catalogs.py and catalog_sync.py (this side imports no runtime code).
 DEFAULT_CATALOG = "main"
 SEPARATOR = "__"
 REGISTRY_DIR = "_unity_catalog"

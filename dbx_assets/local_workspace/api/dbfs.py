@@ -10,11 +10,11 @@ from pathlib import Path
 
 from databricks.sdk.service import files
 
-from .clock import Clock
-from .http_errors import ApiError, already_exists, invalid, not_found, require
-from .http_types import Request, Router, q_bool, q_int
-from .request_shapes import check_body
-from .storage_api import b64decode, b64encode, local_path, mtime_ms, multipart_upload, normalize
+from ..engine.clock import Clock
+from ..engine.errors import ApiError, already_exists, invalid, not_found, require
+from ..http.http_types import Request, Router, q_bool, q_int
+from ..http.request_shapes import check_body
+from .storage import b64decode, b64encode, local_path, mtime_ms, multipart_upload, normalize
 
 _API = files.DbfsAPI
 

@@ -1,6 +1,6 @@
 """Runs jobs: one executor thread per run (or repair) walks the task DAG, starts job
-clusters on first use, hands each task to a cluster as a TaskInvocation and records
-the outcome in the run document that runs/get serves.
+clusters on first use, hands each task to a cluster as a TaskInvocation (built by
+task_invocations.py) and records the outcome in the run document that runs/get serves.
 
 Run documents are stored in the API's own shape (plus a private `_spec`), so what
 a client reads is exactly what was persisted and restarts read it back unchanged.
@@ -10,49 +10,23 @@ from __future__ import annotations
 
 import copy
 import logging
-import re
 import threading
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
-from .clusters_api import ClusterRuntime, Clusters, TaskHandle, cluster_spec, now_ms
-from .git_sources import GitCheckoutError, GitCheckouts, repo_file, task_uses_git
+from ..runtime.contract import ClusterStartError, TaskOutcome
+from .clock import real_now_ms
+from .clusters import ClusterRuntime, Clusters, TaskHandle
 from .retries import latest_attempts, new_attempt, retry_due, retry_interval_seconds
 from .run_state import ACTIVE_RUN_STATES, FAILED_RESULTS, queue_details, set_state
-from .runtime.task_values import reference_text
-from .runtime_types import ClusterStartError, DbtInvocation, StoragePaths, TaskInvocation, TaskOutcome
-from .serverless import environment_spec, is_serverless, runtime_key
+from .serverless import is_serverless, runtime_key
 from .state import StateStore
-from .warehouses_api import WarehouseNotFound, Warehouses
+from .task_invocations import TaskInvocations, TaskSetupError
 
 RESTART_MESSAGE = "The local workspace restarted while this run was active"
 
 log = logging.getLogger("dbx_local_workspace")
-
-
-class TaskSetupError(Exception):
-    """The task cannot be turned into an invocation (missing notebook, bad path): it fails, the run goes on."""
-
-
-@dataclass
-class Resolvers:
-    """How task fields become local things; provided by the workspace and DBFS APIs."""
-
-    read_notebook: Callable[[str], str]
-    workspace_local: Callable[[str], Path]
-    dbfs_local: Callable[[str], Path]
-
-
-_REF = re.compile(r"\{\{\s*([\w.]+)\s*\}\}")
-
-
-def substitute(value: str, refs: dict[str, str]) -> str:
-    """Databricks dynamic value references: {{job.parameters.x}}, {{job.run_id}}, {{task.name}}, ..."""
-    return _REF.sub(lambda m: refs.get(m.group(1), m.group(0)), value)
 
 
 class RunExecutor:
@@ -111,9 +85,9 @@ class RunExecutor:
             if not self.s.wait_for_slot(self):
                 return self._finish_canceled_before_start()
             with self.cond:
-                self.run["start_time"] = self.run.get("start_time") or now_ms()
+                self.run["start_time"] = self.run.get("start_time") or real_now_ms()
                 if self.run["state"]["life_cycle_state"] in ("QUEUED", "BLOCKED"):
-                    self.run["start_time"] = now_ms()
+                    self.run["start_time"] = real_now_ms()
                 set_state(self.run, "PENDING", message="Waiting for cluster")
                 self.save()
             self._drive()
@@ -217,7 +191,7 @@ class RunExecutor:
     ) -> None:
         with self.cond:
             t = self.task(key)
-            end = now_ms()
+            end = real_now_ms()
             set_state(t, life, result, message, result in ("CANCELED", "TIMEDOUT"))
             t["end_time"] = end
             if t.get("start_time"):
@@ -337,7 +311,7 @@ class RunExecutor:
         t = self.task(key)
         spec = self.spec_of(key)
         with self.cond:
-            t["start_time"] = now_ms()
+            t["start_time"] = real_now_ms()
             set_state(t, "PENDING", message="Waiting for cluster")
             self.save()
         try:
@@ -356,7 +330,7 @@ class RunExecutor:
             self._end_task(key, "INTERNAL_ERROR", "FAILED", f"Could not get a cluster for task {key}: {e}")
             return
         try:
-            invocation = self.s.invocation_for(self.run, t, spec)
+            invocation = self.s.invocations.build(self.run, t, spec)
         except TaskSetupError as e:
             self._end_task(key, "INTERNAL_ERROR", "FAILED", str(e))
             return
@@ -369,11 +343,11 @@ class RunExecutor:
                 "cluster_id": cluster_id,
                 "spark_context_id": str(self.s.clusters.doc(cluster_id).get("spark_context_id", "")),
             }
-            t["setup_duration"] = now_ms() - t["start_time"]
+            t["setup_duration"] = real_now_ms() - t["start_time"]
             set_state(t, "RUNNING")
             if self.run["state"]["life_cycle_state"] == "PENDING":
                 set_state(self.run, "RUNNING")
-                self.run["setup_duration"] = now_ms() - self.run["start_time"]
+                self.run["setup_duration"] = real_now_ms() - self.run["start_time"]
             self.save()
             try:
                 running = cluster.run_task(invocation)
@@ -467,7 +441,7 @@ class RunExecutor:
         with self.cond:
             life, result, message = self._run_result()
             set_state(self.run, life, result, message, user_cancelled=result in ("CANCELED", "TIMEDOUT"))
-            end = now_ms()
+            end = real_now_ms()
             self.run["end_time"] = end
             start = self.run.get("start_time") or end
             self.run["run_duration"] = end - start
@@ -510,24 +484,20 @@ class Scheduler:
     def __init__(
         self,
         store: StateStore,
-        paths: StoragePaths,
         clusters: Clusters,
-        resolvers: Resolvers,
+        invocations: TaskInvocations,
         host: Callable[[], str],
         max_active_runs: int = 8,
     ):
         self.store = store
-        self.paths = paths
         self.clusters = clusters
-        self.resolvers = resolvers
+        self.invocations = invocations  # what a cluster runs for each task
         self.host = host
-        self.warehouses: Warehouses | None = None  # set by the app; dbt tasks with a warehouse_id need it
         self.max_active_runs = max_active_runs
         self._executors: dict[int, RunExecutor] = {}
         self._lock = threading.Condition(threading.RLock())
         self._active: list[RunExecutor] = []
         self._waiting: list[RunExecutor] = []
-        self.git = GitCheckouts(paths.state_dir / "git_checkouts")
 
     # -- admission: per-job max_concurrent_runs with queueing, plus a workspace-wide cap -------
     def wait_for_slot(self, ex: RunExecutor) -> bool:
@@ -605,7 +575,7 @@ class Scheduler:
     def recover_after_restart(self) -> None:
         for _, run in self.store.all("run"):
             if run["state"]["life_cycle_state"] in ACTIVE_RUN_STATES:
-                end = now_ms()
+                end = real_now_ms()
                 for t in run["tasks"]:
                     if t["state"]["life_cycle_state"] in ACTIVE_RUN_STATES:
                         set_state(t, "INTERNAL_ERROR", "FAILED", RESTART_MESSAGE)
@@ -616,205 +586,3 @@ class Scheduler:
                     if not h.get("end_time"):
                         h.update(end_time=end, state=run["state"], status=run["status"])
                 self.store.put("run", run["run_id"], run)
-
-    # -- building the runtime's TaskInvocation ------------------------------------------------------
-    def invocation_for(self, run: dict, task: dict, spec: dict) -> TaskInvocation:
-        params = run["_spec"].get("params", {})
-        job_params = {p["name"]: p.get("value", p.get("default", "")) for p in run.get("job_parameters", [])}
-        refs = {f"job.parameters.{k}": str(v) for k, v in job_params.items()}
-        refs.update(
-            {
-                "job.id": str(run.get("job_id", "")),
-                "job.run_id": str(run["run_id"]),
-                "run_id": str(run["run_id"]),
-                "job_id": str(run.get("job_id", "")),
-                "task.run_id": str(task["run_id"]),
-                "task.name": task["task_key"],
-                "job.name": run.get("run_name", ""),
-            }
-        )
-        # Finished tasks' values: for dbutils.jobs.taskValues.get and {{tasks.<key>.values.<name>}} references.
-        task_values = {k: dict(v) for k, v in (run.get("_task_values") or {}).items()}
-        refs.update(
-            {
-                f"tasks.{k}.values.{name}": reference_text(v)
-                for k, vals in task_values.items()
-                for name, v in vals.items()
-            }
-        )
-        git_source = run["_spec"].get("git_source")
-        output_dir = self.paths.task_runs / str(task["run_id"])
-        output_dir.mkdir(parents=True, exist_ok=True)
-        packages = [
-            str(lib["pypi"]["package"])
-            for lib in spec.get("libraries", [])
-            if isinstance(lib, dict) and lib.get("pypi")
-        ]
-        if is_serverless(spec):  # the environment's dependencies, installed once per serverless runtime
-            packages += environment_spec(run["_spec"].get("environments") or [], spec).get("dependencies") or []
-        cluster_env = {}
-        if spec.get("new_cluster"):
-            cluster_env = cluster_spec(spec["new_cluster"]).spark_env_vars
-        elif spec.get("job_cluster_key"):
-            jc: dict[str, Any] = next(
-                (
-                    c["new_cluster"]
-                    for c in run["_spec"].get("job_clusters", [])
-                    if c["job_cluster_key"] == spec["job_cluster_key"]
-                ),
-                {},
-            )
-            cluster_env = cluster_spec(jc).spark_env_vars
-        env = dict(cluster_env)
-        env.update(
-            {
-                "DATABRICKS_JOB_ID": str(run.get("job_id", "")),
-                "DATABRICKS_RUN_ID": str(run["run_id"]),
-                "DATABRICKS_TASK_RUN_ID": str(task["run_id"]),
-                "DATABRICKS_TASK_KEY": task["task_key"],
-            }
-        )
-        common = dict(
-            task_run_id=task["run_id"],
-            output_dir=output_dir,
-            env=env,
-            pypi_packages=tuple(packages),
-            timeout_seconds=int(spec.get("timeout_seconds") or 0),
-            upstream_task_values=task_values,
-        )
-        if spec.get("notebook_task"):
-            nt = spec["notebook_task"]
-            path = nt.get("notebook_path") or ""
-            if self._uses_git(nt, git_source, task["task_key"]):
-                checkout = self._git_checkout(run)
-                notebook_file = repo_file(checkout, path)
-                if notebook_file is None:
-                    raise TaskSetupError(
-                        f"Notebook not found: {path} in the Git repository {git_source['git_url']} at "
-                        f"commit {run['git_source']['git_snapshot']['used_commit']}."
-                    )
-                common["source_root"] = checkout
-                source = notebook_file.read_text(encoding="utf-8")
-            else:
-                try:
-                    source = self.resolvers.read_notebook(path)
-                except Exception:
-                    raise TaskSetupError(f"Notebook not found: {path}. Import it into the workspace first.") from None
-            widgets = {k: substitute(str(v), refs) for k, v in (nt.get("base_parameters") or {}).items()}
-            # runs/get shows the parameters after dynamic value references were resolved.
-            task["resolved_values"] = {"notebook_task": {"base_parameters": dict(widgets)}}
-            widgets.update({k: str(v) for k, v in job_params.items()})
-            widgets.update({k: str(v) for k, v in (params.get("notebook_params") or {}).items()})
-            return TaskInvocation(
-                kind="notebook", notebook_path=path, notebook_source=source, widgets=widgets, **common
-            )
-        if spec.get("spark_python_task"):
-            pt = spec["spark_python_task"]
-            file = pt.get("python_file") or ""
-            if self._uses_git(pt, git_source, task["task_key"]):
-                found = repo_file(self._git_checkout(run), file, ("",))
-                if found is None:
-                    raise TaskSetupError(
-                        f"Python file not found: {file} in the Git repository {git_source['git_url']}."
-                    )
-                local = found
-            else:
-                local = self._local_file(file, task["task_key"])
-            args = params.get("python_params")
-            if args is None:
-                args = [substitute(str(a), refs) for a in pt.get("parameters") or []]
-            return TaskInvocation(
-                kind="spark_python", python_file=local, python_parameters=tuple(str(a) for a in args), **common
-            )
-        if spec.get("dbt_task"):
-            dt = spec["dbt_task"]
-            if self._uses_git(dt, git_source, task["task_key"]):  # a repo-relative project dir ("" is the repo root)
-                checkout = self._git_checkout(run)
-                project = checkout / (dt.get("project_directory") or "")
-                if not project.resolve().is_relative_to(checkout.resolve()):
-                    raise TaskSetupError(
-                        f"dbt project directory {dt.get('project_directory')} is outside the Git repository."
-                    )
-            elif not dt.get("project_directory"):
-                raise TaskSetupError(
-                    f"Task {task['task_key']}: dbt_task.project_directory is required without a git_source."
-                )
-            else:
-                project = self.resolvers.workspace_local(dt["project_directory"])
-            if not project.is_dir():
-                raise TaskSetupError(
-                    f"dbt project directory not found: {dt['project_directory']}. Sync the project into the workspace first."
-                )
-            warehouse_id = dt.get("warehouse_id") or None
-            if warehouse_id:
-                self._prepare_warehouse(dt, warehouse_id, task["task_key"], env)
-            elif dt.get("catalog"):  # schema without a warehouse is documented as unused, catalog as not allowed
-                raise TaskSetupError(
-                    f"Task {task['task_key']}: dbt_task.catalog can only be specified if a warehouse_id is specified."
-                )
-            profiles = (
-                self.resolvers.workspace_local(dt["profiles_directory"]) if dt.get("profiles_directory") else None
-            )
-            commands = params.get("dbt_commands") or dt.get("commands") or []
-            return TaskInvocation(
-                kind="dbt",
-                dbt=DbtInvocation(
-                    commands=tuple(substitute(c, refs) for c in commands),
-                    project_dir=project,
-                    profiles_dir=profiles,
-                    schema=dt.get("schema") if warehouse_id else None,
-                    catalog=dt.get("catalog"),
-                    warehouse_id=warehouse_id,
-                ),
-                **common,
-            )
-        raise TaskSetupError(
-            f"Task {task['task_key']} has no notebook_task, spark_python_task or dbt_task; other task types are not supported locally."
-        )
-
-    @staticmethod
-    def _uses_git(block: dict, git_source: dict | None, key: str) -> bool:
-        try:
-            return task_uses_git(block, git_source)
-        except GitCheckoutError as e:
-            raise TaskSetupError(f"Task {key}: {e}") from None
-
-    def _git_checkout(self, run: dict) -> Path:
-        """The run's checkout of its git_source; the first call pins the commit for the whole run."""
-        declared = run["_spec"]["git_source"]
-        shown = run.setdefault("git_source", copy.deepcopy(declared))
-        try:
-            path, commit = self.git.checkout(run["run_id"], shown)
-        except GitCheckoutError as e:
-            raise TaskSetupError(str(e)) from None
-        shown.setdefault("git_snapshot", {})["used_commit"] = commit
-        return path
-
-    def _prepare_warehouse(self, dt: dict, warehouse_id: str, key: str, env: dict[str, str]) -> None:
-        """A dbt task on a SQL warehouse, as Databricks runs one: the profile is generated (so a
-        profiles_directory is refused), the warehouse is started if stopped, and the run-as
-        principal's token is injected as DBT_ACCESS_TOKEN (locally: the workspace's token)."""
-        if dt.get("profiles_directory"):
-            raise TaskSetupError(
-                f"Task {key}: dbt_task.profiles_directory can only be specified if no warehouse_id is specified."
-            )
-        if self.warehouses is None:  # a workspace assembled without the warehouses API has none
-            raise TaskSetupError(f"SQL warehouse {warehouse_id} does not exist.")
-        try:
-            self.warehouses.ensure_started(warehouse_id)
-        except WarehouseNotFound as e:
-            raise TaskSetupError(e.message) from None
-        env["DBT_ACCESS_TOKEN"] = self.warehouses.token
-
-    def _local_file(self, file: str, key: str) -> Path:
-        if file.startswith("dbfs:/"):
-            p = self.resolvers.dbfs_local(file)
-        elif file.startswith("/"):
-            p = self.resolvers.workspace_local(file)
-        else:
-            raise TaskSetupError(
-                f"Task {key}: python_file must be dbfs:/... or an absolute workspace path, got {file!r}"
-            )
-        if not p.is_file():
-            raise TaskSetupError(f"Python file not found: {file}")
-        return p

@@ -13,8 +13,8 @@ from email import message_from_bytes
 from email.policy import HTTP
 from typing import Protocol, overload
 
-from .clock import Clock
-from .http_errors import ApiError, invalid
+from ..engine.clock import Clock
+from ..engine.errors import ApiError, invalid
 
 
 def drop_nulls(value):

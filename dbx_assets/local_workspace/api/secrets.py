@@ -17,12 +17,12 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-import time
 
-from .clusters_api import LOCAL_USER
-from .http_errors import ApiError, already_exists, invalid, not_found, require
-from .secret_store import SecretStore, encode_value
-from .server import Dispatcher, Request
+from ..engine.clock import real_now_ms
+from ..engine.clusters import LOCAL_USER
+from ..engine.errors import ApiError, already_exists, invalid, not_found, require
+from ..http.server import Dispatcher, Request
+from ..runtime.secret_store import SecretStore, encode_value
 
 MAX_VALUE_BYTES = 128 * 1024
 MAX_SCOPES = 1000
@@ -30,10 +30,6 @@ MAX_SECRETS_PER_SCOPE = 1000
 PERMISSIONS = ("READ", "WRITE", "MANAGE")
 _SCOPE_NAME = re.compile(r"[A-Za-z0-9_.@-]{1,128}")
 _KEY_NAME = re.compile(r"[A-Za-z0-9_.-]{1,128}")
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def _malformed(message: str) -> ApiError:
@@ -154,7 +150,7 @@ class Secrets:
                 "key": existing["key"] if existing else key,  # an overwrite keeps the first spelling
                 "value": encode_value(value),
                 "is_bytes": is_bytes,
-                "last_updated_timestamp": _now_ms(),
+                "last_updated_timestamp": real_now_ms(),
             }
             self.store.save(doc)
         return {}

@@ -14,12 +14,12 @@ from typing import Any
 
 from databricks.sdk.service import workspace
 
-from .clock import Clock
-from .http_errors import ApiError, already_exists, invalid, not_found, require
-from .http_types import Request, Response, Router, q_bool
-from .request_shapes import check_body
-from .state import StateStore
-from .storage_api import b64decode, b64encode, local_path, multipart_upload, normalize
+from ..engine.clock import Clock
+from ..engine.errors import ApiError, already_exists, invalid, not_found, require
+from ..engine.state import StateStore
+from ..http.http_types import Request, Response, Router, q_bool
+from ..http.request_shapes import check_body
+from .storage import b64decode, b64encode, local_path, multipart_upload, normalize
 
 _API = workspace.WorkspaceAPI
 

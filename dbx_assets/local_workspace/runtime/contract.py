@@ -1,4 +1,4 @@
-"""The contract between the REST server (api/jobs scheduler) and the cluster runtime.
+"""The contract between the server (engine/scheduler.py, engine/clusters.py) and the cluster runtime.
 
 The server decides *what* runs (jobs, runs, task ordering, parameters); the cluster
 runtime decides *how* it runs on local Spark. They meet only through these types,

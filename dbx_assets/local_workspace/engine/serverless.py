@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .http_errors import invalid
+from .errors import invalid
 
 CLUSTER_FIELDS = ("job_cluster_key", "new_cluster", "existing_cluster_id")
 # Task types whose serverless environment must be named (the SDK's Task.environment_key contract).

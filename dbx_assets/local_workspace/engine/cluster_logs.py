@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .http_errors import invalid
-from .runtime_types import StoragePaths, TaskInvocation
+from ..runtime.contract import StoragePaths, TaskInvocation
+from .errors import invalid
 
 DELIVERY_SECONDS = 2.0
 DRIVER_FILES = ("stdout", "stderr", "log4j-active.log")

@@ -8,8 +8,8 @@ import binascii
 import posixpath
 from pathlib import Path
 
-from .http_errors import invalid
-from .http_types import Request
+from ..engine.errors import invalid
+from ..http.http_types import Request
 
 
 def normalize(api_path: str, *, strip_prefixes: tuple[str, ...] = ()) -> str:

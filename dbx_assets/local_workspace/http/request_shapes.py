@@ -17,7 +17,7 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
-from .http_errors import ApiError, invalid
+from ..engine.errors import ApiError, invalid
 
 
 def malformed(message: str) -> ApiError:

@@ -1,4 +1,6 @@
-"""Clusters: the Clusters 2.0/2.1 API plus the registry the scheduler uses for job clusters.
+"""Clusters: the registry of every cluster (its stored document) and its lifecycle: start,
+restart, edit, terminate, recovery after a restart; job clusters for the scheduler. The Clusters
+API (api/clusters.py) is HTTP over this.
 
 A cluster here is a local PySpark driver (runtime.cluster.LocalCluster), started on a
 background thread so create/start return at once like on Databricks and the SDK's
@@ -8,7 +10,6 @@ waiter polls clusters/get until RUNNING.
 from __future__ import annotations
 
 import contextlib
-import os
 import random
 import string
 import threading
@@ -18,22 +19,28 @@ from typing import Protocol
 
 from databricks.sdk.service import compute
 
-from .clock import Clock
+from ..runtime.contract import ClusterSpec, ClusterStartError, StoragePaths, TaskInvocation, TaskOutcome
+from .clock import real_now_ms
 from .cluster_events import record_transition
 from .cluster_logs import ClusterLogDelivery, check_log_conf
-from .faults import describe_termination
-from .http_errors import invalid, invalid_state, require
-from .http_types import Request, Router
-from .request_shapes import check_body
-from .runtime_types import ClusterSpec, ClusterStartError, StoragePaths, TaskInvocation, TaskOutcome
+from .errors import invalid
 from .state import StateStore
 
 ACTIVE = ("PENDING", "RUNNING", "RESTARTING", "RESIZING")
-_API = compute.ClustersAPI
-# The one runtime we serve (a local PySpark); DBR 15.4 LTS ships Apache Spark 3.5.0.
-SPARK_VERSION_KEY = "15.4.x-scala2.12"
-SPARK_VERSION_NAME = "15.4 LTS (includes Apache Spark 3.5.0, Scala 2.12)"
-NODE_TYPE_ID = "local"
+LOCAL_USER = "local-user@localhost"
+# What clusters/edit changes of a cluster's spec.
+EDITABLE_FIELDS = (
+    "spark_version",
+    "num_workers",
+    "autoscale",
+    "spark_conf",
+    "spark_env_vars",
+    "cluster_name",
+    "node_type_id",
+    "custom_tags",
+    "autotermination_minutes",
+    "cluster_log_conf",
+)
 
 
 def termination_reason(code: str, kind: str, message: str | None = None, parameters: dict | None = None) -> dict:
@@ -46,54 +53,11 @@ def termination_reason(code: str, kind: str, message: str | None = None, paramet
     ).as_dict()
 
 
-def node_types() -> dict:
-    """clusters/list-node-types: one node type, this machine (what every local cluster runs on)."""
-    cores = float(os.cpu_count() or 1)
-    try:
-        memory_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1024 * 1024)
-    except (ValueError, OSError, AttributeError):
-        memory_mb = 4096
-    node = compute.NodeType(
-        node_type_id=NODE_TYPE_ID,
-        instance_type_id=NODE_TYPE_ID,
-        description="This machine (local PySpark driver)",
-        category="General Purpose",
-        memory_mb=int(memory_mb),
-        num_cores=cores,
-        num_gpus=0,
-        is_deprecated=False,
-        is_hidden=False,
-        is_io_cache_enabled=False,
-        support_cluster_tags=True,
-        support_ebs_volumes=False,
-        support_port_forwarding=False,
-        photon_driver_capable=False,
-        photon_worker_capable=False,
-        is_graviton=False,
-        display_order=0,
-        node_instance_type=compute.NodeInstanceType(
-            instance_type_id=NODE_TYPE_ID,
-            local_disks=1,
-            local_disk_size_gb=_local_disk_gb(),
-            local_nvme_disks=0,
-            local_nvme_disk_size_gb=0,
-        ),
-    )
-    return compute.ListNodeTypesResponse(node_types=[node]).as_dict()
-
-
-def _local_disk_gb() -> int:
-    try:
-        st = os.statvfs(os.getcwd())
-        return max(1, st.f_blocks * st.f_frsize // 1024**3)
-    except OSError:
-        return 1
-
-
-def spark_versions() -> dict:
-    return compute.GetSparkVersionsResponse(
-        versions=[compute.SparkVersion(key=SPARK_VERSION_KEY, name=SPARK_VERSION_NAME)]
-    ).as_dict()
+def describe_termination(cluster_id: str, reason: dict) -> str:
+    """The state_message Databricks shows for a cluster that terminated with `reason`."""
+    params = reason.get("parameters") or {}
+    detail = params.get("databricks_error_message") or ""
+    return f"Cluster {cluster_id} terminated. Reason: {reason['code']} ({reason['type']}). {detail}".strip()
 
 
 class TaskHandle(Protocol):
@@ -116,7 +80,7 @@ ClusterFactory = Callable[[str, ClusterSpec, StoragePaths], ClusterRuntime]
 
 def default_cluster_factory(cluster_id: str, spec: ClusterSpec, paths: StoragePaths) -> ClusterRuntime:
     # Imported lazily: the server must start fast and never import Spark itself.
-    from .runtime.cluster import LocalCluster
+    from ..runtime.cluster import LocalCluster
 
     return LocalCluster(cluster_id, spec, paths)
 
@@ -147,10 +111,6 @@ def cluster_spec(spec: dict, pypi_packages: tuple[str, ...] = ()) -> ClusterSpec
     )
 
 
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 class Clusters:
     def __init__(self, store: StateStore, paths: StoragePaths, factory: ClusterFactory):
         self.store = store
@@ -161,7 +121,6 @@ class Clusters:
         self._changed = threading.Condition(self._lock)
         # Fault injection: returns a termination_reason to fail a start with, or None.
         self.start_failure: Callable[[str], dict | None] = lambda cluster_id: None
-        self.clock = Clock()  # the dispatcher's, from register()
         self.log_delivery = ClusterLogDelivery(paths)  # clusters with a cluster_log_conf
 
     # -- registry -------------------------------------------------------------------------
@@ -173,9 +132,9 @@ class Clusters:
             raise invalid(f"Cluster {cluster_id} does not exist")
         return doc
 
-    def public(self, doc: dict) -> dict:
-        """A stored cluster as clusters/get serves it: through compute.ClusterDetails, workspace clock."""
-        return self.clock.shift(compute.ClusterDetails.from_dict(doc).as_dict())
+    def docs(self) -> list[dict]:
+        """Every stored cluster, the most recently started first (clusters/list's order)."""
+        return sorted((d for _, d in self.store.all("cluster")), key=lambda d: -d.get("start_time", 0))
 
     def _save(self, doc: dict) -> None:
         with self._changed:
@@ -195,7 +154,7 @@ class Clusters:
 
     def _mark_terminated(self, doc: dict, message: str, reason: dict) -> None:
         reason = termination_reason(reason["code"], reason["type"], parameters=reason.get("parameters"))
-        doc.update(state="TERMINATED", state_message=message, terminated_time=now_ms(), termination_reason=reason)
+        doc.update(state="TERMINATED", state_message=message, terminated_time=real_now_ms(), termination_reason=reason)
         doc.pop("spark_context_id", None)
         self._save(doc)
 
@@ -209,7 +168,7 @@ class Clusters:
             creator_user_name=LOCAL_USER,
             state="PENDING",
             state_message="Starting local Spark driver",
-            start_time=now_ms(),
+            start_time=real_now_ms(),
             autotermination_minutes=spec.get("autotermination_minutes", 0 if source == "JOB" else 120),
             driver={"host_private_ip": "127.0.0.1", "node_id": cluster_id},
             default_tags={"Vendor": "Databricks", "Creator": LOCAL_USER, "ClusterId": cluster_id},
@@ -251,7 +210,7 @@ class Clusters:
             state="RUNNING",
             state_message="",
             spark_context_id=random.randint(10**17, 10**18),
-            last_state_loss_time=now_ms(),
+            last_state_loss_time=real_now_ms(),
         )
         self._save(doc)
         return runtime
@@ -280,8 +239,47 @@ class Clusters:
         doc = self.doc(cluster_id)
         if doc.get("cluster_log_conf"):
             self.log_delivery.finish(cluster_id)
-            doc["cluster_log_status"] = {"last_attempted": now_ms()}
+            doc["cluster_log_status"] = {"last_attempted": real_now_ms()}
         return doc
+
+    # -- all-purpose clusters (the Clusters API) ------------------------------------------------
+    def create(self, spec: dict) -> dict:
+        """A new all-purpose cluster, starting in the background; its document."""
+        doc = self._new_doc(spec, "API")
+        self._save(doc)
+        self._boot_in_background(doc)
+        return doc
+
+    def start(self, doc: dict) -> None:
+        """Start a TERMINATED cluster again, in the background."""
+        doc.update(state="PENDING", state_message="Starting local Spark driver", start_time=real_now_ms())
+        doc.pop("termination_reason", None)
+        doc.pop("terminated_time", None)
+        self._save(doc)
+        self._boot_in_background(doc)
+
+    def restart(self, doc: dict, message: str) -> None:
+        """Stop the cluster's driver and start a new one, in the background (state RESTARTING)."""
+        with self._lock:
+            runtime = self._live.pop(doc["cluster_id"], None)
+        doc.update(state="RESTARTING", state_message=message)
+        self._save(doc)
+        if runtime is not None:
+            runtime.terminate()
+        self._boot_in_background(doc)
+
+    def edit(self, doc: dict, spec: dict) -> None:
+        """Apply an edit; a running cluster restarts to apply it, as on Databricks."""
+        for k in EDITABLE_FIELDS:
+            if k in spec:
+                doc[k] = spec[k]
+        self._save(doc)
+        if doc["state"] == "RUNNING":
+            self.restart(doc, "Applying edit")
+
+    def permanent_delete(self, cluster_id: str) -> None:
+        self.terminate(cluster_id, "Permanently deleted", termination_reason("USER_REQUEST", "SUCCESS"))
+        self.store.delete("cluster", cluster_id)
 
     def terminate_all(self) -> None:
         with self._lock:
@@ -316,117 +314,3 @@ class Clusters:
                 if should_stop():
                     raise ValueError(f"Stopped while waiting for cluster {cluster_id} to start")
                 self._changed.wait(0.5)
-
-    # -- HTTP -------------------------------------------------------------------------------------
-    def register(self, d: Router) -> None:
-        self.clock = d.clock
-        for version in ("2.0", "2.1"):
-            base = f"/api/{version}/clusters"
-            d.route("POST", base + "/create", self.api_create)
-            d.route("GET", base + "/get", self.api_get)
-            d.route("GET", base + "/list", self.api_list)
-            d.route("POST", base + "/start", self.api_start)
-            d.route("POST", base + "/restart", self.api_restart)
-            d.route("POST", base + "/edit", self.api_edit)
-            d.route("POST", base + "/delete", self.api_delete)
-            d.route("POST", base + "/permanent-delete", self.api_permanent_delete)
-            d.route("GET", base + "/spark-versions", lambda req: spark_versions())
-            d.route("GET", base + "/list-node-types", lambda req: node_types())
-
-    def api_create(self, req: Request) -> dict:
-        spec = check_body(req.json(), _API.create)
-        validate_cluster_spec(spec)
-        doc = self._new_doc(spec, "API")
-        self._save(doc)
-        self._boot_in_background(doc)
-        return {"cluster_id": doc["cluster_id"]}
-
-    def api_get(self, req: Request) -> dict:
-        return self.public(self.doc(require(req.params(), "cluster_id")))
-
-    def api_list(self, req: Request) -> dict:
-        docs = sorted((d for _, d in self.store.all("cluster")), key=lambda d: -d.get("start_time", 0))
-        return {"clusters": [self.public(d) for d in docs]} if docs else {}
-
-    def _all_purpose(self, req: Request, api_method: Callable) -> dict:
-        doc = self.doc(require(check_body(req.json(), api_method), "cluster_id"))
-        if doc.get("cluster_source") == "JOB":
-            raise invalid(
-                f"Cluster {doc['cluster_id']} is a job cluster; it cannot be managed through the Clusters API."
-            )
-        return doc
-
-    def api_start(self, req: Request) -> dict:
-        doc = self._all_purpose(req, _API.start)
-        if doc["state"] != "TERMINATED":
-            raise invalid_state(
-                f"Cluster {doc['cluster_id']} is in unexpected state {doc['state']}; only a TERMINATED cluster can be started."
-            )
-        doc.update(state="PENDING", state_message="Starting local Spark driver", start_time=now_ms())
-        doc.pop("termination_reason", None)
-        doc.pop("terminated_time", None)
-        self._save(doc)
-        self._boot_in_background(doc)
-        return {}
-
-    def api_restart(self, req: Request) -> dict:
-        doc = self._all_purpose(req, _API.restart)
-        if doc["state"] != "RUNNING":
-            raise invalid_state(
-                f"Cluster {doc['cluster_id']} is in unexpected state {doc['state']}; only a RUNNING cluster can be restarted."
-            )
-        with self._lock:
-            runtime = self._live.pop(doc["cluster_id"], None)
-        doc.update(state="RESTARTING", state_message="Restarting local Spark driver")
-        self._save(doc)
-        if runtime is not None:
-            runtime.terminate()
-        self._boot_in_background(doc)
-        return {}
-
-    def api_edit(self, req: Request) -> dict:
-        doc = self._all_purpose(req, _API.edit)
-        spec = req.json()
-        validate_cluster_spec(spec)
-        if doc["state"] not in ("RUNNING", "TERMINATED"):
-            raise invalid_state(
-                f"Cluster {doc['cluster_id']} is in unexpected state {doc['state']}; edit it when RUNNING or TERMINATED."
-            )
-        for k in (
-            "spark_version",
-            "num_workers",
-            "autoscale",
-            "spark_conf",
-            "spark_env_vars",
-            "cluster_name",
-            "node_type_id",
-            "custom_tags",
-            "autotermination_minutes",
-            "cluster_log_conf",
-        ):
-            if k in spec:
-                doc[k] = spec[k]
-        self._save(doc)
-        if doc["state"] == "RUNNING":  # Databricks restarts a running cluster to apply an edit
-            with self._lock:
-                runtime = self._live.pop(doc["cluster_id"], None)
-            doc.update(state="RESTARTING", state_message="Applying edit")
-            self._save(doc)
-            if runtime is not None:
-                runtime.terminate()
-            self._boot_in_background(doc)
-        return {}
-
-    def api_delete(self, req: Request) -> dict:
-        doc = self.doc(require(check_body(req.json(), _API.delete), "cluster_id"))
-        self.terminate(doc["cluster_id"], "Terminated by user", termination_reason("USER_REQUEST", "SUCCESS"))
-        return {}
-
-    def api_permanent_delete(self, req: Request) -> dict:
-        doc = self.doc(require(check_body(req.json(), _API.permanent_delete), "cluster_id"))
-        self.terminate(doc["cluster_id"], "Permanently deleted", termination_reason("USER_REQUEST", "SUCCESS"))
-        self.store.delete("cluster", doc["cluster_id"])
-        return {}
-
-
-LOCAL_USER = "local-user@localhost"

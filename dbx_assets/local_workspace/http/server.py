@@ -18,8 +18,8 @@ from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
-from .clock import Clock
-from .http_errors import ApiError, endpoint_not_found, permission_denied, unauthenticated
+from ..engine.clock import Clock
+from ..engine.errors import ApiError, endpoint_not_found, permission_denied, unauthenticated
 from .http_types import FaultHook, Handler, Request, Response, q_bool, q_int
 
 # Re-exported: API modules written against server.py keep working.

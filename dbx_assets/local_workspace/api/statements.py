@@ -2,7 +2,7 @@
 
 The server holds no JVM, so it runs the one statement a client needs to learn a table's size
 without Spark: the count comes from the parquet footers of the table's files
-(parquet_footer.py). Any other statement FAILS the way a SQL error does on Databricks (HTTP
+(engine/parquet_footer.py). Any other statement FAILS the way a SQL error does on Databricks (HTTP
 200, `status.state` FAILED, `status.error`), saying what the local warehouse runs. Results use
 the documented inline JSON_ARRAY shape (values as strings); a stopped warehouse is started, as
 Databricks starts one a statement is sent to. Responses are built from the SDK's dataclasses.
@@ -17,11 +17,11 @@ from collections import OrderedDict
 
 from databricks.sdk.service import sql
 
-from .http_errors import ApiError, invalid
-from .parquet_footer import NotParquet, table_row_count
-from .server import Dispatcher, Request
-from .unity_catalog_api import DEFAULT_CATALOG, UnityCatalog
-from .warehouses_api import Warehouses
+from ..engine.errors import ApiError, invalid
+from ..engine.parquet_footer import NotParquet, table_row_count
+from ..engine.warehouses import Warehouses
+from ..http.server import Dispatcher, Request
+from .unity_catalog import DEFAULT_CATALOG, UnityCatalog
 
 _IDENT = r"(?:`[^`]+`|[A-Za-z_][A-Za-z0-9_]*)"
 _COUNT = re.compile(

@@ -9,10 +9,10 @@ from email.utils import formatdate
 from pathlib import Path
 from urllib.parse import unquote
 
-from .clock import Clock
-from .http_errors import ApiError, invalid
-from .http_types import Request, Response, Router, q_bool, q_int
-from .storage_api import local_path, mtime_ms, normalize
+from ..engine.clock import Clock
+from ..engine.errors import ApiError, invalid
+from ..http.http_types import Request, Response, Router, q_bool, q_int
+from .storage import local_path, mtime_ms, normalize
 
 _NOT_FOUND = "NOT_FOUND"
 

@@ -1,4 +1,8 @@
-"""Jobs 2.1/2.2: job definitions, runs, outputs, cancel and repair (execution lives in scheduler.py)."""
+"""Jobs 2.1/2.2 handlers: job definitions, runs, outputs, cancel and repair.
+
+Job settings are checked by job_settings.py; a new run is a document from engine/run_documents.py,
+which the engine's scheduler executes.
+"""
 
 from __future__ import annotations
 
@@ -12,42 +16,24 @@ from pathlib import Path
 
 from databricks.sdk.service import jobs as sdk_jobs
 
-from .clock import Clock
-from .clusters_api import LOCAL_USER, now_ms, validate_cluster_spec
-from .git_sources import validate_git_source
-from .http_errors import invalid, require
-from .http_types import Request, Response, Router, q_bool, q_int
-from .request_shapes import check_body, check_object, normalize
-from .run_state import (
+from ..engine.clock import Clock, real_now_ms
+from ..engine.clusters import LOCAL_USER
+from ..engine.errors import invalid, require
+from ..engine.run_documents import RunDocuments
+from ..engine.run_state import (
     ACTIVE_RUN_STATES,
     FAILED_RESULTS,
     public_run,
     public_task_run,
-    queue_details,
     repair_item,
     set_state,
 )
-from .scheduler import Scheduler
-from .serverless import validate as validate_serverless
-from .state import StateStore
+from ..engine.scheduler import Scheduler
+from ..engine.state import StateStore
+from ..http.http_types import Request, Response, Router, q_bool, q_int
+from ..http.request_shapes import check_body, normalize
+from .job_settings import validate_settings
 
-TASK_FIELDS = (
-    "notebook_task",
-    "spark_python_task",
-    "dbt_task",
-    "job_cluster_key",
-    "new_cluster",
-    "existing_cluster_id",
-    "libraries",
-    "timeout_seconds",
-    "run_if",
-    "description",
-    "environment_key",
-    "max_retries",
-    "min_retry_interval_millis",
-    "retry_on_timeout",
-    "email_notifications",
-)
 # runs/submit in the single-task shape (Jobs 2.0 style, what Airflow's DatabricksSubmitRunOperator sends):
 # these fields sit at the top level of the body instead of in `tasks`.
 SINGLE_TASK_FIELDS = (
@@ -78,6 +64,7 @@ class Jobs:
         self.store = store
         self.s = scheduler
         self.host = host
+        self.runs = RunDocuments(store, host, scheduler.active_count)
         self._secret = hashlib.sha256(b"artifacts:" + token.encode()).digest()
         self._create_lock = threading.Lock()
         self.clock = Clock()  # the dispatcher's, from register()
@@ -107,73 +94,6 @@ class Jobs:
         d.public_route("GET", r"/local/dbt-artifacts/(?P<task_run_id>\d+)\.tar\.gz", self.artifacts)
 
     # -- job definitions ---------------------------------------------------------------------
-    def _validate(self, settings: dict, task_cls: type = sdk_jobs.Task) -> dict:
-        settings = copy.deepcopy(settings)
-        tasks = settings.get("tasks") or []
-        # Typed through the SDK's dataclasses: no wrong type or unknown field reaches the scheduler.
-        settings["tasks"] = tasks = [
-            normalize(check_object(t, task_cls, f"tasks[{i}]"), task_cls) for i, t in enumerate(tasks)
-        ]
-        if settings.get("environments"):
-            settings["environments"] = [
-                normalize(check_object(e, sdk_jobs.JobEnvironment, f"environments[{i}]"), sdk_jobs.JobEnvironment)
-                for i, e in enumerate(settings["environments"])
-            ]
-        if settings.get("job_clusters"):
-            settings["job_clusters"] = [
-                normalize(check_object(c, sdk_jobs.JobCluster, f"job_clusters[{i}]"), sdk_jobs.JobCluster)
-                for i, c in enumerate(settings["job_clusters"])
-            ]
-        keys = [t.get("task_key") for t in tasks]
-        if any(not k for k in keys):
-            raise invalid("Every task needs a task_key")
-        if len(set(keys)) != len(keys):
-            raise invalid(f"Task keys must be unique, got duplicates in {keys}")
-        cluster_keys = {c.get("job_cluster_key") for c in settings.get("job_clusters") or []}
-        for c in settings.get("job_clusters") or []:
-            validate_cluster_spec(c.get("new_cluster") or {}, f"job_clusters[{c.get('job_cluster_key')}].new_cluster")
-        for t in tasks:
-            for dep in t.get("depends_on") or []:
-                if dep.get("task_key") not in keys:
-                    raise invalid(
-                        f"Task {t['task_key']} depends on {dep.get('task_key')!r}, which is not a task of this job"
-                    )
-            if t.get("job_cluster_key") and t["job_cluster_key"] not in cluster_keys:
-                raise invalid(
-                    f"Task {t['task_key']} uses job_cluster_key {t['job_cluster_key']!r}, which is not defined in job_clusters"
-                )
-            if t.get("new_cluster"):
-                validate_cluster_spec(t["new_cluster"], f"tasks[{t['task_key']}].new_cluster")
-        self._check_acyclic(tasks)
-        validate_serverless(settings)
-        if settings.get("git_source"):
-            problem = validate_git_source(settings["git_source"])
-            if problem:
-                raise invalid(problem)
-        settings.setdefault("max_concurrent_runs", 1)
-        settings.setdefault("name", "Untitled")
-        settings.setdefault("format", "MULTI_TASK")
-        settings.setdefault("timeout_seconds", 0)
-        return settings
-
-    @staticmethod
-    def _check_acyclic(tasks: list[dict]) -> None:
-        deps = {t["task_key"]: [d["task_key"] for d in t.get("depends_on") or []] for t in tasks}
-        state: dict[str, int] = {}
-
-        def visit(k: str) -> None:
-            if state.get(k) == 1:
-                raise invalid(f"The task dependency graph has a cycle through {k!r}")
-            if state.get(k) == 2:
-                return
-            state[k] = 1
-            for d in deps.get(k, []):
-                visit(d)
-            state[k] = 2
-
-        for k in deps:
-            visit(k)
-
     def _job(self, job_id) -> dict:
         job = self.store.get("job", int(job_id)) if str(job_id).strip().isdigit() else None
         if job is None:
@@ -185,7 +105,7 @@ class Jobs:
 
     def create(self, req: Request) -> dict:
         body = check_body(req.json(), _API.create)
-        settings = self._validate(
+        settings = validate_settings(
             normalize({k: v for k, v in body.items() if k != "access_control_list"}, sdk_jobs.JobSettings)
         )
         job_id = self.store.next_id("job", 1000)
@@ -196,7 +116,7 @@ class Jobs:
                 "job_id": job_id,
                 "creator_user_name": LOCAL_USER,
                 "run_as_user_name": LOCAL_USER,
-                "created_time": now_ms(),
+                "created_time": real_now_ms(),
                 "settings": settings,
             },
         )
@@ -205,7 +125,7 @@ class Jobs:
     def reset(self, req: Request) -> dict:
         body = check_body(req.json(), _API.reset)
         job = self._job(require(body, "job_id"))
-        job["settings"] = self._validate(normalize(require(body, "new_settings"), sdk_jobs.JobSettings))
+        job["settings"] = validate_settings(normalize(require(body, "new_settings"), sdk_jobs.JobSettings))
         self.store.put("job", job["job_id"], job)
         return {}
 
@@ -235,7 +155,7 @@ class Jobs:
                 ]
             else:
                 settings.pop(field, None)
-        job["settings"] = self._validate(settings)
+        job["settings"] = validate_settings(settings)
         self.store.put("job", job["job_id"], job)
         return {}
 
@@ -301,7 +221,7 @@ class Jobs:
                 for k in ("notebook_params", "python_params", "job_parameters", "dbt_commands")
                 if body.get(k) is not None
             }
-            run = self._new_run(
+            run = self.runs.new_run(
                 job_id=job["job_id"],
                 run_name=settings.get("name"),
                 run_type="JOB_RUN",
@@ -338,7 +258,7 @@ class Jobs:
                 raise invalid(
                     "runs/submit does not accept job_clusters; use new_cluster or existing_cluster_id on each task, or create a job."
                 )
-            settings = self._validate(
+            settings = validate_settings(
                 {
                     "tasks": tasks,
                     "name": body.get("run_name") or "Untitled",
@@ -349,7 +269,7 @@ class Jobs:
             )
             if not settings["tasks"]:
                 raise invalid("runs/submit needs at least one task")
-            run = self._new_run(
+            run = self.runs.new_run(
                 job_id=None,
                 run_name=body.get("run_name") or "Untitled",
                 run_type="SUBMIT_RUN",
@@ -368,113 +288,6 @@ class Jobs:
                 self.store.put("idempotency", f"submit:{body['idempotency_token']}", run["run_id"])
             self._launch(run)
         return {"run_id": run["run_id"]}
-
-    def _new_run(
-        self,
-        *,
-        job_id,
-        run_name,
-        run_type,
-        tasks,
-        job_clusters,
-        timeout,
-        params,
-        job_parameters,
-        overriding,
-        max_concurrent,
-        queue,
-        git_source=None,
-        environments=(),
-        performance_target=None,
-    ) -> dict:
-        run_id = self.store.next_id("run", 100000)
-        kept = {t["task_key"] for t in tasks}
-        spec_tasks = []
-        for t in tasks:
-            t = copy.deepcopy(t)
-            t["depends_on"] = [d for d in t.get("depends_on") or [] if d["task_key"] in kept]  # `only` drops the rest
-            spec_tasks.append(t)
-        used_keys = {t.get("job_cluster_key") for t in spec_tasks}
-        run = {
-            "job_id": job_id,
-            "run_id": run_id,
-            "number_in_job": run_id,
-            "original_attempt_run_id": run_id,
-            "run_name": run_name,
-            "run_type": run_type,
-            "creator_user_name": LOCAL_USER,
-            "format": "MULTI_TASK",
-            "trigger": "ONE_TIME",
-            "start_time": now_ms(),
-            "setup_duration": 0,
-            "execution_duration": 0,
-            "cleanup_duration": 0,
-            "run_page_url": self._page_url(job_id, run_id),
-            "job_clusters": [c for c in job_clusters if c["job_cluster_key"] in used_keys],
-            "job_parameters": job_parameters,
-            "tasks": [],
-            "repair_history": [repair_item("ORIGINAL", now_ms(), [])],
-            "_spec": {
-                "tasks": spec_tasks,
-                "job_clusters": job_clusters,
-                "timeout_seconds": timeout,
-                "params": params,
-                "max_concurrent_runs": max_concurrent,
-                "queue": queue,
-                "git_source": git_source,
-                "environments": list(environments),  # what each serverless runtime installs
-            },
-        }
-        if performance_target:  # serverless runs report the performance target they ran with
-            run["effective_performance_target"] = performance_target
-        if git_source:  # runs/get shows it; the scheduler adds git_snapshot.used_commit when it checks out
-            run["git_source"] = copy.deepcopy(git_source)
-        if job_id is None:
-            run.pop("job_id")
-        if overriding:
-            run["overriding_parameters"] = overriding
-        for t in spec_tasks:
-            run["tasks"].append(self._task_view(run, t))
-        run["repair_history"][0]["task_run_ids"] = [t["run_id"] for t in run["tasks"]]
-        set_state(run, "QUEUED" if queue else "PENDING")
-        if job_id is not None and max_concurrent and self.s.active_count(job_id) >= max_concurrent and not queue:
-            msg = f"Skipping this run because the limit of {max_concurrent} maximum concurrent runs has been reached."
-            set_state(run, "SKIPPED", "MAXIMUM_CONCURRENT_RUNS_REACHED", msg)
-            run["end_time"] = now_ms()
-            for t in run["tasks"]:
-                set_state(t, "SKIPPED", "MAXIMUM_CONCURRENT_RUNS_REACHED", msg)
-            run["_skipped"] = True
-        elif job_id is not None and max_concurrent and self.s.active_count(job_id) >= max_concurrent:
-            run["status"]["queue_details"] = queue_details(  # the per-job limit (ACTIVE_RUNS_LIMIT is the workspace's)
-                "MAX_CONCURRENT_RUNS_REACHED",
-                f"The run was queued due to reaching the per-job limit of {max_concurrent} concurrent job runs "
-                "(max_concurrent_runs).",
-            )
-        return run
-
-    def _task_view(self, run: dict, spec: dict) -> dict:
-        task_run_id = self.store.next_id("run", 100000)
-        view = {k: copy.deepcopy(spec[k]) for k in TASK_FIELDS if k in spec}
-        view.update(
-            task_key=spec["task_key"],
-            run_id=task_run_id,
-            depends_on=spec.get("depends_on", []),
-            run_if=spec.get("run_if", "ALL_SUCCESS"),
-            attempt_number=0,
-            start_time=0,
-            setup_duration=0,
-            execution_duration=0,
-            cleanup_duration=0,
-            end_time=0,
-            run_page_url=self._page_url(run.get("job_id"), task_run_id),
-        )
-        set_state(view, "BLOCKED" if spec.get("depends_on") else "PENDING")
-        self.store.put("task_run", task_run_id, {"parent_run_id": run["run_id"], "task_key": spec["task_key"]})
-        return view
-
-    def _page_url(self, job_id, run_id) -> str:
-        # The run page (pages/run.py), a real path like Databricks' /jobs/<job>/runs/<run>; a task run has its own.
-        return f"{self.host()}/jobs/{job_id if job_id is not None else 'submit'}/runs/{run_id}"
 
     def artifacts_link(self, task_run_id: int) -> str:
         """The signed dbt artifacts link of runs/get-output (also on the task run page)."""
@@ -690,14 +503,14 @@ class Jobs:
                     if any(x["task_key"] == t["task_key"] for x in tasks_after):
                         continue  # a retried task's earlier attempts give way to the repair's one attempt
                     spec = next(s for s in run["_spec"]["tasks"] if s["task_key"] == t["task_key"])
-                    view = self._task_view(run, spec)
+                    view = self.runs.task_view(run, spec)
                     view["attempt_number"] = 0
                     tasks_after.append(view)
                     new_ids.append(view["run_id"])
                 else:
                     tasks_after.append(t)
             run["tasks"] = tasks_after
-            run["repair_history"].append(repair_item("REPAIR", now_ms(), new_ids, repair_id))
+            run["repair_history"].append(repair_item("REPAIR", real_now_ms(), new_ids, repair_id))
             set_state(run, "PENDING")
             run.pop("end_time", None)
             self.s.start(run, [k for k in keys if k in selected], repair_id=repair_id)

@@ -1,4 +1,4 @@
-"""Wires the human pages (pages/) into a workspace, plus the API that mints one-time login links.
+"""Wires the human pages (this package) into a workspace, plus the API that mints one-time login links.
 
 `run_page_url` in runs/get is `{host}/jobs/{job_id or "submit"}/runs/{run_id}` (a job run or a
 task run), served by pages/run.py to a logged-in browser. `POST /api/2.0/local/page-login`
@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from .http_types import Request, Router
-from .pages import register as register_pages
-from .pages.auth import ONCE_SECONDS, PageAuth
-from .state import StateStore
+from ..engine.state import StateStore
+from ..http.http_types import Request, Router
+from . import register as register_pages
+from .auth import ONCE_SECONDS, PageAuth
 
 LOGIN_LINK_API = "/api/2.0/local/page-login"
 

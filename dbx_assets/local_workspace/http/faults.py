@@ -26,8 +26,8 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from .clock import Clock
-from .http_errors import invalid
+from ..engine.clock import Clock
+from ..engine.errors import invalid
 from .http_types import Request, Response, Router
 
 log = logging.getLogger("dbx_local_workspace")
@@ -278,10 +278,3 @@ class FaultInjector:
         if reset:
             self.reset_counts()
         return self.snapshot()
-
-
-def describe_termination(cluster_id: str, reason: dict) -> str:
-    """The state_message Databricks shows for a cluster that terminated with `reason`."""
-    params = reason.get("parameters") or {}
-    detail = params.get("databricks_error_message") or ""
-    return f"Cluster {cluster_id} terminated. Reason: {reason['code']} ({reason['type']}). {detail}".strip()
