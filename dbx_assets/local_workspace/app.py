@@ -93,7 +93,9 @@ class LocalWorkspace:
         self.files = VolumeFiles(self.paths.volumes)
         self.clusters = Clusters(self.store, self.paths, cluster_factory or default_cluster_factory)
         self.clusters.start_failure = self.faults.cluster_start_failure
-        resolvers = Resolvers(self.workspace.read_notebook, self.workspace.local, self.dbfs.local)
+        resolvers = Resolvers(
+            self.workspace.read_notebook, self.workspace.local, self.dbfs.local, self.workspace.notebook_language
+        )
         self.scheduler = Scheduler(self.store, self.paths, self.clusters, resolvers, lambda: self.host, max_active_runs)
         self.jobs = Jobs(self.store, self.scheduler, lambda: self.host, self.token)
         # dbt tasks name a SQL warehouse; the scheduler starts it and hands its token to dbt.

@@ -45,6 +45,8 @@ class Resolvers:
     read_notebook: Callable[[str], str]
     workspace_local: Callable[[str], Path]
     dbfs_local: Callable[[str], Path]
+    # PYTHON/SQL/SCALA/R of a workspace notebook (an R notebook's source has Python's header)
+    notebook_language: Callable[[str], str | None] = lambda path: None
 
 
 _REF = re.compile(r"\{\{\s*([\w.]+)\s*\}\}")
@@ -695,18 +697,25 @@ class Scheduler:
                     )
                 common["source_root"] = checkout
                 source = notebook_file.read_text(encoding="utf-8")
+                language = {".r": "R", ".scala": "SCALA", ".sql": "SQL"}.get(notebook_file.suffix.lower())
             else:
                 try:
                     source = self.resolvers.read_notebook(path)
                 except Exception:
                     raise TaskSetupError(f"Notebook not found: {path}. Import it into the workspace first.") from None
+                language = self.resolvers.notebook_language(path)
             widgets = {k: substitute(str(v), refs) for k, v in (nt.get("base_parameters") or {}).items()}
             # runs/get shows the parameters after dynamic value references were resolved.
             task["resolved_values"] = {"notebook_task": {"base_parameters": dict(widgets)}}
             widgets.update({k: str(v) for k, v in job_params.items()})
             widgets.update({k: str(v) for k, v in (params.get("notebook_params") or {}).items()})
             return TaskInvocation(
-                kind="notebook", notebook_path=path, notebook_source=source, widgets=widgets, **common
+                kind="notebook",
+                notebook_path=path,
+                notebook_source=source,
+                notebook_language=language,
+                widgets=widgets,
+                **common,
             )
         if spec.get("spark_python_task"):
             pt = spec["spark_python_task"]
