@@ -297,11 +297,10 @@ def test_scala_and_r_notebooks_fail_their_task_with_a_clear_message(ws, w, clust
             language=language,
         )
     tasks = submit(w, cluster_id, scala=f"{FOLDER}/etl_scala", r=f"{FOLDER}/model_r")
-    for key, language in (("scala", "SCALA"), ("r", "R")):
+    for key, path, shown_as in (("scala", f"{FOLDER}/etl_scala", "SCALA"), ("r", f"{FOLDER}/model_r", "R")):
         task = tasks[key]
         assert task.state is not None and task.state.result_state == jobs.RunResultState.FAILED
-        path = f"{FOLDER}/{'etl_scala' if key == 'scala' else 'model_r'}"
-        expected = f"local clusters run Python and SQL notebooks; {path} is {language}"
+        expected = f"local clusters run Python and SQL notebooks; {path} is {shown_as}"
         assert task.state.state_message is not None and task.state.state_message.startswith(expected)
         assert task.run_id is not None
         assert (w.jobs.get_run_output(task.run_id).error or "").startswith(f"UnsupportedNotebookLanguage: {expected}")
