@@ -100,7 +100,9 @@ class LocalWorkspace:
         # dbt tasks name a SQL warehouse; the scheduler starts it and hands its token to dbt.
         self.warehouses = Warehouses(self.store, self.token)
         self.warehouses_api = WarehousesApi(self.warehouses, lambda: self.host)
-        resolvers = Resolvers(self.workspace.read_notebook, self.workspace.local, self.dbfs.local)
+        resolvers = Resolvers(
+            self.workspace.read_notebook, self.workspace.local, self.dbfs.local, self.workspace.notebook_language
+        )
         invocations = TaskInvocations(self.paths, resolvers, self.warehouses)
         self.scheduler = Scheduler(self.store, self.clusters, invocations, lambda: self.host, max_active_runs)
         self.jobs = Jobs(self.store, self.scheduler, lambda: self.host, self.token)

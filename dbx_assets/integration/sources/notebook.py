@@ -38,7 +38,8 @@ class NotebookAsset:
     """One notebook materializing one asset.
 
     key:         asset key, "name" or "prefix/name"
-    notebook:    file in the notebooks folder, e.g. "ingest_orders.py"
+    notebook:    file in the notebooks folder, e.g. "ingest_orders.py": a SOURCE notebook (.py, .sql,
+                 .scala, .r, with its language's header) or an .ipynb
     deps:        upstream asset keys (other notebooks, dbt models, or declared external assets)
     params:      base_parameters (widgets); job parameters (partition_key, ...) take precedence, and so
                  do `deployment`, `catalog` and `schema`, which every task gets from its deployment
@@ -156,6 +157,7 @@ class NotebookTasks:
             )
             for d in declarations
         ]
+        _check_workspace_paths(self.notebooks_dir, self._notebooks)
         self._by_task_key = {nb.declaration.task_key: nb for nb in self._notebooks}
 
     @property
@@ -202,15 +204,13 @@ class NotebookTasks:
 
     def files(self) -> dict[str, WorkspaceFile]:
         files = {
-            nb.declaration.workspace_relative_path: WorkspaceFile(
-                nb.declaration.workspace_relative_path, nb.file.text.encode(), is_notebook=True
-            )
+            nb.declaration.workspace_relative_path: _workspace_file(nb.declaration.workspace_relative_path, nb.file)
             for nb in self._notebooks
         }
         for nb in self._notebooks:  # helpers others %run sit next to them, so relative %run paths resolve
             for rel, helper in nb.helpers.items():
                 path = posixpath.join("notebooks", posixpath.splitext(rel)[0])
-                files.setdefault(path, WorkspaceFile(path, helper.text.encode(), is_notebook=True))
+                files.setdefault(path, _workspace_file(path, helper))
         return files
 
     def _repo_path(self, declaration: NotebookAsset) -> str:
@@ -313,6 +313,26 @@ class NotebookTasks:
             f"notebook {posixpath.join(target.workspace_root, nb.declaration.workspace_relative_path)} is missing in the workspace (deleted after deploy?); "
             f"the next materialization uploads it again. Databricks said: {finished.error}"
         )
+
+
+def _workspace_file(path: str, file: NotebookFile) -> WorkspaceFile:
+    """A notebook file as deployed: imported with its format (SOURCE or JUPYTER) and language."""
+    return WorkspaceFile(
+        path, file.text.encode(), is_notebook=True, language=file.language, notebook_format=file.format
+    )
+
+
+def _check_workspace_paths(notebooks_dir: Path, notebooks: Sequence[_LoadedNotebook]) -> None:
+    """Two files that become one workspace notebook (`orders.py` and `orders.sql` are both `orders`)."""
+    seen: dict[str, str] = {}
+    for nb in notebooks:
+        for rel in (posixpath.normpath(nb.declaration.notebook), *nb.helpers):
+            path = posixpath.splitext(rel)[0]
+            if seen.setdefault(path, rel) != rel:
+                raise WorkflowDefinitionError(
+                    f"Notebooks {notebooks_dir / seen[path]} and {notebooks_dir / rel} would both be deployed as "
+                    f"notebook '{path}' (the workspace drops the extension); rename one of them."
+                )
 
 
 def exit_value_metadata(result: str | None) -> dict[str, Any]:

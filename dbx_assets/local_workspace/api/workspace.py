@@ -19,18 +19,24 @@ from ..engine.errors import ApiError, already_exists, invalid, not_found, requir
 from ..engine.state import StateStore
 from ..http.http_types import Request, Response, Router, q_bool
 from ..http.request_shapes import check_body
+from ..runtime.notebook_formats import (
+    FILE_EXTENSIONS,
+    LANGUAGES,
+    NotebookFormatError,
+    header,
+    is_ipynb,
+    parse_ipynb,
+    parse_source,
+    to_ipynb,
+    to_source,
+)
 from .storage import b64decode, b64encode, local_path, multipart_upload, normalize
 
 _API = workspace.WorkspaceAPI
 
-NOTEBOOK_HEADERS = {
-    "PYTHON": "# Databricks notebook source",
-    "SQL": "-- Databricks notebook source",
-    "SCALA": "// Databricks notebook source",
-    "R": "# Databricks notebook source",
-}
+IMPORT_FORMATS = ("SOURCE", "JUPYTER", "AUTO", "RAW")
+EXPORT_FORMATS = ("SOURCE", "JUPYTER", "AUTO", "RAW")
 EXTENSIONS = {".py": "PYTHON", ".sql": "SQL", ".scala": "SCALA", ".r": "R"}
-FILE_EXT = {"PYTHON": "py", "SQL": "sql", "SCALA": "scala", "R": "r"}
 
 
 class Workspace:
@@ -82,6 +88,9 @@ class Workspace:
             raise not_found(f"Notebook ({path}) doesn't exist.")
         return p.read_text()
 
+    def notebook_language(self, api_path: str) -> str | None:
+        return (self.meta(self.path_of(api_path)) or {}).get("language")
+
     # -- handlers ---------------------------------------------------------------------------
     def register(self, d: Router) -> None:
         self.clock = d.clock
@@ -105,26 +114,13 @@ class Workspace:
         fmt = (body.get("format") or "SOURCE").upper()
         language = (body.get("language") or "").upper() or None
         overwrite = q_bool(body.get("overwrite", False))
-        if fmt not in ("SOURCE", "AUTO", "RAW"):
-            raise invalid(f"Import format {fmt} is not supported by the local workspace; use SOURCE, AUTO or RAW.")
-        object_type = "FILE"
-        if fmt == "SOURCE":
-            if not language:
-                raise invalid("The language field is required when importing with format SOURCE.")
-            object_type = "NOTEBOOK"
-        elif fmt == "AUTO":
-            stem, ext = os.path.splitext(path)
-            lang = EXTENSIONS.get(ext.lower())
-            first_line = content.split(b"\n", 1)[0].decode(errors="replace").strip()
-            if lang and first_line == NOTEBOOK_HEADERS[lang]:
-                object_type, language, path = "NOTEBOOK", lang, stem
-            else:
-                language = None
-        if object_type == "NOTEBOOK":
-            header = NOTEBOOK_HEADERS.get(language or "PYTHON", NOTEBOOK_HEADERS["PYTHON"])
-            text = content.decode(errors="replace")
-            if not text.lstrip().startswith(header):
-                content = (header + "\n" + text).encode()
+        if fmt not in IMPORT_FORMATS:
+            raise invalid(
+                f"Import format {fmt} is not supported by the local workspace; use {', '.join(IMPORT_FORMATS)}."
+            )
+        if language is not None and language not in LANGUAGES:
+            raise invalid(f"Unknown language {language}; use one of {', '.join(LANGUAGES)}.")
+        object_type, language, path, content = self._imported(path, fmt, language, content)
         if path == "/":
             raise invalid("Cannot import to the workspace root.")
         target = local_path(self.root, path)
@@ -160,15 +156,65 @@ class Workspace:
         info = self.info(path)
         if info["object_type"] == "DIRECTORY":
             raise invalid(f"Exporting directory {path} is only possible in DBC format, which is not supported locally.")
-        if fmt not in ("SOURCE", "AUTO", "RAW"):
-            raise invalid(f"Export format {fmt} is not supported by the local workspace; use SOURCE, AUTO or RAW.")
+        if fmt not in EXPORT_FORMATS:
+            raise invalid(
+                f"Export format {fmt} is not supported by the local workspace; use {', '.join(EXPORT_FORMATS)}."
+            )
         data = local_path(self.root, path).read_bytes()
+        file_type = None
+        if info["object_type"] == "NOTEBOOK":
+            data, file_type = self._exported(path, info.get("language") or "PYTHON", data, fmt)
+        elif fmt == "JUPYTER":
+            raise invalid(f"Only notebooks can be exported in JUPYTER format; {path} is a {info['object_type']}.")
         if q_bool(params.get("direct_download", False)):
             return Response(200, data, {"Content-Type": "application/octet-stream"})
         out = {"content": b64encode(data)}
-        if info["object_type"] == "NOTEBOOK":
-            out["file_type"] = FILE_EXT.get(info.get("language", "PYTHON"), "py")
+        if file_type:
+            out["file_type"] = file_type
         return out
+
+    # -- notebook formats -----------------------------------------------------------------------
+    @staticmethod
+    def _imported(path: str, fmt: str, language: str | None, content: bytes) -> tuple[str, str | None, str, bytes]:
+        """(object type, language, path, bytes to store) of an import. A notebook is stored as it came:
+        SOURCE text (with its header) or IPYNB JSON; export converts between them."""
+        stem, ext = os.path.splitext(path)
+        if fmt == "SOURCE":
+            if not language:
+                raise invalid("The language field is required when importing with format SOURCE.")
+            text = _text(content, path)
+            if not text.lstrip("\ufeff").startswith(header(language)):
+                content = (header(language) + "\n" + text).encode()
+            return "NOTEBOOK", language, path, content
+        if fmt == "JUPYTER" or (fmt == "AUTO" and ext.lower() == ".ipynb"):
+            try:
+                notebook = parse_ipynb(_text(content, path), path)
+            except NotebookFormatError as exc:
+                raise invalid(f"Cannot import {path} as a notebook: {exc}") from None
+            return "NOTEBOOK", notebook.language, stem if fmt == "AUTO" else path, content
+        if fmt == "AUTO":
+            lang = EXTENSIONS.get(ext.lower())
+            first_line = content.split(b"\n", 1)[0].decode(errors="replace").strip().lstrip("\ufeff")
+            if lang and first_line == header(lang):
+                return "NOTEBOOK", lang, stem, content
+        return "FILE", None, path, content
+
+    @staticmethod
+    def _exported(path: str, language: str, data: bytes, fmt: str) -> tuple[bytes, str]:
+        """A notebook's bytes and file_type in the export format: SOURCE and JUPYTER convert when the
+        notebook is stored in the other one; AUTO and RAW give it as stored."""
+        text = _text(data, path)
+        stored_ipynb = is_ipynb(text)
+        try:
+            if fmt == "JUPYTER" and not stored_ipynb:
+                notebook = parse_source(text, language, path)
+                return to_ipynb(notebook, os.path.basename(path)).encode(), "ipynb"
+            if fmt == "SOURCE" and stored_ipynb:
+                notebook = parse_ipynb(text, path)
+                return to_source(notebook).encode(), FILE_EXTENSIONS[notebook.language]
+        except NotebookFormatError as exc:
+            raise invalid(f"Cannot export {path} as {fmt}: {exc}") from None
+        return data, "ipynb" if stored_ipynb else FILE_EXTENSIONS.get(language, "py")
 
     def get_status(self, req: Request) -> dict:
         return self.info(self.path_of(require(req.params(), "path")))
@@ -221,3 +267,10 @@ class Workspace:
             target.unlink()
         self.store.delete("wsobj", path)
         return {}
+
+
+def _text(content: bytes, path: str) -> str:
+    try:
+        return content.decode("utf-8")
+    except UnicodeDecodeError:
+        raise invalid(f"The content of {path} is not UTF-8 text, which a notebook must be.") from None

@@ -119,8 +119,10 @@ class GitCheckouts:
         return "no reference"
 
 
-def repo_file(checkout: Path, relative: str, suffixes: tuple[str, ...] = ("", ".py")) -> Path | None:
-    """A repo-relative path inside `checkout` (notebooks may omit their .py); None if absent or outside."""
+def repo_file(
+    checkout: Path, relative: str, suffixes: tuple[str, ...] = ("", ".py", ".sql", ".ipynb", ".scala", ".r")
+) -> Path | None:
+    """A repo-relative path inside `checkout` (notebooks omit their extension); None if absent or outside."""
     if relative.startswith("/"):
         return None
     for suffix in suffixes:

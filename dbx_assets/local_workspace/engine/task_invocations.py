@@ -35,6 +35,8 @@ class Resolvers:
     read_notebook: Callable[[str], str]
     workspace_local: Callable[[str], Path]
     dbfs_local: Callable[[str], Path]
+    # PYTHON/SQL/SCALA/R of a workspace notebook (an R notebook's source has Python's header)
+    notebook_language: Callable[[str], str | None] = lambda path: None
 
 
 _REF = re.compile(r"\{\{\s*([\w.]+)\s*\}\}")
@@ -217,17 +219,26 @@ def notebook_invocation(b: TaskInvocations, t: TaskToBuild) -> TaskInvocation:
             )
         t.common["source_root"] = checkout
         source = notebook_file.read_text(encoding="utf-8")
+        language = {".r": "R", ".scala": "SCALA", ".sql": "SQL"}.get(notebook_file.suffix.lower())
     else:
         try:
             source = b.resolvers.read_notebook(path)
         except Exception:
             raise TaskSetupError(f"Notebook not found: {path}. Import it into the workspace first.") from None
+        language = b.resolvers.notebook_language(path)
     widgets = {k: substitute(str(v), t.refs) for k, v in (nt.get("base_parameters") or {}).items()}
     # runs/get shows the parameters after dynamic value references were resolved.
     t.task["resolved_values"] = {"notebook_task": {"base_parameters": dict(widgets)}}
     widgets.update({k: str(v) for k, v in t.job_params.items()})
     widgets.update({k: str(v) for k, v in (t.params.get("notebook_params") or {}).items()})
-    return TaskInvocation(kind="notebook", notebook_path=path, notebook_source=source, widgets=widgets, **t.common)
+    return TaskInvocation(
+        kind="notebook",
+        notebook_path=path,
+        notebook_source=source,
+        notebook_language=language,
+        widgets=widgets,
+        **t.common,
+    )
 
 
 def spark_python_invocation(b: TaskInvocations, t: TaskToBuild) -> TaskInvocation:

@@ -104,9 +104,11 @@ class TaskInvocation:
     task_run_id: int
     kind: TaskKind
     output_dir: Path  # the runtime writes outcome + logs + dbt artifacts here
-    # notebook: source text (Databricks SOURCE format) and its workspace path
+    # notebook: source text (Databricks SOURCE format, or IPYNB JSON) and its workspace path
     notebook_path: str | None = None
     notebook_source: str | None = None
+    # PYTHON, SQL, SCALA or R as the workspace knows it (None: read from the source's header or metadata)
+    notebook_language: str | None = None
     # widget values, already merged (base_parameters < job/notebook params)
     widgets: dict[str, str] = field(default_factory=dict)
     # spark_python_task: a local file path (already resolved from workspace or dbfs:/) and argv

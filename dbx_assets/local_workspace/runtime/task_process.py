@@ -80,9 +80,11 @@ def run(invocation: TaskInvocation, cluster: dict[str, Any]) -> TaskOutcome:
         from .notebook import MalformedNotebook, parse
 
         try:
-            cells = parse(invocation.notebook_source or "", invocation.notebook_path or "notebook")
-        except MalformedNotebook as exc:
-            return TaskOutcome("FAILED", state_message=str(exc), error=f"MalformedNotebook: {exc}")
+            cells = parse(
+                invocation.notebook_source or "", invocation.notebook_path or "notebook", invocation.notebook_language
+            )
+        except MalformedNotebook as exc:  # also a Scala or R notebook (UnsupportedNotebookLanguage)
+            return TaskOutcome("FAILED", state_message=str(exc), error=f"{type(exc).__name__}: {exc}")
 
     from .attach import attach
     from .catalog_sync import remember_table_versions, sync_catalog

@@ -37,6 +37,7 @@ def invocation_from_dict(d: dict) -> TaskInvocation:
         output_dir=Path(d["output_dir"]),
         notebook_path=d.get("notebook_path"),
         notebook_source=d.get("notebook_source"),
+        notebook_language=d.get("notebook_language"),
         widgets=dict(d.get("widgets") or {}),
         python_file=Path(d["python_file"]) if d.get("python_file") else None,
         python_parameters=tuple(d.get("python_parameters") or ()),
