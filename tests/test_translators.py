@@ -12,14 +12,19 @@ import dagster as dg
 import pytest
 from dagster_dbt import DagsterDbtTranslator, DbtProject
 
+from dbx_assets import (
+    DbtManifestError,
+    DbtProjectTasks,
+    NotebookAsset,
+    NotebookProps,
+    NotebookTasks,
+    NotebookTranslator,
+    Workflow,
+    WorkflowDefinitionError,
+    build_workflow_assets,
+)
 from dbx_assets.integration.dbt import manifest as dbt_manifest
-from dbx_assets.integration.dbt.manifest import DbtManifestError
-from dbx_assets.integration.dbt.source import DbtProjectTasks
-from dbx_assets.integration.jobs.model import WorkflowDefinitionError
 from dbx_assets.integration.sources.base import DeployTarget, Selection
-from dbx_assets.integration.sources.notebook import NotebookAsset, NotebookProps, NotebookTasks, NotebookTranslator
-from dbx_assets.integration.workflow.assets import build_workflow_assets
-from dbx_assets.integration.workflow.definition import Workflow
 
 REPO = Path(__file__).resolve().parent.parent
 DBT_PROJECT_DIR = REPO / "dbt_project"

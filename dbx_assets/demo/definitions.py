@@ -10,14 +10,17 @@ from pathlib import Path
 
 import dagster as dg
 
+from dbx_assets import (
+    DatabricksResource,
+    DbtProjectTasks,
+    NotebookAsset,
+    NotebookTasks,
+    Workflow,
+    build_workflow_assets,
+)
 from dbx_assets.demo.partitions import daily_partitions
 from dbx_assets.demo.schedules import demo_daily_job, demo_daily_schedule
 from dbx_assets.demo.sensors import orders_landing_sensor
-from dbx_assets.integration.dbt.source import DbtProjectTasks
-from dbx_assets.integration.resource import DatabricksResource
-from dbx_assets.integration.sources.notebook import NotebookAsset, NotebookTasks
-from dbx_assets.integration.workflow.assets import build_workflow_assets
-from dbx_assets.integration.workflow.definition import Workflow
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks_source"
