@@ -1,6 +1,6 @@
 """The public API: `from dbx_assets import ...`.
 
-The demo and the benchmarks use library names only through it (read from
+The demo, the benchmarks and the README's examples use library names only through it (read from
 the source with ast, like test_architecture); every exported name resolves to what its module
 defines; and `import dbx_assets` stays free (the local workspace's processes live under the package)."""
 
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -111,6 +112,26 @@ def test_benchmarks_import_public_names_from_the_package(path: Path):
         )
 
 
+def _readme_python_blocks() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(), flags=re.S)
+
+
+def test_the_readme_examples_use_only_the_public_api():
+    blocks = _readme_python_blocks()
+    first_example = blocks[0]
+    imports = [
+        (node.module, [a.name for a in node.names])
+        for block in blocks
+        for node in ast.walk(ast.parse(block))
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("dbx_assets")
+    ]
+    assert imports, "the README shows no code using dbx_assets"
+    assert "from dbx_assets import" in first_example, "the README's first Python example should show the public API"
+    for module, names in imports:
+        assert module == "dbx_assets", f"the README imports {names} from {module}"
+        assert set(names) <= set(EXPORTED), f"the README imports {sorted(set(names) - set(EXPORTED))}, not exported"
+
+
 def test_importing_the_package_loads_nothing_else():
     """`import dbx_assets` is what every local workspace process (server, cluster driver, task) pays
     first: no Dagster, SDK, Spark, HTTP server or module of ours until a name is used; the standard
@@ -122,3 +143,28 @@ def test_importing_the_package_loads_nothing_else():
     assert "dbx_assets" in loaded
     others = [m for m in loaded if m != "dbx_assets" and m.split(".")[0].lstrip("_") not in sys.stdlib_module_names]
     assert not others, f"import dbx_assets loads {others}"
+
+
+def test_the_readmes_first_example_loads_in_the_repository(monkeypatch: pytest.MonkeyPatch):
+    """The example a newcomer copies first really defines assets (on this repo's notebooks and dbt project)."""
+    monkeypatch.chdir(REPO)
+    namespace: dict = {}
+    exec(compile(_readme_python_blocks()[0], "README.md", "exec"), namespace)
+    keys = {k.to_user_string() for k in namespace["defs"].resolve_all_asset_keys()}
+    assert {"bronze_orders", "revenue_report", "fct_daily_revenue"} <= keys
+    assert namespace["workflow"].job_clusters["shared"]["cluster_log_conf"]
+
+
+def test_the_readmes_translator_example_does_what_it_says(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    (tmp_path / "notebooks" / "sales").mkdir(parents=True)
+    (tmp_path / "notebooks" / "sales" / "bronze_orders.py").write_text("# Databricks notebook source\nprint(1)\n")
+    (tmp_path / "dbt_project").symlink_to(REPO / "dbt_project")
+    monkeypatch.chdir(tmp_path)
+    [example] = [b for b in _readme_python_blocks() if "NotebookTranslator" in b]
+    namespace: dict = {}
+    exec(compile(example, "README.md", "exec"), namespace)
+    [spec] = namespace["notebooks"].asset_specs()
+    assert (spec.key.to_user_string(), spec.group_name) == ("sales/orders", "bronze")
+    dbt = namespace["dbt"]
+    assert {k.path[0] for k in dbt.model_keys()} == {"analytics"}
+    assert {k.to_user_string() for k in dbt.upstream_keys()} == {"silver_orders", "bronze_customers"}
