@@ -17,7 +17,7 @@ import pytest
 import requests
 from databricks.sdk import WorkspaceClient
 from databricks.sdk.core import Config
-from databricks.sdk.errors import BadRequest
+from databricks.sdk.errors import BadRequest, InvalidParameterValue
 
 from dbx_assets.local_workspace.http.request_body import MB, ReadTimeouts
 from dbx_assets.local_workspace.http.server import Dispatcher, HttpServer
@@ -132,7 +132,92 @@ def test_an_upload_route_takes_more_than_10_mb_spooled(workspace_client):
     assert contents is not None and contents.read() == data
 
 
-# -- DBFS and workspace limits ----------------------------------------------------------------------
+# -- field limits Databricks documents ------------------------------------------------------------------
+
+NOTEBOOK_TASK = {"notebook_task": {"notebook_path": "/Shared/x"}, "existing_cluster_id": "c"}
+
+
+def _task(key: str = "t", **extra) -> dict:
+    return {"task_key": key, **NOTEBOOK_TASK, **extra}
+
+
+OVER_THE_LIMITS = {
+    "name over 4096 bytes (2,049 two-byte characters)": {"name": "é" * 2049},
+    "description over 27700 characters": {"description": "d" * 27701},
+    "1001 tasks": {"tasks": [_task(f"t{i}") for i in range(1001)]},
+    "task_key over 100 characters": {"tasks": [_task("k" * 101)]},
+    "task_key with a space": {"tasks": [_task("has space")]},
+    "task_key with a dot": {"tasks": [_task("a.b")]},
+    "task description over 1000 characters": {"tasks": [_task(description="d" * 1001)]},
+    "job_cluster_key with a slash": {
+        "job_clusters": [
+            {"job_cluster_key": "a/b", "new_cluster": {"spark_version": "15.4.x-scala2.12", "num_workers": 0}}
+        ]
+    },
+    "26 tags": {"tags": {f"k{i}": "v" for i in range(26)}},
+    "max_concurrent_runs 1001": {"max_concurrent_runs": 1001},
+    "job parameter name with a space": {"parameters": [{"name": "a b", "default": "x"}]},
+    "4 webhook destinations": {"webhook_notifications": {"on_failure": [{"id": str(i)} for i in range(4)]}},
+    "11 dbt commands": {
+        "tasks": [
+            {"task_key": "dbt", "dbt_task": {"commands": ["dbt run"] * 11}, "existing_cluster_id": "c"},
+        ]
+    },
+    "base_parameters over 1 MB": {
+        "tasks": [_task(notebook_task={"notebook_path": "/x", "base_parameters": {"p": "v" * MB}})]
+    },
+    "git_commit over 64 characters": {
+        "git_source": {"git_url": "https://example.com/r.git", "git_provider": "gitHub", "git_commit": "c" * 65}
+    },
+}
+
+AT_THE_LIMITS = {
+    "name": "é" * 2048,  # 4096 bytes
+    "description": "d" * 27700,
+    "tags": {f"k{i}": "v" for i in range(25)},
+    "max_concurrent_runs": 1000,
+    "parameters": [{"name": "a-b_c.d", "default": "x"}],
+    "tasks": [_task("k" * 100, description="d" * 1000), _task("Task-Key_2")],
+}
+
+
+@pytest.mark.parametrize("settings", OVER_THE_LIMITS.values(), ids=OVER_THE_LIMITS.keys())
+def test_documented_job_limits_are_refused_by_every_write_endpoint(fake_client, settings):
+    w = fake_client
+    job_id = w.api_client.do("POST", "/api/2.2/jobs/create", body={"name": "limits"})["job_id"]
+    calls = {
+        "create": ("/api/2.2/jobs/create", settings),
+        "reset": ("/api/2.2/jobs/reset", {"job_id": job_id, "new_settings": settings}),
+        "update": ("/api/2.2/jobs/update", {"job_id": job_id, "new_settings": settings}),
+    }
+    if "tasks" in settings or "git_source" in settings:
+        run_name = {"run_name": settings["name"]} if "name" in settings else {}
+        calls["submit"] = (
+            "/api/2.2/jobs/runs/submit",
+            {**run_name, **{k: v for k, v in settings.items() if k in ("tasks", "git_source")}},
+        )
+    for endpoint, (path, body) in calls.items():
+        with pytest.raises(InvalidParameterValue) as refused:
+            w.api_client.do("POST", path, body=body)
+        assert refused.value.error_code == "INVALID_PARAMETER_VALUE", endpoint
+    assert w.api_client.do("GET", "/api/2.2/jobs/get", query={"job_id": job_id})["settings"]["name"] == "limits"
+
+
+def test_a_run_name_over_4096_bytes_is_refused_by_submit(fake_client):
+    with pytest.raises(InvalidParameterValue, match="run_name"):
+        fake_client.api_client.do(
+            "POST", "/api/2.2/jobs/runs/submit", body={"run_name": "r" * 4097, "tasks": [_task()]}
+        )
+
+
+def test_values_at_the_documented_limits_are_accepted(fake_client):
+    w = fake_client
+    job_id = w.api_client.do("POST", "/api/2.2/jobs/create", body=AT_THE_LIMITS)["job_id"]
+    settings = w.api_client.do("GET", "/api/2.2/jobs/get", query={"job_id": job_id})["settings"]
+    assert settings["name"] == AT_THE_LIMITS["name"] and len(settings["tags"]) == 25
+    w.api_client.do("POST", "/api/2.2/jobs/reset", body={"job_id": job_id, "new_settings": AT_THE_LIMITS})
+    thousand = {"name": "wide", "tasks": [_task(f"t{i}") for i in range(1000)]}
+    assert w.api_client.do("POST", "/api/2.2/jobs/create", body=thousand)["job_id"]
 
 
 def test_dbfs_put_inline_contents_over_1_mb(fake_client):
