@@ -395,3 +395,43 @@ def test_a_tls_client_that_never_handshakes_does_not_stop_others(tmp_path):
             assert _closed(silent)  # dropped once its handshake deadline passes
     finally:
         server.shutdown()
+
+
+# -- host metadata --------------------------------------------------------------------------------------
+
+
+def test_the_sdk_resolves_account_and_workspace_ids_from_host_metadata(local_workspace, monkeypatch):
+    for var in ("DATABRICKS_ACCOUNT_ID", "DATABRICKS_WORKSPACE_ID", "DATABRICKS_CONFIG_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    doc = requests.get(local_workspace.host + "/.well-known/databricks-config", timeout=30).json()
+    config = Config(host=local_workspace.host, token=local_workspace.token)
+    assert config.account_id == doc["account_id"] and len(doc["account_id"]) == 36
+    assert config.workspace_id == doc["workspace_id"] and doc["workspace_id"].isdigit()
+    assert doc["oidc_endpoint"] == local_workspace.host + "/oidc"
+    w = WorkspaceClient(config=config)
+    assert w.get_workspace_id() == int(doc["workspace_id"])
+    me = w.api_client.do("GET", "/api/2.0/preview/scim/v2/Me", response_headers=["X-Databricks-Org-Id"])
+    assert (
+        isinstance(me, dict) and me["X-Databricks-Org-Id"] == doc["workspace_id"]
+    )  # what get_workspace_id() reads when not configured
+
+
+def test_host_metadata_is_stable_for_a_state_dir(tmp_path):
+    from dbx_assets.local_workspace.app import LocalWorkspace
+
+    first = LocalWorkspace(tmp_path / "ws").start()
+    try:
+        ids = first.host_metadata.document()
+    finally:
+        first.close()
+    again = LocalWorkspace(tmp_path / "ws").start()
+    try:
+        doc = requests.get(again.host + "/.well-known/databricks-config", timeout=30).json()
+        assert (doc["account_id"], doc["workspace_id"]) == (ids["account_id"], ids["workspace_id"])
+    finally:
+        again.close()
+    other = LocalWorkspace(tmp_path / "other").start()
+    try:
+        assert other.host_metadata.workspace_id != ids["workspace_id"]
+    finally:
+        other.close()

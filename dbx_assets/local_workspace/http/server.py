@@ -55,6 +55,8 @@ class Dispatcher:
         self.faults: FaultHook | None = None  # set by the app; decides 429/5xx/drops per call
         # The clock every API reports times in; the fault injector shifts it (clock skew).
         self.clock = Clock()
+        # The workspace id Databricks sends on every API response (X-Databricks-Org-Id); set by the app.
+        self.org_id: str | None = None
 
     def route(self, method: str, pattern: str, handler: Handler, *, body: BodyLimit | None = None) -> None:
         """Serve `handler` for `method` on paths matching `pattern`; `body` overrides the default cap."""
@@ -85,6 +87,15 @@ class Dispatcher:
         return None
 
     def dispatch(self, req: Request) -> Response:
+        return self.stamp(req.path, self._dispatch(req))
+
+    def stamp(self, path: str, resp: Response) -> Response:
+        """Headers Databricks sends on every API response: the workspace id."""
+        if self.org_id and path.startswith("/api/"):
+            resp.headers.setdefault("X-Databricks-Org-Id", self.org_id)
+        return resp
+
+    def _dispatch(self, req: Request) -> Response:
         try:
             if not req.path.startswith("/api/"):
                 return self._call(self._public, req) or Response.json(
@@ -216,6 +227,7 @@ class _HttpHandler(BaseHTTPRequestHandler):
     def _refuse(self, resp: Response) -> None:
         """Answer without reading (the rest of) the body, then close: the connection's framing is lost."""
         self.close_connection = True
+        self.dispatcher.stamp(urlsplit(self.path).path, resp)
         resp.headers["Connection"] = "close"
         try:
             self._send(resp)
