@@ -102,6 +102,15 @@ def test_no_body_is_read_from_a_client_without_credentials(local_workspace):
     assert status == 401 and body["error_code"] == "UNAUTHENTICATED"
 
 
+def test_a_refused_request_without_a_body_keeps_its_connection(local_workspace):
+    with closing(_connect(local_workspace.host)) as sock:
+        sock.sendall(_head("GET", "/api/2.1/clusters/list", None, ""))
+        status, headers, _ = _read_response(sock)
+        assert status == 401 and headers.get("connection") != "close"
+        sock.sendall(_head("GET", "/api/2.1/clusters/list", local_workspace.token, ""))
+        assert _read_response(sock)[0] == 200
+
+
 def test_expect_100_continue_gets_the_refusal_instead_of_an_invitation(local_workspace):
     with closing(_connect(local_workspace.host)) as sock:
         extra = f"Content-Length: {20 * MB}\r\nExpect: 100-continue\r\n"

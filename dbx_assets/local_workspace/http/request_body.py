@@ -132,6 +132,14 @@ def content_length(headers: dict[str, str]) -> int | None:
     return int(raw)
 
 
+def has_body(headers: dict[str, str]) -> bool:
+    """Whether a body follows the headers (a malformed length counts: the framing is unknown)."""
+    try:
+        return content_length(headers) != 0
+    except ValueError:
+        return True
+
+
 def check_declared(headers: dict[str, str], limit: BodyLimit) -> None:
     """Refuse from the headers alone a body declared larger than the route's cap."""
     length = content_length(headers)

@@ -34,6 +34,7 @@ from .request_body import (
     ReadTimeouts,
     RequestTimeout,
     check_declared,
+    has_body,
     linger,
     read_body,
 )
@@ -184,7 +185,10 @@ class _HttpHandler(BaseHTTPRequestHandler):
         headers = {k.lower(): v for k, v in self.headers.items()}
         refusal = self._refusal(parts.path, headers)
         if refusal is not None:
-            self._refuse(refusal)
+            if has_body(headers):
+                self._refuse(refusal)  # and close: the unread body would be taken for the next request
+            else:
+                self._send(self.dispatcher.stamp(parts.path, refusal))  # nothing unread: the connection goes on
             self._log(parts.path, refusal.status, started)
             return
         self._reader.begin_body()
