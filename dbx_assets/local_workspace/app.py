@@ -12,6 +12,7 @@ from pathlib import Path
 from .api.clusters import ClustersApi
 from .api.dbfs import Dbfs
 from .api.files import VolumeFiles
+from .api.host_metadata import HostMetadata
 from .api.jobs import Jobs
 from .api.secrets import Secrets
 from .api.statements import StatementExecution
@@ -137,10 +138,10 @@ class LocalWorkspace:
                 "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
             },
         )
-        # The SDK probes this (unauthenticated) while building its Config; answer so it stays quiet.
-        self.dispatcher.public_route(
-            "GET", "/.well-known/databricks-config", lambda req: {"workspace_id": "1000000000000001"}
-        )
+        # The SDK reads account_id/workspace_id from /.well-known/databricks-config while building its Config.
+        self.host_metadata = HostMetadata(self.store, lambda: self.host)
+        self.host_metadata.register(self.dispatcher)
+        self.dispatcher.org_id = self.host_metadata.workspace_id  # X-Databricks-Org-Id on API responses
         # The human pages (run_page_url lands there); a browser logs in with the token or a one-time link.
         self.pages = login_link.register(
             self.dispatcher,

@@ -1,10 +1,13 @@
 """Clusters 2.0/2.1 API: create, get, list, start, restart, edit, delete of all-purpose clusters,
-plus spark-versions and list-node-types. HTTP over the cluster registry (engine/clusters.py);
-job clusters are the scheduler's and cannot be managed here, as on Databricks.
+events of any cluster, plus spark-versions and list-node-types. HTTP over the cluster registry
+(engine/clusters.py); job clusters are the scheduler's and cannot be managed here, as on Databricks.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import os
 from collections.abc import Callable
 
@@ -94,6 +97,7 @@ class ClustersApi:
             d.route("POST", base + "/edit", self.api_edit)
             d.route("POST", base + "/delete", self.api_delete)
             d.route("POST", base + "/permanent-delete", self.api_permanent_delete)
+            d.route("POST", base + "/events", self.api_events)
             d.route("GET", base + "/spark-versions", lambda req: spark_versions())
             d.route("GET", base + "/list-node-types", lambda req: node_types())
 
@@ -155,3 +159,90 @@ class ClustersApi:
         doc = self.clusters.doc(require(check_body(req.json(), _API.permanent_delete), "cluster_id"))
         self.clusters.permanent_delete(doc["cluster_id"])
         return {}
+
+    def api_events(self, req: Request) -> dict:
+        """clusters/events: the cluster's events, newest first unless `order` is ASC, filtered by
+        `start_time`/`end_time` (inclusive, epoch ms) and `event_types`, one page at a time: by
+        `offset`/`limit` (default 50, at most 500) answering `next_page` (the next request, its
+        window pinned by `end_time`) and `total_count`, or by `page_size`/`page_token` answering
+        `next_page_token`/`prev_page_token` ("" when there are none) and `total_count` 0."""
+        body = check_body(req.json(), _API.events)
+        doc = self.clusters.doc(require(body, "cluster_id"))
+        token_mode = "page_token" in body or "page_size" in body
+        if body.get("page_token"):
+            body = {**_decode_page_token(body["page_token"]), "cluster_id": doc["cluster_id"], **_page_size(body)}
+        order = body.get("order") or "DESC"
+        offset = int(body.get("offset") or 0)
+        if token_mode:
+            size = int(body.get("page_size") or 0)
+            size = 50 if size <= 0 else min(size, 500)  # "outside the range, the server enforces 0 or 500"
+        else:
+            size = int(body.get("limit") or 50)
+            if not 1 <= size <= 500:
+                raise invalid(f"limit must be between 1 and 500, got {size}")
+        if offset < 0:
+            raise invalid(f"offset must not be negative, got {offset}")
+        if offset and order == "DESC" and body.get("end_time") is None and not token_mode:
+            raise invalid("end_time is required when an offset is specified and the events are in descending order")
+        # The window, in the workspace's clock as the client sees it; pinned for the following pages.
+        end = body.get("end_time")
+        end = int(end) if end is not None else self.clock.now_ms()
+        start = body.get("start_time")
+        types = set(body.get("event_types") or [])
+        matching = [
+            ev
+            for ev in self._events(doc)
+            if (start is None or ev["timestamp"] >= int(start)) and ev["timestamp"] <= end
+            if not types or ev.get("type") in types
+        ]
+        if order == "DESC":
+            matching.reverse()
+        page = matching[offset : offset + size]
+        query = {
+            "cluster_id": doc["cluster_id"],
+            "order": order,
+            "end_time": end,
+            **({"start_time": int(start)} if start is not None else {}),
+            **({"event_types": sorted(types)} if types else {}),
+        }
+        more = offset + size < len(matching)
+        out: dict = {"events": page}
+        if token_mode:
+            out["next_page_token"] = _page_token({**query, "offset": offset + size}) if more else ""
+            out["prev_page_token"] = _page_token({**query, "offset": max(0, offset - size)}) if offset else ""
+            out["total_count"] = 0  # "Returns 0 when request uses page_token"
+        else:
+            if more:
+                out["next_page"] = {**query, "offset": offset + size, "limit": size}
+            out["total_count"] = len(matching)
+        return compute.GetEventsResponse.from_dict(out).as_dict()
+
+    def _events(self, doc: dict) -> list[dict]:
+        """The cluster's recorded events, oldest first, as ClusterEvent (page notes dropped), workspace clock."""
+        events = []
+        for ev in doc.get("_events") or []:
+            public = compute.ClusterEvent.from_dict(ev).as_dict()
+            if "type" not in public:  # a type Databricks does not have (an older state dir's TERMINATED)
+                continue
+            public["timestamp"] = self.clock.report(public.get("timestamp"))
+            events.append(public)
+        events.sort(key=lambda ev: ev.get("timestamp") or 0)  # stable: same-ms events keep their order
+        return events
+
+
+def _page_size(body: dict) -> dict:
+    return {"page_size": body["page_size"]} if "page_size" in body else {}
+
+
+def _page_token(query: dict) -> str:
+    return base64.urlsafe_b64encode(json.dumps(query, separators=(",", ":")).encode()).decode()
+
+
+def _decode_page_token(token: str) -> dict:
+    try:
+        query = json.loads(base64.urlsafe_b64decode(token.encode()))
+        if not isinstance(query, dict):
+            raise ValueError(token)
+    except (ValueError, binascii.Error):
+        raise invalid(f"Invalid page_token: {token[:100]!r}") from None
+    return {k: query[k] for k in ("order", "end_time", "start_time", "event_types", "offset") if k in query}

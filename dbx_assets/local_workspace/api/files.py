@@ -12,9 +12,12 @@ from urllib.parse import unquote
 from ..engine.clock import Clock
 from ..engine.errors import ApiError, invalid
 from ..http.http_types import Request, Response, Router, q_bool, q_int
+from ..http.request_body import MB, BodyLimit
 from .storage import local_path, mtime_ms, normalize
 
 _NOT_FOUND = "NOT_FOUND"
+# "Uploads a file of up to 5 GiB" (Files API, one PUT): spooled to disk as it arrives, never held in memory.
+UPLOAD_BODY = BodyLimit(max_bytes=5 * 1024 * MB, spool=True)
 
 
 def _missing(what: str, path: str) -> ApiError:
@@ -29,7 +32,7 @@ class VolumeFiles:
     def register(self, d: Router) -> None:
         self.clock = d.clock
         f = r"/api/2\.0/fs/files(?P<path>/.*)"
-        d.route("PUT", f, self.upload)
+        d.route("PUT", f, self.upload, body=UPLOAD_BODY)
         d.route("GET", f, self.download)  # HEAD is routed to GET and answered without a body
         d.route("DELETE", f, self.delete)
         d.route("POST", f, self.multipart_action)
@@ -54,7 +57,11 @@ class VolumeFiles:
             raise ApiError(409, "ALREADY_EXISTS", f"The file being created already exists: {path}")
         p.parent.mkdir(parents=True, exist_ok=True)  # the Files API creates missing parents
         tmp = p.with_name(f".upload-{secrets.token_hex(6)}")
-        tmp.write_bytes(req.body)
+        with open(tmp, "wb") as out:
+            if req.body_file is not None:
+                shutil.copyfileobj(req.body_file, out)
+            else:
+                out.write(req.body)
         os.replace(tmp, p)
         return Response(204)
 

@@ -14,11 +14,16 @@ from ..engine.errors import invalid
 from ..engine.git_sources import validate_git_source
 from ..engine.serverless import validate as validate_serverless
 from ..http.request_shapes import check_object, normalize
+from .job_limits import check_job_limits
 
 
-def validate_settings(settings: dict, task_cls: type = sdk_jobs.Task) -> dict:
+def validate_settings(
+    settings: dict, task_cls: type = sdk_jobs.Task, *, name_field: str = "name", task_keys: bool = True
+) -> dict:
     """Job settings (jobs/create, reset, update; runs/submit as `task_cls=SubmitTask`) checked the way
-    Databricks checks them, with its defaults filled in; a problem is a 400 ApiError naming it."""
+    Databricks checks them, with its defaults filled in; a problem is a 400 ApiError naming it.
+    `name_field` names the name in errors (runs/submit's `run_name`); `task_keys=False` skips the task
+    key rules for a task the request did not name (a single-task runs/submit)."""
     settings = copy.deepcopy(settings)
     tasks = settings.get("tasks") or []
     # Typed through the SDK's dataclasses: no wrong type or unknown field reaches the scheduler.
@@ -35,6 +40,7 @@ def validate_settings(settings: dict, task_cls: type = sdk_jobs.Task) -> dict:
             normalize(check_object(c, sdk_jobs.JobCluster, f"job_clusters[{i}]"), sdk_jobs.JobCluster)
             for i, c in enumerate(settings["job_clusters"])
         ]
+    check_job_limits(settings, name_field=name_field, task_keys=task_keys)  # Databricks' documented field limits
     keys = [t.get("task_key") for t in tasks]
     if any(not k for k in keys):
         raise invalid("Every task needs a task_key")

@@ -266,6 +266,8 @@ class Jobs:
                     **({"environments": body["environments"]} if body.get("environments") else {}),
                 },
                 sdk_jobs.SubmitTask,
+                name_field="run_name",
+                task_keys=not single,
             )
             if not settings["tasks"]:
                 raise invalid("runs/submit needs at least one task")

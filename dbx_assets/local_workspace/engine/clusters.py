@@ -228,7 +228,9 @@ class Clusters:
         doc = self.doc(cluster_id)
         if doc["state"] == "TERMINATED":
             return
-        doc.update(state="TERMINATING", state_message=message)
+        # The reason shows from TERMINATING on (clusters/get, and the TERMINATING event's details).
+        reason = termination_reason(reason["code"], reason["type"], parameters=reason.get("parameters"))
+        doc.update(state="TERMINATING", state_message=message, termination_reason=reason)
         self._save(doc)
         if runtime is not None:
             runtime.terminate()

@@ -11,10 +11,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from email import message_from_bytes
 from email.policy import HTTP
-from typing import Protocol, overload
+from typing import BinaryIO, Protocol, overload
 
 from ..engine.clock import Clock
 from ..engine.errors import ApiError, invalid
+from .request_body import BodyLimit
 
 
 def drop_nulls(value):
@@ -35,6 +36,8 @@ class Request:
     body: bytes
     path_params: dict[str, str] = field(default_factory=dict)
     _form: dict | None = None
+    # A body the route spools (BodyLimit(spool=True)): on disk, read it from here; `body` is then b"".
+    body_file: BinaryIO | None = None
 
     def json(self) -> dict:
         if not self.body:
@@ -106,7 +109,7 @@ class Router(Protocol):
 
     clock: Clock
 
-    def route(self, method: str, pattern: str, handler: Handler) -> None: ...
+    def route(self, method: str, pattern: str, handler: Handler, *, body: BodyLimit | None = None) -> None: ...
     def public_route(self, method: str, pattern: str, handler: Handler) -> None: ...
 
 
