@@ -230,6 +230,9 @@ def test_what_cannot_run_fails_at_load_naming_it(files_dir, wheel_project, tmp_p
             [PythonWheelAsset(key="a", entry_point="summarize", parameters=["x"], named_parameters={"a": "b"})],
             project_dir=wheel_project,
         )
+    with pytest.raises(WorkflowDefinitionError, match=r"build_dir .* is inside the wheel project"):
+        _wheels(wheel_project, wheel_project / "builds")
+    _wheels(wheel_project, wheel_project / "dist" / "dbx")  # dist/ is never hashed
     pyproject = wheel_project / "pyproject.toml"
     pyproject.write_text(pyproject.read_text().replace('version = "0.1.0"', 'dynamic = ["version"]'))
     with pytest.raises(WorkflowDefinitionError, match=r"needs a static version"):

@@ -37,7 +37,13 @@ from dbx_assets.integration.sources.task_assets import (
     fill_placeholders,
     pypi_libraries,
 )
-from dbx_assets.integration.sources.wheel_build import BuiltWheel, WheelProject, build_wheel, default_build_dir
+from dbx_assets.integration.sources.wheel_build import (
+    IGNORED_DIRS,
+    BuiltWheel,
+    WheelProject,
+    build_wheel,
+    default_build_dir,
+)
 
 WHEELS_FOLDER = "wheels"  # under the workflow's workspace folder, next to notebooks/ and files/
 _log = logging.getLogger(__name__)
@@ -88,6 +94,12 @@ class PythonWheelTasks(OneTaskPerAsset[PythonWheelAsset]):
         self.project = WheelProject.read(project_dir)
         super().__init__(declarations, [f"{self._package(d)}:{d.entry_point}" for d in declarations])
         self.build_dir = Path(build_dir) if build_dir is not None else default_build_dir()
+        inside = _relative_to(self.build_dir, self.project.project_dir)
+        if inside is not None and not (set(inside.parts) & IGNORED_DIRS):
+            raise WorkflowDefinitionError(
+                f"build_dir {self.build_dir} is inside the wheel project {self.project.project_dir}, so its builds "
+                f"would count as sources: put it outside, or in a folder that is not hashed (e.g. dist/)."
+            )
         self.last_build: BuiltWheel | None = None  # what the latest files() did (built, or reused a build)
         for d in declarations:
             where = f"Python wheel asset '{d.key}'"
@@ -168,3 +180,10 @@ class PythonWheelTasks(OneTaskPerAsset[PythonWheelAsset]):
         else:
             wheel_task["parameters"] = [fill_job_parameters(p, selection.parameters) for p in wheel_task["parameters"]]
         return {"python_wheel_task": wheel_task}
+
+
+def _relative_to(path: Path, folder: Path) -> Path | None:
+    try:
+        return path.resolve().relative_to(folder.resolve())
+    except ValueError:
+        return None
