@@ -31,6 +31,10 @@ __all__ = [
     "NotebookTasks",
     "NotebookTranslator",
     "PipesLocation",
+    "PythonFileAsset",
+    "PythonFileTasks",
+    "PythonWheelAsset",
+    "PythonWheelTasks",
     "Workflow",
     "WorkflowDefinitionError",
     "WorkspaceConnectionError",
@@ -49,6 +53,8 @@ if TYPE_CHECKING:
     from dbx_assets.integration.sources.notebook import NotebookAsset, NotebookProps, NotebookTasks, NotebookTranslator
     from dbx_assets.integration.sources.notebook_file import NotebookFileError
     from dbx_assets.integration.sources.pipes_layout import CHANNEL_PARAMETER, DEFAULT_PIPES_ROOT, PipesLocation
+    from dbx_assets.integration.sources.python_file import PythonFileAsset, PythonFileTasks
+    from dbx_assets.integration.sources.python_wheel import PythonWheelAsset, PythonWheelTasks
     from dbx_assets.integration.workflow.assets import build_workflow_assets
     from dbx_assets.integration.workflow.definition import Workflow
 else:
@@ -75,6 +81,10 @@ else:
         "CHANNEL_PARAMETER": "dbx_assets.integration.sources.pipes_layout",
         "DEFAULT_PIPES_ROOT": "dbx_assets.integration.sources.pipes_layout",
         "PipesLocation": "dbx_assets.integration.sources.pipes_layout",
+        "PythonFileAsset": "dbx_assets.integration.sources.python_file",
+        "PythonFileTasks": "dbx_assets.integration.sources.python_file",
+        "PythonWheelAsset": "dbx_assets.integration.sources.python_wheel",
+        "PythonWheelTasks": "dbx_assets.integration.sources.python_wheel",
         "build_workflow_assets": "dbx_assets.integration.workflow.assets",
         "Workflow": "dbx_assets.integration.workflow.definition",
     }

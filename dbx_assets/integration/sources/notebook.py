@@ -27,7 +27,8 @@ from dbx_assets.integration.sources.pipes_layout import (
     PipesLocation,
     dagster_pipes_requirement,
 )
-from dbx_assets.integration.tables import TABLE_NAME, TABLE_WARNING, resolve_table_name, validate_table_name
+from dbx_assets.integration.sources.task_assets import table_metadata
+from dbx_assets.integration.tables import TABLE_NAME, resolve_table_name, validate_table_name
 
 # How Databricks (and the local workspace) report a task whose notebook path does not exist.
 _MISSING_NOTEBOOK = re.compile(
@@ -401,15 +402,7 @@ class NotebookTasks:
     @staticmethod
     def _table(nb: _LoadedNotebook, target: DeployTarget) -> dict[str, Any]:
         """The table's name on the event; the workflow adds its columns and row count from the workspace."""
-        if nb.declaration.table is None:
-            return {}
-        name = resolve_table_name(nb.declaration.table, target.catalog)
-        if name is None:
-            return {
-                TABLE_WARNING: f"table {nb.declaration.table} names the deploy target's catalog, but none is set: "
-                "set DatabricksResource(catalog=...) or write the catalog into the asset's table"
-            }
-        return {TABLE_NAME: name}
+        return table_metadata(nb.declaration.table, target)
 
     def _spec(self, nb: _LoadedNotebook) -> dg.AssetSpec:
         d = nb.declaration

@@ -218,7 +218,7 @@ class Jobs:
             job_parameters += [{"name": k, "value": str(overrides[k])} for k in unknown]
             overriding = {
                 k: body[k]
-                for k in ("notebook_params", "python_params", "job_parameters", "dbt_commands")
+                for k in ("notebook_params", "python_params", "python_named_params", "job_parameters", "dbt_commands")
                 if body.get(k) is not None
             }
             run = self.runs.new_run(
@@ -485,7 +485,7 @@ class Jobs:
                             changed = True
             overriding = {
                 k: body[k]
-                for k in ("notebook_params", "python_params", "job_parameters", "dbt_commands")
+                for k in ("notebook_params", "python_params", "python_named_params", "job_parameters", "dbt_commands")
                 if body.get(k) is not None
             }
             if overriding:

@@ -19,6 +19,7 @@ from .state import StateStore
 TASK_FIELDS = (
     "notebook_task",
     "spark_python_task",
+    "python_wheel_task",
     "dbt_task",
     "job_cluster_key",
     "new_cluster",

@@ -2,7 +2,8 @@
 dynamic value references become a TaskInvocation (runtime/contract.py).
 
 One builder per task kind, registered in TASK_KINDS under the task settings field that declares
-it (`notebook_task`, `spark_python_task`, `dbt_task`); a task is built by the first kind it has.
+it (`notebook_task`, `spark_python_task`, `python_wheel_task`, `dbt_task`); a task is built by the
+first kind it has.
 A new kind of task is one function and one entry in the table. A task that cannot be built
 (missing notebook, bad path, unknown warehouse) raises TaskSetupError: it fails, the run goes on.
 """
@@ -109,13 +110,19 @@ class TaskInvocations:
         )
         output_dir = self.paths.task_runs / str(task["run_id"])
         output_dir.mkdir(parents=True, exist_ok=True)
-        packages = [
-            str(lib["pypi"]["package"])
-            for lib in spec.get("libraries", [])
-            if isinstance(lib, dict) and lib.get("pypi")
-        ]
+        packages: list[str] = []
+        wheels: dict[str, str] = {}
+        for lib in spec.get("libraries", []):
+            if isinstance(lib, dict) and lib.get("pypi"):
+                packages.append(str(lib["pypi"]["package"]))
+            elif isinstance(lib, dict) and lib.get("whl"):
+                wheels[str(lib["whl"])] = str(self.library_file(str(lib["whl"]), task["task_key"]))
         if is_serverless(spec):  # the environment's dependencies, installed once per serverless runtime
-            packages += environment_spec(run["_spec"].get("environments") or [], spec).get("dependencies") or []
+            for dep in environment_spec(run["_spec"].get("environments") or [], spec).get("dependencies") or []:
+                if is_wheel_path(str(dep)):  # a wheel file on the workspace, a volume or DBFS
+                    wheels[str(dep)] = str(self.library_file(str(dep), task["task_key"]))
+                else:
+                    packages.append(dep)
         cluster_env = {}
         if spec.get("new_cluster"):
             cluster_env = cluster_spec(spec["new_cluster"]).spark_env_vars
@@ -143,6 +150,7 @@ class TaskInvocations:
             output_dir=output_dir,
             env=env,
             pypi_packages=tuple(packages),
+            wheel_libraries=wheels,
             timeout_seconds=int(spec.get("timeout_seconds") or 0),
             upstream_task_values=task_values,
         )
@@ -188,6 +196,25 @@ class TaskInvocations:
         except WarehouseNotFound as e:
             raise TaskSetupError(e.message) from None
         env["DBT_ACCESS_TOKEN"] = self.warehouses.token
+
+    def library_file(self, path: str, key: str) -> Path:
+        """The local file a `whl` library names: a workspace file (`/Workspace/...`), a volume file
+        (`/Volumes/...`) or DBFS (`dbfs:/...`, `/dbfs/...`). Whether it exists is the install's concern
+        (a missing wheel fails the task as a failed library installation, as on Databricks)."""
+        if path.startswith("dbfs:/"):
+            return self.resolvers.dbfs_local(path)
+        if path == "/dbfs" or path.startswith("/dbfs/"):
+            return self.resolvers.dbfs_local("dbfs:" + path[len("/dbfs") :])
+        if path.startswith("/Volumes/"):
+            local = (self.paths.volumes / path[len("/Volumes/") :]).resolve()
+            if local.is_relative_to(self.paths.volumes.resolve()):
+                return local
+        if path.startswith("/Workspace/"):
+            return self.resolvers.workspace_local(path)
+        raise TaskSetupError(
+            f"Task {key}: library {path!r} is not a path the local workspace can install from: use a workspace "
+            "file (/Workspace/...), a volume file (/Volumes/...) or DBFS (dbfs:/...)."
+        )
 
     def local_file(self, file: str, key: str) -> Path:
         if file.startswith("dbfs:/"):
@@ -254,8 +281,39 @@ def spark_python_invocation(b: TaskInvocations, t: TaskToBuild) -> TaskInvocatio
     args = t.params.get("python_params")
     if args is None:
         args = [substitute(str(a), t.refs) for a in pt.get("parameters") or []]
+    args = [str(a) for a in args]
+    t.task["resolved_values"] = {"spark_python_task": {"parameters": list(args)}}
+    return TaskInvocation(kind="spark_python", python_file=local, python_parameters=tuple(args), **t.common)
+
+
+def python_wheel_invocation(b: TaskInvocations, t: TaskToBuild) -> TaskInvocation:
+    """A Python wheel task: `package_name`'s entry point `entry_point` runs with sys.argv =
+    [package_name, *parameters], or with named parameters as `--key=value`. Job parameters are
+    pushed down to a wheel task configured with named (keyword) parameters, over its own, as
+    Databricks pushes them to every task with key-value parameters; never to positional ones.
+    run-now's python_params / python_named_params override the task's."""
+    wt = t.spec["python_wheel_task"]
+    package, entry_point = wt.get("package_name") or "", wt.get("entry_point") or ""
+    if not package or not entry_point:
+        raise TaskSetupError(f"Task {t.key}: python_wheel_task needs package_name and entry_point.")
+    positional = t.params.get("python_params")
+    if positional is None and wt.get("parameters"):
+        positional = [substitute(str(a), t.refs) for a in wt["parameters"]]
+    if positional is not None or not (wt.get("named_parameters") or t.params.get("python_named_params")):
+        args = [str(a) for a in positional or []]
+        t.task["resolved_values"] = {"python_wheel_task": {"parameters": list(args)}}
+    else:
+        named = {k: substitute(str(v), t.refs) for k, v in (wt.get("named_parameters") or {}).items()}
+        named.update({k: str(v) for k, v in (t.params.get("python_named_params") or {}).items()})
+        named.update({k: str(v) for k, v in t.job_params.items()})
+        t.task["resolved_values"] = {"python_wheel_task": {"named_parameters": dict(named)}}
+        args = [f"--{k}={v}" for k, v in named.items()]
     return TaskInvocation(
-        kind="spark_python", python_file=local, python_parameters=tuple(str(a) for a in args), **t.common
+        kind="python_wheel",
+        wheel_package=package,
+        wheel_entry_point=entry_point,
+        python_parameters=tuple(args),
+        **t.common,
     )
 
 
@@ -299,5 +357,12 @@ def dbt_invocation(b: TaskInvocations, t: TaskToBuild) -> TaskInvocation:
 TASK_KINDS: dict[str, Callable[[TaskInvocations, TaskToBuild], TaskInvocation]] = {
     "notebook_task": notebook_invocation,
     "spark_python_task": spark_python_invocation,
+    "python_wheel_task": python_wheel_invocation,
     "dbt_task": dbt_invocation,
 }
+
+
+def is_wheel_path(requirement: str) -> bool:
+    """A serverless environment dependency that names a wheel file rather than a pip requirement."""
+    text = requirement.strip()
+    return text.endswith(".whl") and text.startswith(("/", "dbfs:/"))

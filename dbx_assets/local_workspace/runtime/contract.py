@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-TaskKind = Literal["notebook", "spark_python", "dbt"]
+TaskKind = Literal["notebook", "spark_python", "python_wheel", "dbt"]
 TaskResultState = Literal["SUCCESS", "FAILED", "CANCELED", "TIMEDOUT"]
 
 
@@ -112,14 +112,21 @@ class TaskInvocation:
     # widget values, already merged (base_parameters < job/notebook params)
     widgets: dict[str, str] = field(default_factory=dict)
     # spark_python_task: a local file path (already resolved from workspace or dbfs:/) and argv
+    # (python_wheel_task: its argv after the package name, named parameters already as --key=value)
     python_file: Path | None = None
     python_parameters: tuple[str, ...] = ()
+    # python_wheel_task: the package whose entry point runs (its wheel is one of `wheel_libraries`)
+    wheel_package: str | None = None
+    wheel_entry_point: str | None = None
     dbt: DbtInvocation | None = None
     # spark_env_vars of the cluster plus per-task additions
     env: dict[str, str] = field(default_factory=dict)
     # pypi requirements from the task's `libraries`; the runtime installs them on the cluster
     # (runtime/libraries.py) and fails the task with Databricks' message if one cannot be installed
     pypi_packages: tuple[str, ...] = ()
+    # `whl` libraries of the task (and wheel paths among its environment's dependencies): the API
+    # path as declared -> the local file it names; installed like pypi libraries
+    wheel_libraries: dict[str, str] = field(default_factory=dict)
     timeout_seconds: int = 0  # 0: none; the server enforces it by calling cancel()
     # task values (dbutils.jobs.taskValues) of the run's finished tasks: task_key -> key -> JSON value
     upstream_task_values: dict[str, dict[str, Any]] = field(default_factory=dict)

@@ -41,6 +41,8 @@ def invocation_from_dict(d: dict) -> TaskInvocation:
         widgets=dict(d.get("widgets") or {}),
         python_file=Path(d["python_file"]) if d.get("python_file") else None,
         python_parameters=tuple(d.get("python_parameters") or ()),
+        wheel_package=d.get("wheel_package"),
+        wheel_entry_point=d.get("wheel_entry_point"),
         dbt=None
         if dbt is None
         else DbtInvocation(
@@ -53,6 +55,7 @@ def invocation_from_dict(d: dict) -> TaskInvocation:
         ),
         env=dict(d.get("env") or {}),
         pypi_packages=tuple(d.get("pypi_packages") or ()),
+        wheel_libraries=dict(d.get("wheel_libraries") or {}),
         timeout_seconds=int(d.get("timeout_seconds") or 0),
         upstream_task_values=dict(d.get("upstream_task_values") or {}),
         source_root=Path(d["source_root"]) if d.get("source_root") else None,
