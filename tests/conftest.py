@@ -1,15 +1,24 @@
-"""Session-wide fixtures: ONE local workspace server (a real process, real HTTP) shared by every test."""
+"""Session-wide fixtures: ONE in-process fake workspace (`fake_dbx`, and `fake_workspace` / `fake_client` on
+it) shared by every no-JVM test, and ONE local workspace server (a real process, real HTTP) for the tests
+that need the process itself."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from dbx_assets.local_workspace.launcher import ensure_running, stop
 from dbx_assets.local_workspace.runtime_types import StoragePaths
+
+if TYPE_CHECKING:
+    from databricks.sdk import WorkspaceClient
+    from fake_runtime import FakeWorkspace
+
+    from dbx_assets.local_workspace.app import LocalWorkspace
 
 
 @dataclass(frozen=True)
@@ -38,9 +47,10 @@ def workspace_client(local_workspace):
 
 
 @pytest.fixture(scope="session")
-def fake_dbx(tmp_path_factory):
-    """An in-process local workspace whose clusters are the no-JVM fake runtime (tests/fake_runtime.py),
-    shared by the Dagster-layer tests; each test names its own job, so they do not interfere."""
+def fake_dbx(tmp_path_factory) -> Iterator[FakeWorkspace]:
+    """THE in-process local workspace of the session: its clusters are the no-JVM fake runtime
+    (tests/fake_runtime.py). Every test that needs a workspace but not its process shares it; each
+    names its own job, folder or scope, so they do not interfere."""
     from fake_runtime import FakeWorkspace
 
     ws = FakeWorkspace(tmp_path_factory.mktemp("fake_dbx"))
@@ -48,6 +58,20 @@ def fake_dbx(tmp_path_factory):
         yield ws
     finally:
         ws.close()
+
+
+@pytest.fixture(scope="session")
+def fake_workspace(fake_dbx: FakeWorkspace) -> LocalWorkspace:
+    """The shared in-process workspace itself (its scheduler, clusters, storage paths)."""
+    return fake_dbx.ws
+
+
+@pytest.fixture(scope="session")
+def fake_client(fake_dbx: FakeWorkspace) -> WorkspaceClient:
+    """A client of the shared in-process workspace with the SDK's default settings."""
+    from databricks.sdk import WorkspaceClient
+
+    return WorkspaceClient(host=fake_dbx.host, token=fake_dbx.token)
 
 
 @pytest.fixture
