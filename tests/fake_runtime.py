@@ -49,7 +49,9 @@ import json, os, sys
 from pathlib import Path
 from dbx_assets.local_workspace.runtime.dbutils import DBUtils, NotebookExit
 from dbx_assets.local_workspace.runtime.path_rewrite import PathMapper, install_local_file_patches
-open(os.environ["FAKE_PID"], "w").write(str(os.getpid()))
+pid_file = Path(os.environ["FAKE_PID"])  # written whole (renamed into place): a reader never sees it empty
+pid_file.with_suffix(".tmp").write_text(str(os.getpid()))
+os.replace(pid_file.with_suffix(".tmp"), pid_file)
 mapper = PathMapper(Path(os.environ["FAKE_DBFS"]), Path(os.environ["FAKE_VOLUMES"]))
 dbutils = DBUtils(json.loads(os.environ["FAKE_WIDGETS"]), mapper)
 result = os.environ["FAKE_RESULT"]
