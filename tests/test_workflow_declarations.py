@@ -109,11 +109,9 @@ def test_pure_helpers():
     assert exit_value_metadata(None) == {}
 
 
-def test_deploy_uploads_only_changed_files_and_resets_only_on_spec_change(
-    local_workspace, workspace_client, notebooks_dir
-):
+def test_deploy_uploads_only_changed_files_and_resets_only_on_spec_change(fake_client, notebooks_dir):
     name = new_name()
-    deployer = WorkflowDeployer(workspace_client, f"/Shared/tests/{name}")
+    deployer = WorkflowDeployer(fake_client, f"/Shared/tests/{name}")
     wf = make_workflow(name, notebooks_dir=notebooks_dir)
     first = deployer.deploy(wf.spec(_target(f"/Shared/tests/{name}")), wf.files())
     assert first.job_created and len(first.uploaded) == 4
@@ -123,7 +121,7 @@ def test_deploy_uploads_only_changed_files_and_resets_only_on_spec_change(
     wf2 = make_workflow(name, notebooks_dir=notebooks_dir)
     changed = deployer.deploy(wf2.spec(_target(f"/Shared/tests/{name}")), wf2.files())
     assert changed.uploaded == ("notebooks/sink",) and not changed.job_reset
-    exported = workspace_client.workspace.export(f"/Shared/tests/{name}/notebooks/sink")
+    exported = fake_client.workspace.export(f"/Shared/tests/{name}/notebooks/sink")
     import base64
 
     assert "print('v2')" in base64.b64decode(exported.content).decode()
@@ -132,7 +130,7 @@ def test_deploy_uploads_only_changed_files_and_resets_only_on_spec_change(
     )
     reset = deployer.deploy(wf3.spec(_target(f"/Shared/tests/{name}")), wf3.files())
     assert reset.job_reset and reset.job_id == first.job_id
-    job = workspace_client.jobs.get(first.job_id)
+    job = fake_client.jobs.get(first.job_id)
     assert job.settings.job_clusters[0].new_cluster.num_workers == 2
 
 
