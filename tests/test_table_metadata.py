@@ -27,11 +27,15 @@ from dbx_assets.integration.jobs.model import WorkflowDefinitionError
 from dbx_assets.integration.sources.notebook import NotebookAsset, NotebookTasks
 from dbx_assets.integration.tables import (
     COLUMN_SCHEMA,
+    DELTA_COMMIT_TIMESTAMP,
+    DELTA_TIME_TRAVEL,
+    DELTA_VERSION,
     ROW_COUNT,
     ROW_COUNT_SOURCE,
     TABLE_NAME,
     TABLE_WARNING,
     TableMetadataReader,
+    delta_version_metadata,
     statistics_row_count,
     validate_table_name,
 )
@@ -304,3 +308,47 @@ def test_count_of_a_delta_table_comes_from_its_log(fake_dbx, delta_schema):
     table = fake_dbx.client.tables.get(f"main.{delta_schema}.cleaned")
     assert table.data_source_format == DataSourceFormat.DELTA
     assert (table.properties or {})["delta.lastUpdateVersion"] == "2"
+
+
+def test_reader_adds_the_delta_version(fake_dbx, delta_schema, schema):
+    reader = TableMetadataReader(fake_dbx.client, lambda: LOCAL_WAREHOUSE_ID)
+    facts = reader.read(f"main.{delta_schema}.orders")
+    assert facts.warnings == []
+    assert facts.metadata[ROW_COUNT] == 7
+    assert facts.metadata[DELTA_VERSION] == dg.MetadataValue.int(2)
+    assert facts.metadata[DELTA_COMMIT_TIMESTAMP] == dg.MetadataValue.timestamp(MERGED_MS / 1000)
+    assert facts.metadata[DELTA_TIME_TRAVEL] == dg.MetadataValue.text(
+        f"SELECT * FROM `main`.`{delta_schema}`.`orders` VERSION AS OF 2"
+    )
+    assert [c.name for c in facts.metadata[COLUMN_SCHEMA].columns][:2] == ["order_id", "customer_id"]
+    assert DELTA_VERSION not in reader.read(f"main.{schema}.orders").metadata  # parquet: no version
+
+
+def test_delta_version_metadata_only_for_delta_tables():
+    delta = TableInfo(data_source_format=DataSourceFormat.DELTA, properties={"delta.lastUpdateVersion": "5"})
+    assert delta_version_metadata("c.s.t", delta)[DELTA_VERSION] == dg.MetadataValue.int(5)
+    assert DELTA_COMMIT_TIMESTAMP not in delta_version_metadata("c.s.t", delta)
+    assert delta_version_metadata("c.s.t", TableInfo(data_source_format=DataSourceFormat.DELTA)) == {}
+    parquet = TableInfo(data_source_format=DataSourceFormat.PARQUET, properties={"delta.lastUpdateVersion": "5"})
+    assert delta_version_metadata("c.s.t", parquet) == {}
+
+
+def test_a_notebook_asset_writing_a_delta_table_records_its_version(dbx_env, delta_schema):
+    name = "t" + uuid.uuid4().hex[:10]
+    notebooks = NotebookTasks(
+        [
+            NotebookAsset(
+                key=f"{name}/orders",
+                notebook="slow.py",
+                params={"seconds": "0"},
+                table=f"{{catalog}}.{delta_schema}.orders",
+            )
+        ],
+        notebooks_dir=NOTEBOOKS,
+    )
+    assets = build_workflow_assets(Workflow(name=name, sources=[notebooks]))
+    result = dg.materialize([assets], resources={"databricks": make_resource(name, catalog="main")})
+    orders = materialization_metadata(result, dg.AssetKey([name, "orders"]))
+    assert orders[ROW_COUNT] == 7 and orders[DELTA_VERSION] == 2
+    assert orders[DELTA_COMMIT_TIMESTAMP] == MERGED_MS / 1000
+    assert orders[DELTA_TIME_TRAVEL].endswith("VERSION AS OF 2")
