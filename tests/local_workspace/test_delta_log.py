@@ -312,6 +312,36 @@ def test_the_real_checkpoints_columns():
     assert set(columns[("add", "no_such_column")]) == {None}
 
 
+def test_multipart_and_v2_checkpoints_with_sidecars(tmp_path):
+    """Delta's checkpoint, split as a multi-part checkpoint would be, or referenced as the sidecar of a
+    UUID-named v2 checkpoint, gives the same state."""
+    real = REAL / "checkpointed" / "_delta_log"
+    checkpoint = real / f"{10:020d}.checkpoint.parquet"
+    for layout in ("multipart", "sidecar"):
+        table = tmp_path / layout
+        shutil.copytree(REAL / "checkpointed", table)
+        (table / "_delta_log" / checkpoint.name).unlink()
+        if layout == "multipart":  # every action of part 1 repeated in part 2: the same state
+            for part in (1, 2):
+                shutil.copy(checkpoint, table / "_delta_log" / f"{10:020d}.checkpoint.{part:010d}.0000000002.parquet")
+        else:
+            (table / "_delta_log" / "_sidecars").mkdir()
+            shutil.copy(checkpoint, table / "_delta_log" / "_sidecars" / "016ae953-37a9-438e-8683-9a9a4a79a395.parquet")
+            (table / "_delta_log" / f"{10:020d}.checkpoint.80a083e8-7026-4e79-81be-64bd76c43a11.json").write_text(
+                json.dumps({"checkpointMetadata": {"version": 10}})
+                + "\n"
+                + json.dumps({"sidecar": {"path": "016ae953-37a9-438e-8683-9a9a4a79a395.parquet", "sizeInBytes": 1}})
+                + "\n"
+            )
+        snap = _agree_with_deltas_checksum(table, 13)["snapshot"]
+        assert snap.read_from == "checkpoint 10 + commits 11-13", layout
+    # a multi-part checkpoint missing a part is ignored (it may still be being written): with commits
+    # 0-9 gone, what is left is Delta's checksum for version 13, which lists the live files
+    (tmp_path / "multipart" / "_delta_log" / f"{10:020d}.checkpoint.0000000002.0000000002.parquet").unlink()
+    snap = read_snapshot(tmp_path / "multipart")
+    assert (snap.read_from, snap.num_files, snap.num_records) == ("the version checksum 13.crc", 1, 2)
+
+
 def test_a_real_log_with_a_deletion_vector():
     found = _agree_with_deltas_checksum(REAL / "deletion_vectors", 2)
     snap, crc = found["snapshot"], found["crc"]
