@@ -152,6 +152,7 @@ TIERS: dict[str, str] = {
     "tests/local_workspace/test_api_notebook_formats.py": HTTP,  # its tests use the workspace server process
     "tests/local_workspace/test_api_server.py": SPARK,  # server processes: restart, TLS, the status CLI
     "tests/local_workspace/test_api_storage.py": HTTP,
+    "tests/local_workspace/test_delta_log.py": PURE,
     "tests/local_workspace/test_jvm_options.py": PURE,
     "tests/local_workspace/test_libraries_install.py": SPARK,  # real uv against the package index
     "tests/local_workspace/test_notebook_features.py": HTTP,
