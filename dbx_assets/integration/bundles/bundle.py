@@ -242,9 +242,7 @@ class _JobBuilder:
         if raw:
             sources.append(_BundleTasks(raw, self.config.root))
 
-        job_clusters = {
-            c["job_cluster_key"]: c.get("new_cluster") or {} for c in self.job.get("job_clusters") or []
-        }
+        job_clusters = {c["job_cluster_key"]: c.get("new_cluster") or {} for c in self.job.get("job_clusters") or []}
         environments = {
             e["environment_key"]: self._environment(e.get("spec") or {}, e["environment_key"])
             for e in self.job.get("environments") or []

@@ -105,7 +105,7 @@ def _translate_paths(resources: Any, yaml_file: Path) -> Any:
             if not isinstance(task, dict):
                 continue
             for path_fields in _TASK_PATH_FIELDS:
-                parent = task
+                parent: Any = task
                 for name in path_fields[:-1]:
                     parent = parent.get(name) if isinstance(parent, dict) else None
                 leaf = path_fields[-1]
@@ -180,7 +180,9 @@ class _Resolver:
                 value = self.values[f"var.{name}"]
                 for part in path.split("."):
                     if not isinstance(value, dict) or part not in value:
-                        raise BundleError(f"{self.file}: {where} references ${{{ref}}}: variable '{name}' has no field '{path}'.")
+                        raise BundleError(
+                            f"{self.file}: {where} references ${{{ref}}}: variable '{name}' has no field '{path}'."
+                        )
                     value = value[part]
                 return value
         if head == "var":
@@ -387,11 +389,16 @@ def load_bundle(
             items[name] = resolver.resolve(settings, f"resources.{kind}.{name}")
     resolver.file = file
     artifacts = resolver.resolve(artifacts, "artifacts")
-    workspace = {**resolver.resolve(workspace, "workspace"), "root_path": values["workspace.root_path"],
-                 "file_path": values["workspace.file_path"]}
+    workspace = {
+        **resolver.resolve(workspace, "workspace"),
+        "root_path": values["workspace.root_path"],
+        "file_path": values["workspace.file_path"],
+    }
 
-    jobs = {name: _apply_mode(dict(job), name, mode, short, tgt.get("presets") or {}) for name, job in
-            (resources.get("jobs") or {}).items()}
+    jobs = {
+        name: _apply_mode(dict(job), name, mode, short, tgt.get("presets") or {})
+        for name, job in (resources.get("jobs") or {}).items()
+    }
     return BundleConfig(
         root=root,
         file=file,
@@ -409,7 +416,9 @@ def load_bundle(
     )
 
 
-def _apply_mode(job: dict[str, Any], key: str, mode: str | None, short_name: str, presets: Mapping[str, Any]) -> dict[str, Any]:
+def _apply_mode(
+    job: dict[str, Any], key: str, mode: str | None, short_name: str, presets: Mapping[str, Any]
+) -> dict[str, Any]:
     """`mode: development`: name prefix `[dev <short_name>] `, schedules and triggers paused, a `dev`
     tag (presets `name_prefix`, `trigger_pause_status`, `tags` win, as in the CLI)."""
     job.setdefault("name", key)
