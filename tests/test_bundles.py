@@ -123,8 +123,10 @@ def test_dbt_bundle_models_become_dbt_assets(tmp_path):
     shutil.copytree(BUNDLES / "dbt_bundle", project, ignore=shutil.ignore_patterns("target", "logs"))
     prepare(project, target="dev", profiles_dir=project / "dbt_profiles")
     workflow = DatabricksBundle(project, user_name=USER).workflow()
-    assert _graph(workflow) == {"orders_raw": [], "orders_daily": ["orders_raw"]}
+    # depends_on: the dbt task's root model waits on the Python file task
+    assert _graph(workflow) == {"land": [], "orders_raw": ["land"], "orders_daily": ["orders_raw"]}
     task = _tasks(workflow)["dbt"]
+    assert task["depends_on"] == [{"task_key": "land"}]
     assert task["environment_key"] == "default"
     assert "dbt_task" in task
     specs = {s.key.to_user_string(): s for s in workflow.asset_specs()}

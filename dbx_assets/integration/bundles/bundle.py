@@ -228,7 +228,9 @@ class _JobBuilder:
                         **base,
                     )
                 )
-            elif kind != "dbt_task":
+            elif kind == "dbt_task":
+                _depend_on(dbt_sources[key], base["deps"])
+            else:
                 raw.append(_RawTask(task=t, kind=kind, description=self._note(t, kind), **base))
 
         sources: list[Any] = []
@@ -424,6 +426,19 @@ class _BundleTasks(OneTaskPerAsset[_RawTask]):
 
     def submit_settings(self, task: SourceTask, selection: Selection, target: DeployTarget) -> dict[str, Any]:
         return dict(task.settings)
+
+
+def _depend_on(dbt: Any, upstream: Sequence[str]) -> None:
+    """A dbt task's `depends_on`: its root models (those reading no other model) depend on the upstream
+    tasks' assets, so the job keeps the edge (DbtProjectTasks derives its task's deps from its specs)."""
+    if not upstream:
+        return
+    extra = [dg.AssetKey.from_user_string(k) for k in upstream]
+    models = {spec.key for spec in dbt.specs}
+    dbt.specs = [
+        spec if any(d.asset_key in models for d in spec.deps) else spec.merge_attributes(deps=extra)
+        for spec in dbt.specs
+    ]
 
 
 def _jsonable(value: Any) -> Any:
