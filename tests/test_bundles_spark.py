@@ -2,10 +2,12 @@
 Databricks' default_python template) loaded with DatabricksBundle and materialized on the local
 workspace in ONE Databricks run: its .ipynb notebook task writes a table, its wheel task (built from
 the bundle's whl artifact, on the bundle's serverless environment) reads it, and its pipeline_task,
-which dbx_assets does not run, fails with the reason while the others stay green."""
+which dbx_assets does not run, fails with the reason while the others stay green. And the
+dbt_sql-shaped bundle: a Python file task, then its dbt task's models as dbt assets, in one run."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import dagster as dg
@@ -13,7 +15,8 @@ from workflow_support import materialization_metadata, materialized, new_name, s
 
 from dbx_assets import DatabricksBundle, DatabricksResource, build_workflow_assets
 
-BUNDLE = Path(__file__).parent / "data" / "bundles" / "python_bundle"
+BUNDLES = Path(__file__).parent / "data" / "bundles"
+BUNDLE = BUNDLES / "python_bundle"
 
 
 def test_python_bundle_job_in_one_run(local_workspace, workspace_client):
@@ -42,3 +45,21 @@ def test_python_bundle_job_in_one_run(local_workspace, workspace_client):
     assert (params["catalog"], params["schema"]) == ("main", name)  # the job's parameters, from the bundle's variables
     output = workspace_client.jobs.get_run_output(tasks["python_wheel_task"].run_id)
     assert "|  n|" in (output.logs or ""), output.logs  # the wheel showed the notebook's table
+
+
+def test_dbt_bundle_job_in_one_run(local_workspace, tmp_path):
+    from dbx_assets.integration.dbt.manifest import prepare
+
+    name = new_name()
+    project = tmp_path / "dbt_bundle"
+    shutil.copytree(BUNDLES / "dbt_bundle", project, ignore=shutil.ignore_patterns("target", "logs"))
+    prepare(project, target="dev", profiles_dir=project / "dbt_profiles")
+    resource = DatabricksResource(
+        host=local_workspace.host, token=local_workspace.token, workspace_root=f"/Shared/tests/{name}"
+    )
+    result = dg.materialize(
+        [build_workflow_assets(DatabricksBundle(project).workflow())], resources={"databricks": resource}
+    )
+    keys = {dg.AssetKey(k) for k in ("land", "orders_raw", "orders_daily")}
+    assert materialized(result) == keys
+    assert len({materialization_metadata(result, k)["databricks_run_id"] for k in keys}) == 1
