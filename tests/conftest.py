@@ -116,6 +116,8 @@ RANK = {PURE: 0, HTTP: 1, SPARK: 2}
 TIERS: dict[str, str] = {
     # -- tests/
     "tests/test_architecture.py": PURE,
+    "tests/test_bundles.py": PURE,
+    "tests/test_bundles_spark.py": SPARK,
     "tests/test_cluster_logs.py": HTTP,
     "tests/test_cost.py": PURE,
     "tests/test_dbt_parity.py": SPARK,  # parses a dbt project with dbt; a dagster-dbt process
@@ -174,6 +176,7 @@ TIERS: dict[str, str] = {
 
 # Tests above their module's tier that no fixture tells apart: what they start themselves.
 TEST_TIERS: dict[str, str] = {
+    "tests/test_bundles.py::test_dbt_bundle_models_become_dbt_assets": SPARK,  # dbt parse
     "tests/test_public_api.py::test_importing_the_package_loads_nothing_else": HTTP,  # a plain Python child
     # `uv build` fetches the wheel project's build backend from the package index
     "tests/test_python_tasks.py::test_the_wheel_is_built_at_deploy_only_when_its_sources_change": SPARK,

@@ -7,7 +7,6 @@ templates themselves are loaded too."""
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -254,39 +253,3 @@ def test_errors_name_file_key_and_fix(tmp_path):
         BundleError, match=r"variables=\{'nope': \.\.\.\} overrides a variable the bundle does not declare"
     ):
         load_bundle(BUNDLES / "two_targets", variables={"nope": 1})
-
-
-# -- the upstream templates ---------------------------------------------------------------------------
-
-EXAMPLES = os.environ.get("DBX_BUNDLE_EXAMPLES", "")
-upstream = pytest.mark.skipif(not EXAMPLES, reason="DBX_BUNDLE_EXAMPLES names no bundle-examples checkout")
-
-
-@upstream
-def test_upstream_default_python_and_default_sql():
-    python = DatabricksBundle(Path(EXAMPLES) / "default_python", user_name=USER)
-    assert _graph(python.workflow("sample_job")) == {
-        "notebook_task": [],
-        "python_wheel_task": ["notebook_task"],
-        "refresh_pipeline": ["notebook_task"],
-    }
-    assert python.job_settings("sample_job")["name"] == "[dev ann_lee] sample_job"
-    assert _tasks(python.workflow())["python_wheel_task"]["python_wheel_task"]["parameters"] == [
-        "--catalog",
-        "catalog",
-        "--schema",
-        "ann_lee",
-    ]
-    sql = DatabricksBundle(Path(EXAMPLES) / "default_sql", target="prod", user_name=USER)
-    assert _graph(sql.workflow()) == {"orders_raw": [], "orders_daily": ["orders_raw"]}
-
-
-@upstream
-def test_upstream_dbt_sql_needs_its_manifest():
-    bundle = DatabricksBundle(Path(EXAMPLES) / "dbt_sql", user_name=USER)
-    assert bundle.job_settings("dbt_sql_job")["tasks"][0]["dbt_task"]["commands"][1].endswith(
-        '{ dev_schema: ann_lee }"'
-    )
-    if not (Path(EXAMPLES) / "dbt_sql" / "target" / "manifest.json").exists():
-        with pytest.raises(DbtManifestError, match="dbt manifest not found"):
-            bundle.workflow()
