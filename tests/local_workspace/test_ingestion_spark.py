@@ -181,7 +181,7 @@ def test_read_files_copy_into_twice_and_a_streaming_table(ws, w, cluster_id):
     first = succeeded(*run_notebook(w, cluster_id, f"{FOLDER}/sql_ingest"))
     assert first["read_files_total"] == 30.5
     assert first["copied"] == 2 and first["copied_columns"] == ["order_id", "amount"]
-    assert first["streamed"] >= 5
+    assert first["streamed"] >= 1  # every event landed so far (the Auto Loader test lands more)
 
     # Again with one more file: COPY INTO loads only that file; the streaming table only new events.
     land(w, "dbfs:/landing/orders_csv/day2.csv", "order_id,amount,channel\n3,5.0,web\n")
