@@ -3,7 +3,8 @@ tutorials write them, imported and run through the real SDK over HTTP: an Auto L
 ingest with `trigger(availableNow=True)` run three times with files landed in between (each
 file's rows ingested exactly once), new columns stopping the stream once and picked up on
 restart, `read_files(...)` in SQL, `COPY INTO` twice (idempotent), a streaming table over
-`STREAM read_files(...)` refreshed."""
+`STREAM read_files(...)` refreshed, and Databricks' sample data (generated locally): `samples.nyctaxi.trips`,
+`samples.tpch.*`, `read_files` over `/databricks-datasets/retail-org/sales_orders/`, writes refused."""
 
 from __future__ import annotations
 
@@ -162,7 +163,9 @@ def test_auto_loader_ingests_each_landed_file_exactly_once_across_three_runs(ws,
     land(w, "dbfs:/landing/events/2026-12-03.json", events({"id": 4, "kind": "d", "amount": 9.5}))
     task, out = run_notebook(w, cluster_id, f"{FOLDER}/bronze_events")
     assert task.state is not None and task.state.result_state == jobs.RunResultState.FAILED
-    assert "UNKNOWN_FIELD_EXCEPTION" in (task.state.state_message or "") and "amount" in (task.state.state_message or "")
+    assert "UNKNOWN_FIELD_EXCEPTION" in (task.state.state_message or "") and "amount" in (
+        task.state.state_message or ""
+    )
     started = time.monotonic()
     third = succeeded(*run_notebook(w, cluster_id, f"{FOLDER}/bronze_events"))
     timings.append(time.monotonic() - started)
@@ -190,3 +193,57 @@ def test_read_files_copy_into_twice_and_a_streaming_table(ws, w, cluster_id):
     second = succeeded(*run_notebook(w, cluster_id, f"{FOLDER}/sql_ingest"))
     assert second["copied"] == 3 and second["copied_columns"] == ["order_id", "amount", "channel"]
     assert second["streamed"] == streamed_before + 1
+
+
+# What Databricks' starter templates and tutorials read.
+SAMPLES_SQL = """-- Databricks notebook source
+SELECT count(*) AS trips, round(avg(fare_amount), 2) AS avg_fare FROM samples.nyctaxi.trips
+
+-- COMMAND ----------
+
+CREATE OR REPLACE TEMP VIEW sales_orders AS
+SELECT customer_id, customer_name, number_of_line_items,
+       timestamp(from_unixtime(CAST(order_datetime AS BIGINT))) AS order_datetime, order_number, ordered_products
+FROM read_files('/databricks-datasets/retail-org/sales_orders/', format => 'json')
+
+-- COMMAND ----------
+
+-- MAGIC %python
+-- MAGIC import json
+-- MAGIC trips = spark.table("samples.nyctaxi.trips")
+-- MAGIC tpch = {t: spark.table(f"samples.tpch.{t}").count() for t in ("nation", "customer", "orders", "lineitem")}
+-- MAGIC joined = spark.sql(
+-- MAGIC     "SELECT n_name, count(*) AS orders FROM samples.tpch.orders o JOIN samples.tpch.customer c ON o_custkey = c_custkey "
+-- MAGIC     "JOIN samples.tpch.nation n ON c_nationkey = n_nationkey GROUP BY n_name"
+-- MAGIC ).count()
+-- MAGIC try:
+-- MAGIC     spark.sql("INSERT INTO samples.nyctaxi.trips SELECT * FROM samples.nyctaxi.trips LIMIT 1")
+-- MAGIC     refused = None
+-- MAGIC except Exception as exc:
+-- MAGIC     refused = str(exc)
+-- MAGIC orders = spark.table("sales_orders")
+-- MAGIC dbutils.notebook.exit(json.dumps({
+-- MAGIC     "trips": trips.count(),
+-- MAGIC     "trips_schema": [(f.name, f.dataType.simpleString()) for f in trips.schema.fields],
+-- MAGIC     "orders_schema": {f.name: f.dataType.simpleString() for f in spark.table("samples.tpch.orders").schema.fields},
+-- MAGIC     "tpch": tpch, "nations_with_orders": joined, "refused": refused,
+-- MAGIC     "sales_orders": orders.count(), "sales_columns": orders.columns,
+-- MAGIC     "first_order_year": orders.selectExpr("min(year(order_datetime))").first()[0],
+-- MAGIC }))
+"""
+
+
+def test_sample_data_tables_and_datasets(ws, w, cluster_id):
+    w.workspace.upload(f"{FOLDER}/samples.sql", io.BytesIO(SAMPLES_SQL.encode()), format=ImportFormat.AUTO)
+    out = succeeded(*run_notebook(w, cluster_id, f"{FOLDER}/samples"))
+    assert out["trips"] == 3000
+    assert out["trips_schema"] == [
+        ["tpep_pickup_datetime", "timestamp"], ["tpep_dropoff_datetime", "timestamp"], ["trip_distance", "double"],
+        ["fare_amount", "double"], ["pickup_zip", "int"], ["dropoff_zip", "int"],
+    ]  # fmt: skip
+    assert out["orders_schema"]["o_totalprice"] == "decimal(18,2)" and out["orders_schema"]["o_orderdate"] == "date"
+    assert out["tpch"] == {"nation": 25, "customer": 300, "orders": 1500, "lineitem": out["tpch"]["lineitem"]}
+    assert out["tpch"]["lineitem"] > 1500 and out["nations_with_orders"] == 25
+    assert "read-only" in out["refused"]
+    assert out["sales_orders"] == 1000 and out["first_order_year"] == 2019
+    assert out["sales_columns"][:3] == ["customer_id", "customer_name", "number_of_line_items"]

@@ -92,7 +92,8 @@ def translate_options(options: dict[str, str], user_schema: bool) -> AutoLoaderO
         raise AutoLoaderError("CF_MISSING_FORMAT", "Option 'cloudFiles.format' is required: one of json, csv, parquet.")
     if fmt not in FORMATS:
         raise AutoLoaderError(
-            "CF_UNSUPPORTED_FORMAT", f"cloudFiles.format '{fmt}' is not supported locally; use one of {', '.join(FORMATS)}."
+            "CF_UNSUPPORTED_FORMAT",
+            f"cloudFiles.format '{fmt}' is not supported locally; use one of {', '.join(FORMATS)}.",
         )
     location = cf.get("schemalocation")
     if not user_schema and not location:
@@ -209,9 +210,11 @@ class SchemaLocation:
         self.dir = local_dir
 
     def latest(self) -> tuple[int, list[dict]] | None:
-        versions = sorted(
-            (int(p.name), p) for p in (self.dir / SCHEMAS_DIR).glob("*") if p.name.isdigit() and p.is_file()
-        ) if (self.dir / SCHEMAS_DIR).is_dir() else []
+        versions = (
+            sorted((int(p.name), p) for p in (self.dir / SCHEMAS_DIR).glob("*") if p.name.isdigit() and p.is_file())
+            if (self.dir / SCHEMAS_DIR).is_dir()
+            else []
+        )
         if not versions:
             return None
         number, path = versions[-1]
@@ -281,7 +284,9 @@ def resolve_schema(
     version, fields = current
     if fresh and opts.evolution_mode != "none":
         merged, new = merge_fields([f for f in fields if f["name"] != opts.rescued_column], infer(fresh))
-        location.write_sampled({"files": sorted(seen | {str(f) for f in fresh}), "started_at": sampled.get("started_at")})
+        location.write_sampled(
+            {"files": sorted(seen | {str(f) for f in fresh}), "started_at": sampled.get("started_at")}
+        )
         if new and opts.evolution_mode in ("addNewColumns", "failOnNewColumns"):
             if opts.evolution_mode == "addNewColumns":
                 location.write(version + 1, with_rescued(merged, opts.rescued_column))

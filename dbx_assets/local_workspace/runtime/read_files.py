@@ -249,7 +249,13 @@ def install_read_files_patches(spark: Any, mapper: Any, warehouse: Path) -> None
 
     @functools.wraps(orig_sql)
     def sql(self: Any, sqlQuery: Any, *args: Any, **kwargs: Any) -> Any:
-        if not isinstance(sqlQuery, str) or not re.search(r"read_files|COPY\s+INTO|STREAMING\s+TABLE|CREATE\s+TABLE", sqlQuery, re.I):
+        if isinstance(sqlQuery, str) and "samples" in sqlQuery.lower():
+            from .sample_data import refuse_writes
+
+            refuse_writes(sqlQuery)
+        if not isinstance(sqlQuery, str) or not re.search(
+            r"read_files|COPY\s+INTO|STREAMING\s+TABLE|CREATE\s+TABLE", sqlQuery, re.I
+        ):
             return orig_sql(self, sqlQuery, *args, **kwargs)
         placeholder = _SCHEMALESS_TABLE.match(sqlQuery)
         if placeholder:  # Delta's schemaless CREATE TABLE: COPY INTO ... mergeSchema creates it
@@ -329,7 +335,9 @@ def install_read_files_patches(spark: Any, mapper: Any, warehouse: Path) -> None
             lower = {c.lower(): c for c in df.columns}
             aligned = df.select(
                 [
-                    (F.col(lower[f.name.lower()]) if f.name.lower() in lower else F.lit(None)).cast(f.dataType).alias(f.name)
+                    (F.col(lower[f.name.lower()]) if f.name.lower() in lower else F.lit(None))
+                    .cast(f.dataType)
+                    .alias(f.name)
                     for f in target.schema.fields
                 ]
             )
