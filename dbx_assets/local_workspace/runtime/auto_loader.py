@@ -246,7 +246,7 @@ def data_files(root: Path) -> list[Path]:
     skipped, as Spark skips them; `key=value` partition folders are walked)."""
     if root.is_file():
         return [root]
-    out = []
+    out: list[Path] = []
     for folder, dirs, files in os.walk(root):
         dirs[:] = sorted(d for d in dirs if not d.startswith(("_", ".")))
         out.extend(Path(folder) / f for f in sorted(files) if not f.startswith(("_", ".")))
@@ -300,7 +300,7 @@ def resolve_schema(
 def install_auto_loader_patches(mapper: Any) -> None:
     """Teach `spark.readStream.format("cloudFiles")` Auto Loader. Idempotent; install after the path
     patches (paths given to the translated reader are mapped by them)."""
-    from pyspark.sql.readwriter import to_str  # type: ignore[attr-defined]
+    from pyspark.sql.readwriter import to_str
     from pyspark.sql.streaming import DataStreamReader
     from pyspark.sql.types import StructType, _parse_datatype_string
 
@@ -308,6 +308,10 @@ def install_auto_loader_patches(mapper: Any) -> None:
         return
     orig_format, orig_option, orig_options = DataStreamReader.format, DataStreamReader.option, DataStreamReader.options
     orig_schema, orig_load = DataStreamReader.schema, DataStreamReader.load
+
+    def text(value: Any) -> str:
+        converted = to_str(value)
+        return "" if converted is None else converted
 
     def recorded(self: Any) -> dict[str, str]:
         return self.__dict__.setdefault("_dbx_options", {})
@@ -325,13 +329,13 @@ def install_auto_loader_patches(mapper: Any) -> None:
 
     @functools.wraps(orig_option)
     def option(self: Any, key: str, value: Any) -> Any:
-        recorded(self)[key] = to_str(value)
+        recorded(self)[key] = text(value)
         return self if is_cloud_files(self) else orig_option(self, key, value)
 
     @functools.wraps(orig_options)
     def options(self: Any, **opts: Any) -> Any:
         for key, value in opts.items():
-            recorded(self)[key] = to_str(value)
+            recorded(self)[key] = text(value)
         return self if is_cloud_files(self) else orig_options(self, **opts)
 
     @functools.wraps(orig_schema)
@@ -346,7 +350,7 @@ def install_auto_loader_patches(mapper: Any) -> None:
         if not is_cloud_files(self):
             return orig_load(self, path, None, schema, **opts)
         for key, value in opts.items():
-            recorded(self)[key] = to_str(value)
+            recorded(self)[key] = text(value)
         user_schema = schema if schema is not None else self.__dict__.get("_dbx_schema")
         return _load_cloud_files(self._spark, mapper, path or recorded(self).get("path"), recorded(self), user_schema)
 
@@ -356,8 +360,8 @@ def install_auto_loader_patches(mapper: Any) -> None:
         opts = translate_options(given, user_schema is not None)
         local_root = Path(mapper.storage(path))
         if user_schema is not None:
-            struct = _parse_datatype_string(user_schema) if isinstance(user_schema, str) else user_schema
-            fields = with_rescued(struct.jsonValue()["fields"], opts.rescued_column)
+            given_struct: Any = _parse_datatype_string(user_schema) if isinstance(user_schema, str) else user_schema
+            fields = with_rescued(given_struct.jsonValue()["fields"], opts.rescued_column)
         else:
             location = SchemaLocation(Path(mapper.storage(opts.schema_location)))
 

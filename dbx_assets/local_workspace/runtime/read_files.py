@@ -100,7 +100,7 @@ def _literal(value: str) -> str:
 def find_calls(text: str) -> list[ReadFilesCall]:
     """Every `read_files(...)` call in `text` (outside string literals is assumed: a statement that
     quotes the words `read_files(` in a string is not one this rewriting is for)."""
-    calls = []
+    calls: list[ReadFilesCall] = []
     pos = 0
     while True:
         m = _CALL.search(text, pos)
