@@ -70,10 +70,12 @@ SLOWEST_MODULES = (
     "tests/test_mixed_compute_e2e.py",
     "tests/test_workflow_e2e.py",
     "tests/test_faults.py",
+    "tests/local_workspace/test_ingestion_spark.py",
     "tests/local_workspace/test_uc_runtime.py",
     "tests/local_workspace/test_secrets_runtime.py",
     "tests/local_workspace/test_run_page_browser.py",
     "tests/test_sensor_daemon.py",
+    "tests/test_auto_loader_sensor.py",
 )
 
 
