@@ -74,6 +74,10 @@ def test_auto_loader_options_become_file_source_options():
             {"cloudFiles.format": "json", "cloudFiles.schemaLocation": "x", "cloudFiles.schemaEvolutionMode": "merge"},
             "CF_INVALID_SCHEMA_EVOLUTION_MODE",
         ),
+        (
+            {"cloudFiles.format": "json", "cloudFiles.schemaLocation": "x", "cloudFiles.includeExistingFiles": "false"},
+            "CF_UNSUPPORTED_OPTION",
+        ),
     ],
 )
 def test_auto_loader_refuses_what_databricks_refuses(options, error_class):

@@ -114,6 +114,14 @@ def translate_options(options: dict[str, str], user_schema: bool) -> AutoLoaderO
     rescued: str | None = lower_plain.get("rescueddatacolumn")
     if rescued is None and not user_schema and mode != "none":
         rescued = RESCUED_DATA  # Databricks adds it whenever it infers the schema
+    if not _bool(cf.get("includeexistingfiles"), True):
+        # Spark's file source has no start-time filter (modifiedAfter is batch-only): refuse rather than
+        # silently ingest the files that were there before the stream started.
+        raise AutoLoaderError(
+            "CF_UNSUPPORTED_OPTION",
+            "cloudFiles.includeExistingFiles=false is not supported locally (Spark's file stream source reads "
+            "every file present at its first run); start the stream on an empty directory instead.",
+        )
     infer_types = _bool(cf.get("infercolumntypes"), fmt == "parquet")
     spark_options = {k: str(v) for k, v in plain.items() if k.lower() != "rescueddatacolumn"}
     read_options = dict(spark_options)
@@ -382,8 +390,6 @@ def install_auto_loader_patches(mapper: Any) -> None:
             )
         struct = StructType.fromJson({"type": "struct", "fields": fields})
         spark_options = dict(opts.spark_options)
-        if not opts.include_existing_files:
-            spark_options.update(_start_filter(opts, mapper))
         inner = DataStreamReader(spark).format(opts.format)
         if opts.format == "parquet":  # no corrupt-record column: the rescued column is always null
             read = inner.schema(StructType([f for f in struct.fields if f.name != opts.rescued_column]))
@@ -394,17 +400,6 @@ def install_auto_loader_patches(mapper: Any) -> None:
                 df = df.withColumn(opts.rescued_column, F.lit(None).cast("string"))
             return df
         return inner.schema(struct).options(**spark_options).load(path)
-
-    def _start_filter(opts: AutoLoaderOptions, mapper: Any) -> dict[str, str]:
-        # includeExistingFiles=false: only files modified after the stream's first start.
-        if not opts.schema_location:
-            return {}
-        location = SchemaLocation(Path(mapper.storage(opts.schema_location)))
-        doc = location.sampled()
-        if not doc.get("started_at"):
-            doc["started_at"] = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime())
-            location.write_sampled(doc)
-        return {"modifiedAfter": doc["started_at"]}
 
     for name, fn in (("format", format), ("option", option), ("options", options), ("schema", schema), ("load", load)):
         setattr(DataStreamReader, name, fn)
