@@ -171,7 +171,7 @@ def test_three_level_names_in_notebooks_dbt_and_the_unity_catalog_api(workspace,
 
     # 3. The Unity Catalog REST API sees all of it, with columns.
     w = WorkspaceClient(host=workspace.host, token=workspace.token)
-    names = [c.name for c in w.catalogs.list()]
+    names = [str(c.name) for c in w.catalogs.list()]
     assert names[0] == "main" and sorted(names[1:]) == ["dev", "samples"]
     assert {"default", "uc_demo", "analytics"} <= {s.name for s in w.schemas.list("main")}
     assert sorted_names(w.schemas.list("dev")) == ["analytics", "default", "s"]
