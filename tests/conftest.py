@@ -116,6 +116,7 @@ RANK = {PURE: 0, HTTP: 1, SPARK: 2}
 TIERS: dict[str, str] = {
     # -- tests/
     "tests/test_architecture.py": PURE,
+    "tests/test_auto_loader_sensor.py": SPARK,
     "tests/test_bundles.py": PURE,
     "tests/test_bundles_spark.py": SPARK,
     "tests/test_cluster_logs.py": HTTP,
@@ -155,6 +156,8 @@ TIERS: dict[str, str] = {
     "tests/local_workspace/test_api_server.py": SPARK,  # server processes: restart, TLS, the status CLI
     "tests/local_workspace/test_api_storage.py": HTTP,
     "tests/local_workspace/test_delta_log.py": PURE,
+    "tests/local_workspace/test_ingestion_rewrites.py": PURE,
+    "tests/local_workspace/test_ingestion_spark.py": SPARK,
     "tests/local_workspace/test_jvm_options.py": PURE,
     "tests/local_workspace/test_libraries_install.py": SPARK,  # real uv against the package index
     "tests/local_workspace/test_notebook_features.py": HTTP,
@@ -260,12 +263,15 @@ SLOWEST_MODULES = (
     "tests/test_mixed_compute_e2e.py",
     "tests/test_workflow_e2e.py",
     "tests/test_faults.py",
+    "tests/test_bundles_spark.py",
     "tests/test_python_tasks_spark.py",
     "tests/local_workspace/test_notebook_formats_spark.py",
+    "tests/local_workspace/test_ingestion_spark.py",
     "tests/local_workspace/test_uc_runtime.py",
     "tests/local_workspace/test_secrets_runtime.py",
     "tests/local_workspace/test_run_page_browser.py",
     "tests/test_sensor_daemon.py",
+    "tests/test_auto_loader_sensor.py",
 )
 
 

@@ -134,7 +134,8 @@ def test_three_level_names_in_notebooks_dbt_and_the_unity_catalog_api(workspace,
     assert created["exists"] == [True, True, False]
     assert created["dev_rows"] == [2, 3]
     assert created["show_tables"] == [["s", "t"]]
-    assert created["catalogs"] == ["dev", "main"] and created["dev_schemas"] == ["default", "s"]
+    # `samples` (Databricks' sample data, generated locally) is listed as on a Databricks workspace.
+    assert created["catalogs"] == ["dev", "main", "samples"] and created["dev_schemas"] == ["default", "s"]
     assert created["describe"] == ["id", "v"]
     assert created["no_catalog"].startswith("[NO_SUCH_CATALOG_EXCEPTION] The catalog 'nope' was not found")
     assert created["no_table"].startswith("[TABLE_OR_VIEW_NOT_FOUND]") and "`dev`.`s`.`missing`" in created["no_table"]
@@ -170,7 +171,8 @@ def test_three_level_names_in_notebooks_dbt_and_the_unity_catalog_api(workspace,
 
     # 3. The Unity Catalog REST API sees all of it, with columns.
     w = WorkspaceClient(host=workspace.host, token=workspace.token)
-    assert [c.name for c in w.catalogs.list()] == ["main", "dev"]
+    names = [str(c.name) for c in w.catalogs.list()]
+    assert names[0] == "main" and sorted(names[1:]) == ["dev", "samples"]
     assert {"default", "uc_demo", "analytics"} <= {s.name for s in w.schemas.list("main")}
     assert sorted_names(w.schemas.list("dev")) == ["analytics", "default", "s"]
     assert sorted_names(w.tables.list("main", "uc_demo")) == ["orders", "totals"]

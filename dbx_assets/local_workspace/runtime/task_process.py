@@ -115,6 +115,9 @@ def run(invocation: TaskInvocation, cluster: dict[str, Any]) -> TaskOutcome:
     from .uc_patches import install_uc_patches
 
     install_uc_patches(spark, paths.warehouse)  # catalog.schema.table names (after the path patches)
+    from .ingestion import install_ingestion_patches
+
+    install_ingestion_patches(spark, mapper, paths)  # Auto Loader, read_files, COPY INTO, samples
     print(
         f"[local runtime] attached to cluster {cluster['cluster_id']} in {time.monotonic() - started:.2f} s", flush=True
     )
