@@ -23,6 +23,7 @@ from .clusters_api import ClusterRuntime, Clusters, TaskHandle, cluster_spec, no
 from .git_sources import GitCheckoutError, GitCheckouts, repo_file, task_uses_git
 from .retries import latest_attempts, new_attempt, retry_due, retry_interval_seconds
 from .run_state import ACTIVE_RUN_STATES, FAILED_RESULTS, queue_details, set_state
+from .runtime.table_commits import remove_uncommitted_tables
 from .runtime.task_values import reference_text
 from .runtime_types import ClusterStartError, DbtInvocation, StoragePaths, TaskInvocation, TaskOutcome
 from .serverless import environment_spec, is_serverless, runtime_key
@@ -603,11 +604,13 @@ class Scheduler:
         self.clusters.terminate_all()
 
     def recover_after_restart(self) -> None:
+        cut_since: list[int] = []  # when the writes the previous server's death cut short began
         for _, run in self.store.all("run"):
             if run["state"]["life_cycle_state"] in ACTIVE_RUN_STATES:
                 end = now_ms()
                 for t in run["tasks"]:
                     if t["state"]["life_cycle_state"] in ACTIVE_RUN_STATES:
+                        cut_since.append(t.get("start_time") or run.get("start_time") or end)
                         set_state(t, "INTERNAL_ERROR", "FAILED", RESTART_MESSAGE)
                         t["end_time"] = end
                 set_state(run, "INTERNAL_ERROR", "FAILED", RESTART_MESSAGE)
@@ -616,6 +619,8 @@ class Scheduler:
                     if not h.get("end_time"):
                         h.update(end_time=end, state=run["state"], status=run["status"])
                 self.store.put("run", run["run_id"], run)
+        # No cluster runs yet: tables those writes left half-written go, committed ones stay.
+        remove_uncommitted_tables(self.paths.warehouse, interrupted_since_ms=min(cut_since, default=None))
 
     # -- building the runtime's TaskInvocation ------------------------------------------------------
     def invocation_for(self, run: dict, task: dict, spec: dict) -> TaskInvocation:
