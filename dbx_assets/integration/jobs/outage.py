@@ -143,18 +143,19 @@ class OutageWatch:
 
     def __init__(
         self,
-        workspace: str,
+        workspace: str | Callable[[], str],
         run_id: int,
-        run_url: str,
+        run_url: str | Callable[[], str],
         log: Any,
         *,
         policy: OutagePolicy = OutagePolicy(),
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime.datetime] = datetime.datetime.now,
     ):
-        self.workspace = workspace or "(unknown host)"
+        # Callables: read when something is said (a restarted embedded workspace may have moved).
+        self._workspace = workspace
         self.run_id = run_id
-        self.run_url = run_url
+        self._run_url = run_url
         self.policy = policy
         self._log = log
         self._clock = clock
@@ -164,6 +165,14 @@ class OutageWatch:
         self._cause = ""
         self._said_at = 0.0
         self._delays = policy.delays()
+
+    @property
+    def workspace(self) -> str:
+        return (self._workspace() if callable(self._workspace) else self._workspace) or "(unknown host)"
+
+    @property
+    def run_url(self) -> str:
+        return self._run_url() if callable(self._run_url) else self._run_url
 
     @property
     def ongoing(self) -> bool:

@@ -347,9 +347,9 @@ class WorkflowRunner:
         expected = ExpectedEnds(usual_seconds or {}, self._clock)
         waiting = WaitingStates(self._log)
         outage = self._outage = OutageWatch(
-            (self._watch_client.config.host or "").rstrip("/"),
+            lambda: (self._watch_client.config.host or "").rstrip("/"),
             handle.run_id,
-            handle.run_page_url,
+            lambda: handle.run_page_url,
             self._log,
             policy=self._outage_policy,
             clock=self._clock,
@@ -359,6 +359,7 @@ class WorkflowRunner:
                 run = self.tolerant(
                     lambda: self._watch_client.jobs.get_run(handle.run_id, include_history=True), quietly=True
                 )
+                handle.run_page_url = run.run_page_url or handle.run_page_url  # where it is now (a moved workspace)
                 progressed = False
                 current = self._current_tasks(run, handle)
                 ended = [t for t in current if t.run_id not in handle.reported and _is_terminal(t)]
