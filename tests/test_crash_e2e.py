@@ -1,5 +1,6 @@
 """Issue 24's "done when" for a crash, on real Spark through Dagster: the embedded workspace's server
-is killed (SIGKILL) while a notebook is writing a table. Its cluster dies with it (no orphan JVM);
+is killed (SIGKILL) while a notebook is writing a table. Its cluster dies with it (no orphan JVM, nor
+anything the task started);
 the step says the workspace is unreachable within a minute, restarts it on the same state dir and
 ends with the restarted workspace's message; the cluster is marked terminated with a reason; the
 half-written table is gone while a committed one stays; materializing the same partition again is
@@ -44,6 +45,8 @@ spark.sql("CREATE SCHEMA IF NOT EXISTS crash")
 spark.range(3).write.mode("overwrite").saveAsTable("crash.committed")
 rows = spark.range(0, 60, 1, 1)
 if os.path.exists(dbutils.widgets.get("slow_flag")):
+    import subprocess
+    subprocess.Popen(["sleep", "597"])  # what a task starts (%sh, a tool): it must not outlive the server
     crawl = F.udf(lambda x: (time.sleep(1), x)[1], "long")
     rows = rows.select(crawl("id").alias("id"))
 rows.withColumn("day", F.lit(day)).write.mode("overwrite").saveAsTable("crash.orders")
@@ -67,6 +70,13 @@ def _descendants(pid: int) -> set[int]:
                 found.add(child)
                 todo.append(child)
     return found
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+    except OSError:
+        return ""
 
 
 def _wait(what: str, condition: Callable[[], object], timeout: float = 240) -> None:
@@ -154,7 +164,8 @@ def test_killing_the_workspace_mid_write_then_the_same_partition_again_is_green(
     before = read_connection(state_dir) or {}
     server_pid, host = int(before["pid"]), before["host"]
     doomed = _descendants(server_pid)
-    assert len(doomed) >= 3, doomed  # the task process, the driver and its JVM at least
+    assert len(doomed) >= 4, doomed  # the task process and what it started, the driver and its JVM at least
+    assert any(_cmdline(p) == "sleep 597" for p in doomed)
     os.kill(server_pid, signal.SIGKILL)
     killed_at = time.time()
 
