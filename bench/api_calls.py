@@ -27,10 +27,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from dbx_assets.integration.jobs.model import DEFAULT_CLUSTER_SPEC
-from dbx_assets.integration.resource import DatabricksResource
-from dbx_assets.integration.workflow.assets import build_workflow_assets
-from dbx_assets.integration.workflow.definition import Workflow
+from dbx_assets import DEFAULT_CLUSTER_SPEC, DatabricksResource, Workflow, build_workflow_assets
 from dbx_assets.local_workspace.launcher import ensure_running, stop
 
 TESTS_DIR = Path(__file__).resolve().parent.parent / "tests"

@@ -34,7 +34,7 @@ IMPORT_ONLY = """
 import json, time
 t0 = time.perf_counter()
 import dagster, dagster_dbt
-import dbx_assets.integration.dbt.source
+from dbx_assets import DbtProjectTasks
 print(json.dumps({"import": time.perf_counter() - t0}))
 """
 
@@ -42,7 +42,7 @@ DEFINITIONS_LOAD = """
 import json, sys, time
 t0 = time.perf_counter()
 import dagster as dg, dagster_dbt
-from dbx_assets.integration.dbt.source import DbtProjectTasks
+from dbx_assets import DbtProjectTasks
 t1 = time.perf_counter()
 project = DbtProjectTasks(sys.argv[1])
 t2 = time.perf_counter()

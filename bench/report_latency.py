@@ -16,9 +16,9 @@ from pathlib import Path
 
 import dagster as dg
 
+from dbx_assets import DatabricksResource
 from dbx_assets.demo.definitions import demo_assets
 from dbx_assets.demo.landing import land_customers, land_day
-from dbx_assets.integration.resource import DatabricksResource
 from dbx_assets.local_workspace.launcher import stop
 
 DAY = dt.date(2026, 11, 20)

@@ -51,12 +51,8 @@ import json, sys, time
 t0 = time.perf_counter()
 import dagster as dg, dagster_dbt
 t1 = time.perf_counter()
-from dbx_assets.integration.dbt.source import DbtProjectTasks
-from dbx_assets.integration.resource import DatabricksResource
+from dbx_assets import DatabricksResource, DbtProjectTasks, NotebookAsset, NotebookTasks, Workflow, build_workflow_assets
 from dbx_assets.integration.sources.base import DeployTarget
-from dbx_assets.integration.sources.notebook import NotebookAsset, NotebookTasks
-from dbx_assets.integration.workflow.assets import build_workflow_assets
-from dbx_assets.integration.workflow.definition import Workflow
 from dbx_assets.integration.workflow.limits import check_workflow_limits
 t2 = time.perf_counter()
 notebooks_dir, project_dir = sys.argv[1], sys.argv[2]
@@ -180,12 +176,15 @@ def _run_now_time(server_log: Path) -> float:
 def measure_run(notebooks_dir: Path, project: Path, declarations: list[dict], state_dir: Path) -> None:
     import dagster as dg
 
-    from dbx_assets.integration.dbt.source import DbtProjectTasks
+    from dbx_assets import (
+        DatabricksResource,
+        DbtProjectTasks,
+        NotebookAsset,
+        NotebookTasks,
+        Workflow,
+        build_workflow_assets,
+    )
     from dbx_assets.integration.jobs.deploy import WorkflowDeployer
-    from dbx_assets.integration.resource import DatabricksResource
-    from dbx_assets.integration.sources.notebook import NotebookAsset, NotebookTasks
-    from dbx_assets.integration.workflow.assets import build_workflow_assets
-    from dbx_assets.integration.workflow.definition import Workflow
 
     notebooks = NotebookTasks([NotebookAsset(**d) for d in declarations], notebooks_dir=notebooks_dir)
     workflow = Workflow(name="bench_scale", sources=[notebooks, DbtProjectTasks(project)])

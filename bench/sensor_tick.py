@@ -27,11 +27,10 @@ from typing import Any
 import dagster as dg
 from databricks.sdk.core import ApiClient
 
+from dbx_assets import DatabricksResource, build_file_sensor
 from dbx_assets.integration.file_cursor import FileCursor, FileVersion, plan_tick
-from dbx_assets.integration.file_sensor import build_file_sensor
-from dbx_assets.integration.resource import DatabricksResource
 from dbx_assets.local_workspace.launcher import ensure_running, stop
-from dbx_assets.local_workspace.runtime_types import StoragePaths
+from dbx_assets.local_workspace.runtime.contract import StoragePaths
 
 LIST_PATHS = ("/api/2.0/dbfs/list", "/api/2.0/fs/directories")
 calls: Counter[str] = Counter()

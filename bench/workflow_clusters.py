@@ -18,14 +18,17 @@ from pathlib import Path
 import dagster as dg
 from databricks.sdk.service.jobs import SubmitTask
 
+from dbx_assets import (
+    DEFAULT_CLUSTER_SPEC,
+    DatabricksResource,
+    NotebookAsset,
+    NotebookTasks,
+    Workflow,
+    build_workflow_assets,
+)
 from dbx_assets.demo.definitions import NOTEBOOKS_DIR
 from dbx_assets.demo.landing import land_customers, land_day
 from dbx_assets.integration.jobs.deploy import WorkflowDeployer
-from dbx_assets.integration.jobs.model import DEFAULT_CLUSTER_SPEC
-from dbx_assets.integration.resource import DatabricksResource
-from dbx_assets.integration.sources.notebook import NotebookAsset, NotebookTasks
-from dbx_assets.integration.workflow.assets import build_workflow_assets
-from dbx_assets.integration.workflow.definition import Workflow
 from dbx_assets.local_workspace.launcher import stop
 
 NOTEBOOKS = [

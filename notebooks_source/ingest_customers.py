@@ -11,10 +11,12 @@ dbutils.widgets.text("catalog", "main")
 path = dbutils.widgets.get("customers_path")
 catalog = dbutils.widgets.get("catalog")
 
-# The CRM export's API key lives in a secret scope (`python -m dbx_assets.demo seed` creates it);
-# printed values of secrets come back as [REDACTED], on Databricks and on the local workspace.
+# The CRM export's API key lives in a secret scope (`python -m dbx_assets.demo seed` creates it).
+# Never print a secret: a printed value shows as [REDACTED] in the notebook's output, but Databricks
+# does not redact the driver's stdout, which this job cluster delivers to its cluster logs (and the
+# Dagster step copies into the run's stdout).
 api_key = dbutils.secrets.get("dbx-assets-demo", "crm_api_key")
-print(f"CRM API key: {api_key}")
+print(f"CRM API key read from the secret scope ({len(api_key)} characters)")
 
 customers = spark.read.option("header", True).option("inferSchema", True).csv(path)
 

@@ -16,6 +16,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,7 @@ from databricks.sdk.config import Config
 
 from dbx_assets.integration.deployment import default_deployment, job_name
 from dbx_assets.local_workspace.app import LocalWorkspace
-from dbx_assets.local_workspace.runtime_types import (
+from dbx_assets.local_workspace.runtime.contract import (
     ClusterSpec,
     ClusterStartError,
     StoragePaths,
@@ -47,7 +49,9 @@ import json, os, sys
 from pathlib import Path
 from dbx_assets.local_workspace.runtime.dbutils import DBUtils, NotebookExit
 from dbx_assets.local_workspace.runtime.path_rewrite import PathMapper, install_local_file_patches
-open(os.environ["FAKE_PID"], "w").write(str(os.getpid()))
+pid_file = Path(os.environ["FAKE_PID"])  # written whole (renamed into place): a reader never sees it empty
+pid_file.with_suffix(".tmp").write_text(str(os.getpid()))
+os.replace(pid_file.with_suffix(".tmp"), pid_file)
 mapper = PathMapper(Path(os.environ["FAKE_DBFS"]), Path(os.environ["FAKE_VOLUMES"]))
 dbutils = DBUtils(json.loads(os.environ["FAKE_WIDGETS"]), mapper)
 result = os.environ["FAKE_RESULT"]
@@ -148,6 +152,15 @@ class FakeCluster:
         self._alive = False
 
 
+@dataclass
+class Faults:
+    """Faults switched on by `FakeWorkspace.faults`: what the server answered when they went on (its
+    `seed`, ...) and, once the block is over, what it counted while they were on."""
+
+    config: dict
+    seen: dict = field(default_factory=dict)  # requests and injected faults, read just before they went off
+
+
 class FakeWorkspace:
     """An in-process LocalWorkspace on FakeClusters, with what tests ask of it through the SDK.
 
@@ -203,6 +216,19 @@ class FakeWorkspace:
 
     def counts(self) -> dict:
         return self._faults("GET")
+
+    @contextlib.contextmanager
+    def faults(self, **config: Any) -> Iterator[Faults]:
+        """Faults on for the block (request counts from zero) and off after it, however it ends;
+        `.seen` holds what the server counted during the block."""
+        on = Faults(config=self.set_faults(**config))
+        try:
+            yield on
+        finally:
+            try:
+                on.seen = self.counts()
+            finally:
+                self.faults_off()
 
     # -- the workspace's own record ----------------------------------------------------------------
     def cluster_ids(self) -> set[str]:

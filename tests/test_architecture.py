@@ -1,7 +1,8 @@
 """The three parts stay three parts: no import cycles, the local workspace imports nothing from
-Dagster or the rest of dbx_assets, the library knows nothing of the demo, and nothing reaches
-into Dagster's private modules. Inside the library, folders are layers (no two import each other)
-and the Jobs API layer knows nothing of Dagster. Read from the source (ast), so it costs no imports."""
+Dagster or the rest of dbx_assets (and its packages lean one way: the engine knows nothing of
+HTTP), the library knows nothing of the demo, and nothing reaches into Dagster's private modules.
+Inside the library, folders are layers (no two import each other) and the Jobs API layer knows
+nothing of Dagster. Read from the source (ast), so it costs no imports."""
 
 from __future__ import annotations
 
@@ -85,6 +86,44 @@ def test_the_local_workspace_imports_nothing_from_dagster_or_the_rest(module):
             assert imported.startswith("dbx_assets.local_workspace"), f"{module} imports {imported}"
 
 
+# The local workspace's packages and those each may import. Its top-level modules (app, launcher,
+# __main__) assemble them all. The APIs and the pages are served through the HTTP front door, which
+# knows no API; the engine (runs, clusters, state) knows nothing of HTTP or the APIs; the runtime
+# (the code in a cluster's driver process) knows only itself.
+WORKSPACE_PACKAGES: dict[str, set[str]] = {
+    "api": {"http", "engine", "runtime"},
+    "pages": {"http", "engine"},
+    "http": {"engine"},
+    "engine": {"runtime"},
+    "runtime": set(),
+}
+
+
+def _workspace_package(module: str) -> str | None:
+    """The local workspace's package a module belongs to; None outside them (its top-level modules)."""
+    parts = module.split(".")
+    if parts[:2] != ["dbx_assets", "local_workspace"] or len(parts) < 3:
+        return None
+    return parts[2] if (PACKAGE_ROOT / "local_workspace" / parts[2] / "__init__.py").exists() else None
+
+
+def test_every_local_workspace_package_has_its_rule():
+    packages = {p.parent.name for p in (PACKAGE_ROOT / "local_workspace").glob("*/__init__.py")}
+    assert packages == set(WORKSPACE_PACKAGES)
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if _workspace_package(m)))
+def test_local_workspace_packages_import_only_those_below_them(module):
+    """In particular engine/ and runtime/ never import http/ or api/."""
+    own = _workspace_package(module)
+    assert own is not None
+    allowed = WORKSPACE_PACKAGES[own] | {own}
+    for imported, names in _imports(MODULES[module]):
+        for target in _internal_target(imported, names):
+            if _part(target) == "local_workspace":
+                assert _workspace_package(target) in allowed, f"{module} ({own}/) imports {target}"
+
+
 @pytest.mark.parametrize("module", sorted(m for m in MODULES if _part(m) == "integration"))
 def test_the_library_knows_nothing_of_the_demo(module):
     for imported, _ in _imports(MODULES[module]):
@@ -107,10 +146,39 @@ def test_no_private_dagster_api():
     assert not offenders, "private Dagster API used:\n" + "\n".join(offenders)
 
 
+def _runtime_imports(path: Path) -> list[str]:
+    """Modules a file imports when it runs: all of them but those under `if TYPE_CHECKING:`."""
+    found: list[str] = []
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            for statement in node.orelse:
+                visit(statement)
+            return
+        if isinstance(node, ast.Import):
+            found.extend(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            found.append("." * node.level + (node.module or ""))
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(ast.parse(path.read_text(), filename=str(path)))
+    return found
+
+
 def test_package_roots_stay_empty():
-    """Task processes import dbx_assets.local_workspace.runtime.*: the parents must stay free of imports."""
-    for init in (PACKAGE_ROOT / "__init__.py", PACKAGE_ROOT / "local_workspace" / "__init__.py"):
+    """Task processes import dbx_assets.local_workspace.runtime.*: the parents must import nothing when
+    they run. The package root's public API names its modules for type checkers only and loads them on
+    first use (PEP 562 `__getattr__`, through importlib). The local workspace's packages that only group
+    modules import nothing either."""
+    workspace = PACKAGE_ROOT / "local_workspace"
+    grouping = [workspace / package / "__init__.py" for package in ("api", "engine", "http")]
+    for init in (workspace / "__init__.py", *grouping):
         assert not _imports(init), f"{init} imports something"
+    runtime = _runtime_imports(PACKAGE_ROOT / "__init__.py")
+    assert set(runtime) <= {"__future__", "typing", "importlib"}, (
+        f"dbx_assets/__init__.py imports {runtime} when it runs"
+    )
 
 
 # -- the library's folders ---------------------------------------------------------------------------

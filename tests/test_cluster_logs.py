@@ -245,3 +245,26 @@ def test_no_cluster_log_conf_costs_no_log_calls(dbx_env, tmp_path):
     assert result.success
     counts = dbx_env.counts()["requests"]
     assert not any("dbfs/list" in k or "dbfs/read" in k or "fs/directories" in k for k in counts), counts
+
+
+def test_the_demos_job_cluster_shows_what_notebooks_print_in_the_step_stdout(dbx_env, tmp_path):
+    """What a newcomer sees by default: the demo's job cluster declares a cluster_log_conf, so a
+    notebook's printed lines reach the run's stdout tab with no Pipes and no setting of theirs."""
+    from dbx_assets.demo.definitions import CLUSTER_LOG_DESTINATION
+    from dbx_assets.demo.definitions import workflow as demo_workflow
+
+    [(cluster_key, spec)] = demo_workflow.job_clusters.items()
+    assert log_destination(spec, "the demo's job cluster") == CLUSTER_LOG_DESTINATION
+    name = "demo" + uuid.uuid4().hex[:8]
+    talker = _logging_notebook_workflow(name, "dbfs:/unused", tmp_path)
+    workflow = Workflow(name=name, sources=talker.sources, job_clusters=demo_workflow.job_clusters)
+    (tmp_path / "dagster").mkdir()
+    with dg.instance_for_test(temp_dir=str(tmp_path / "dagster")) as instance:
+        result = dg.materialize(
+            [build_workflow_assets(workflow)], resources={"databricks": make_resource(name)}, instance=instance
+        )
+        assert result.success
+        cluster_id = materialization_metadata(result, dg.AssetKey([name, "talker"]))["databricks_cluster_id"]
+        stdout, _ = captured_compute_logs(instance, result)
+    assert f"[{cluster_key} {cluster_id}] {name} says hello\n" in stdout
+    assert f"[{cluster_key} {cluster_id}] {name} says goodbye\n" in stdout

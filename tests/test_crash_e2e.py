@@ -29,8 +29,8 @@ from dbx_assets.integration.sources.notebook import NotebookAsset, NotebookTasks
 from dbx_assets.integration.workflow.assets import build_workflow_assets
 from dbx_assets.integration.workflow.definition import Workflow
 from dbx_assets.local_workspace.app import read_connection
+from dbx_assets.local_workspace.engine.scheduler import RESTART_MESSAGE
 from dbx_assets.local_workspace.launcher import stop
-from dbx_assets.local_workspace.scheduler import RESTART_MESSAGE
 
 PARTITION = "2026-11-02"
 # Writes a small committed table, then `crash.orders` slowly (one row a second through a Python UDF)

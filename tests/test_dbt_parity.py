@@ -16,7 +16,13 @@ from typing import Any
 
 import dagster as dg
 import pytest
-from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, build_dbt_asset_specs, dbt_assets
+from dagster_dbt import (
+    DagsterDbtTranslator,
+    DagsterDbtTranslatorSettings,
+    DbtProject,
+    build_dbt_asset_specs,
+    dbt_assets,
+)
 
 from dbx_assets.integration.dbt import manifest as dbt_manifest
 from dbx_assets.integration.dbt import specs as dbt_specs
@@ -120,7 +126,11 @@ def _by_key(specs):
 @pytest.mark.parametrize("translator_name", sorted(TRANSLATORS))
 def test_specs_and_checks_equal_dagster_dbts_own(manifest: dict[str, Any], translator_name: str):
     translator = TRANSLATORS[translator_name]()
-    specs, checks = build_all_specs(manifest, translator)
+    specs, checks, unique_id_by_key, unique_id_by_check = build_all_specs(manifest, translator)
+    # the dbt node behind each spec and check (ours come from the translator and the manifest; dagster-dbt
+    # writes the same into the specs' metadata under a key of its internal asset_utils module)
+    assert unique_id_by_key == {s.key: s.metadata["dagster_dbt/unique_id"] for s in specs}
+    assert unique_id_by_check == {c.key: (c.metadata or {})["dagster_dbt/unique_id"] for c in checks}
     # as specs: every AssetSpec field (deps with their metadata) is build_dbt_asset_specs'
     assert _by_key(specs) == _by_key(build_dbt_asset_specs(manifest=manifest, dagster_dbt_translator=translator))
     # as a definition (the workflow puts them in its own multi_asset; that fills in e.g. the
@@ -139,8 +149,8 @@ def test_specs_and_checks_equal_dagster_dbts_own(manifest: dict[str, Any], trans
 def test_the_test_project_exercises_source_tests_singular_tests_and_multi_parent_tests(manifest: dict[str, Any]):
     """What the parity above covers, stated without dagster-dbt: if the fixture stopped producing
     these, the parity test would prove less."""
-    default = _by_key(build_all_specs(manifest, TRANSLATORS["default"]())[1])
-    with_sources = _by_key(build_all_specs(manifest, TRANSLATORS["source_tests_as_checks"]())[1])
+    default = _by_key(build_all_specs(manifest, TRANSLATORS["default"]()).checks)
+    with_sources = _by_key(build_all_specs(manifest, TRANSLATORS["source_tests_as_checks"]()).checks)
     source_check = dg.AssetCheckKey(RAW, "source_not_null_raw_events_id")
     # dagster-dbt (0.29) turns source tests into checks on the source's asset only when enabled
     assert source_check in with_sources and source_check not in default
@@ -157,14 +167,32 @@ def test_the_test_project_exercises_source_tests_singular_tests_and_multi_parent
         c for k, c in default.items() if k.name.startswith("relationships_events_daily_id__id__source_raw_events")
     )
     assert {d.asset_key for d in to_source.additional_deps} == {RAW}
-    specs = _by_key(build_all_specs(manifest, TRANSLATORS["partitioned"]())[0])
+    specs = _by_key(build_all_specs(manifest, TRANSLATORS["partitioned"]()).specs)
     assert set(specs) == {STG, DAILY} and all(s.partitions_def == DAILY_PARTITIONS for s in specs.values())
     assert {d.asset_key for d in specs[STG].deps} == {RAW}
 
 
+def test_a_dbt_project_reaches_the_specs_as_in_dbt_assets(manifest: dict[str, Any], tiny_project: Path):
+    """With a DbtProject, the specs carry it as @dbt_assets(project=...) does (and its code references
+    when the translator enables them)."""
+    project = DbtProject(tiny_project)
+    translator = DagsterDbtTranslator(DagsterDbtTranslatorSettings(enable_code_references=True))
+    specs, checks, *_ = build_all_specs(manifest, translator, project=project)
+
+    @dbt_assets(manifest=manifest, dagster_dbt_translator=translator, project=project)
+    def reference(context):
+        raise NotImplementedError
+
+    assert _by_key(specs) == _by_key(
+        build_dbt_asset_specs(manifest=manifest, dagster_dbt_translator=translator, project=project)
+    )
+    assert _by_key(checks) == _by_key(reference.check_specs)
+    assert all("dagster/code_references" in s.metadata for s in specs)
+
+
 def test_source_test_checks_load_in_a_multi_asset_like_dbt_assets_does(manifest: dict[str, Any]):
     """A check on the source's (foreign) asset needs allow_arbitrary_check_specs, as in @dbt_assets."""
-    specs, checks = build_all_specs(manifest, TRANSLATORS["source_tests_as_checks"]())
+    specs, checks, *_ = build_all_specs(manifest, TRANSLATORS["source_tests_as_checks"]())
 
     @dg.multi_asset(specs=specs, check_specs=checks, can_subset=True, allow_arbitrary_check_specs=True)
     def tiny(context):
@@ -231,9 +259,9 @@ def test_cache_misses_on_another_manifest_or_translator(
     calls: list[str] = []
     build = dbt_specs._build
 
-    def counting_build(manifest: dict[str, Any], translator: DagsterDbtTranslator) -> Any:
+    def counting_build(manifest: dict[str, Any], translator: DagsterDbtTranslator, project: Any) -> Any:
         calls.append(type(translator).__name__)
-        return build(manifest, translator)
+        return build(manifest, translator, project)
 
     monkeypatch.setattr(dbt_specs, "_build", counting_build)
     cache = SpecsCache(tmp_path, loaded.sha256)
@@ -244,7 +272,7 @@ def test_cache_misses_on_another_manifest_or_translator(
     assert len(calls) == 2 and len(list(tmp_path.glob("*.pickle"))) == 2
     # an edited manifest (another hash) rebuilds and replaces the entry
     edited = SpecsCache(tmp_path, "0" * 64)
-    assert build_all_specs(loaded.data, _Translator(None), cache=edited)[0][0].partitions_def is None
+    assert build_all_specs(loaded.data, _Translator(None), cache=edited).specs[0].partitions_def is None
     assert len(calls) == 3 and len(list(tmp_path.glob("*.pickle"))) == 2
     build_all_specs(loaded.data, _Translator(None), cache=cache)
     assert len(calls) == 4  # the old manifest's entry was replaced
@@ -255,17 +283,17 @@ def test_unreadable_or_unwritable_cache_only_costs_a_rebuild(
 ):
     loaded = _loaded(tiny_project)
     cache = SpecsCache(tmp_path, loaded.sha256)
-    fresh_specs, fresh_checks = build_all_specs(loaded.data, DagsterDbtTranslator(), cache=cache)
+    fresh_specs, fresh_checks, *_ = build_all_specs(loaded.data, DagsterDbtTranslator(), cache=cache)
     [entry] = tmp_path.glob("*.pickle")
     header = entry.read_bytes().split(b"\n", 1)[0]
     entry.write_bytes(header + b"\nnot a pickle")  # right key, torn payload
-    specs, checks = build_all_specs(loaded.data, DagsterDbtTranslator(), cache=cache)
+    specs, checks, *_ = build_all_specs(loaded.data, DagsterDbtTranslator(), cache=cache)
     assert (_without_translator(specs), checks) == (_without_translator(fresh_specs), fresh_checks)
     assert "Ignoring unreadable dbt specs cache" in caplog.text
     assert entry.read_bytes().startswith(header + b"\n\x80")  # rewritten with a real pickle
     not_a_dir = tmp_path / "file"
     not_a_dir.write_text("")
-    specs, checks = build_all_specs(loaded.data, DagsterDbtTranslator(), cache=SpecsCache(not_a_dir, loaded.sha256))
+    specs, checks, *_ = build_all_specs(loaded.data, DagsterDbtTranslator(), cache=SpecsCache(not_a_dir, loaded.sha256))
     assert (_without_translator(specs), checks) == (_without_translator(fresh_specs), fresh_checks)
 
 

@@ -33,7 +33,7 @@ from dbx_assets.integration.resource import DatabricksResource
 from dbx_assets.integration.sources.notebook import NotebookAsset, NotebookTasks
 from dbx_assets.integration.workflow.assets import build_workflow_assets
 from dbx_assets.integration.workflow.definition import Workflow
-from dbx_assets.local_workspace.runtime import uc_names
+from dbx_assets.local_workspace.runtime import uc_names, uc_sql
 
 # Writes its "table" under its catalog's volume: one JSON document per run, replaced each run.
 WRITER = textwrap.dedent(
@@ -151,12 +151,12 @@ def test_a_dbt_task_process_resolves_two_level_names_in_its_catalog():
         assert uc_names.spark_table_name("silver.orders_enriched", ctx) == "dbx_demo_ci__silver.orders_enriched"
         # dbt-spark's own statements, each behind dbt's `/* {"app": "dbt", ...} */` comment
         dbt = '/* {"app": "dbt"} */\n'
-        assert uc_names.plan_sql(dbt + "show databases", ctx) == uc_names.ShowSchemas("dbx_demo_ci", None)
-        listed = uc_names.plan_sql(dbt + "show table extended in analytics like '*'", ctx)
-        assert isinstance(listed, uc_names.Sql) and listed.show_tables_in == "dbx_demo_ci__analytics"
+        assert uc_sql.plan_sql(dbt + "show databases", ctx) == uc_sql.ShowSchemas("dbx_demo_ci", None)
+        listed = uc_sql.plan_sql(dbt + "show table extended in analytics like '*'", ctx)
+        assert isinstance(listed, uc_sql.Sql) and listed.show_tables_in == "dbx_demo_ci__analytics"
         assert "in dbx_demo_ci__analytics like" in listed.text and listed.text.startswith(dbt)
-        recover = uc_names.plan_sql(dbt + "alter table analytics.fct recover partitions", ctx)
-        assert isinstance(recover, uc_names.Sql) and "alter table dbx_demo_ci__analytics.fct recover" in recover.text
+        recover = uc_sql.plan_sql(dbt + "alter table analytics.fct recover partitions", ctx)
+        assert isinstance(recover, uc_sql.Sql) and "alter table dbx_demo_ci__analytics.fct recover" in recover.text
     finally:
         uc_names.set_process_catalog(None)
     assert uc_names.process_current_database() is None

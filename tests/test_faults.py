@@ -86,13 +86,10 @@ def test_full_graph_under_429s_and_5xx_is_one_run_on_one_cluster(dbx_env):
     ws, name = dbx_env, new_name()
     clusters_before = ws.cluster_ids()
     # A fixed seed: with ~35 calls a random one leaves 5% 5xx unexercised one time in five.
-    config = ws.set_faults(rate_limit=0.2, server_error=0.05, seed=3)
-    try:
+    with ws.faults(rate_limit=0.2, server_error=0.05, seed=3) as faults:
         result = materialize(name)
-    finally:
-        seen = ws.counts()
-        ws.faults_off()
-    replay = f"(replay with seed {config['seed']})"
+    seen = faults.seen
+    replay = f"(replay with seed {faults.config['seed']})"
     assert result.success, replay
     assert materialized(result) == {key(name, a) for a in ALL_ASSETS}
     injected = seen["injected"]
@@ -111,12 +108,9 @@ def test_lost_run_now_response_does_not_start_a_second_run(dbx_env):
     """run-now takes effect but its answer is lost (connection dropped AFTER the run started);
     the SDK retries with the same idempotency token, so the workspace still has one run."""
     ws, name = dbx_env, new_name()
-    ws.set_faults(drop_after=1.0, endpoints=[r"/jobs/run-now$"], limit=1)
-    try:
+    with ws.faults(drop_after=1.0, endpoints=[r"/jobs/run-now$"], limit=1) as faults:
         result = materialize(name, selection=[key(name, "source")])
-    finally:
-        seen = ws.counts()
-        ws.faults_off()
+    seen = faults.seen
     assert result.success
     run_now = [e for e in seen["requests"] if e.endswith("/jobs/run-now")]
     assert len(run_now) == 1 and seen["requests"][run_now[0]] == 2, seen["requests"]  # lost, then answered
@@ -127,12 +121,9 @@ def test_lost_run_now_response_does_not_start_a_second_run(dbx_env):
 def test_dropped_connections_before_effect_are_retried_without_side_effects(dbx_env):
     """Connections closed before the server acted: each call is retried by the SDK and acts once."""
     ws, name = dbx_env, new_name()
-    ws.set_faults(drop=1.0, endpoints=[r"/jobs/(create|run-now)$"], limit=2)
-    try:
+    with ws.faults(drop=1.0, endpoints=[r"/jobs/(create|run-now)$"], limit=2) as faults:
         result = materialize(name, selection=[key(name, "source")])
-    finally:
-        seen = ws.counts()
-        ws.faults_off()
+    seen = faults.seen
     assert result.success
     assert sum(seen["injected"]["drop"].values()) == 2, seen
     assert len(list(ws.client.jobs.list(name=deployed_job_name(name)))) == 1
@@ -142,16 +133,15 @@ def test_dropped_connections_before_effect_are_retried_without_side_effects(dbx_
 def test_cluster_start_failure_fails_every_asset_then_reexecution_succeeds(dbx_env, tmp_path):
     ws, name = dbx_env, new_name()
     job = reconstructable_test_job(name)
-    ws.set_faults(cluster_start_fail=1.0)
     with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
-        try:
-            with dg.execute_job(job, instance=instance, run_config=IN_PROCESS, raise_on_error=False) as first:
-                assert not first.success
-                assert materialized(first) == set()
-                message = step_failure_message(first)
-                first_run_id = first.run_id
-        finally:
-            ws.faults_off()
+        with (
+            ws.faults(cluster_start_fail=1.0),
+            dg.execute_job(job, instance=instance, run_config=IN_PROCESS, raise_on_error=False) as first,
+        ):
+            assert not first.success
+            assert materialized(first) == set()
+            message = step_failure_message(first)
+            first_run_id = first.run_id
         assert "CLOUD_PROVIDER_LAUNCH_FAILURE" in message, message
         lines = {line.split(":", 1)[0].lstrip("- "): line for line in message.splitlines() if line.startswith("- ")}
         assert set(lines) == {f"{name}/{a}" for a in ALL_ASSETS}, message
@@ -215,13 +205,10 @@ def test_the_token_leaks_nowhere(dbx_env, capfd, caplog):
     ws, name = dbx_env, new_name()
     caplog.set_level(logging.DEBUG)  # the SDK's debug logging too (request headers are where a token would be)
     ws.client.dbfs.upload(flag_dbfs_path(name), io.BytesIO(b"fail"), overwrite=True)
-    ws.set_faults(rate_limit=0.1, server_error=0.05, drop_after=0.1, seed=5)
-    try:
+    with ws.faults(rate_limit=0.1, server_error=0.05, drop_after=0.1, seed=5):
         failed = materialize(name)
         ws.client.dbfs.delete(flag_dbfs_path(name))
         again = materialize(name, selection=[key(name, "flaky"), key(name, "sink")])
-    finally:
-        ws.faults_off()
     assert not failed.success and again.success  # both paths ran: a failure message and successes
     seen = [repr(e) for result in (failed, again) for e in result.all_events]
     out, err = capfd.readouterr()

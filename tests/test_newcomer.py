@@ -279,6 +279,20 @@ def _recorded_run(home: Path, run_id: str) -> RecordedRun:
     return RecordedRun(metadata, checks, repr(entries))
 
 
+def _step_stdout(home: Path, run_id: str) -> str:
+    """What the run's step wrote to its stdout: the UI's stdout tab, from the instance's compute logs."""
+    with _instance(home) as instance:
+        manager = instance.compute_log_manager
+        stdout = ""
+        for entry in instance.all_logs(run_id):
+            event = entry.dagster_event
+            file_key = getattr(event.event_specific_data, "file_key", None) if event else None
+            if event is not None and event.event_type_value == "LOGS_CAPTURED" and isinstance(file_key, str):
+                data = manager.get_log_data(manager.build_log_key_for_run(run_id, file_key))
+                stdout += (data.stdout or b"").decode()
+        return stdout
+
+
 def _assert_one_databricks_run_and_what_each_asset_reports(p: Product, run_id: str, days: list[str]) -> None:
     """The demo graph for those days, as Dagster recorded it and as the workspace shows it: one
     Databricks run on one job cluster, tables in the deployment's catalog, each task's share of the
@@ -339,10 +353,22 @@ def _assert_one_databricks_run_and_what_each_asset_reports(p: Product, run_id: s
     assert not warn.passed and warn.severity.value == "WARN"  # CH customers: a warning only
     assert all(c.passed for c in checks.values() if c.severity.value == "ERROR")
 
-    # The customers notebook printed its secret: neither it nor the token reaches Dagster's events.
+    # What the notebooks printed is in the run's stdout tab, with no setting of the user's: the demo's
+    # job cluster delivers its driver logs (cluster_log_conf) and the step tails them, labelled by cluster.
+    stdout = _step_stdout(p.home, run_id)
+    [cluster_id] = {t.cluster_instance.cluster_id for t in run.tasks or [] if t.cluster_instance}
+    label = f"[shared {cluster_id}] "
+    assert f"{label}Ingested {meta['bronze_orders']['rows_ingested']} rows for {len(days)} day(s)" in stdout, stdout[
+        -3000:
+    ]
+    assert f"{label}CRM API key read from the secret scope" in stdout
+    assert f"{label}Revenue for {days[0]}..{days[-1]}: " in stdout
+
+    # The customers notebook read a secret: neither it nor the token reaches Dagster's events or logs.
     secret = client.secrets.get_secret(SECRET_SCOPE, CRM_API_KEY).value
     assert secret is not None and client.config.token
     assert base64.b64decode(secret).decode() not in recorded.events_text
+    assert base64.b64decode(secret).decode() not in stdout
     assert client.config.token not in recorded.events_text
 
 
@@ -359,8 +385,8 @@ def test_consecutive_days_landed_together_run_as_one_range():
     """The demo sensor's regrouping alone (no product needed): 19..21 together, 17 alone."""
     import dagster as dg
 
+    from dbx_assets import TRIGGER_FILE_TAG
     from dbx_assets.demo.sensors import LANDING_TARGET, merge_consecutive_days
-    from dbx_assets.integration.file_sensor import TRIGGER_FILE_TAG
 
     per_day = [
         dg.RunRequest(run_key=f"k{d}", partition_key=d, tags={TRIGGER_FILE_TAG: d, "dagster/partition": d})

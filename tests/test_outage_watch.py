@@ -139,16 +139,15 @@ def test_the_step_waits_out_an_outage_and_reports_what_ended_meanwhile(dbx_env, 
     )
     try:
         _wait("held to run", lambda: _task_state(ws, name, "held") == "RUNNING")
-        ws.set_faults(drop=1.0, endpoints=[RUN_CALLS])
-        _wait(
-            "the step to say the workspace is unreachable",
-            lambda: any("unreachable since" in m for m in _messages(instance)),
-        )
-        hold.unlink()  # held ends while the step cannot see it
-        _wait("the run to end in the workspace", lambda: _run_over(ws, name))
-        assert thread.is_alive()  # still waiting, not failed
+        with ws.faults(drop=1.0, endpoints=[RUN_CALLS]):
+            _wait(
+                "the step to say the workspace is unreachable",
+                lambda: any("unreachable since" in m for m in _messages(instance)),
+            )
+            hold.unlink()  # held ends while the step cannot see it
+            _wait("the run to end in the workspace", lambda: _run_over(ws, name))
+            assert thread.is_alive()  # still waiting, not failed
     finally:
-        ws.faults_off()
         hold.unlink(missing_ok=True)
         thread.join(timeout=120)
     result = out["result"]
@@ -180,9 +179,8 @@ def test_past_the_tolerance_one_sentence_and_re_execution_reattaches_to_the_run_
                 lambda: dg.execute_job(job, instance=instance, run_config=IN_PROCESS, raise_on_error=False)
             )
             _wait("held to run", lambda: _task_state(ws, name, "held") == "RUNNING")
-            ws.set_faults(drop=1.0, endpoints=[RUN_CALLS])
-            thread.join(timeout=120)
-            ws.faults_off()
+            with ws.faults(drop=1.0, endpoints=[RUN_CALLS]):
+                thread.join(timeout=120)
             with out["result"] as first:
                 assert not first.success
                 message = step_failure_message(first)
@@ -209,7 +207,6 @@ def test_past_the_tolerance_one_sentence_and_re_execution_reattaches_to_the_run_
             hold.unlink()
             thread.join(timeout=120)
         finally:
-            ws.faults_off()
             hold.unlink(missing_ok=True)
         with out["result"] as second:
             assert second.success

@@ -20,7 +20,7 @@ import pytest
 from sensor_daemon_location import SENSOR_NAME, STATE_DIR_ENV, WATCH_PATH_ENV
 
 from dbx_assets.local_workspace.launcher import ensure_running, stop
-from dbx_assets.local_workspace.runtime_types import StoragePaths
+from dbx_assets.local_workspace.runtime.contract import StoragePaths
 
 REPO = Path(__file__).resolve().parents[1]
 LOCATION = Path(__file__).resolve().with_name("sensor_daemon_location.py")

@@ -311,8 +311,8 @@ def _tick(sensor: dg.SensorDefinition, cursor: str | None, resource: DatabricksR
 
 
 @pytest.fixture(scope="module")
-def resource(local_workspace) -> DatabricksResource:
-    return DatabricksResource(local_state_dir=str(local_workspace.state_dir))
+def resource(fake_dbx) -> DatabricksResource:
+    return DatabricksResource(host=fake_dbx.host, token=fake_dbx.token)
 
 
 @pytest.fixture
@@ -353,9 +353,9 @@ def land_day(client, root: str, day: str) -> None:
     put_dbfs(client, f"{root}/date={day}/_SUCCESS", b"")
 
 
-def test_new_marker_triggers_exactly_one_run_for_its_partition(workspace_client, resource, root):
-    land_day(workspace_client, root, "2026-11-05")
-    put_dbfs(workspace_client, f"{root}/date=2026-11-06/orders.csv", b"order_id\n2\n")  # no marker yet
+def test_new_marker_triggers_exactly_one_run_for_its_partition(fake_client, resource, root):
+    land_day(fake_client, root, "2026-11-05")
+    put_dbfs(fake_client, f"{root}/date=2026-11-06/orders.csv", b"order_id\n2\n")  # no marker yet
     sensor = orders_sensor(root)
 
     requests, cursor, _ = _tick(sensor, None, resource)  # a marker reacts at first sight
@@ -367,15 +367,15 @@ def test_new_marker_triggers_exactly_one_run_for_its_partition(workspace_client,
     assert requests == []
     assert "No new or changed files" in skip
 
-    put_dbfs(workspace_client, f"{root}/date=2026-11-06/_SUCCESS", b"")
+    put_dbfs(fake_client, f"{root}/date=2026-11-06/_SUCCESS", b"")
     requests, _, _ = _tick(sensor, cursor2, resource)
     assert [r.partition_key for r in requests] == ["2026-11-06"]
 
 
-def test_files_outside_the_partitions_are_skipped_not_retried(workspace_client, resource, root, capfd):
+def test_files_outside_the_partitions_are_skipped_not_retried(fake_client, resource, root, capfd):
     for bad in ("2025-01-01", "yesterday"):
-        put_dbfs(workspace_client, f"{root}/date={bad}/_SUCCESS", b"")
-    land_day(workspace_client, root, "2026-11-07")
+        put_dbfs(fake_client, f"{root}/date={bad}/_SUCCESS", b"")
+    land_day(fake_client, root, "2026-11-07")
     sensor = orders_sensor(root)
     requests, cursor, _ = _tick(sensor, None, resource)
     assert [r.partition_key for r in requests] == ["2026-11-07"]
@@ -386,44 +386,44 @@ def test_files_outside_the_partitions_are_skipped_not_retried(workspace_client, 
     assert requests == []
 
 
-def test_dbfs_late_copy_with_an_old_mtime_and_a_rewrite(workspace_client, local_workspace, resource, root):
+def test_dbfs_late_copy_with_an_old_mtime_and_a_rewrite(fake_client, fake_dbx, resource, root):
     sensor = build_file_sensor(name="csvs", watch_path=root, pattern="*.csv", target="raw_files")
-    put_dbfs(workspace_client, f"{root}/today.csv", b"v1\n")
+    put_dbfs(fake_client, f"{root}/today.csv", b"v1\n")
     requests, cursor, skip = _tick(sensor, None, resource)
     assert requests == [] and "waiting to settle" in skip  # seen once; stable when seen again unchanged
     requests, cursor, _ = _tick(sensor, cursor, resource)
     assert [r.run_key.split("@")[0] for r in requests] == [f"{root}/today.csv"]
 
     late = f"{root}/2001/archive.csv"
-    put_dbfs(workspace_client, late, b"old,data\n")
-    set_mtime(local_workspace.paths.dbfs / late[len("dbfs:/") :], 978_307_200)  # 2001-01-01
+    put_dbfs(fake_client, late, b"old,data\n")
+    set_mtime(fake_dbx.paths.dbfs / late[len("dbfs:/") :], 978_307_200)  # 2001-01-01
     for expected in ([], [f"{late}@978307200000:9"], []):
         requests, cursor, _ = _tick(sensor, cursor, resource)
         assert [r.run_key for r in requests] == expected
 
-    put_dbfs(workspace_client, late, b"old,data,rewritten\n")  # a new size: a new version
-    set_mtime(local_workspace.paths.dbfs / late[len("dbfs:/") :], 978_307_200)
+    put_dbfs(fake_client, late, b"old,data,rewritten\n")  # a new size: a new version
+    set_mtime(fake_dbx.paths.dbfs / late[len("dbfs:/") :], 978_307_200)
     for expected in ([], [f"{late}@978307200000:19"], []):
         requests, cursor, _ = _tick(sensor, cursor, resource)
         assert [r.run_key for r in requests] == expected
 
 
-def test_daemon_restart_neither_retriggers_nor_misses(workspace_client, resource, root):
-    land_day(workspace_client, root, "2026-11-08")
+def test_daemon_restart_neither_retriggers_nor_misses(fake_client, resource, root):
+    land_day(fake_client, root, "2026-11-08")
     requests, stored_cursor, _ = _tick(orders_sensor(root), None, resource)
     assert [r.partition_key for r in requests] == ["2026-11-08"]
 
-    land_day(workspace_client, root, "2026-11-09")  # lands while the daemon is down
+    land_day(fake_client, root, "2026-11-09")  # lands while the daemon is down
     # A new process: a freshly built sensor, a fresh resource and client, only the stored cursor.
-    fresh_resource = DatabricksResource(local_state_dir=resource.local_state_dir)
+    fresh_resource = DatabricksResource(host=resource.host, token=resource.token)
     requests, _, _ = _tick(orders_sensor(root), str(stored_cursor), fresh_resource)
     assert [r.partition_key for r in requests] == ["2026-11-09"]
 
 
-def test_volume_listing_pages_and_finds_an_old_mtime(local_workspace, resource):
+def test_volume_listing_pages_and_finds_an_old_mtime(fake_dbx, resource):
     rel = f"main/landing/files/{uuid.uuid4().hex[:10]}"
     root = f"/Volumes/{rel}"
-    local_dir = local_workspace.paths.volumes / rel / "batch"
+    local_dir = fake_dbx.paths.volumes / rel / "batch"
     local_dir.mkdir(parents=True)
     for i in range(1001):  # > one 1000-entry page; written on disk, listed over HTTP
         (local_dir / f"{i:05d}.csv").write_bytes(b"id\n1\n")
@@ -441,10 +441,10 @@ def test_volume_listing_pages_and_finds_an_old_mtime(local_workspace, resource):
     assert _tick(sensor, cursor, resource)[0] == []
 
 
-def test_volume_marker_with_partitions(workspace_client, resource):
+def test_volume_marker_with_partitions(fake_client, resource):
     root = f"/Volumes/main/landing/files/{uuid.uuid4().hex[:10]}"
-    put_volume(workspace_client, f"{root}/date=2026-11-10/orders.csv", b"x\n")
-    put_volume(workspace_client, f"{root}/date=2026-11-10/_SUCCESS", b"")
+    put_volume(fake_client, f"{root}/date=2026-11-10/orders.csv", b"x\n")
+    put_volume(fake_client, f"{root}/date=2026-11-10/_SUCCESS", b"")
     requests, cursor, _ = _tick(orders_sensor(root), None, resource)
     assert [r.partition_key for r in requests] == ["2026-11-10"]
     assert requests[0].tags[TRIGGER_FILE_TAG] == f"{root}/date=2026-11-10"
@@ -464,8 +464,8 @@ def test_missing_watch_path_skips_naming_the_path(resource, missing):
 # ---------------------------------------------------------------------------- failures
 
 
-def test_rejected_credentials_name_the_path_and_identity(local_workspace, root):
-    bad = DatabricksResource(host=local_workspace.host, token="dapi-not-the-token")
+def test_rejected_credentials_name_the_path_and_identity(fake_dbx, root):
+    bad = DatabricksResource(host=fake_dbx.host, token="dapi-not-the-token")
     sensor = build_file_sensor(name="orders", watch_path=root, api_retry_seconds=2, target="raw_files")
     with pytest.raises(Exception) as info:
         _tick(sensor, None, bad)
@@ -486,18 +486,18 @@ def test_rejected_credentials_name_the_path_and_identity(local_workspace, root):
     ],
     ids=["500", "503", "429"],
 )
-def test_transient_api_failures_skip_and_keep_the_cursor(workspace_client, resource, root, faults):
-    land_day(workspace_client, root, "2026-11-11")
+def test_transient_api_failures_skip_and_keep_the_cursor(fake_client, resource, root, faults):
+    land_day(fake_client, root, "2026-11-11")
     sensor = orders_sensor(root, api_retry_seconds=2)
     stored = FileCursor(files={f"{root}/x": Entry(1, 123, HANDLED)}).to_json()
     # The workspace's own fault injection, only on listing calls, switched off afterwards.
-    workspace_client.api_client.do("PUT", "/api/2.0/local/faults", body={**faults, "endpoints": ["/dbfs/list"]})
+    fake_client.api_client.do("PUT", "/api/2.0/local/faults", body={**faults, "endpoints": ["/dbfs/list"]})
     try:
         started = time.monotonic()
         requests, cursor, skip = _tick(sensor, stored, resource)
         assert time.monotonic() - started < 60  # the sensor's short retry, not the SDK's 5 minutes
     finally:
-        workspace_client.api_client.do("PUT", "/api/2.0/local/faults", body={})
+        fake_client.api_client.do("PUT", "/api/2.0/local/faults", body={})
     assert requests == [] and cursor == stored
     assert root in skip and "transiently" in skip and "cursor unchanged" in skip
     # Nothing was lost: the next healthy tick sees the day.

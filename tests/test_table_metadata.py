@@ -34,8 +34,8 @@ from dbx_assets.integration.tables import (
 )
 from dbx_assets.integration.workflow.assets import build_workflow_assets
 from dbx_assets.integration.workflow.definition import Workflow
-from dbx_assets.local_workspace.parquet_footer import file_row_count
-from dbx_assets.local_workspace.warehouses_api import LOCAL_WAREHOUSE_ID
+from dbx_assets.local_workspace.engine.parquet_footer import file_row_count
+from dbx_assets.local_workspace.engine.warehouses import LOCAL_WAREHOUSE_ID
 
 SEVEN_ROWS = Path(__file__).parent / "data" / "orders_7_rows.parquet"  # what Spark wrote: 7 rows, 4 columns
 SPARK_SCHEMA = {

@@ -109,11 +109,9 @@ def test_pure_helpers():
     assert exit_value_metadata(None) == {}
 
 
-def test_deploy_uploads_only_changed_files_and_resets_only_on_spec_change(
-    local_workspace, workspace_client, notebooks_dir
-):
+def test_deploy_uploads_only_changed_files_and_resets_only_on_spec_change(fake_client, notebooks_dir):
     name = new_name()
-    deployer = WorkflowDeployer(workspace_client, f"/Shared/tests/{name}")
+    deployer = WorkflowDeployer(fake_client, f"/Shared/tests/{name}")
     wf = make_workflow(name, notebooks_dir=notebooks_dir)
     first = deployer.deploy(wf.spec(_target(f"/Shared/tests/{name}")), wf.files())
     assert first.job_created and len(first.uploaded) == 4
@@ -123,7 +121,7 @@ def test_deploy_uploads_only_changed_files_and_resets_only_on_spec_change(
     wf2 = make_workflow(name, notebooks_dir=notebooks_dir)
     changed = deployer.deploy(wf2.spec(_target(f"/Shared/tests/{name}")), wf2.files())
     assert changed.uploaded == ("notebooks/sink",) and not changed.job_reset
-    exported = workspace_client.workspace.export(f"/Shared/tests/{name}/notebooks/sink")
+    exported = fake_client.workspace.export(f"/Shared/tests/{name}/notebooks/sink")
     import base64
 
     assert "print('v2')" in base64.b64decode(exported.content).decode()
@@ -132,7 +130,7 @@ def test_deploy_uploads_only_changed_files_and_resets_only_on_spec_change(
     )
     reset = deployer.deploy(wf3.spec(_target(f"/Shared/tests/{name}")), wf3.files())
     assert reset.job_reset and reset.job_id == first.job_id
-    job = workspace_client.jobs.get(first.job_id)
+    job = fake_client.jobs.get(first.job_id)
     assert job.settings.job_clusters[0].new_cluster.num_workers == 2
 
 
@@ -141,3 +139,130 @@ def test_materializations_are_capped_by_the_databricks_pool():
 
     assert demo_assets.op.pool == "databricks"
     assert build_workflow_assets(make_workflow("w"), pool="nightly").op.pool == "nightly"
+
+
+# ----------------------------------------------------------------------------------- notebook formats
+SQL_NOTEBOOK = """-- Databricks notebook source
+-- MAGIC %md
+-- MAGIC # Orders by region
+-- MAGIC One row per region.
+
+-- COMMAND ----------
+
+-- MAGIC %run ./setup
+
+-- COMMAND ----------
+
+CREATE WIDGET TEXT region DEFAULT 'emea';
+SELECT * FROM orders WHERE region = :region
+"""
+
+
+def _ipynb(*cells: tuple[str, str], language: str = "python") -> str:
+    import json
+
+    return json.dumps(
+        {
+            "cells": [
+                {"cell_type": kind, "metadata": {}, "source": source.splitlines(keepends=True)}
+                | ({"execution_count": 0, "outputs": []} if kind == "code" else {})
+                for kind, source in cells
+            ],
+            "metadata": {"application/vnd.databricks.v1+notebook": {"language": language, "notebookName": "x"}},
+            "nbformat": 4,
+            "nbformat_minor": 0,
+        },
+        indent=1,
+    )
+
+
+def test_sql_and_ipynb_notebooks_are_assets_deployed_in_their_format(tmp_path, workspace_client):
+    import base64
+
+    from databricks.sdk.service.workspace import ExportFormat, Language
+
+    (tmp_path / "orders_by_region.sql").write_text(SQL_NOTEBOOK)
+    (tmp_path / "setup.py").write_text("# Databricks notebook source\nspark.sql('SELECT 1')\n")
+    landing = _ipynb(
+        ("markdown", "# Landed files\nLists and loads what landed."),
+        ("code", "%run ./lib/common"),
+        ("code", "%fs ls dbfs:/landing"),
+        ("code", "%sql\nSELECT 1"),
+    )
+    (tmp_path / "landing.ipynb").write_text(landing)
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "common.sql").write_text("-- Databricks notebook source\nSELECT 1\n")
+    tasks = NotebookTasks(
+        [
+            NotebookAsset(key="orders_by_region", notebook="orders_by_region.sql"),
+            NotebookAsset(key="landing", notebook="landing.ipynb", deps=["orders_by_region"]),
+        ],
+        notebooks_dir=tmp_path,
+    )
+    specs = {s.key.to_user_string(): s for s in tasks.asset_specs()}
+    assert specs["orders_by_region"].description == "# Orders by region\nOne row per region."
+    assert specs["landing"].description == "# Landed files\nLists and loads what landed."
+    files = tasks.files()
+    assert {p: (f.language, f.notebook_format) for p, f in files.items()} == {
+        "notebooks/orders_by_region": ("SQL", "SOURCE"),
+        "notebooks/setup": ("PYTHON", "SOURCE"),
+        "notebooks/landing": ("PYTHON", "JUPYTER"),
+        "notebooks/lib/common": ("SQL", "SOURCE"),
+    }
+    name = new_name()
+    root = f"/Shared/tests/{name}"
+    deployer = WorkflowDeployer(workspace_client, root)
+    wf = Workflow(name=name, sources=[tasks])
+    assert len(deployer.deploy(wf.spec(_target(root)), wf.files()).uploaded) == 4
+    w = workspace_client.workspace
+    assert w.get_status(f"{root}/notebooks/orders_by_region").language == Language.SQL
+    assert w.get_status(f"{root}/notebooks/landing").language == Language.PYTHON
+    exported = w.export(f"{root}/notebooks/orders_by_region", format=ExportFormat.SOURCE)
+    assert base64.b64decode(exported.content or "").decode() == SQL_NOTEBOOK
+    as_imported = w.export(f"{root}/notebooks/landing", format=ExportFormat.JUPYTER)
+    assert base64.b64decode(as_imported.content or "").decode() == landing
+    settings = wf.spec(_target(root)).job_settings()
+    paths = sorted(t["notebook_task"]["notebook_path"] for t in settings["tasks"])
+    assert paths == [f"{root}/notebooks/landing", f"{root}/notebooks/orders_by_region"]
+
+
+@pytest.mark.parametrize(
+    ("file", "content", "message"),
+    [
+        (
+            "orders.sql",
+            "SELECT 1\n",
+            r"orders\.sql is not in Databricks SOURCE format: its first line must be '-- Databricks notebook source' "
+            r"\(cells separated by '-- COMMAND ----------'\)\. Export it from Databricks as 'Source file' or add",
+        ),
+        (
+            "orders.ipynb",
+            '{"cells": [',
+            r"orders\.ipynb is not a valid Jupyter notebook \(Expecting value: line 1 column 12 \(char 11\)\)\. "
+            r"Export it from Databricks as 'IPython Notebook', or fix the file\.",
+        ),
+        ("orders.ipynb", '{"cells": [{"source": "x"}]}', r"orders\.ipynb is not a valid Jupyter notebook: it needs"),
+        (
+            "orders.ipynb",
+            _ipynb(("code", "x"), language="julia"),
+            r"orders\.ipynb says its language is 'julia'; Databricks notebooks are python, sql, scala or r",
+        ),
+        ("orders.txt", "SELECT 1", r"orders\.txt is not a notebook file: use a SOURCE file \(\.py, \.sql"),
+    ],
+)
+def test_a_malformed_notebook_file_is_one_clear_error_at_load(tmp_path, file, content, message):
+    (tmp_path / file).write_text(content)
+    with pytest.raises(NotebookFileError, match=message):
+        NotebookTasks([NotebookAsset(key="orders", notebook=file)], notebooks_dir=tmp_path)
+
+
+def test_two_files_that_would_be_one_workspace_notebook_are_rejected(tmp_path):
+    (tmp_path / "orders.py").write_text("# Databricks notebook source\n# MAGIC %run ./orders_sql\n")
+    (tmp_path / "orders.sql").write_text("-- Databricks notebook source\nSELECT 1\n")
+    (tmp_path / "orders_sql.py").write_text("# Databricks notebook source\nx = 1\n")
+    NotebookTasks([NotebookAsset(key="a", notebook="orders.py")], notebooks_dir=tmp_path)  # one of them: fine
+    with pytest.raises(WorkflowDefinitionError, match=r"orders\.py and .*orders\.sql would both be deployed as"):
+        NotebookTasks(
+            [NotebookAsset(key="a", notebook="orders.py"), NotebookAsset(key="b", notebook="orders.sql")],
+            notebooks_dir=tmp_path,
+        )

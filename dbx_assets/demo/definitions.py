@@ -10,14 +10,18 @@ from pathlib import Path
 
 import dagster as dg
 
+from dbx_assets import (
+    DEFAULT_CLUSTER_SPEC,
+    DatabricksResource,
+    DbtProjectTasks,
+    NotebookAsset,
+    NotebookTasks,
+    Workflow,
+    build_workflow_assets,
+)
 from dbx_assets.demo.partitions import daily_partitions
 from dbx_assets.demo.schedules import demo_daily_job, demo_daily_schedule
 from dbx_assets.demo.sensors import orders_landing_sensor
-from dbx_assets.integration.dbt.source import DbtProjectTasks
-from dbx_assets.integration.resource import DatabricksResource
-from dbx_assets.integration.sources.notebook import NotebookAsset, NotebookTasks
-from dbx_assets.integration.workflow.assets import build_workflow_assets
-from dbx_assets.integration.workflow.definition import Workflow
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks_source"
@@ -26,6 +30,10 @@ WORKFLOW_NAME = "dbx_assets_demo"
 # Unity Catalog: each deployment writes its own catalog (dev: dbx_demo_dev.bronze.orders, prod:
 # dbx_demo_prod...), notebooks through the `catalog` parameter every task gets, dbt through its task.
 CATALOG = "dbx_demo_{deployment}"
+# The shared job cluster delivers its driver logs here (Databricks' own cluster_log_conf; the same job
+# spec on every workspace), and the step copies each new line the notebooks and dbt print into the
+# run's stdout, labelled `[shared <cluster id>]`: a green run shows what its notebooks printed.
+CLUSTER_LOG_DESTINATION = "dbfs:/cluster-logs/dbx_assets_demo"
 
 notebooks = NotebookTasks(
     [
@@ -63,7 +71,13 @@ notebooks = NotebookTasks(
 )
 dbt_models = DbtProjectTasks(DBT_PROJECT_DIR, schema="analytics")
 
-workflow = Workflow(name=WORKFLOW_NAME, sources=[notebooks, dbt_models])
+workflow = Workflow(
+    name=WORKFLOW_NAME,
+    sources=[notebooks, dbt_models],
+    job_clusters={
+        "shared": {**DEFAULT_CLUSTER_SPEC, "cluster_log_conf": {"dbfs": {"destination": CLUSTER_LOG_DESTINATION}}}
+    },
+)
 demo_assets = build_workflow_assets(
     workflow, partitions_def=daily_partitions, backfill_policy=dg.BackfillPolicy.single_run()
 )

@@ -14,8 +14,8 @@ import os
 
 import dagster as dg
 
+from dbx_assets import TRIGGER_COUNT_TAG, TRIGGER_FILE_TAG, build_file_sensor
 from dbx_assets.demo.partitions import daily_partitions
-from dbx_assets.integration.file_sensor import TRIGGER_COUNT_TAG, TRIGGER_FILE_TAG, build_file_sensor
 
 SENSOR_NAME = "orders_landing"
 # What a landed day rebuilds: bronze_orders, everything downstream of it, and their other inputs.

@@ -110,7 +110,7 @@ def _fault_settings(args: argparse.Namespace) -> dict:
 
 def _serve(state_dir: Path, port: int | None, tls: bool, fault_flags: dict | None = None) -> int:
     from .app import LocalWorkspace, configure_logging
-    from .faults import FaultConfig, load_config_file
+    from .http.faults import FaultConfig, load_config_file
 
     state_dir = state_dir.resolve()
     state_dir.mkdir(parents=True, exist_ok=True)

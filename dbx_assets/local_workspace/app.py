@@ -9,22 +9,26 @@ import secrets
 import socket
 from pathlib import Path
 
-from . import run_page
-from .clusters_api import LOCAL_USER, ClusterFactory, Clusters, default_cluster_factory
-from .dbfs_api import Dbfs
-from .faults import FaultConfig, FaultInjector, load_config_file
-from .files_api import VolumeFiles
-from .jobs_api import Jobs
-from .runtime_types import StoragePaths
-from .scheduler import Resolvers, Scheduler
-from .secret_store import SecretStore
-from .secrets_api import Secrets
-from .server import Dispatcher, HttpServer
-from .state import StateStore
-from .statements_api import StatementExecution
-from .unity_catalog_api import UnityCatalog
-from .warehouses_api import Warehouses
-from .workspace_api import Workspace
+from .api.clusters import ClustersApi
+from .api.dbfs import Dbfs
+from .api.files import VolumeFiles
+from .api.host_metadata import HostMetadata
+from .api.jobs import Jobs
+from .api.secrets import Secrets
+from .api.statements import StatementExecution
+from .api.unity_catalog import UnityCatalog
+from .api.warehouses import WarehousesApi
+from .api.workspace import Workspace
+from .engine.clusters import LOCAL_USER, ClusterFactory, Clusters, default_cluster_factory
+from .engine.scheduler import Scheduler
+from .engine.state import StateStore
+from .engine.task_invocations import Resolvers, TaskInvocations
+from .engine.warehouses import Warehouses
+from .http.faults import FaultConfig, FaultInjector, load_config_file
+from .http.server import Dispatcher, HttpServer
+from .pages import login_link
+from .runtime.contract import StoragePaths
+from .runtime.secret_store import SecretStore
 
 CONNECTION_FILE = "connection.json"
 
@@ -85,7 +89,7 @@ class LocalWorkspace:
         self.dispatcher.faults = self.faults
         ssl_context = None
         if tls:
-            from .tls import server_context
+            from .http.tls import server_context
 
             ssl_context = server_context(self.state_dir / "tls")
         self.http = HttpServer(self.dispatcher, port, ssl_context)
@@ -96,12 +100,16 @@ class LocalWorkspace:
         self.files = VolumeFiles(self.paths.volumes)
         self.clusters = Clusters(self.store, self.paths, cluster_factory or default_cluster_factory)
         self.clusters.start_failure = self.faults.cluster_start_failure
-        resolvers = Resolvers(self.workspace.read_notebook, self.workspace.local, self.dbfs.local)
-        self.scheduler = Scheduler(self.store, self.paths, self.clusters, resolvers, lambda: self.host, max_active_runs)
-        self.jobs = Jobs(self.store, self.scheduler, lambda: self.host, self.token)
+        self.clusters_api = ClustersApi(self.clusters)
         # dbt tasks name a SQL warehouse; the scheduler starts it and hands its token to dbt.
-        self.warehouses = Warehouses(self.store, lambda: self.host, self.token)
-        self.scheduler.warehouses = self.warehouses
+        self.warehouses = Warehouses(self.store, self.token)
+        self.warehouses_api = WarehousesApi(self.warehouses, lambda: self.host)
+        resolvers = Resolvers(
+            self.workspace.read_notebook, self.workspace.local, self.dbfs.local, self.workspace.notebook_language
+        )
+        invocations = TaskInvocations(self.paths, resolvers, self.warehouses)
+        self.scheduler = Scheduler(self.store, self.clusters, invocations, lambda: self.host, max_active_runs)
+        self.jobs = Jobs(self.store, self.scheduler, lambda: self.host, self.token)
         # Secret values live in their own 0600 file that a task's dbutils.secrets reads directly.
         self.secrets = Secrets(SecretStore(self.paths.secrets))
         # Unity Catalog: read-only view of the catalogs, schemas and tables tasks left in the warehouse dir.
@@ -112,9 +120,9 @@ class LocalWorkspace:
             self.workspace,
             self.dbfs,
             self.files,
-            self.clusters,
+            self.clusters_api,
             self.jobs,
-            self.warehouses,
+            self.warehouses_api,
             self.secrets,
             self.faults,
             self.unity_catalog,
@@ -133,12 +141,12 @@ class LocalWorkspace:
                 "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
             },
         )
-        # The SDK probes this (unauthenticated) while building its Config; answer so it stays quiet.
-        self.dispatcher.public_route(
-            "GET", "/.well-known/databricks-config", lambda req: {"workspace_id": "1000000000000001"}
-        )
+        # The SDK reads account_id/workspace_id from /.well-known/databricks-config while building its Config.
+        self.host_metadata = HostMetadata(self.store, lambda: self.host)
+        self.host_metadata.register(self.dispatcher)
+        self.dispatcher.org_id = self.host_metadata.workspace_id  # X-Databricks-Org-Id on API responses
         # The human pages (run_page_url lands there); a browser logs in with the token or a one-time link.
-        self.pages = run_page.register(
+        self.pages = login_link.register(
             self.dispatcher,
             self.store,
             token=self.token,

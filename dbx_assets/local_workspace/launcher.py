@@ -151,7 +151,7 @@ def login_url(state_dir: Path, path: str = "/") -> str | None:
     server is running."""
     import json
 
-    from .run_page import LOGIN_LINK_API
+    from .pages.login_link import LOGIN_LINK_API
 
     conn = healthy(Path(state_dir).resolve())
     if conn is None:

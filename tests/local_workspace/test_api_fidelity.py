@@ -18,7 +18,7 @@ from databricks.sdk.service.workspace import ImportFormat
 
 from dbx_assets.local_workspace.__main__ import FAULT_FLAGS, _fault_settings
 from dbx_assets.local_workspace.app import LocalWorkspace
-from dbx_assets.local_workspace.faults import FaultConfig
+from dbx_assets.local_workspace.http.faults import FaultConfig
 
 HEADER = "# Databricks notebook source\n"
 NEW_CLUSTER = {"spark_version": "15.4.x-scala2.12", "num_workers": 0}
@@ -228,7 +228,7 @@ def test_a_scheduler_bug_ends_the_task_internal_error_and_frees_its_cluster(
     def broken(run, task, spec):
         raise RuntimeError("simulated scheduler bug")
 
-    monkeypatch.setattr(fake_workspace.scheduler, "invocation_for", broken)
+    monkeypatch.setattr(fake_workspace.scheduler.invocations, "build", broken)
     waiter = fake_client.jobs.submit(
         run_name="bug",
         tasks=[

@@ -1,4 +1,4 @@
-"""Workspace, DBFS and Files API conformance through the official SDK (shared session server)."""
+"""Workspace, DBFS and Files API conformance through the official SDK (the shared in-process workspace)."""
 
 from __future__ import annotations
 
@@ -19,31 +19,31 @@ from databricks.sdk.service.workspace import ImportFormat, Language, ObjectType
 NOTEBOOK = b"# Databricks notebook source\nprint('hi')\n"
 
 
-def test_auth_rejects_missing_and_wrong_tokens(local_workspace):
+def test_auth_rejects_missing_and_wrong_tokens(fake_dbx):
     import requests
 
-    r = requests.get(local_workspace.host + "/api/2.0/workspace/list", params={"path": "/"})
+    r = requests.get(fake_dbx.host + "/api/2.0/workspace/list", params={"path": "/"})
     assert r.status_code == 401 and r.json()["error_code"] == "UNAUTHENTICATED"
     from databricks.sdk.errors.mapper import _error_mapper
 
     assert isinstance(_error_mapper(r, r.json()), Unauthenticated)  # what the SDK raises for this answer
-    bad = WorkspaceClient(host=local_workspace.host, token="wrong-token")
+    bad = WorkspaceClient(host=fake_dbx.host, token="wrong-token")
     with pytest.raises(PermissionDenied, match="Invalid access token"):
         list(bad.workspace.list("/"))
 
 
-def test_unknown_endpoint_is_not_found(workspace_client):
+def test_unknown_endpoint_is_not_found(fake_client):
     with pytest.raises(NotFound) as e:
-        workspace_client.api_client.do("GET", "/api/2.0/no-such-thing")
+        fake_client.api_client.do("GET", "/api/2.0/no-such-thing")
     assert e.value.error_code == "ENDPOINT_NOT_FOUND"
 
 
-def test_me(workspace_client):
-    assert workspace_client.current_user.me().user_name == "local-user@localhost"
+def test_me(fake_client):
+    assert fake_client.current_user.me().user_name == "local-user@localhost"
 
 
-def test_workspace_notebook_roundtrip(workspace_client, local_workspace):
-    w = workspace_client
+def test_workspace_notebook_roundtrip(fake_client, fake_dbx):
+    w = fake_client
     w.workspace.mkdirs("/Workspace/Shared/t1")
     w.workspace.upload("/Shared/t1/nb.py", io.BytesIO(NOTEBOOK), format=ImportFormat.AUTO)
     st = w.workspace.get_status("/Shared/t1/nb")
@@ -53,7 +53,7 @@ def test_workspace_notebook_roundtrip(workspace_client, local_workspace):
     # a plain .py file stays a FILE and keeps its name; the bytes are a real file on disk
     w.workspace.upload("/Shared/t1/lib.py", io.BytesIO(b"x = 1\n"), format=ImportFormat.AUTO)
     assert w.workspace.get_status("/Shared/t1/lib.py").object_type == ObjectType.FILE
-    assert (local_workspace.paths.workspace / "Shared/t1/lib.py").read_bytes() == b"x = 1\n"
+    assert (fake_dbx.paths.workspace / "Shared/t1/lib.py").read_bytes() == b"x = 1\n"
     names = sorted(o.path for o in w.workspace.list("/Shared/t1"))
     assert names == ["/Shared/t1/lib.py", "/Shared/t1/nb"]
     exported = w.workspace.export("/Shared/t1/nb")
@@ -78,8 +78,8 @@ def test_workspace_notebook_roundtrip(workspace_client, local_workspace):
         w.workspace.get_status("/Shared/t1/nb")
 
 
-def test_dbfs_put_read_list_move_delete(workspace_client):
-    w = workspace_client
+def test_dbfs_put_read_list_move_delete(fake_client):
+    w = fake_client
     payload = bytes(range(256)) * 9000  # > 1 MB: upload goes through create/add-block/close
     with w.dbfs.open("/tmp/t2/big.bin", write=True, overwrite=True) as f:
         f.write(payload)
@@ -105,8 +105,8 @@ def test_dbfs_put_read_list_move_delete(workspace_client):
     assert not w.dbfs.exists("/tmp/t2")
 
 
-def test_files_api_volumes(workspace_client):
-    w = workspace_client
+def test_files_api_volumes(fake_client):
+    w = fake_client
     base = "/Volumes/main/default/vol1/t3"
     w.files.create_directory(base)
     for i in range(5):

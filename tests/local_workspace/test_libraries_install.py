@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from dbx_assets.local_workspace.runtime.contract import StoragePaths
 from dbx_assets.local_workspace.runtime.libraries import LibraryInstallError, ensure_installed
-from dbx_assets.local_workspace.runtime_types import StoragePaths
 
 PACKAGE = "tomli-w"  # small, pure Python, and not in the runtime's environment
 

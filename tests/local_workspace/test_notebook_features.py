@@ -18,6 +18,7 @@ from fake_runtime import FakeCluster, FakeRunningTask
 from sdk_helpers import upload_notebook
 
 from dbx_assets.local_workspace.app import LocalWorkspace
+from dbx_assets.local_workspace.runtime.contract import StoragePaths, TaskInvocation, TaskOutcome
 from dbx_assets.local_workspace.runtime.dbutils import DBUtils
 from dbx_assets.local_workspace.runtime.magics import (
     NotebookNotFound,
@@ -31,7 +32,6 @@ from dbx_assets.local_workspace.runtime.magics import (
 from dbx_assets.local_workspace.runtime.notebook import MalformedNotebook, parse, run_cells
 from dbx_assets.local_workspace.runtime.path_rewrite import PathMapper
 from dbx_assets.local_workspace.runtime.task_values import TaskValues, read_task_values
-from dbx_assets.local_workspace.runtime_types import StoragePaths, TaskInvocation, TaskOutcome
 
 HEADER = "# Databricks notebook source\n"
 SEP = "\n# COMMAND ----------\n"

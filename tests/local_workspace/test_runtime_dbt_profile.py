@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from dbx_assets.local_workspace.runtime.contract import DbtInvocation
 from dbx_assets.local_workspace.runtime.dbt_task import ProfileError, generated_profile
-from dbx_assets.local_workspace.runtime_types import DbtInvocation
 
 
 def _project(tmp_path: Path, profile: str | None = "shop") -> Path:

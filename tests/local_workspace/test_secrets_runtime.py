@@ -27,7 +27,7 @@ _SCRIPT = textwrap.dedent("""
     from pathlib import Path
     from dbx_assets.local_workspace.runtime.dbutils import SecretsUtils
     from dbx_assets.local_workspace.runtime.secrets import REDACTOR, WorkspaceSecrets
-    from dbx_assets.local_workspace.runtime_types import TaskOutcome
+    from dbx_assets.local_workspace.runtime.contract import TaskOutcome
 
     store, scope = Path(sys.argv[1]), sys.argv[2]
     print("before any secret", flush=True)

@@ -10,8 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from dbx_assets.local_workspace.runtime import uc_catalogs, uc_sql
 from dbx_assets.local_workspace.runtime import uc_names as uc
-from dbx_assets.local_workspace.runtime.uc_names import CatalogRegistry, Context, Sql, plan_sql
+from dbx_assets.local_workspace.runtime.uc_catalogs import CatalogRegistry
+from dbx_assets.local_workspace.runtime.uc_names import Context
+from dbx_assets.local_workspace.runtime.uc_sql import Sql, plan_sql
 
 MAIN = Context("default", frozenset({"dev"}))
 IN_DEV = Context("dev__sales", frozenset({"dev"}))
@@ -148,13 +151,13 @@ def test_column_qualifiers_are_not_taken_for_tables():
 
 
 def test_catalog_statements_are_plans_not_spark_sql():
-    assert plan_sql("CREATE CATALOG IF NOT EXISTS qa COMMENT 'it''s'", MAIN) == uc.CreateCatalog("qa", True, "it's")
-    assert plan_sql("create catalog qa;", MAIN) == uc.CreateCatalog("qa", False, None)
-    assert plan_sql("DROP CATALOG IF EXISTS dev CASCADE", MAIN) == uc.DropCatalog("dev", True, True)
-    assert plan_sql("USE CATALOG `dev`", MAIN) == uc.UseCatalog("dev")
-    assert plan_sql("SHOW CATALOGS LIKE 'd*'", MAIN) == uc.ShowCatalogs("d*")
-    assert plan_sql("SHOW SCHEMAS", IN_DEV) == uc.ShowSchemas("dev", None)
-    assert plan_sql("SHOW DATABASES IN hive_metastore", IN_DEV) == uc.ShowSchemas("main", None)
+    assert plan_sql("CREATE CATALOG IF NOT EXISTS qa COMMENT 'it''s'", MAIN) == uc_sql.CreateCatalog("qa", True, "it's")
+    assert plan_sql("create catalog qa;", MAIN) == uc_sql.CreateCatalog("qa", False, None)
+    assert plan_sql("DROP CATALOG IF EXISTS dev CASCADE", MAIN) == uc_sql.DropCatalog("dev", True, True)
+    assert plan_sql("USE CATALOG `dev`", MAIN) == uc_sql.UseCatalog("dev")
+    assert plan_sql("SHOW CATALOGS LIKE 'd*'", MAIN) == uc_sql.ShowCatalogs("d*")
+    assert plan_sql("SHOW SCHEMAS", IN_DEV) == uc_sql.ShowSchemas("dev", None)
+    assert plan_sql("SHOW DATABASES IN hive_metastore", IN_DEV) == uc_sql.ShowSchemas("main", None)
     # SHOW TABLES reads back as UC schemas only where names were mapped
     assert plan_sql("SHOW TABLES IN dev.s", MAIN) == Sql("SHOW TABLES IN dev__s", show_tables_in="dev__s")
     assert plan_sql("SHOW TABLES IN dev__s", MAIN) == Sql("SHOW TABLES IN dev__s")  # dbt-spark's own names
@@ -179,9 +182,9 @@ def test_spark_errors_read_in_uc_names():
 
 
 def test_dbt_schema_is_the_database_of_catalog_and_schema():
-    assert uc.dbt_schema(None, "analytics") == "analytics"
-    assert uc.dbt_schema("main", "analytics") == "analytics"
-    assert uc.dbt_schema("dev", "analytics") == "dev__analytics"
+    assert uc_catalogs.dbt_schema(None, "analytics") == "analytics"
+    assert uc_catalogs.dbt_schema("main", "analytics") == "analytics"
+    assert uc_catalogs.dbt_schema("dev", "analytics") == "dev__analytics"
 
 
 # --------------------------------------------------------------------------- registry
@@ -288,8 +291,8 @@ def test_unity_catalog_api_lists_what_is_on_disk(fake_workspace, fake_client):
 def test_a_generated_dbt_profile_targets_the_catalogs_database_and_refuses_unknown_catalogs(tmp_path):
     import yaml
 
+    from dbx_assets.local_workspace.runtime.contract import DbtInvocation
     from dbx_assets.local_workspace.runtime.dbt_task import ProfileError, generated_profile
-    from dbx_assets.local_workspace.runtime_types import DbtInvocation
 
     project = tmp_path / "proj"
     project.mkdir()
@@ -302,7 +305,7 @@ def test_a_generated_dbt_profile_targets_the_catalogs_database_and_refuses_unkno
         out = generated_profile(dbt, project, tmp_path / catalog)
         return yaml.safe_load((out / "profiles.yml").read_text())["shop"]["outputs"]["default"]["schema"]
 
-    uc.set_active_registry(registry)  # what install_uc_patches does in a task process
+    uc_catalogs.set_active_registry(registry)  # what install_uc_patches does in a task process
     try:
         assert schema_for("main") == "analytics" and schema_for("hive_metastore") == "analytics"
         # the UC schema itself: the dbt task process resolves `analytics.x` in catalog dev (set_process_catalog)
@@ -312,4 +315,4 @@ def test_a_generated_dbt_profile_targets_the_catalogs_database_and_refuses_unkno
         ):
             schema_for("sales")
     finally:
-        uc.set_active_registry(None)
+        uc_catalogs.set_active_registry(None)

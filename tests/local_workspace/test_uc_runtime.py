@@ -16,7 +16,7 @@ from databricks.sdk.service.catalog import SchemaInfo, TableInfo
 
 from dbx_assets.local_workspace.app import LocalWorkspace
 from dbx_assets.local_workspace.runtime import LocalCluster
-from dbx_assets.local_workspace.runtime_types import ClusterSpec, DbtInvocation, TaskInvocation, TaskOutcome
+from dbx_assets.local_workspace.runtime.contract import ClusterSpec, DbtInvocation, TaskInvocation, TaskOutcome
 
 TASK_TIMEOUT = 180
 _ids = itertools.count(5000)

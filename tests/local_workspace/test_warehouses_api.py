@@ -19,7 +19,7 @@ from databricks.sdk.service.workspace import ImportFormat
 from fake_runtime import FakeCluster
 
 from dbx_assets.local_workspace.app import LocalWorkspace
-from dbx_assets.local_workspace.runtime_types import TaskInvocation
+from dbx_assets.local_workspace.runtime.contract import TaskInvocation
 
 PROJECT = "/Shared/wh_test/dbt_project"
 

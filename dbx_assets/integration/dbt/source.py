@@ -1,7 +1,9 @@
 """A dbt project as a task source: its models as assets (tests as checks), built by one
 Databricks `dbt_task` on a SQL warehouse.
 
-Specs come from the project's manifest (no dbt run at load time). The job's dbt task always
+Specs come from the project's manifest (no dbt run at load time) through dagster-dbt's own
+`DagsterDbtTranslator` (keys, groups, owners, metadata, tags, descriptions, partitions: pass yours as
+`dagster_dbt_translator=`, as to `@dbt_assets`). The job's dbt task always
 builds everything; each run narrows it with run-now's `dbt_commands`, so the job spec does not
 change with the selection. The task follows Databricks' production contract: `warehouse_id`
 (+ `catalog`/`schema`) means Databricks generates the dbt profile and runs dbt's SQL on that
@@ -19,8 +21,7 @@ from typing import Any
 
 import dagster as dg
 import requests
-from dagster_dbt import DagsterDbtTranslator
-from dagster_dbt.asset_utils import DAGSTER_DBT_UNIQUE_ID_METADATA_KEY
+from dagster_dbt import DagsterDbtTranslator, DbtProject
 
 from dbx_assets.integration.dbt import manifest as dbt_manifest
 from dbx_assets.integration.dbt.run_results import RunResultsTranslator, run_results_from_artifacts
@@ -54,8 +55,18 @@ class _Translator(DagsterDbtTranslator):
 
 
 class DbtProjectTasks:
-    """The dbt project at `project_dir`: asset specs from its manifest, one dbt task building them.
+    """A dbt project: asset specs from its manifest, one dbt task building them.
 
+    project:     a `dagster_dbt.DbtProject` (its project_dir, target and profiles_dir are used to read
+                 and, under `dagster dev`, re-parse the manifest; its manifest is `<project_dir>/target/
+                 manifest.json`) or the project directory (a path)
+    dagster_dbt_translator: a `dagster_dbt.DagsterDbtTranslator` deciding each model's asset key, group,
+                 owners, metadata, tags, description, code version and partitions, and which dbt tests
+                 become checks (its settings), exactly as `@dbt_assets` uses it. A source's key is the
+                 translator's too: map dbt sources to the notebook assets that write them (by default
+                 `meta.dagster.asset_key` on the source) so the graph stays connected.
+    partitions_def: set on every dbt asset (the workflow's partitions); with a translator whose own
+                 `get_partitions_def` returns one, that one must be the same
     schema:      where models land when the deployment names no schema (the dbt task's `schema`)
     task_key:    the job task's key
     job_cluster: which of the workflow's job clusters runs dbt (default: the workflow's default compute)
@@ -67,34 +78,83 @@ class DbtProjectTasks:
 
     def __init__(
         self,
-        project_dir: Path | str,
+        project: DbtProject | Path | str,
         *,
+        dagster_dbt_translator: DagsterDbtTranslator | None = None,
         partitions_def: dg.PartitionsDefinition | None = None,
         schema: str = "default",
         task_key: str = DEFAULT_TASK_KEY,
         job_cluster: str | None = None,
         environment: str | None = None,
     ):
-        self.project_dir = Path(project_dir).resolve()
+        if dagster_dbt_translator is not None and not isinstance(dagster_dbt_translator, DagsterDbtTranslator):
+            raise WorkflowDefinitionError(
+                "DbtProjectTasks(dagster_dbt_translator=...) takes a dagster_dbt.DagsterDbtTranslator (or a subclass) "
+                f"instance, got {type(dagster_dbt_translator).__name__}."
+            )
+        self.dbt_project = project if isinstance(project, DbtProject) else None
+        self.project_dir = Path(project.project_dir if isinstance(project, DbtProject) else project).resolve()
         if not (self.project_dir / "dbt_project.yml").exists():
             raise dbt_manifest.DbtManifestError(f"No dbt project at {self.project_dir} (dbt_project.yml is missing).")
-        loaded = dbt_manifest.load_manifest(self.project_dir)
+        loaded = self._load_manifest()
         self.manifest: Mapping[str, Any] = loaded.data
         self.schema = schema
         self.task_key = task_key
         self.job_cluster = job_cluster
         self.environment = environment
-        self.specs, self.checks = build_all_specs(
-            loaded.data, _Translator(partitions_def), cache=SpecsCache.next_to(loaded)
+        self.dagster_dbt_translator = dagster_dbt_translator
+        built = build_all_specs(
+            loaded.data,
+            dagster_dbt_translator if dagster_dbt_translator is not None else _Translator(partitions_def),
+            project=self.dbt_project,
+            cache=SpecsCache.next_to(loaded),
         )
+        self.specs = built.specs
+        if dagster_dbt_translator is not None and partitions_def is not None:
+            self.specs = [self._partitioned(spec, partitions_def) for spec in self.specs]
+        self.checks = built.checks
         self.project_name: str = self.manifest.get("metadata", {}).get("project_name") or self.project_dir.name
-        self._unique_id_by_key = {s.key: s.metadata[DAGSTER_DBT_UNIQUE_ID_METADATA_KEY] for s in self.specs}
-        self._unique_id_by_check = {c.key: (c.metadata or {})[DAGSTER_DBT_UNIQUE_ID_METADATA_KEY] for c in self.checks}
+        self._unique_id_by_key = dict(built.unique_id_by_key)
+        self._unique_id_by_check = dict(built.unique_id_by_check)
         self._results = RunResultsTranslator(
             self.manifest,
             key_by_unique_id={uid: key for key, uid in self._unique_id_by_key.items()},
             check_key_by_unique_id={uid: key for key, uid in self._unique_id_by_check.items()},
         )
+
+    def _load_manifest(self) -> dbt_manifest.LoadedManifest:
+        project = self.dbt_project
+        if project is None:
+            return dbt_manifest.load_manifest(self.project_dir)
+        expected = self.project_dir / dbt_manifest.TARGET_DIR / dbt_manifest.MANIFEST_NAME
+        if Path(project.manifest_path).resolve() != expected:
+            raise dbt_manifest.DbtManifestError(
+                f"DbtProject {project.name} puts its manifest at {project.manifest_path}; DbtProjectTasks reads and "
+                f"prepares it at {expected} (target_path='target', dbt's default). Use DbtProject(..., "
+                "target_path='target')."
+            )
+        if project.profile:
+            raise dbt_manifest.DbtManifestError(
+                f"DbtProject {project.name} names profile {project.profile!r}; DbtProjectTasks parses with the "
+                "project's own profile (dbt_project.yml's `profile:`). Set it there, or leave DbtProject(profile=...) unset."
+            )
+        profiles_dir = Path(project.profiles_dir).resolve()
+        return dbt_manifest.load_manifest(
+            self.project_dir,
+            target=project.target,
+            profiles_dir=None if profiles_dir == self.project_dir else profiles_dir,
+        )
+
+    @staticmethod
+    def _partitioned(spec: dg.AssetSpec, partitions_def: dg.PartitionsDefinition) -> dg.AssetSpec:
+        if spec.partitions_def is None:
+            return spec.replace_attributes(partitions_def=partitions_def)
+        if spec.partitions_def != partitions_def:
+            raise WorkflowDefinitionError(
+                f"dbt asset {spec.key.to_user_string()} has partitions from the translator's get_partitions_def "
+                "that differ from DbtProjectTasks(partitions_def=...); set them in one place."
+            )
+        return spec
 
     # -- the graph ------------------------------------------------------------------------------
     def model_keys(self) -> set[dg.AssetKey]:

@@ -1,15 +1,18 @@
 """dbt manifest -> Dagster asset specs and asset check specs, by dagster-dbt's public API.
 
 Specs come from `build_dbt_asset_specs`, check specs from `@dbt_assets` (its AssetsDefinition's
-`check_specs`): exactly what dagster-dbt itself declares for the same manifest and translator,
-including tests on sources when the translator's settings enable them.
+`check_specs`): exactly what dagster-dbt itself declares for the same manifest, translator and
+`DbtProject`, including tests on sources when the translator's settings enable them. Which dbt node
+each spec and check stands for comes from the same translator (`get_asset_spec`, the override point
+`@dbt_assets` calls) and the manifest, never from dagster-dbt's internal metadata keys.
 
 dagster-dbt always runs dbt's selection engine, even to select everything: importing dbt.graph +
 networkx and hydrating the manifest costs ~1 s per code-server load at 500 models. So the result
 is cached on disk next to the manifest, keyed by the manifest's bytes, the Dagster/dagster-dbt/
 dbt versions and the translator's identity (its class, the source of the module defining it and
-its state). Any miss, unreadable or stale file just rebuilds; a cache that cannot be written is
-skipped. The cache is a pickle: it is as trusted as the project directory it lives in.
+its state) and the `DbtProject`'s settings. Any miss, unreadable or stale file just rebuilds; a cache
+that cannot be written is skipped. The cache is a pickle: it is as trusted as the project directory it
+lives in.
 """
 
 from __future__ import annotations
@@ -24,22 +27,31 @@ import os
 import pickle
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import dagster as dg
-from dagster_dbt import DagsterDbtTranslator, build_dbt_asset_specs, dbt_assets
+from dagster_dbt import DagsterDbtTranslator, DbtProject, build_dbt_asset_specs, dbt_assets
 
 from dbx_assets.integration.dbt.manifest import LoadedManifest
 
 logger = logging.getLogger(__name__)
 
 CACHE_DIR_NAME = "dbx_assets_specs"  # under the manifest's directory (dbt's target/)
-_FORMAT = "1"  # bump when the cached payload changes shape
+_FORMAT = "2"  # bump when the cached payload changes shape
+# dbt resource types that become assets (sources are upstream keys, tests become checks)
+_ASSET_RESOURCE_TYPES = frozenset({"model", "seed", "snapshot"})
 
-Specs = tuple[list[dg.AssetSpec], list[dg.AssetCheckSpec]]
+
+class Specs(NamedTuple):
+    """A dbt project's specs and check specs, sorted by key, and the dbt node each stands for."""
+
+    specs: list[dg.AssetSpec]
+    checks: list[dg.AssetCheckSpec]
+    unique_id_by_key: dict[dg.AssetKey, str]
+    unique_id_by_check: dict[dg.AssetCheckKey, str]
 
 
 @dataclass(frozen=True)
@@ -56,32 +68,81 @@ class SpecsCache:
 
 
 def build_all_specs(
-    manifest: dict[str, Any], translator: DagsterDbtTranslator, *, cache: SpecsCache | None = None
+    manifest: dict[str, Any],
+    translator: DagsterDbtTranslator,
+    *,
+    project: DbtProject | None = None,
+    cache: SpecsCache | None = None,
 ) -> Specs:
     """Every dbt asset spec and check spec of the manifest (dagster-dbt's default selection),
-    sorted by key; from `cache` when it holds them for this manifest and translator."""
-    slot = _cache_slot(cache, translator) if cache else None  # before any use of the translator
+    sorted by key; from `cache` when it holds them for this manifest, translator and project."""
+    slot = _cache_slot(cache, translator, project) if cache else None  # before any use of the translator
+    live = _live_objects(manifest, translator, project)
     if slot:
-        cached = _read(*slot, manifest, translator)
+        cached = _read(*slot, live)
         if cached is not None:
             return cached
-    specs = _build(manifest, translator)
+    specs = _build(manifest, translator, project)
     if slot:
-        _write(*slot, specs, manifest, translator)
+        _write(*slot, specs, live)
     return specs
 
 
-def _build(manifest: dict[str, Any], translator: DagsterDbtTranslator) -> Specs:
-    specs = build_dbt_asset_specs(manifest=manifest, dagster_dbt_translator=translator)
+def _build(manifest: dict[str, Any], translator: DagsterDbtTranslator, project: DbtProject | None = None) -> Specs:
+    specs = build_dbt_asset_specs(manifest=manifest, dagster_dbt_translator=translator, project=project)
 
-    @dbt_assets(manifest=manifest, dagster_dbt_translator=translator, name="dbx_assets_dbt_check_specs")
+    @dbt_assets(
+        manifest=manifest, dagster_dbt_translator=translator, project=project, name="dbx_assets_dbt_check_specs"
+    )
     def check_source(context):  # never executed: only its check specs are read
         raise NotImplementedError
 
-    return (
-        sorted(specs, key=lambda s: s.key.to_user_string()),
-        sorted(check_source.check_specs, key=lambda c: (c.asset_key.to_user_string(), c.name)),
-    )
+    specs = sorted(specs, key=lambda s: s.key.to_user_string())
+    checks = sorted(check_source.check_specs, key=lambda c: (c.asset_key.to_user_string(), c.name))
+    return Specs(specs, checks, *_unique_ids(manifest, translator, project, specs, checks))
+
+
+def _unique_ids(
+    manifest: Mapping[str, Any],
+    translator: DagsterDbtTranslator,
+    project: DbtProject | None,
+    specs: list[dg.AssetSpec],
+    checks: list[dg.AssetCheckSpec],
+) -> tuple[dict[dg.AssetKey, str], dict[dg.AssetCheckKey, str]]:
+    """The dbt node behind each spec and check, asked of the translator that made them (its
+    `get_asset_spec` results are memoized by dagster-dbt during the build, so this is cheap).
+
+    A check is the test of that name (dagster-dbt names a check after its test) whose parents include
+    the checked asset's node, when several tests share the name (tests of installed packages)."""
+    nodes: Mapping[str, Any] = manifest.get("nodes", {})
+    wanted = {s.key for s in specs} | {c.asset_key for c in checks}
+    node_ids_by_key: dict[dg.AssetKey, set[str]] = {}
+    candidates = [uid for uid, n in nodes.items() if n.get("resource_type") in _ASSET_RESOURCE_TYPES]
+    for uid in [*candidates, *manifest.get("sources", {})]:
+        key = translator.get_asset_spec(manifest, uid, project).key
+        if key in wanted:
+            node_ids_by_key.setdefault(key, set()).add(uid)
+    by_key: dict[dg.AssetKey, str] = {}
+    for spec in specs:
+        models = sorted(uid for uid in node_ids_by_key.get(spec.key, ()) if uid in nodes)
+        if len(models) != 1:
+            raise ValueError(f"dbt asset {spec.key.to_user_string()} maps to {len(models)} dbt nodes: {models}")
+        by_key[spec.key] = models[0]
+    tests_by_name: dict[str, list[str]] = {}
+    for uid, node in nodes.items():
+        if node.get("resource_type") == "test":
+            tests_by_name.setdefault(node["name"], []).append(uid)
+    parents: Mapping[str, Sequence[str]] = manifest.get("parent_map", {})
+    by_check: dict[dg.AssetCheckKey, str] = {}
+    for check in checks:
+        tests = tests_by_name.get(check.name, [])
+        if len(tests) > 1:
+            checked = node_ids_by_key.get(check.asset_key, set())
+            tests = [uid for uid in tests if checked & set(parents.get(uid, ()))]
+        if len(tests) != 1:
+            raise ValueError(f"dbt check {check.key.to_user_string()} maps to {len(tests)} dbt tests: {sorted(tests)}")
+        by_check[check.key] = tests[0]
+    return by_key, by_check
 
 
 # -- the cache ------------------------------------------------------------------------------------
@@ -112,11 +173,23 @@ def translator_identity(translator: DagsterDbtTranslator) -> str | None:
     return digest.hexdigest()
 
 
-def _cache_slot(cache: SpecsCache, translator: DagsterDbtTranslator) -> tuple[Path, str] | None:
-    """(file, key): one file per translator identity, holding the specs of the latest manifest."""
+def project_identity(project: DbtProject | None) -> str:
+    """What of a DbtProject reaches the specs (dagster-dbt puts the project in their metadata and
+    reads its paths for code references): its settings, not the object."""
+    if project is None:
+        return "-"
+    fields = ("name", "project_dir", "target_path", "profiles_dir", "profile", "target", "state_path")
+    return json.dumps([str(getattr(project, f, None)) for f in fields])
+
+
+def _cache_slot(
+    cache: SpecsCache, translator: DagsterDbtTranslator, project: DbtProject | None = None
+) -> tuple[Path, str] | None:
+    """(file, key): one file per translator identity and project, holding the specs of the latest manifest."""
     identity = translator_identity(translator)
     if identity is None:
         return None
+    identity = hashlib.sha256(f"{identity}\0{project_identity(project)}".encode()).hexdigest()
     return cache.directory / f"{identity[:24]}.pickle", _cache_key(cache.manifest_sha256, identity)
 
 
@@ -136,9 +209,18 @@ def _asset_dep(asset_key: dg.AssetKey, partition_mapping: Any, metadata: Any) ->
     return dg.AssetDep(asset_key, partition_mapping=partition_mapping, metadata=metadata)
 
 
+def _live_objects(
+    manifest: dict[str, Any], translator: DagsterDbtTranslator, project: DbtProject | None
+) -> dict[str, Any]:
+    live: dict[str, Any] = {"manifest": manifest, "translator": translator}
+    if project is not None:
+        live["project"] = project
+    return live
+
+
 class _Pickler(pickle.Pickler):
-    """Pickles specs; the live manifest and translator (which dagster-dbt puts in each spec's
-    metadata) are stored as references and re-attached on load, not copied."""
+    """Pickles specs; the live manifest, translator and project (which dagster-dbt puts in each
+    spec's metadata) are stored as references and re-attached on load, not copied."""
 
     def __init__(self, file: io.BytesIO, live: Mapping[int, str]):
         super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
@@ -162,7 +244,7 @@ class _Unpickler(pickle.Unpickler):
         return self._live[pid]
 
 
-def _read(path: Path, key: str, manifest: dict[str, Any], translator: DagsterDbtTranslator) -> Specs | None:
+def _read(path: Path, key: str, live: Mapping[str, Any]) -> Specs | None:
     try:
         raw = path.read_bytes()
     except OSError:
@@ -171,17 +253,18 @@ def _read(path: Path, key: str, manifest: dict[str, Any], translator: DagsterDbt
     if header.decode(errors="replace") != key:
         return None
     try:
-        specs, checks = _Unpickler(io.BytesIO(payload), {"manifest": manifest, "translator": translator}).load()
+        specs, checks, by_key, by_check = _Unpickler(io.BytesIO(payload), live).load()
     except Exception as err:  # a torn or foreign file: rebuild
         logger.warning("Ignoring unreadable dbt specs cache %s (%s: %s).", path, type(err).__name__, err)
         return None
-    return specs, checks
+    return Specs(specs, checks, by_key, by_check)
 
 
-def _write(path: Path, key: str, specs: Specs, manifest: dict[str, Any], translator: DagsterDbtTranslator) -> None:
+def _write(path: Path, key: str, specs: Specs, live: Mapping[str, Any]) -> None:
     buffer = io.BytesIO()
+    payload = tuple(specs)
     try:
-        _Pickler(buffer, {id(manifest): "manifest", id(translator): "translator"}).dump(specs)
+        _Pickler(buffer, {id(obj): name for name, obj in live.items()}).dump(payload)
     except Exception as err:  # a translator put something unpicklable in a spec: just don't cache
         logger.info("Not caching dbt specs: %s: %s", type(err).__name__, err)
         return

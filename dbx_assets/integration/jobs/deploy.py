@@ -34,10 +34,15 @@ class WorkspaceFile:
     relative_path: str  # e.g. "notebooks/ingest_orders" or "dbt_project/models/x.sql"
     content: bytes
     is_notebook: bool = False
+    language: str = "PYTHON"  # a notebook's: PYTHON, SQL, SCALA or R
+    notebook_format: str = "SOURCE"  # how a notebook is imported: SOURCE, or JUPYTER for an .ipynb
 
     @property
     def content_hash(self) -> str:
-        return hashlib.sha256(self.content + (b"\0nb" if self.is_notebook else b"")).hexdigest()[:20]
+        kind = b"\0nb" if self.is_notebook else b""
+        if self.is_notebook and (self.language, self.notebook_format) != ("PYTHON", "SOURCE"):
+            kind += f"\0{self.language}\0{self.notebook_format}".encode()  # an R notebook has Python's header
+        return hashlib.sha256(self.content + kind).hexdigest()[:20]
 
 
 @dataclass(frozen=True)
@@ -82,7 +87,7 @@ class WorkflowDeployer:
             if parent not in made_dirs:
                 self._client.workspace.mkdirs(parent)
                 made_dirs.add(parent)
-            self._import(path, f.content, notebook=f.is_notebook)
+            self._import(path, f.content, notebook=f.is_notebook, language=f.language, fmt=f.notebook_format)
         if changed or set(deployed) != set(wanted):
             self._write_manifest(wanted)
         if changed:
@@ -125,14 +130,17 @@ class WorkflowDeployer:
             self.path_of(MANIFEST_NAME), json.dumps(manifest, sort_keys=True, indent=1).encode(), notebook=False
         )
 
-    def _import(self, path: str, content: bytes, *, notebook: bool) -> None:
+    def _import(
+        self, path: str, content: bytes, *, notebook: bool, language: str = "PYTHON", fmt: str = "SOURCE"
+    ) -> None:
         # The JSON import (base64 body), not the SDK's multipart `upload`: the SDK never retries a
         # multipart request, so one 429/503 would fail the whole deploy. Fine for files under 10 MB.
+        # A notebook goes in as SOURCE with its language, or as JUPYTER (the .ipynb says its language).
         self._client.workspace.import_(
             path,
             content=base64.b64encode(content).decode(),
-            format=ImportFormat.SOURCE if notebook else ImportFormat.AUTO,
-            language=Language.PYTHON if notebook else None,
+            format=ImportFormat(fmt) if notebook else ImportFormat.AUTO,
+            language=Language(language) if notebook and fmt == "SOURCE" else None,
             overwrite=True,
         )
 

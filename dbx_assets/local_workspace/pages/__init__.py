@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from ..http_types import Request, Response, Router
-from ..state import StateStore
+from ..engine.state import StateStore
+from ..http.http_types import Request, Response, Router
 from .auth import PageAuth
 from .data import PageData
 from .html import e, html_response, layout

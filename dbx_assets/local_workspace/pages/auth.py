@@ -17,7 +17,7 @@ from collections.abc import Callable
 from http.cookies import SimpleCookie
 from urllib.parse import parse_qs, quote
 
-from ..http_types import Request, Response
+from ..http.http_types import Request, Response
 from .html import e, html_response, layout
 
 COOKIE = "dbx_local_session"

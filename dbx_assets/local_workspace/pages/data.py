@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..state import StateStore
+from ..engine.state import StateStore
 
 LOG_TAIL = 256 * 1024  # characters of a log shown (the end, where the error is)
 

@@ -7,7 +7,7 @@ import html
 import re
 from typing import Any
 
-from ..http_types import Response
+from ..http.http_types import Response
 
 # Spark's default spark.redaction.regex: values of matching keys are hidden on the pages.
 SECRET_KEY = re.compile(r"(?i)secret|password|token|access[._]?key|credential|api[._]?key")

@@ -161,5 +161,6 @@ def _event_details(d: dict) -> str:
     if d.get("seconds_to_start") is not None:
         parts.append(f"started in {e(d['seconds_to_start'])} s")
     if d.get("cluster_source"):
-        parts.append(f"{e(d['cluster_source'])} cluster by {e(d.get('user'))}")
+        by = f" by {e(d['user'])}" if d.get("user") else ""  # a job cluster is the jobs service's
+        parts.append(f"{e(d['cluster_source'])} cluster{by}")
     return "<br>".join(parts)

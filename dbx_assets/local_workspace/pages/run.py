@@ -127,6 +127,9 @@ def _kind(t: dict) -> str:
         return "Notebook " + (t["notebook_task"].get("notebook_path") or "")
     if t.get("spark_python_task"):
         return "Python " + (t["spark_python_task"].get("python_file") or "")
+    if t.get("python_wheel_task"):
+        wt = t["python_wheel_task"]
+        return f"Python wheel {wt.get('package_name') or ''}:{wt.get('entry_point') or ''}"
     if t.get("dbt_task"):
         return "dbt"
     return "—"
@@ -149,7 +152,7 @@ def _parameters(run: dict) -> str:
             f'<table class="grid params"><tr><th>Job parameter</th><th>Value</th><th>Default</th></tr>{rows}</table>'
         )
     over = run.get("overriding_parameters") or {}
-    for key in ("notebook_params", "python_params", "dbt_commands"):
+    for key in ("notebook_params", "python_params", "python_named_params", "dbt_commands"):
         if over.get(key):
             value = over[key]
             inner = (
@@ -245,6 +248,12 @@ def task_page(data: PageData, task: dict, run: dict) -> str:
         pt = task["spark_python_task"]
         spec_rows.append(("Python file", f"<code>{e(pt.get('python_file'))}</code>"))
         spec_rows.append(("Parameters", f"<code>{e(' '.join(pt.get('parameters') or []))}</code>"))
+    if task.get("python_wheel_task"):
+        wt = task["python_wheel_task"]
+        spec_rows.append(("Entry point", f"<code>{e(wt.get('package_name'))}:{e(wt.get('entry_point'))}</code>"))
+        named = redact_map(wt.get("named_parameters") or {})
+        args = [*(wt.get("parameters") or []), *(f"--{k}={v}" for k, v in named.items())]
+        spec_rows.append(("Parameters", f"<code>{e(' '.join(args))}</code>"))
     details = kv(
         [
             ("Job run", f'<a href="{e(run_href(run))}">{e(run.get("run_name") or "Run")} · run {e(run["run_id"])}</a>'),

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .uc_names import registry_dir
+from .uc_catalogs import registry_dir
 
 _SIGNATURE_CONF = "spark.dbx.local.tableSignature."
 

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
-from ..runtime_types import TaskInvocation, TaskOutcome
+from .contract import TaskInvocation, TaskOutcome
 
 CELLS_FILE = "cells.json"
 MAX_ROWS = 100  # rows of a displayed table kept, as the UI shows by default

@@ -14,7 +14,7 @@ import threading
 import time
 from pathlib import Path
 
-from ..runtime_types import ClusterSpec, ClusterStartError, StoragePaths, TaskInvocation, TaskOutcome
+from .contract import ClusterSpec, ClusterStartError, StoragePaths, TaskInvocation, TaskOutcome
 from .java import JavaNotFound, java_env
 from .jvm_options import driver_java_options
 from .wire import invocation_to_dict, outcome_from_json

@@ -15,7 +15,7 @@ import shlex
 import shutil
 from pathlib import Path
 
-from ..runtime_types import DbtInvocation, TaskOutcome
+from .contract import DbtInvocation, TaskOutcome
 
 ARTIFACTS = ("run_results.json", "manifest.json")
 GENERATED_TARGET = "default"
@@ -55,7 +55,8 @@ def generated_profile(dbt: DbtInvocation, project_dir: Path, output_dir: Path) -
     """Write the profile Databricks would generate for a warehouse dbt task; returns its directory."""
     import yaml
 
-    from .uc_names import UcNameError, dbt_schema
+    from .uc_catalogs import dbt_schema
+    from .uc_names import UcNameError
 
     try:  # the catalog must exist, as on Databricks
         dbt_schema(dbt.catalog, dbt.schema or "default")

@@ -1,5 +1,6 @@
-"""PyPI libraries of a task or cluster (`libraries: [{"pypi": {"package": ...}}]`), installed
-the way a Databricks cluster installs them: once per cluster, before the task runs.
+"""PyPI and wheel libraries of a task or cluster (`libraries: [{"pypi": {"package": ...}}]`,
+`[{"whl": "/Workspace/.../x.whl"}]`), installed the way a Databricks cluster installs them: once
+per cluster, before the task runs.
 
 What needs no install (the runtime "provides" it, like a Databricks Runtime's preinstalled
 libraries):
@@ -17,11 +18,17 @@ STATE/clusters/<cluster_id>/site-packages, through a download cache that all clu
 (STATE/library_cache): a second cluster installs the same wheels without downloading them.
 That directory goes first on the task's sys.path (cluster libraries take precedence, as on
 Databricks), on PYTHONPATH for its subprocesses and on Spark's Python workers' PYTHONPATH.
+
+A wheel (a workspace, volume or DBFS file; the engine resolves its path) installs the same way,
+with the dependencies it declares that the runtime lacks. It is installed once per cluster per
+content: a second task with the same wheel file finds it there (recorded by path and sha256 next
+to the site dir), a changed file at the same path is installed again over the old one.
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -29,28 +36,30 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import canonicalize_name
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
-from ..runtime_types import StoragePaths
+from .contract import StoragePaths
 
 INSTALL_TIMEOUT_SECONDS = 600
 _DETAIL_LIMIT = 1500
 _PROVIDED_ADAPTERS = frozenset({"dbt-databricks"})
+_WHEELS_RECORD = "wheels.json"  # next to site-packages: wheel file -> sha256 of what was installed from it
 
 
 class LibraryInstallError(RuntimeError):
     """One library could not be installed; str() is Databricks' state message for it."""
 
-    def __init__(self, package: str, cluster_id: str, detail: str):
+    def __init__(self, package: str, cluster_id: str, detail: str, kind: str = "pypi"):
         self.package = package
         self.detail = detail
-        super().__init__(failure_message(package, cluster_id, detail))
+        super().__init__(failure_message(package, cluster_id, detail, kind))
 
 
 @dataclass
@@ -61,30 +70,34 @@ class InstallReport:
     seconds: float = 0.0
 
 
-def failure_message(package: str, cluster_id: str, detail: str) -> str:
-    """The wording of a Databricks run whose pypi library failed to install on the driver."""
+def failure_message(package: str, cluster_id: str, detail: str, kind: str = "pypi") -> str:
+    """The wording of a Databricks run whose pypi (or whl) library failed to install on the driver."""
     detail = detail.strip() or "unknown error"
     if len(detail) > _DETAIL_LIMIT:
         detail = (
             detail[:_DETAIL_LIMIT]
             + f"\n***WARNING: message truncated. Skipped {len(detail) - _DETAIL_LIMIT} bytes of output**"
         )
+    library = f'pypi {{\n  package: "{package}"\n}}' if kind == "pypi" else f'{kind}: "{package}"'
     return (
-        f'Library installation failed for library due to user error for pypi {{\n  package: "{package}"\n}}\n'
+        f"Library installation failed for library due to user error for {library}\n"
         f" Error messages:\nLibrary installation attempted on the driver node of cluster {cluster_id} and failed. "
         "Please refer to the following error message to fix the library or contact Databricks support. "
         f"Error Code: DRIVER_LIBRARY_INSTALLATION_FAILURE. Error Message: {detail}"
     )
 
 
-def ensure_installed(specs: list[str], cluster_id: str, paths: StoragePaths) -> InstallReport:
-    """Install what `specs` need on this cluster; raises LibraryInstallError for the first bad one."""
+def ensure_installed(
+    specs: list[str], cluster_id: str, paths: StoragePaths, wheels: Mapping[str, str] | None = None
+) -> InstallReport:
+    """Install what `specs` (pip requirements) and `wheels` (declared path -> local file) need on this
+    cluster; raises LibraryInstallError for the first bad one."""
     started = time.monotonic()
     site_dir = paths.cluster_libraries(cluster_id)
     site_dir.mkdir(parents=True, exist_ok=True)
     report = InstallReport(site_dir)
     wanted = list(dict.fromkeys(s.strip() for s in specs if s and s.strip()))
-    if not wanted:
+    if not wanted and not wheels:
         return report
     # Tasks sharing a cluster install one at a time: the second sees the first's packages.
     with open(site_dir.parent / "libraries.lock", "w") as lock:
@@ -109,8 +122,48 @@ def ensure_installed(specs: list[str], cluster_id: str, paths: StoragePaths) -> 
                 installer.install(pins, site_dir, paths.library_cache, missing[0], cluster_id)
             report.installed = pins
             importlib_invalidate()
+        for declared, local in (wheels or {}).items():
+            _install_wheel(declared, Path(local), site_dir, paths, cluster_id, report)
     report.seconds = time.monotonic() - started
     return report
+
+
+def _install_wheel(
+    declared: str, local: Path, site_dir: Path, paths: StoragePaths, cluster_id: str, report: InstallReport
+) -> None:
+    """One wheel file with the dependencies the runtime lacks, unless this cluster installed this very
+    file (same content) before. Runs under the cluster's libraries lock."""
+    if not local.is_file():
+        raise LibraryInstallError(
+            declared, cluster_id, f"java.io.FileNotFoundException: {declared} (No such file or directory)", "whl"
+        )
+    try:
+        name = parse_wheel_filename(local.name)[0]
+    except InvalidWheelFilename as exc:
+        raise LibraryInstallError(
+            declared, cluster_id, f"ERROR: {local.name} is not a valid wheel filename: {exc}", "whl"
+        ) from None
+    digest = hashlib.sha256(local.read_bytes()).hexdigest()
+    record_file = site_dir.parent / _WHEELS_RECORD
+    try:
+        record = json.loads(record_file.read_text())
+    except (FileNotFoundError, ValueError):
+        record = {}
+    if record.get(str(local)) == digest:
+        report.provided.append(declared)
+        return
+    installer = _Installer.find()
+    if installer is None:
+        raise LibraryInstallError(declared, cluster_id, "Neither uv nor pip is available to the local runtime.", "whl")
+    pins = installer.resolve(str(local), paths.library_cache, cluster_id, label=declared, kind="whl")
+    deps = [p for p in pins if canonicalize_name(re.split(r"[\s=<>!~;@\[(]", p, maxsplit=1)[0]) != name]
+    installer.install(
+        [str(local), *deps], site_dir, paths.library_cache, declared, cluster_id, kind="whl", reinstall=name
+    )
+    record[str(local)] = digest
+    record_file.write_text(json.dumps(record, indent=1))
+    report.installed.extend([declared, *deps])
+    importlib_invalidate()
 
 
 def activate(site_dir: Path) -> None:
@@ -216,8 +269,12 @@ class _Installer:
             return None
         return cls("pip", [sys.executable, "-m", "pip"])
 
-    def resolve(self, spec: str, cache: Path, cluster_id: str) -> list[str]:
-        """The pinned requirements installing `spec` into the runtime's environment would add."""
+    def resolve(
+        self, spec: str, cache: Path, cluster_id: str, label: str | None = None, kind: str = "pypi"
+    ) -> list[str]:
+        """The pinned requirements installing `spec` (a requirement or a wheel file) into the runtime's
+        environment would add; a failure names `label` (default: the spec) as a `kind` library."""
+        label = label or spec
         failure = dbt_adapter_rule_failure(spec)
         if failure is not None:
             raise LibraryInstallError(spec, cluster_id, failure)
@@ -235,8 +292,9 @@ class _Installer:
                     "never",
                     spec,
                 ],
-                spec,
+                label,
                 cluster_id,
+                kind,
             )
             # uv lists what it would add as " + name==version" (or " + name @ url").
             return [m.group(1).strip() for m in re.finditer(r"^ \+ (.+)$", out + err, re.MULTILINE)]
@@ -252,13 +310,25 @@ class _Installer:
                 "--disable-pip-version-check",
                 spec,
             ],
-            spec,
+            label,
             cluster_id,
+            kind,
         )
         report = json.loads(out)
         return [f"{i['metadata']['name']}=={i['metadata']['version']}" for i in report.get("install", [])]
 
-    def install(self, pins: list[str], site_dir: Path, cache: Path, package: str, cluster_id: str) -> None:
+    def install(
+        self,
+        pins: list[str],
+        site_dir: Path,
+        cache: Path,
+        package: str,
+        cluster_id: str,
+        kind: str = "pypi",
+        reinstall: str | None = None,
+    ) -> None:
+        """`reinstall`: a distribution to install again even if the site dir has that version (a rebuilt
+        wheel keeps its version)."""
         if self.kind == "uv":
             self._run(
                 [
@@ -273,10 +343,12 @@ class _Installer:
                     "--no-progress",
                     "--color",
                     "never",
+                    *(["--reinstall-package", reinstall] if reinstall else []),
                     *pins,
                 ],
                 package,
                 cluster_id,
+                kind,
             )
         else:
             self._run(
@@ -289,13 +361,15 @@ class _Installer:
                     "--cache-dir",
                     str(cache / "pip"),
                     "--disable-pip-version-check",
+                    *(["--force-reinstall"] if reinstall else []),
                     *pins,
                 ],
                 package,
                 cluster_id,
+                kind,
             )
 
-    def _run(self, args: list[str], package: str, cluster_id: str) -> tuple[str, str]:
+    def _run(self, args: list[str], package: str, cluster_id: str, kind: str = "pypi") -> tuple[str, str]:
         print(f"[local runtime] {self.kind} pip {' '.join(args)}", flush=True)
         try:
             proc = subprocess.run(
@@ -307,7 +381,7 @@ class _Installer:
             )
         except subprocess.TimeoutExpired:
             raise LibraryInstallError(
-                package, cluster_id, f"Installation timed out after {INSTALL_TIMEOUT_SECONDS} s"
+                package, cluster_id, f"Installation timed out after {INSTALL_TIMEOUT_SECONDS} s", kind
             ) from None
         sys.stdout.write(proc.stderr)
         if proc.returncode != 0:
@@ -316,5 +390,5 @@ class _Installer:
                 for line in (proc.stderr or proc.stdout).splitlines()
                 if line.strip() and not line.startswith("Using Python")
             )
-            raise LibraryInstallError(package, cluster_id, detail)
+            raise LibraryInstallError(package, cluster_id, detail, kind)
         return proc.stdout, proc.stderr

@@ -12,6 +12,7 @@
   the installed version.
 - `%sh`: the cell runs with /bin/bash in the driver's working directory (the cluster's dir);
   its output goes to the task's logs and a non-zero exit fails the cell.
+- `%fs ls|cp|mv|rm|head|mkdirs|put ...`: dbutils.fs (runtime/fs_magic.py).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from ..runtime_types import StoragePaths, TaskInvocation
+from .contract import StoragePaths, TaskInvocation
 from .notebook import Cell, CellFailed, parse, run_cells
 from .wire import invocation_to_dict, outcome_from_json
 
@@ -49,6 +50,10 @@ _IGNORED_PIP_OPTIONS = frozenset(
         "--progress-bar=off",
     }
 )
+
+
+# A Git checkout's notebooks keep their extension; a notebook path names them without it.
+NOTEBOOK_EXTENSIONS = (".py", ".sql", ".ipynb", ".scala", ".r")
 
 
 class NotebookNotFound(FileNotFoundError):
@@ -89,7 +94,7 @@ class NotebookReader:
     def local(self, path: str) -> list[Path]:
         if self.source_root is not None and not path.startswith("/"):
             root, rel = self.source_root, path
-            candidates = [root / rel, root / f"{rel}.py"]
+            candidates = [root / rel, *(root / f"{rel}{ext}" for ext in NOTEBOOK_EXTENSIONS)]
         else:
             root = self.workspace
             rel = path.removeprefix("/Workspace").lstrip("/")
@@ -207,7 +212,7 @@ def forget_imported(pins: list[str], site_dir: Path) -> list[str]:
 
 # ----------------------------------------------------------------------------------- the session
 class NotebookSession:
-    """The magics of one notebook task: %run, %pip, %sh and dbutils.notebook.run."""
+    """The magics of one notebook task: %run, %pip, %sh, %fs and dbutils.notebook.run."""
 
     def __init__(
         self,
@@ -243,6 +248,10 @@ class NotebookSession:
         elif cell.kind == "sh":
             self.driver_dir.mkdir(parents=True, exist_ok=True)
             run_shell(cell.source, self.driver_dir)
+        elif cell.kind == "fs":
+            from .fs_magic import run_fs_magic
+
+            run_fs_magic(cell.source, self.dbutils.fs, self.display, self.spark)
 
     # -- %run ---------------------------------------------------------------------------------
     def run_inline(self, text: str) -> None:
@@ -312,6 +321,7 @@ class NotebookSession:
             self.invocation,
             notebook_path=path,
             notebook_source=source,
+            notebook_language=None,  # the child's own header or metadata says
             output_dir=out,
             widgets={str(k): str(v) for k, v in arguments.items()},
             pypi_packages=(),

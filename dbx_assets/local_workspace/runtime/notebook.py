@@ -1,4 +1,4 @@
-"""Databricks SOURCE-format notebooks: parse into cells, run them in one namespace."""
+"""Databricks notebooks (SOURCE in Python or SQL, IPYNB): parse into cells, run them in one namespace."""
 
 from __future__ import annotations
 
@@ -9,14 +9,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-HEADER = "# Databricks notebook source"
-SEPARATOR = "# COMMAND ----------"
-CellKind = Literal["python", "sql", "md", "skip", "run", "pip", "sh"]
-MAGIC_KINDS = ("run", "pip", "sh")  # cells run by runtime/magics.py
+from .notebook_formats import RUNNABLE_LANGUAGES, NotebookFormatError, read_notebook
+from .sql_cells import run_sql_cell, split_sql
+
+__all__ = ["Cell", "CellFailed", "MalformedNotebook", "UnsupportedNotebookLanguage", "parse", "run_cells", "split_sql"]
+
+CellKind = Literal["python", "sql", "md", "skip", "run", "pip", "sh", "fs"]
+MAGIC_KINDS = ("run", "pip", "sh", "fs")  # cells run by runtime/magics.py
 
 
 class MalformedNotebook(ValueError):
     pass
+
+
+class UnsupportedNotebookLanguage(MalformedNotebook):
+    """A Scala or R notebook: local clusters run Python and SQL notebooks."""
 
 
 @dataclass(frozen=True)
@@ -26,71 +33,42 @@ class Cell:
     source: str
 
 
-def parse(source: str, path: str = "notebook") -> list[Cell]:
-    lines = source.lstrip("\ufeff").splitlines()
-    if not lines or lines[0].strip() != HEADER:
-        raise MalformedNotebook(
-            f"{path} is not a Databricks SOURCE-format notebook: its first line must be {HEADER!r}."
+def parse(source: str, path: str = "notebook", language: str | None = None) -> list[Cell]:
+    """The cells of a notebook in SOURCE (any language's header) or IPYNB format. `language` is the
+    workspace's word for it when the content cannot say (an R notebook has Python's header)."""
+    try:
+        notebook = read_notebook(source, language, path)
+    except NotebookFormatError as exc:
+        raise MalformedNotebook(str(exc)) from None
+    if notebook.language not in RUNNABLE_LANGUAGES:
+        raise UnsupportedNotebookLanguage(
+            f"local clusters run Python and SQL notebooks; {path} is {notebook.language}. "
+            "Run it on a Databricks workspace, or port it to Python or SQL."
         )
-    chunks: list[list[str]] = [[]]
-    for line in lines[1:]:
-        if line.strip() == SEPARATOR:
-            chunks.append([])
-        else:
-            chunks[-1].append(line)
-    return [_cell(i, chunk) for i, chunk in enumerate(chunks, start=1)]
+    default: CellKind = "sql" if notebook.language == "SQL" else "python"
+    return [_cell(i, cell.text, default) for i, cell in enumerate(notebook.cells, start=1)]
 
 
-def _cell(number: int, lines: list[str]) -> Cell:
-    lines = [line for line in lines if not line.startswith("# DBTITLE")]
-    body = [line for line in lines if line.strip()]
-    if body and all(line.startswith("# MAGIC") for line in body):
-        text = [line[len("# MAGIC ") :] if line.startswith("# MAGIC ") else line[len("# MAGIC") :] for line in lines]
-        first = next(t for t in text if t.strip()).strip()
-        magic, _, rest = first.partition(" ")
-        remaining = "\n".join(text).split(first, 1)[1]
-        code = (rest + remaining) if rest else remaining
-        if magic == "%sql":
-            return Cell(number, "sql", code)
-        if magic in ("%md", "%md-sandbox"):
-            return Cell(number, "md", code)
-        if magic == "%python":
-            return Cell(number, "python", code)
-        if magic in ("%run", "%pip", "%sh"):
-            return Cell(number, magic[1:], code.strip("\n") if magic != "%sh" else code)  # type: ignore[arg-type]
-        raise MalformedNotebook(
-            f"Cell {number} uses {magic}, which the local workspace does not support (only %python, %sql, %md, %run, %pip and %sh)."
-        )
-    return Cell(number, "python", "\n".join(lines))
-
-
-def split_sql(text: str) -> list[str]:
-    """Split on `;` outside quotes and comments."""
-    statements, buf, quote, i = [], [], None, 0
-    while i < len(text):
-        ch = text[i]
-        if quote:
-            buf.append(ch)
-            if ch == "\\" and i + 1 < len(text):
-                buf.append(text[i + 1])
-                i += 1
-            elif ch == quote:
-                quote = None
-        elif ch in "'\"`":
-            quote = ch
-            buf.append(ch)
-        elif text.startswith("--", i):
-            end = text.find("\n", i)
-            i = len(text) if end < 0 else end
-            continue
-        elif ch == ";":
-            statements.append("".join(buf))
-            buf = []
-        else:
-            buf.append(ch)
-        i += 1
-    statements.append("".join(buf))
-    return [s.strip() for s in statements if s.strip()]
+def _cell(number: int, text: str, default: CellKind) -> Cell:
+    lines = text.split("\n")
+    first = next((line.strip() for line in lines if line.strip()), "")
+    if not first.startswith("%"):
+        return Cell(number, default, text)
+    magic, _, rest = first.partition(" ")
+    remaining = text.split(first, 1)[1]
+    code = (rest + remaining) if rest else remaining
+    if magic == "%sql":
+        return Cell(number, "sql", code)
+    if magic in ("%md", "%md-sandbox"):
+        return Cell(number, "md", code)
+    if magic == "%python":
+        return Cell(number, "python", code)
+    if magic in ("%run", "%pip", "%sh", "%fs"):
+        return Cell(number, magic[1:], code.strip("\n") if magic != "%sh" else code)  # type: ignore[arg-type]
+    raise MalformedNotebook(
+        f"Cell {number} uses {magic}, which the local workspace does not support "
+        "(only %python, %sql, %md, %run, %pip, %sh and %fs)."
+    )
 
 
 class CellFailed(Exception):
@@ -126,9 +104,8 @@ def run_cells(
                     raise NotImplementedError(f"%{cell.kind} needs the notebook task runtime")
                 magic(cell)
             elif cell.kind == "sql":
-                result = None
-                for statement in split_sql(cell.source):
-                    result = spark.sql(statement)
+                dbutils = namespace.get("dbutils")
+                result = run_sql_cell(cell.source, spark, getattr(dbutils, "widgets", None))
                 if result is not None:
                     namespace["_sqldf"] = result
                     if result.columns:

@@ -22,8 +22,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..runtime_types import TaskOutcome
-from ..secret_store import SecretStore
+from .contract import TaskOutcome
+from .secret_store import SecretStore
 
 REDACTED = "[REDACTED]"
 _READ_CHUNK = 64 * 1024  # bytes a pump reads at a time

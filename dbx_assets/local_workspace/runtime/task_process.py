@@ -1,9 +1,15 @@
-"""Main of a task process: attach to the cluster JVM, run one notebook / python file /
-dbt task, write its TaskOutcome to output_dir/outcome.json (logs are this process's
-captured stdout/stderr, read by the server side)."""
+"""Main of a task process: attach to the cluster JVM, run one notebook / Python file / Python
+wheel entry point / dbt task, write its TaskOutcome to output_dir/outcome.json (logs are this
+process's captured stdout/stderr, read by the server side: runs/get-output's `logs`).
+
+Notebooks, Python files and wheels get one user namespace (spark, dbutils, display, ...): a
+notebook's globals, and what `from databricks.sdk.runtime import spark, dbutils, display` returns
+in all three, through the runtime's `dbruntime` package as on Databricks (python_shell/)."""
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import json
 import os
 import runpy
@@ -12,13 +18,16 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..runtime_types import StoragePaths, TaskInvocation, TaskOutcome
+from .contract import StoragePaths, TaskInvocation, TaskOutcome
 from .wire import invocation_from_dict, outcome_to_json
 
 NOTEBOOK_RESULT_LIMIT = 1024 * 1024  # Databricks truncates at 5 MB; locally 1 MB
+# Where `dbruntime` lives, put on sys.path as Databricks puts /databricks/python_shell there.
+PYTHON_SHELL = Path(__file__).resolve().parent / "python_shell"
 _cluster: dict[str, Any] = {}  # the cluster this process is attached to (for %pip, %sh, notebook.run)
 
 
@@ -74,7 +83,12 @@ def run(invocation: TaskInvocation, cluster: dict[str, Any]) -> TaskOutcome:
     from .libraries import LibraryInstallError, activate, ensure_installed
 
     try:
-        libs = ensure_installed([*cluster["pypi_packages"], *invocation.pypi_packages], cluster["cluster_id"], paths)
+        libs = ensure_installed(
+            [*cluster["pypi_packages"], *invocation.pypi_packages],
+            cluster["cluster_id"],
+            paths,
+            invocation.wheel_libraries,
+        )
     except LibraryInstallError as exc:
         return TaskOutcome("FAILED", state_message=str(exc), error=f"LibraryInstallError: {exc.package}: {exc.detail}")
     activate(libs.site_dir)
@@ -90,9 +104,11 @@ def run(invocation: TaskInvocation, cluster: dict[str, Any]) -> TaskOutcome:
         from .notebook import MalformedNotebook, parse
 
         try:
-            cells = parse(invocation.notebook_source or "", invocation.notebook_path or "notebook")
-        except MalformedNotebook as exc:
-            return TaskOutcome("FAILED", state_message=str(exc), error=f"MalformedNotebook: {exc}")
+            cells = parse(
+                invocation.notebook_source or "", invocation.notebook_path or "notebook", invocation.notebook_language
+            )
+        except MalformedNotebook as exc:  # also a Scala or R notebook (UnsupportedNotebookLanguage)
+            return TaskOutcome("FAILED", state_message=str(exc), error=f"{type(exc).__name__}: {exc}")
 
     from .attach import attach
     from .catalog_sync import remember_table_versions, sync_catalog
@@ -128,8 +144,13 @@ def _dispatch(invocation: TaskInvocation, cells: list, spark: Any, mapper: Any, 
         outcome = _run_notebook(invocation, cells, spark, mapper, paths)
         outcome.task_values = read_task_values(invocation.output_dir)  # what dbutils.jobs.taskValues.set recorded
         return outcome
-    if invocation.kind == "spark_python":
-        return _run_python_file(invocation)
+    if invocation.kind in ("spark_python", "python_wheel"):
+        from .task_values import read_task_values
+
+        user_namespace(invocation, {}, spark, mapper, paths)  # for `from databricks.sdk.runtime import ...`
+        outcome = _run_python_file(invocation, paths) if invocation.kind == "spark_python" else _run_wheel(invocation)
+        outcome.task_values = read_task_values(invocation.output_dir)  # dbutils.jobs.taskValues.set
+        return outcome
     if invocation.kind == "dbt":
         if invocation.dbt is None:
             return TaskOutcome(
@@ -157,29 +178,53 @@ def displayHTML(html: str) -> None:
     print(html)
 
 
-def _run_notebook(invocation: TaskInvocation, cells: list, spark: Any, mapper: Any, paths: StoragePaths) -> TaskOutcome:
-    from .dbutils import DBUtils, NotebookExit, SecretsUtils
-    from .notebook import CellFailed, run_cells
-    from .secrets import WorkspaceSecrets
+def user_namespace(
+    invocation: TaskInvocation, widgets: dict[str, str], spark: Any, mapper: Any, paths: StoragePaths
+) -> dict[str, Any]:
+    """The task's user namespace, as a Databricks notebook has it, registered as the runtime's
+    (dbruntime.UserNamespaceInitializer) so `databricks.sdk.runtime` hands out the same objects."""
+    import warnings
 
-    # Secrets are read from the workspace's owner-only store when asked for, never passed in.
-    dbutils = DBUtils(invocation.widgets, mapper, secrets=WorkspaceSecrets(paths.secrets, fallback=SecretsUtils()))
-    from .magics import NotebookSession
+    from pyspark.sql import SQLContext
+    from pyspark.sql.functions import udf
+
+    from .dbutils import DBUtils, SecretsUtils
+    from .secrets import WorkspaceSecrets
     from .task_values import TASK_VALUES_FILE, JobsUtils, TaskValues
 
+    # Secrets are read from the workspace's owner-only store when asked for, never passed in.
+    dbutils = DBUtils(widgets, mapper, secrets=WorkspaceSecrets(paths.secrets, fallback=SecretsUtils()))
     (invocation.output_dir / TASK_VALUES_FILE).unlink(missing_ok=True)  # a retry or repair starts with none
     dbutils.jobs = JobsUtils(TaskValues(invocation.upstream_task_values, invocation.output_dir / TASK_VALUES_FILE))
+    with warnings.catch_warnings():  # SQLContext is deprecated, but notebooks still have one
+        warnings.simplefilter("ignore", FutureWarning)
+        sql_context = SQLContext(spark.sparkContext, spark)
     namespace: dict[str, Any] = {
         "__name__": "__main__",
         "spark": spark,
         "sc": spark.sparkContext,
+        "sqlContext": sql_context,
         "dbutils": dbutils,
         "display": display,
         "displayHTML": displayHTML,
         "getArgument": dbutils.widgets.getArgument,
         "table": spark.table,
         "sql": spark.sql,
+        "udf": udf,
     }
+    if str(PYTHON_SHELL) not in sys.path:
+        sys.path.append(str(PYTHON_SHELL))
+    importlib.import_module("dbruntime").UserNamespaceInitializer.getOrCreate().set_namespace_globals(namespace)
+    return namespace
+
+
+def _run_notebook(invocation: TaskInvocation, cells: list, spark: Any, mapper: Any, paths: StoragePaths) -> TaskOutcome:
+    from .dbutils import NotebookExit
+    from .magics import NotebookSession
+    from .notebook import CellFailed, run_cells
+
+    namespace = user_namespace(invocation, invocation.widgets, spark, mapper, paths)
+    dbutils = namespace["dbutils"]
     magics = NotebookSession(invocation, _cluster, paths, dbutils, namespace, spark, display)
     try:
         run_cells(cells, namespace, spark, display, magic=magics)
@@ -196,28 +241,103 @@ def _run_notebook(invocation: TaskInvocation, cells: list, spark: Any, mapper: A
     return TaskOutcome("SUCCESS")
 
 
-def _run_python_file(invocation: TaskInvocation) -> TaskOutcome:
-    from .notebook import one_line
-
+def _run_python_file(invocation: TaskInvocation, paths: StoragePaths) -> TaskOutcome:
+    """A Python file as Databricks runs one: as `__main__`, sys.argv = [file, *parameters], its folder
+    first on sys.path and, for a workspace (or Git) file, the current directory (DBR 14+)."""
     path = invocation.python_file
     if path is None or not Path(path).is_file():
         message = f"Python file {path} does not exist; upload it to the workspace or DBFS first."
         return TaskOutcome("FAILED", state_message=message, error=f"FileNotFoundError: {message}")
     sys.argv = [str(path), *invocation.python_parameters]
-    sys.path.insert(0, str(Path(path).parent))
+    folder = Path(path).parent
+    sys.path.insert(0, str(folder))
+    if not folder.resolve().is_relative_to(paths.dbfs.resolve()):
+        os.chdir(folder)
+    return _run_user_code(lambda: runpy.run_path(str(path), run_name="__main__"), "The Python file")
+
+
+def _run_wheel(invocation: TaskInvocation) -> TaskOutcome:
+    """A Python wheel task as Databricks runs one: `entry_point` is the package's entry point of that
+    name (console_scripts first), else the function `package_name.entry_point`; it is called with
+    sys.argv = [package_name, *parameters] (named parameters arrive as --key=value)."""
+    package, name = invocation.wheel_package or "", invocation.wheel_entry_point or ""
+    sys.argv = [package, *invocation.python_parameters]
+    entry_point = _find_entry_point(package, name)
+    if entry_point is None and importlib.util.find_spec(package.replace("-", "_")) is None:
+        message = (
+            f"Python wheel task: package {package} is not installed on the cluster: no installed distribution "
+            f"or module has that name. Add its wheel to the task's libraries."
+        )
+        return TaskOutcome("FAILED", state_message=message, error=f"ModuleNotFoundError: {message}")
+
+    def call() -> None:
+        if entry_point is not None:
+            entry_point.load()()
+            return
+        module = importlib.import_module(package.replace("-", "_"))
+        function = getattr(module, name, None)
+        if not callable(function):
+            raise AttributeError(
+                f"Entry point {name} not found: package {package} declares no entry point named {name} and "
+                f"module {module.__name__} has no function {name}."
+            )
+        function()
+
+    return _run_user_code(call, f"Entry point {package}:{name}")
+
+
+def _find_entry_point(package: str, name: str) -> Any:
+    """The installed distribution's entry point named `name`, console_scripts before other groups."""
+    from importlib import metadata
+
     try:
-        runpy.run_path(str(path), run_name="__main__")
+        found = [ep for ep in metadata.distribution(package).entry_points if ep.name == name]
+    except metadata.PackageNotFoundError:
+        return None
+    found.sort(key=lambda ep: ep.group != "console_scripts")
+    return found[0] if found else None
+
+
+def _run_user_code(code: Callable[[], Any], what: str) -> TaskOutcome:
+    """Run a Python file or entry point: an exception or a non-zero exit fails the task, with the
+    exception's line as the error (the traceback's last line) and the traceback from the user's code."""
+    from .dbutils import NotebookExit
+    from .notebook import one_line
+
+    try:
+        code()
+    except NotebookExit:  # dbutils.notebook.exit() ends the task successfully
+        return TaskOutcome("SUCCESS")
     except SystemExit as exc:
-        if exc.code not in (None, 0):
-            message = f"The Python file exited with code {exc.code}."
-            return TaskOutcome("FAILED", state_message=message, error=f"SystemExit: {exc.code}")
+        if exc.code is None or exc.code == 0:
+            return TaskOutcome("SUCCESS")
+        if isinstance(exc.code, int):
+            message = f"{what} exited with code {exc.code}."
+        else:  # sys.exit("message"): Python prints the message and exits with 1
+            print(exc.code, file=sys.stderr, flush=True)
+            message = f"{what} exited with code 1: {exc.code}"
+        return TaskOutcome(
+            "FAILED", state_message=message, error=f"SystemExit: {exc.code}", error_trace=_user_trace(exc)
+        )
     except Exception as exc:
-        tb = exc.__traceback__
-        while tb is not None and tb.tb_frame.f_code.co_filename != str(path):
-            tb = tb.tb_next
-        trace = "".join(traceback.format_exception(type(exc), exc, tb))
+        trace = _user_trace(exc)
+        sys.stderr.write(trace)  # what Python prints for an uncaught exception: the task's log has it too
         return TaskOutcome("FAILED", state_message=one_line(exc), error=one_line(exc), error_trace=trace)
     return TaskOutcome("SUCCESS")
+
+
+def _user_trace(exc: BaseException) -> str:
+    """The traceback from the first frame of the user's code: the runtime's own frames (this module,
+    runpy, importlib's entry point loading) are left out."""
+    runtime = {__file__, runpy.__file__}
+    tb = exc.__traceback__
+    while tb is not None and (
+        tb.tb_frame.f_code.co_filename in runtime
+        or tb.tb_frame.f_code.co_filename.startswith("<frozen")
+        or "importlib/metadata" in tb.tb_frame.f_code.co_filename
+    ):
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb))
 
 
 if __name__ == "__main__":  # python -P -m dbx_assets.local_workspace.runtime.task_process <invocation.json>

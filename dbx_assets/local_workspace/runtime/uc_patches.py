@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from . import uc_catalogs, uc_sql
 from . import uc_names as uc
 
 
@@ -47,7 +48,7 @@ class UcSession:
     def __init__(self, spark: Any, warehouse: Path):
         self.spark = spark
         self.warehouse = warehouse
-        self.registry = uc.CatalogRegistry(warehouse)
+        self.registry = uc_catalogs.CatalogRegistry(warehouse)
         self._current_database: Callable[[], str] = lambda: spark._jsparkSession.catalog().currentDatabase()
 
     def context(self) -> uc.Context:
@@ -81,9 +82,9 @@ class UcSession:
         return call
 
     # -- catalog statements -----------------------------------------------------------------
-    def run_plan(self, plan: uc.Plan, run_sql: Callable[[str], Any]) -> Any:
+    def run_plan(self, plan: uc_sql.Plan, run_sql: Callable[[str], Any]) -> Any:
         spark = self.spark
-        if isinstance(plan, uc.Sql):
+        if isinstance(plan, uc_sql.Sql):
             df = run_sql(plan.text)
             if plan.creates_database:
                 self._mkdir_database(plan.creates_database)
@@ -96,27 +97,27 @@ class UcSession:
                     F.when(F.col("namespace") == plan.show_tables_in, F.lit(schema)).otherwise(F.col("namespace")),
                 )
             return df
-        if isinstance(plan, uc.CreateCatalog):
+        if isinstance(plan, uc_sql.CreateCatalog):
             exists = plan.name in uc.DEFAULT_CATALOG_ALIASES or not self.registry.create(plan.name, plan.comment)
             if exists and not plan.if_not_exists:
                 raise uc.catalog_exists(plan.name)
             self._ensure_database(uc.spark_database(plan.name, "default"), run_sql)
             return spark.createDataFrame([], "x STRING").select()  # Databricks returns an empty result
-        if isinstance(plan, uc.DropCatalog):
+        if isinstance(plan, uc_sql.DropCatalog):
             return self._drop_catalog(plan, run_sql)
-        if isinstance(plan, uc.UseCatalog):
+        if isinstance(plan, uc_sql.UseCatalog):
             self._ensure_database(uc.spark_database(plan.name, "default"), run_sql)
             run_sql(f"USE {uc.quote(uc.spark_database(plan.name, 'default'))}")
             return spark.createDataFrame([], "x STRING").select()
-        if isinstance(plan, uc.ShowCatalogs):
+        if isinstance(plan, uc_sql.ShowCatalogs):
             names = sorted({uc.DEFAULT_CATALOG, *self.registry.names()})
             rows = [(n,) for n in names if plan.pattern is None or _like(n, plan.pattern)]
             return spark.createDataFrame(rows, "catalog STRING")
-        if isinstance(plan, uc.ShowSchemas):
+        if isinstance(plan, uc_sql.ShowSchemas):
             schemas = self.schemas(plan.catalog, run_sql)
             found = [(s,) for s in schemas if plan.pattern is None or _like(s, plan.pattern)]
             return spark.createDataFrame(found, "databaseName STRING")
-        if isinstance(plan, uc.DescribeCatalog):
+        if isinstance(plan, uc_sql.DescribeCatalog):
             entry = self.registry.entries().get(plan.name)
             name = plan.name if plan.name not in uc.DEFAULT_CATALOG_ALIASES else uc.DEFAULT_CATALOG
             info = [("Catalog Name", name), ("Comment", (entry.comment if entry else None) or ""), ("Owner", "local")]
@@ -141,7 +142,7 @@ class UcSession:
         if database.lower() != "default":  # `default` is the warehouse root itself
             (self.warehouse / f"{database.lower()}.db").mkdir(parents=True, exist_ok=True)
 
-    def _drop_catalog(self, plan: uc.DropCatalog, run_sql: Callable[[str], Any]) -> Any:
+    def _drop_catalog(self, plan: uc_sql.DropCatalog, run_sql: Callable[[str], Any]) -> Any:
         if plan.name in uc.DEFAULT_CATALOG_ALIASES:
             raise uc.UcNameError("UC_COMMAND_NOT_SUPPORTED", f"The catalog '{plan.name}' cannot be dropped.", "0AKUC")
         if plan.name not in self.registry.names():
@@ -184,7 +185,7 @@ def install_uc_patches(spark: Any, warehouse: Path) -> UcSession:
 
     logging.getLogger("sqlglot").setLevel(logging.ERROR)  # "falling back to Command" is not news
     session = UcSession(spark, warehouse)
-    uc.set_active_registry(session.registry)
+    uc_catalogs.set_active_registry(session.registry)
     if getattr(SparkSession.sql, "_dbx_uc_patched", False):
         return session
 
@@ -193,7 +194,7 @@ def install_uc_patches(spark: Any, warehouse: Path) -> UcSession:
     def sql(self: Any, sqlQuery: Any, args: Any = None, **kwargs: Any) -> Any:
         if not isinstance(sqlQuery, str):
             return orig_sql(self, sqlQuery, args, **kwargs)
-        plan = uc.plan_sql(sqlQuery, session.context(), mask_braces=bool(kwargs))
+        plan = uc_sql.plan_sql(sqlQuery, session.context(), mask_braces=bool(kwargs))
         return session.run_plan(plan, lambda text: orig_sql(self, text, args, **kwargs))
 
     patched_sql = session.guarded(functools.wraps(orig_sql)(sql))

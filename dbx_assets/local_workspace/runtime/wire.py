@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..runtime_types import DbtInvocation, TaskInvocation, TaskOutcome
+from .contract import DbtInvocation, TaskInvocation, TaskOutcome
 
 
 def _plain(value: Any) -> Any:
@@ -37,9 +37,12 @@ def invocation_from_dict(d: dict) -> TaskInvocation:
         output_dir=Path(d["output_dir"]),
         notebook_path=d.get("notebook_path"),
         notebook_source=d.get("notebook_source"),
+        notebook_language=d.get("notebook_language"),
         widgets=dict(d.get("widgets") or {}),
         python_file=Path(d["python_file"]) if d.get("python_file") else None,
         python_parameters=tuple(d.get("python_parameters") or ()),
+        wheel_package=d.get("wheel_package"),
+        wheel_entry_point=d.get("wheel_entry_point"),
         dbt=None
         if dbt is None
         else DbtInvocation(
@@ -52,6 +55,7 @@ def invocation_from_dict(d: dict) -> TaskInvocation:
         ),
         env=dict(d.get("env") or {}),
         pypi_packages=tuple(d.get("pypi_packages") or ()),
+        wheel_libraries=dict(d.get("wheel_libraries") or {}),
         timeout_seconds=int(d.get("timeout_seconds") or 0),
         upstream_task_values=dict(d.get("upstream_task_values") or {}),
         source_root=Path(d["source_root"]) if d.get("source_root") else None,

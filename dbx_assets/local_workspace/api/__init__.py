@@ -1,0 +1,1 @@
+"""The Databricks REST APIs, one module per API: HTTP handlers over the engine."""
