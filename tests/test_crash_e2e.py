@@ -9,10 +9,8 @@ green with no cleanup by hand. One cluster at a time: two cluster starts in all.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -101,13 +99,6 @@ def _logs(instance: dg.DagsterInstance) -> list[tuple[float, str]]:
         except Exception:
             time.sleep(0.05)
     return []
-
-
-def _cluster_doc(state_dir: Path, cluster_id: str) -> dict:
-    """The cluster as the workspace stores it (its event history is not served by clusters/get)."""
-    with sqlite3.connect(f"file:{state_dir / 'state.db'}?mode=ro", uri=True) as db:
-        (doc,) = db.execute("SELECT doc FROM docs WHERE kind='cluster' AND key=?", (cluster_id,)).fetchone()
-    return json.loads(doc)
 
 
 @pytest.fixture
@@ -210,8 +201,14 @@ def test_killing_the_workspace_mid_write_then_the_same_partition_again_is_green(
     assert cluster.termination_reason and cluster.termination_reason.code
     assert cluster.termination_reason.code.value == "DRIVER_UNREACHABLE"
     assert "restarted" in (cluster.state_message or "")
-    last_event = _cluster_doc(state_dir, cluster_id)["_events"][-1]
-    assert last_event["type"] == "TERMINATED" and last_event["details"]["reason"]["code"] == "DRIVER_UNREACHABLE"
+    termination_reasons = [
+        e.details.reason.code.value
+        for e in resource_client.clusters.events(cluster_id)
+        if e.type and e.type.value == "TERMINATING" and e.details and e.details.reason and e.details.reason.code
+    ]
+    assert termination_reasons == ["DRIVER_UNREACHABLE"], (
+        termination_reasons
+    )  # clusters/events: the cluster was lost with the workspace
     assert not orders.exists()
     assert (committed / "_SUCCESS").is_file()
     assert "removed half-written table crash.orders" in (state_dir / "server.log").read_text()
