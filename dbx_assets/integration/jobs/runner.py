@@ -223,6 +223,7 @@ class WorkflowRunner:
         self._clock = clock
         self._reconnect = reconnect
         self._outage: OutageWatch | None = None
+        self._reconnect_said = ""
 
     # -- starting ----------------------------------------------------------------------------
     def run_now(
@@ -434,7 +435,10 @@ class WorkflowRunner:
         try:
             self._reconnect()
         except Exception as err:  # the next try says whether the workspace answers
-            self._log.warning(f"Could not restart the workspace: {type(err).__name__}: {err}")
+            said = f"Could not restart the workspace: {type(err).__name__}: {err}"
+            if said != self._reconnect_said:  # once, not at every try of an hour-long outage
+                self._reconnect_said = said
+                self._log.warning(said)
 
     def _current_tasks(self, run: Run, handle: RunHandle) -> list[RunTask]:
         """The latest attempt of each watched task (restricted to the repair's task runs when repairing)."""
