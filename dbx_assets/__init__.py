@@ -21,6 +21,8 @@ __all__ = [
     "DEFAULT_PIPES_ROOT",
     "TRIGGER_COUNT_TAG",
     "TRIGGER_FILE_TAG",
+    "BundleError",
+    "DatabricksBundle",
     "DatabricksResource",
     "DbtManifestError",
     "DbtProjectTasks",
@@ -44,6 +46,8 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from dbx_assets.integration.bundles.bundle import DatabricksBundle
+    from dbx_assets.integration.bundles.config import BundleError
     from dbx_assets.integration.dbt.manifest import DbtManifestError
     from dbx_assets.integration.dbt.source import DbtProjectTasks
     from dbx_assets.integration.deployment import DeploymentNameError
@@ -62,6 +66,8 @@ else:
 
     # name -> the module defining it (the same as the imports above: tests/test_public_api.py checks)
     _EXPORTS = {
+        "DatabricksBundle": "dbx_assets.integration.bundles.bundle",
+        "BundleError": "dbx_assets.integration.bundles.config",
         "DbtManifestError": "dbx_assets.integration.dbt.manifest",
         "DbtProjectTasks": "dbx_assets.integration.dbt.source",
         "DeploymentNameError": "dbx_assets.integration.deployment",

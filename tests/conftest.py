@@ -132,26 +132,36 @@ TIERS: dict[str, str] = {
     "tests/test_pipes.py": PURE,
     "tests/test_polling.py": PURE,
     "tests/test_production_postgres.py": SPARK,
+    "tests/test_public_api.py": PURE,
+    "tests/test_python_tasks.py": PURE,
+    "tests/test_python_tasks_spark.py": SPARK,
     "tests/test_resource.py": PURE,
     "tests/test_schedules.py": PURE,
     "tests/test_sensor_daemon.py": SPARK,
     "tests/test_sensors.py": PURE,
     "tests/test_serverless_compute.py": PURE,
     "tests/test_table_metadata.py": PURE,
+    "tests/test_translators.py": PURE,
     "tests/test_waiting_states.py": PURE,
     "tests/test_workflow_declarations.py": PURE,
     "tests/test_workflow_e2e.py": HTTP,
     "tests/test_workflow_limits.py": PURE,
     # -- tests/local_workspace/
+    "tests/local_workspace/test_api_cluster_events.py": HTTP,
     "tests/local_workspace/test_api_fidelity.py": HTTP,
+    "tests/local_workspace/test_api_front_door.py": HTTP,  # + the tests on the workspace server process
     "tests/local_workspace/test_api_fuzz.py": HTTP,
     "tests/local_workspace/test_api_jobs.py": HTTP,
+    "tests/local_workspace/test_api_notebook_formats.py": HTTP,  # its tests use the workspace server process
     "tests/local_workspace/test_api_server.py": SPARK,  # server processes: restart, TLS, the status CLI
     "tests/local_workspace/test_api_storage.py": HTTP,
+    "tests/local_workspace/test_delta_log.py": PURE,
     "tests/local_workspace/test_jvm_options.py": PURE,
     "tests/local_workspace/test_libraries_install.py": SPARK,  # real uv against the package index
     "tests/local_workspace/test_notebook_features.py": HTTP,
     "tests/local_workspace/test_notebook_features_dagster.py": PURE,
+    "tests/local_workspace/test_notebook_formats.py": PURE,
+    "tests/local_workspace/test_notebook_formats_spark.py": SPARK,
     "tests/local_workspace/test_run_page.py": HTTP,
     "tests/local_workspace/test_run_page_browser.py": SPARK,
     "tests/local_workspace/test_runtime_cluster.py": SPARK,
@@ -168,6 +178,9 @@ TIERS: dict[str, str] = {
 
 # Tests above their module's tier that no fixture tells apart: what they start themselves.
 TEST_TIERS: dict[str, str] = {
+    "tests/test_public_api.py::test_importing_the_package_loads_nothing_else": HTTP,  # a plain Python child
+    # `uv build` fetches the wheel project's build backend from the package index
+    "tests/test_python_tasks.py::test_the_wheel_is_built_at_deploy_only_when_its_sources_change": SPARK,
     "tests/test_dbt_specs.py::test_missing_manifest_names_the_command_and_dagster_dev_prepares_it": SPARK,
     "tests/test_faults.py::test_cli_flags_and_faults_json_configure_the_server_and_admin_is_never_faulted": SPARK,
     "tests/test_outage_logic.py::test_the_real_sdk_against_a_closed_port_is_an_outage_named_by_its_cause": HTTP,
@@ -250,6 +263,8 @@ SLOWEST_MODULES = (
     "tests/test_crash_e2e.py",
     "tests/test_workflow_e2e.py",
     "tests/test_faults.py",
+    "tests/test_python_tasks_spark.py",
+    "tests/local_workspace/test_notebook_formats_spark.py",
     "tests/local_workspace/test_uc_runtime.py",
     "tests/local_workspace/test_secrets_runtime.py",
     "tests/local_workspace/test_run_page_browser.py",

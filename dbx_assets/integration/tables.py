@@ -5,8 +5,16 @@ After a task succeeds: `dagster/table_name`, `dagster/column_schema` (from Unity
 statistics (`spark.sql.statistics.numRows` in its properties, present after `ANALYZE TABLE ...
 COMPUTE STATISTICS` or predictive optimization) at no extra cost; without them, from one
 `SELECT COUNT(*)` through the SQL Statement Execution API on the deploy target's SQL warehouse
-(which starts that warehouse if it is stopped). Nothing here fails an asset: a missing table, a
-missing warehouse or a failed count becomes a warning entry on the event instead.
+(which starts that warehouse if it is stopped; on a Delta table it answers from the log's file
+statistics). Nothing here fails an asset: a missing table, a missing warehouse or a failed count
+becomes a warning entry on the event instead.
+
+For a Delta table, from the same `tables.get`: `delta_version`, the table version the step found
+right after the task (Unity Catalog's `delta.lastUpdateVersion`), `delta_commit_timestamp`, when
+that version was committed (`delta.lastCommitTimestamp`), and `delta_time_travel`, the query that
+reads exactly that version (`SELECT * FROM ... VERSION AS OF n`): each materialization on the
+asset's page names the table version it left. A writer committing to the same table between the
+task's end and that read would be credited with its version; the commit time shows it.
 
 Dagster 1.13 keeps `TableMetadataSet` out of its public namespace, so the entries use its
 documented keys directly.
@@ -22,7 +30,7 @@ from typing import Any
 import dagster as dg
 from databricks.sdk import WorkspaceClient
 from databricks.sdk.errors import DatabricksError, NotFound
-from databricks.sdk.service.catalog import ColumnInfo, TableInfo
+from databricks.sdk.service.catalog import ColumnInfo, DataSourceFormat, TableInfo
 from databricks.sdk.service.sql import ExecuteStatementRequestOnWaitTimeout, StatementState
 
 from dbx_assets.integration.jobs.model import WorkflowDefinitionError
@@ -32,9 +40,14 @@ COLUMN_SCHEMA = "dagster/column_schema"
 ROW_COUNT = "dagster/row_count"
 ROW_COUNT_SOURCE = "databricks_row_count_source"
 TABLE_WARNING = "databricks_table_warning"
+DELTA_VERSION = "delta_version"
+DELTA_COMMIT_TIMESTAMP = "delta_commit_timestamp"
+DELTA_TIME_TRAVEL = "delta_time_travel"
 
 CATALOG_PLACEHOLDER = "{catalog}"
 STATISTICS_ROW_COUNT = "spark.sql.statistics.numRows"
+LAST_UPDATE_VERSION = "delta.lastUpdateVersion"  # what Unity Catalog reports for a Delta table
+LAST_COMMIT_TIMESTAMP = "delta.lastCommitTimestamp"  # ms since the epoch
 COUNT_WAIT = "30s"  # the Statement Execution API's longest synchronous wait is 50 s
 
 _PART = re.compile(r"^(?:\{catalog\}|[A-Za-z0-9_][A-Za-z0-9_-]*)$")
@@ -82,6 +95,32 @@ def statistics_row_count(table: TableInfo) -> int | None:
         return None
 
 
+def _int_property(table: TableInfo, key: str) -> int | None:
+    try:
+        return int((table.properties or {})[key])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def delta_version_metadata(full_name: str, table: TableInfo) -> dict[str, Any]:
+    """For a table Unity Catalog reports as Delta: the version it is at, when that version was committed, and
+    the query that reads exactly that version. Nothing for other tables."""
+    if table.data_source_format != DataSourceFormat.DELTA:
+        return {}
+    version = _int_property(table, LAST_UPDATE_VERSION)
+    if version is None:
+        return {}
+    quoted = ".".join(f"`{part}`" for part in full_name.split("."))
+    metadata: dict[str, Any] = {
+        DELTA_VERSION: dg.MetadataValue.int(version),
+        DELTA_TIME_TRAVEL: dg.MetadataValue.text(f"SELECT * FROM {quoted} VERSION AS OF {version}"),
+    }
+    committed = _int_property(table, LAST_COMMIT_TIMESTAMP)
+    if committed is not None:
+        metadata[DELTA_COMMIT_TIMESTAMP] = dg.MetadataValue.timestamp(committed / 1000)
+    return metadata
+
+
 @dataclass
 class TableFacts:
     """What one read found: metadata entries for the event, and warnings to log."""
@@ -118,6 +157,7 @@ class TableMetadataReader:
             return facts
         if table.columns:
             facts.metadata[COLUMN_SCHEMA] = column_schema(table.columns)
+        facts.metadata.update(delta_version_metadata(full_name, table))
         rows = statistics_row_count(table)
         if rows is not None:
             facts.metadata[ROW_COUNT] = rows

@@ -1,8 +1,12 @@
 """SQL Statement Execution API subset on the local warehouse: `SELECT COUNT(*) FROM <table>`.
 
 The server holds no JVM, so it runs the one statement a client needs to learn a table's size
-without Spark: the count comes from the parquet footers of the table's files
-(engine/parquet_footer.py). Any other statement FAILS the way a SQL error does on Databricks (HTTP
+without Spark. A Delta table is counted from its log's statistics, as Databricks answers a COUNT(*)
+on Delta from them: `numRecords` of each live file less the rows its deletion vector removes, and
+for a live file without statistics its parquet footer (engine/delta_log.py); when the log no longer
+says which files are live the statement fails rather than guess. Any other table is counted from the
+parquet footers of its files (engine/parquet_footer.py). Any other statement FAILS the way a SQL
+error does on Databricks (HTTP
 200, `status.state` FAILED, `status.error`), saying what the local warehouse runs. Results use
 the documented inline JSON_ARRAY shape (values as strings); a stopped warehouse is started, as
 Databricks starts one a statement is sent to. Responses are built from the SDK's dataclasses.
@@ -17,6 +21,7 @@ from collections import OrderedDict
 
 from databricks.sdk.service import sql
 
+from ..engine.delta_log import DeltaLogError, count_rows
 from ..engine.errors import ApiError, invalid
 from ..engine.parquet_footer import NotParquet, table_row_count
 from ..engine.warehouses import Warehouses
@@ -78,12 +83,20 @@ class StatementExecution:
         full_name = ".".join([catalog.lower(), schema.lower()][: 3 - len(parts)] + parts)
         try:
             self.unity_catalog.table(full_name)
-            rows = table_row_count(self.unity_catalog.table_dir(full_name))
+            table_dir = self.unity_catalog.table_dir(full_name)
+            delta = self.unity_catalog.delta_snapshot(table_dir)
+            rows = count_rows(delta, table_dir) if delta is not None else table_row_count(table_dir)
         except ApiError:
             return _failed(
                 statement_id,
                 f"[TABLE_OR_VIEW_NOT_FOUND] The table or view `{'`.`'.join(full_name.split('.'))}` cannot be found.",
                 sql_state="42P01",
+            )
+        except DeltaLogError as exc:
+            return _failed(
+                statement_id,
+                f"Cannot count Delta table {full_name} from its log: {exc}",
+                code=sql.ServiceErrorCode.IO_ERROR,
             )
         except (OSError, NotParquet) as exc:
             return _failed(statement_id, f"Cannot read table {full_name}: {exc}", code=sql.ServiceErrorCode.IO_ERROR)

