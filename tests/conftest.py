@@ -121,6 +121,7 @@ TIERS: dict[str, str] = {
     "tests/test_bundles_spark.py": SPARK,
     "tests/test_cluster_logs.py": HTTP,
     "tests/test_cost.py": PURE,
+    "tests/test_crash_e2e.py": SPARK,  # the embedded workspace's server process, killed mid-write; two clusters
     "tests/test_dbt_parity.py": SPARK,  # parses a dbt project with dbt; a dagster-dbt process
     "tests/test_dbt_run_results.py": PURE,
     "tests/test_dbt_specs.py": PURE,  # + the real `dbt build` runs (fixture dbt_runs) and one `dbt parse` process
@@ -129,6 +130,8 @@ TIERS: dict[str, str] = {
     "tests/test_mixed_compute_e2e.py": SPARK,
     "tests/test_newcomer.py": SPARK,
     "tests/test_one_job_spec.py": SPARK,  # two workspace server processes (HTTP and TLS)
+    "tests/test_outage_logic.py": PURE,
+    "tests/test_outage_watch.py": HTTP,
     "tests/test_pipes.py": PURE,
     "tests/test_polling.py": PURE,
     "tests/test_production_postgres.py": SPARK,
@@ -170,6 +173,7 @@ TIERS: dict[str, str] = {
     "tests/local_workspace/test_runtime_dbt_profile.py": PURE,
     "tests/local_workspace/test_runtime_notebook_source.py": PURE,
     "tests/local_workspace/test_runtime_path_rewrite.py": PURE,
+    "tests/local_workspace/test_table_commits.py": PURE,
     "tests/local_workspace/test_secrets_api.py": HTTP,
     "tests/local_workspace/test_secrets_runtime.py": HTTP,
     "tests/local_workspace/test_uc_names.py": PURE,
@@ -185,6 +189,7 @@ TEST_TIERS: dict[str, str] = {
     "tests/test_python_tasks.py::test_the_wheel_is_built_at_deploy_only_when_its_sources_change": SPARK,
     "tests/test_dbt_specs.py::test_missing_manifest_names_the_command_and_dagster_dev_prepares_it": SPARK,
     "tests/test_faults.py::test_cli_flags_and_faults_json_configure_the_server_and_admin_is_never_faulted": SPARK,
+    "tests/test_outage_logic.py::test_the_real_sdk_against_a_closed_port_is_an_outage_named_by_its_cause": HTTP,
     "tests/test_resource.py::test_unreachable_host_is_one_clear_message_naming_the_host": HTTP,
     "tests/test_sensors.py::test_permission_denied_names_the_path_and_identity": HTTP,
     "tests/test_sensors.py::test_unreachable_workspace_skips_quickly": HTTP,
@@ -261,6 +266,7 @@ SLOWEST_MODULES = (
     "tests/test_production_postgres.py",
     "tests/test_dbt_specs.py",
     "tests/test_mixed_compute_e2e.py",
+    "tests/test_crash_e2e.py",
     "tests/test_workflow_e2e.py",
     "tests/test_faults.py",
     "tests/test_bundles_spark.py",

@@ -29,11 +29,17 @@ from dbx_assets.integration.deployment import (
     validate_deployment,
     validate_template,
 )
+from dbx_assets.integration.jobs.outage import (
+    DEFAULT_TOLERANCE_SECONDS,
+    WATCH_HTTP_TIMEOUT_SECONDS,
+    WATCH_RETRY_SECONDS,
+)
 from dbx_assets.integration.redaction import redact
 from dbx_assets.integration.sources.base import DeployTarget
 
 LOCAL_STATE_DIR_ENV = "DBX_LOCAL_STATE_DIR"
 SQL_WAREHOUSE_ENV = "DATABRICKS_SQL_WAREHOUSE"
+EMBEDDED_WATCH_RETRY_SECONDS = 5
 # Lets a Dagster+ deployment run on the embedded local workspace (off: it must name a real one).
 ALLOW_EMBEDDED_ENV = "DBX_ALLOW_LOCAL_WORKSPACE"
 
@@ -95,8 +101,15 @@ class DatabricksResource(ConfigurableResource):
     retry_timeout_seconds: int = Field(
         default=300, description="How long the SDK retries transient failures (429, 5xx, dropped connections)."
     )
+    outage_tolerance_seconds: int = Field(
+        default=DEFAULT_TOLERANCE_SECONDS,
+        description="How long a step keeps waiting for a workspace that stopped answering while its run goes on "
+        "there (the run does not stop because Dagster lost contact). The step logs the outage within a minute, "
+        "keeps polling with backoff and continues when contact returns; past this, it fails naming the run.",
+    )
 
     _client: WorkspaceClient | None = PrivateAttr(default=None)
+    _http_timeout_seconds: float | None = PrivateAttr(default=None)
 
     # "before": an EnvVar is still itself here (later it is its variable's name); it is checked once
     # Dagster resolves it, when the resource is built for a run.
@@ -134,12 +147,43 @@ class DatabricksResource(ConfigurableResource):
             self._client = WorkspaceClient(config=self._config())
         return self._client
 
-    def get_client_with_retry_timeout(self, retry_timeout_seconds: int) -> WorkspaceClient:
-        """A separate client with a shorter retry budget, e.g. for one sensor tick. The budget must
-        be set before the client is built: building it already calls the workspace."""
+    def get_client_with_retry_timeout(
+        self, retry_timeout_seconds: int, *, http_timeout_seconds: float | None = None
+    ) -> WorkspaceClient:
+        """A separate client with a shorter retry budget (and optionally a shorter HTTP timeout per
+        request), e.g. for one sensor tick. Both must be set before the client is built: building it
+        already calls the workspace."""
         quick = self.model_copy(update={"retry_timeout_seconds": retry_timeout_seconds})
         quick._client = None  # model_copy carries private attributes over; build a fresh client
+        quick._http_timeout_seconds = http_timeout_seconds
         return quick.get_client()
+
+    def get_watch_client(self) -> WorkspaceClient:
+        """The client a step watches its run through: the SDK gives up on an unreachable workspace
+        within WATCH_RETRY_SECONDS (or this resource's shorter retry budget), so the step can say so
+        and ride the outage out itself (dbx_assets.integration.jobs.outage). The embedded workspace is
+        on this machine, where a refused connection means its server is gone: 5 s, then a restart."""
+        budget = EMBEDDED_WATCH_RETRY_SECONDS if self._uses_embedded_workspace else WATCH_RETRY_SECONDS
+        return self.get_client_with_retry_timeout(
+            min(self.retry_timeout_seconds, budget), http_timeout_seconds=WATCH_HTTP_TIMEOUT_SECONDS
+        )
+
+    def revive_embedded_workspace(self, *clients: WorkspaceClient) -> str | None:
+        """The embedded local workspace only: if its server is gone (killed, crashed), start it again on
+        the same state dir, as a Databricks control plane comes back, and point `clients` at it should its
+        address have changed. Returns the address when it restarted the server; None otherwise (a real
+        workspace, or a server that is alive)."""
+        if not self._uses_embedded_workspace:
+            return None
+        from dbx_assets.local_workspace.launcher import ensure_running, server_running
+
+        if server_running(self._local_state_dir):
+            return None  # alive, maybe slow: a restart would not help
+        connection = ensure_running(self._local_state_dir, timeout=30)
+        for client in clients:
+            if client.config.host != connection.host:
+                client.config.host = connection.host  # the SDK reads it per request; the token is unchanged
+        return connection.host
 
     @cached_property
     def _local_state_dir(self) -> Path:
@@ -165,6 +209,7 @@ class DatabricksResource(ConfigurableResource):
                 token=connection.token,
                 auth_type="pat",
                 retry_timeout_seconds=self.retry_timeout_seconds,
+                http_timeout_seconds=self._http_timeout_seconds,  # None: the SDK's default (60 s)
             )
         try:
             return Config(
@@ -174,6 +219,7 @@ class DatabricksResource(ConfigurableResource):
                 client_secret=self.client_secret,
                 profile=self.profile,
                 retry_timeout_seconds=self.retry_timeout_seconds,
+                http_timeout_seconds=self._http_timeout_seconds,  # None: the SDK's default (60 s)
             )
         except ValueError as err:  # the SDK's "cannot configure default credentials" and friends
             raise WorkspaceConnectionError(

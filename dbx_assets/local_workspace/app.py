@@ -51,6 +51,9 @@ def write_connection(state_dir: Path, data: dict) -> None:
 
 def _port_free(port: int) -> bool:
     with socket.socket() as s:
+        # As the server binds (allow_reuse_address): a restart after a crash keeps its address even
+        # while the dead server's connections linger in TIME_WAIT; a live listener still refuses it.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
             return True

@@ -96,6 +96,12 @@ def ensure_running(state_dir: Path, *, timeout: float = 60, tls: bool = False) -
         )
 
 
+def server_running(state_dir: Path) -> bool:
+    """Whether the server recorded for `state_dir` is still a live process (answering or not)."""
+    info = read_connection(Path(state_dir).resolve()) or {}
+    return _is_workspace_server(int(info.get("pid", 0)))
+
+
 def _is_workspace_server(pid: int) -> bool:
     if not _pid_alive(pid):
         return False

@@ -20,6 +20,7 @@ from databricks.sdk import WorkspaceClient
 from databricks.sdk.service.jobs import RunTask
 
 from dbx_assets.integration.jobs.model import WorkflowDefinitionError
+from dbx_assets.integration.jobs.outage import is_outage
 from dbx_assets.integration.workspace_files import WorkspaceFiles
 
 TAILED_FILES = ("stdout", "stderr")  # log4j-active.log stays in the destination: Spark's own chatter
@@ -126,6 +127,8 @@ class ClusterLogTailer:
                 for name in TAILED_FILES:
                     self._read_new(cluster_id, label, folder, name, sizes.get(name, 0), final)
             except Exception as err:  # logs are extra detail: never fail or stall the step over them
+                if is_outage(err):
+                    raise  # the workspace is unreachable: the watcher says so and waits; the next poll reads on
                 if cluster_id not in self._warned:
                     self._warned.add(cluster_id)
                     self._warn(f"Could not read the driver logs of cluster {cluster_id} at {folder}: {err}")

@@ -18,6 +18,7 @@ from databricks.sdk.service.compute import ClusterSpec
 from databricks.sdk.service.jobs import BaseRun, Run, RunLifeCycleState, RunOutput, RunTask, SubmitTask
 
 from dbx_assets.integration.jobs.model import LAUNCH_PARAMETER
+from dbx_assets.integration.jobs.outage import OutagePolicy, OutageWatch, WorkspaceUnreachable, is_outage
 
 TERMINAL_LIFE_CYCLE = {
     RunLifeCycleState.TERMINATED,
@@ -191,20 +192,38 @@ class RunHandle:
 
 
 class WorkflowRunner:
+    """Starts, reattaches to, repairs and watches runs.
+
+    `client` starts runs (its long SDK retry budget suits idempotent starts); `watch_client` (default:
+    `client`) is what watching polls through, with a short budget so that an outage surfaces quickly
+    and is ridden out here (`outage`). `sleep` waits between polls (it may read the workspace, e.g.
+    Pipes channels); `pause` waits while the workspace is unreachable (it must not). `reconnect` is
+    called while the workspace is unreachable, e.g. to restart an embedded workspace."""
+
     def __init__(
         self,
         client: WorkspaceClient,
         *,
+        watch_client: WorkspaceClient | None = None,
         poll: PollPolicy = PollPolicy(),
+        outage: OutagePolicy | None = None,
         log: logging.Logger | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        pause: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        reconnect: Callable[[], None] | None = None,
     ):
         self._client = client
+        self._watch_client = watch_client or client
         self._poll = poll
+        self._outage_policy = outage or OutagePolicy()
         self._log = log or logging.getLogger(__name__)
         self._sleep = sleep
+        self._pause = pause
         self._clock = clock
+        self._reconnect = reconnect
+        self._outage: OutageWatch | None = None
+        self._reconnect_said = ""
 
     # -- starting ----------------------------------------------------------------------------
     def run_now(
@@ -328,36 +347,98 @@ class WorkflowRunner:
         delays = self._poll.delays()
         expected = ExpectedEnds(usual_seconds or {}, self._clock)
         waiting = WaitingStates(self._log)
+        outage = self._outage = OutageWatch(
+            lambda: (self._watch_client.config.host or "").rstrip("/"),
+            handle.run_id,
+            lambda: handle.run_page_url,
+            self._log,
+            policy=self._outage_policy,
+            clock=self._clock,
+        )
+        try:
+            while True:
+                run = self.tolerant(
+                    lambda: self._watch_client.jobs.get_run(handle.run_id, include_history=True), quietly=True
+                )
+                handle.run_page_url = run.run_page_url or handle.run_page_url  # where it is now (a moved workspace)
+                progressed = False
+                current = self._current_tasks(run, handle)
+                ended = [t for t in current if t.run_id not in handle.reported and _is_terminal(t)]
+                if outage.ongoing:
+                    outage.recovered(_ended_meanwhile(ended, run, self._run_over(run, handle)))
+                waiting.observe(run, current)
+                if on_poll is not None:
+                    self._outage_noted(on_poll, current, self._run_over(run, handle))
+                expected.observe(current)
+                # A task ends after the tasks it depends on, so end-time order is a topological order
+                # (Dagster needs a multi-asset's events upstream-first).
+                for task in sorted(ended, key=lambda t: (t.end_time or 0, t.run_id or 0)):
+                    handle.reported.add(required(task.run_id, "a task run_id"))
+                    progressed = True
+                    yield self._finished(task)
+                if self._run_over(run, handle):
+                    # Tasks that never got a terminal entry (e.g. run failed to start) are reported too.
+                    for task in self._current_tasks(run, handle):
+                        if task.run_id not in handle.reported:
+                            handle.reported.add(required(task.run_id, "a task run_id"))
+                            yield self._finished(task, forced_state=run)
+                    return
+                if progressed:
+                    delays = self._poll.delays()
+                delay = next(delays)
+                until_expected_end = expected.wake_within(delay)
+                if until_expected_end is not None:
+                    delay = until_expected_end
+                    delays = self._poll.delays()  # if the task overruns, look again soon, then back off
+                self._outage_noted(self._sleep, delay)
+        finally:
+            self._outage = None  # outside a watch, calls are plain calls again
+
+    # -- riding out an outage -----------------------------------------------------------------------
+    def tolerant(self, call: Callable[[], T], *, quietly: bool = False) -> T:
+        """`call()` (which talks to the workspace), retried while the workspace is unreachable, up to
+        the outage tolerance of the run being watched (then WorkspaceUnreachable). Any other error
+        propagates at once. Outside `watch`, a plain call. `quietly`: the caller says when contact
+        is back (with what it learnt)."""
+        outage = self._outage
+        if outage is None:
+            return call()
         while True:
-            run = self.get_run(handle.run_id)
-            progressed = False
-            current = self._current_tasks(run, handle)
-            waiting.observe(run, current)
-            if on_poll is not None:
-                on_poll(current, self._run_over(run, handle))
-            expected.observe(current)
-            ended = [t for t in current if t.run_id not in handle.reported and _is_terminal(t)]
-            # A task ends after the tasks it depends on, so end-time order is a topological order
-            # (Dagster needs a multi-asset's events upstream-first).
-            for task in sorted(ended, key=lambda t: (t.end_time or 0, t.run_id or 0)):
-                handle.reported.add(required(task.run_id, "a task run_id"))
-                progressed = True
-                yield self._finished(task)
-            if self._run_over(run, handle):
-                # Tasks that never got a terminal entry (e.g. run failed to start) are reported too.
-                for task in self._current_tasks(run, handle):
-                    if task.run_id not in handle.reported:
-                        handle.reported.add(required(task.run_id, "a task run_id"))
-                        yield self._finished(task, forced_state=run)
-                return
-            if progressed:
-                delays = self._poll.delays()
-            delay = next(delays)
-            until_expected_end = expected.wake_within(delay)
-            if until_expected_end is not None:
-                delay = until_expected_end
-                delays = self._poll.delays()  # if the task overruns, look again soon, then back off
-            self._sleep(delay)
+            started = self._clock()
+            try:
+                result = call()
+            except Exception as err:
+                if not is_outage(err):
+                    raise
+                outage.failed(err, started)  # says so; raises WorkspaceUnreachable past the tolerance
+                self._try_reconnect()
+                self._pause(outage.next_delay())
+                continue
+            if not quietly:
+                outage.recovered()
+            return result
+
+    def _outage_noted(self, call: Callable[..., None], *args: Any) -> None:
+        """Work between polls (reading logs, Pipes channels): an outage there is noted and the next
+        poll, which waits it out, takes over; nothing is retried here."""
+        started = self._clock()
+        try:
+            call(*args)
+        except Exception as err:
+            if self._outage is None or not is_outage(err):
+                raise
+            self._outage.failed(err, started)
+
+    def _try_reconnect(self) -> None:
+        if self._reconnect is None:
+            return
+        try:
+            self._reconnect()
+        except Exception as err:  # the next try says whether the workspace answers
+            said = f"Could not restart the workspace: {type(err).__name__}: {err}"
+            if said != self._reconnect_said:  # once, not at every try of an hour-long outage
+                self._reconnect_said = said
+                self._log.warning(said)
 
     def _current_tasks(self, run: Run, handle: RunHandle) -> list[RunTask]:
         """The latest attempt of each watched task (restricted to the repair's task runs when repairing)."""
@@ -405,8 +486,11 @@ class WorkflowRunner:
             and result not in ("UPSTREAM_FAILED", "UPSTREAM_CANCELED", "EXCLUDED")
         )
         if ran and task.run_id:
+            task_run_id = task.run_id
             try:
-                output = self._client.jobs.get_run_output(task.run_id)
+                output = self.tolerant(lambda: self._watch_client.jobs.get_run_output(task_run_id))
+            except WorkspaceUnreachable:
+                raise
             except Exception as err:  # output is extra detail; never lose the task's outcome over it
                 self._log.warning("Could not fetch output of task run %s: %s", task.run_id, err)
         return TaskFinished(
@@ -429,6 +513,18 @@ def job_parameter(run: Run | BaseRun, name: str) -> str | None:
         if p.name == name:
             return p.value if p.value is not None else p.default
     return None
+
+
+def _ended_meanwhile(ended: Sequence[RunTask], run: Run, over: bool) -> str:
+    """What happened while the workspace could not be asked, for the "reachable again" line."""
+    keys = sorted({t.task_key or "?" for t in ended})
+    news = f"{len(keys)} task(s) ended meanwhile ({', '.join(keys)})" if keys else "no task ended meanwhile"
+    if over and run.state and run.state.life_cycle_state:
+        result = run.state.result_state.value if run.state.result_state else run.state.life_cycle_state.value
+        news += f"; the run ended {result}"
+        if run.state.state_message:
+            news += f": {run.state.state_message}"
+    return news
 
 
 def _is_terminal(task: RunTask) -> bool:

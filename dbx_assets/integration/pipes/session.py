@@ -32,6 +32,8 @@ class PipesChannels:
                     are read again every `poll_seconds` (the bound on a log line's delay, plus the
                     notebook writer's upload interval)
     close_seconds:  how long to wait, after a task ended, for its channel's "closed" message
+    read_client:    what the channels are read through while the run goes (default `client`), e.g. the
+                    step's watch client, whose short retry budget lets the step ride out an outage
     """
 
     def __init__(
@@ -46,10 +48,12 @@ class PipesChannels:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         write_stream: StreamWriter = write_to_step_streams,
+        read_client: WorkspaceClient | None = None,
     ):
         self._context = context
         self._client = client
         self._storage = WorkspaceFiles(client)
+        self._read_storage = WorkspaceFiles(read_client or client)
         self._selection = selection
         self._tasks = {t.task_key: t for t in tasks}
         self._parameters = {t.task_key: p for t in tasks if (p := channel_parameter_of(t.settings)) is not None}
@@ -88,7 +92,7 @@ class PipesChannels:
         for key in keys:
             task = self._tasks[key]
             channel = task_channel(key, self._parameters[key], dagster_run_id)
-            reader = TaskChannelReader(self._context, self._storage, channel, write_stream=self._write_stream)
+            reader = TaskChannelReader(self._context, self._read_storage, channel, write_stream=self._write_stream)
             self._storage.make_dir(channel.messages_dir)
             data = task_context_data(self._context, task.asset_keys, {"databricks_task_key": key})
             self._storage.write(channel.context_path, json.dumps(data).encode())

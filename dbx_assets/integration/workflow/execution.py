@@ -7,10 +7,12 @@ Knows tasks only through their sources (`TaskSource`): it never branches on the 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from functools import partial
 from typing import Any
 
 import dagster as dg
-from databricks.sdk.service.jobs import RunTask
+from databricks.sdk.errors import PermissionDenied, Unauthenticated
+from databricks.sdk.service.jobs import Run, RunTask
 
 from dbx_assets.integration.jobs.cluster_logs import ClusterLogTailer
 from dbx_assets.integration.jobs.deploy import WorkflowDeployer
@@ -21,10 +23,18 @@ from dbx_assets.integration.jobs.model import (
     PARTITION_START_PARAMETER,
     WorkflowSpec,
 )
-from dbx_assets.integration.jobs.runner import RunHandle, TaskFinished, WorkflowRunner, idempotency_token
+from dbx_assets.integration.jobs.outage import OutagePolicy, WorkspaceUnreachable
+from dbx_assets.integration.jobs.runner import (
+    TERMINAL_LIFE_CYCLE,
+    RunHandle,
+    TaskFinished,
+    WorkflowRunner,
+    idempotency_token,
+    required,
+)
 from dbx_assets.integration.pipes.session import PipesChannels
-from dbx_assets.integration.resource import DatabricksResource
-from dbx_assets.integration.sources.base import Selection, SourceTask, TaskSource
+from dbx_assets.integration.resource import DatabricksResource, WorkspaceConnectionError
+from dbx_assets.integration.sources.base import Selection, SourceTask, TaskReport, TaskSource
 from dbx_assets.integration.tables import TableMetadataReader, with_table_metadata
 from dbx_assets.integration.workflow.cost import StepCosts
 from dbx_assets.integration.workflow.definition import Workflow
@@ -54,9 +64,19 @@ class WorkflowExecution:
         self.databricks = databricks
         with databricks.explained_connection_errors():
             self.client = databricks.get_client()
+            # What the step watches the run through: a short SDK retry budget, so an outage surfaces
+            # within a minute and is ridden out by the runner (up to the resource's outage tolerance).
+            self.watch_client = databricks.get_watch_client()
             self.target = databricks.deploy_target(needs_sql_warehouse=workflow.needs_sql_warehouse)
         # Between polls of the run the step reads the Pipes channels of tasks that may be running.
-        self.runner = WorkflowRunner(self.client, log=context.log, sleep=lambda seconds: self.pipes.wait(seconds))
+        self.runner = WorkflowRunner(
+            self.client,
+            watch_client=self.watch_client,
+            outage=OutagePolicy(tolerance_seconds=databricks.outage_tolerance_seconds),
+            log=context.log,
+            sleep=lambda seconds: self.pipes.wait(seconds),
+            reconnect=self._revive_embedded_workspace,
+        )
         self.selection = Selection(
             assets=frozenset(context.selected_asset_keys),
             checks=frozenset(context.selected_asset_check_keys),
@@ -67,12 +87,18 @@ class WorkflowExecution:
         self._source_of = {task.task_key: source for source, task in self.selected}
         # Named tables' columns and row counts, read after each task
         self.tables = TableMetadataReader(
-            self.client, lambda: self.target.sql_warehouse_id or self.databricks.sql_warehouse_id()
+            self.watch_client, lambda: self.target.sql_warehouse_id or self.databricks.sql_warehouse_id()
         )
-        self.pipes = PipesChannels(context, self.client, [task for _, task in self.selected], self.selection)
+        self.pipes = PipesChannels(
+            context,
+            self.client,
+            [task for _, task in self.selected],
+            self.selection,
+            read_client=self.watch_client,
+        )
         # Driver logs of job clusters with a cluster_log_conf, into the step's stdout/stderr
         self.cluster_logs = ClusterLogTailer.for_job_clusters(
-            self.client,
+            self.watch_client,
             workflow.job_clusters,
             existing_cluster_key=workflow.default_job_cluster if workflow.compute == "all_purpose" else None,
             warn=context.log.warning,
@@ -109,18 +135,30 @@ class WorkflowExecution:
 
     def _start(self, job_id: int) -> RunHandle:
         previous = self._previous_databricks_run(job_id)
-        if previous is not None:
-            done = self.runner.succeeded_tasks(previous)
+        if previous is not None and not _over(previous) and self._covers_selection(previous):
+            # A Databricks run does not stop when an earlier attempt stopped watching it (e.g. the
+            # workspace was unreachable for longer than the outage tolerance): watch it, do not start a second.
+            run_id = required(previous.run_id, "a run_id")
+            self.context.log.info(
+                f"Reattached to Databricks run {run_id}, started for an earlier attempt of this step and still going"
+            )
+            self.pipes.prepare(self.task_keys, run_id=run_id)
+            return RunHandle(
+                job_id, run_id, previous.run_page_url or "", reattached=True, task_keys=tuple(self.task_keys)
+            )
+        if previous is not None and _repairable(previous):
+            previous_id = required(previous.run_id, "a run_id")
+            done = self.runner.succeeded_tasks(previous_id)
             rerun = [k for k in self.task_keys if k not in done]
             if rerun:
                 if len(rerun) < len(self.task_keys):
                     self.context.log.info(
                         f"Not rerunning {', '.join(k for k in self.task_keys if k in done)}: they succeeded in "
-                        f"Databricks run {previous}, which is being repaired."
+                        f"Databricks run {previous_id}, which is being repaired."
                     )
                 self.task_keys = rerun
-                self.pipes.prepare(rerun, run_id=previous)  # the repaired run keeps its channel folder
-                return self.runner.repair(previous, rerun, overrides=self._overrides())
+                self.pipes.prepare(rerun, run_id=previous_id)  # the repaired run keeps its channel folder
+                return self.runner.repair(previous_id, rerun, overrides=self._overrides())
         self.pipes.prepare(self.task_keys, dagster_run_id=self.context.run.run_id)
         handle = self.runner.run_now(
             job_id,
@@ -135,10 +173,10 @@ class WorkflowExecution:
                 return self.runner.repair(handle.run_id, self.task_keys, overrides=self._overrides())
         return handle
 
-    def _previous_databricks_run(self, job_id: int) -> int | None:
-        """On re-execution of a failed Dagster run: the Databricks run one of its ancestors
-        started for this job, if it ended without success (found by the dagster_run_id job
-        parameter, so nothing depends on Dagster's own storage or on clocks)."""
+    def _previous_databricks_run(self, job_id: int) -> Run | None:
+        """On re-execution of a failed Dagster run: the Databricks run one of its ancestors started
+        for this job (found by the dagster_run_id job parameter, so nothing depends on Dagster's own
+        storage or on clocks), as runs/get shows it now."""
         ancestors: list[str] = []
         run = self.context.run
         while run is not None and run.parent_run_id:
@@ -149,12 +187,10 @@ class WorkflowExecution:
         found = self.runner.find_run(job_id, DAGSTER_RUN_PARAMETER, ancestors)
         if found is None or found.run_id is None:
             return None
-        state = self.runner.get_run(found.run_id).state
-        if not state or not state.life_cycle_state or state.life_cycle_state.value != "TERMINATED":
-            return None
-        if state.result_state and state.result_state.value == "SUCCESS":
-            return None
-        return found.run_id
+        return self.runner.get_run(found.run_id)
+
+    def _covers_selection(self, run: Run) -> bool:
+        return set(self.task_keys) <= {t.task_key for t in run.tasks or []}
 
     # -- all-purpose compute ------------------------------------------------------------------------
     def _run_on_all_purpose_cluster(self, spec: WorkflowSpec, deployer: WorkflowDeployer) -> Iterator[Any]:
@@ -203,14 +239,23 @@ class WorkflowExecution:
                     continue
                 metadata = {**self._metadata(finished, handle), "databricks_compute": self._compute(finished)}
                 metadata.update(self.costs.charge(finished))
-                report = self.pipes.complete(finished, source.report(finished, self.selection, self.target, metadata))
-                yield from with_table_metadata(report.events, self.tables, self.context.log.warning)
+                # Reading the task's Pipes channel and its table rides out an outage like the polls do.
+                report = self.runner.tolerant(partial(self._report, finished, source, metadata))
+                yield from self.runner.tolerant(
+                    partial(with_table_metadata, report.events, self.tables, self.context.log.warning)
+                )
                 for key, why in report.failures.items():
                     self.context.log.error(f"Asset {key.to_user_string()} failed in task {finished.task_key}: {why}")
                     failures[key] = f"{why} ({handle.run_page_url})"
         except (dg.DagsterExecutionInterruptedError, KeyboardInterrupt):
             self.runner.cancel(handle)
             raise
+        except WorkspaceUnreachable as gone:
+            raise WorkspaceConnectionError(
+                description=str(gone), metadata={"databricks_run_url": dg.MetadataValue.url(handle.run_page_url)}
+            ) from None
+        except (Unauthenticated, PermissionDenied) as err:  # credentials rejected mid-run: not an outage
+            raise (self.databricks.connection_failure(err) or err) from None
         self.context.log.info(self.costs.summary(handle.run_id))
         if failures:
             lines = "\n".join(f"- {k.to_user_string()}: {v}" for k, v in sorted(failures.items()))
@@ -218,6 +263,21 @@ class WorkflowExecution:
                 description=f"{len(failures)} asset(s) failed in Databricks run {handle.run_id} "
                 f"({handle.run_page_url}):\n{lines}",
                 metadata={"databricks_run_url": dg.MetadataValue.url(handle.run_page_url)},
+            )
+
+    def _report(self, finished: TaskFinished, source: TaskSource, metadata: dict[str, Any]) -> TaskReport:
+        """The task's events from its source, with what it reported through Pipes."""
+        return self.pipes.complete(finished, source.report(finished, self.selection, self.target, metadata))
+
+    def _revive_embedded_workspace(self) -> None:
+        """While the workspace is unreachable: the embedded one, if its server died, is started again on
+        its state dir (what Databricks' control plane coming back looks like); it ends the runs its
+        clusters were running with a message saying so, which this step then reports."""
+        host = self.databricks.revive_embedded_workspace(self.client, self.watch_client)
+        if host is not None:
+            self.context.log.warning(
+                f"The embedded Databricks workspace's server had exited; restarted it on its state dir at {host}. "
+                "Runs it was running lost their clusters with it and end with a message saying so."
             )
 
     def _on_poll(self, tasks: Sequence[RunTask], final: bool) -> None:
@@ -259,3 +319,15 @@ class WorkflowExecution:
         if finished.attempt_number:  # Databricks retried the task (max_retries)
             meta["databricks_attempt_number"] = finished.attempt_number
         return meta
+
+
+def _over(run: Run) -> bool:
+    return bool(run.state and run.state.life_cycle_state in TERMINAL_LIFE_CYCLE)
+
+
+def _repairable(run: Run) -> bool:
+    """Ended TERMINATED without success (a run that never started its tasks is started anew instead)."""
+    state = run.state
+    if not state or not state.life_cycle_state or state.life_cycle_state.value != "TERMINATED":
+        return False
+    return not (state.result_state and state.result_state.value == "SUCCESS")

@@ -16,6 +16,7 @@ import traceback
 from collections.abc import Callable
 
 from ..runtime.contract import ClusterStartError, TaskOutcome
+from ..runtime.table_commits import remove_uncommitted_tables
 from .clock import real_now_ms
 from .clusters import ClusterRuntime, Clusters, TaskHandle
 from .retries import latest_attempts, new_attempt, retry_due, retry_interval_seconds
@@ -573,11 +574,13 @@ class Scheduler:
         self.clusters.terminate_all()
 
     def recover_after_restart(self) -> None:
+        cut_since: list[int] = []  # when the writes the previous server's death cut short began
         for _, run in self.store.all("run"):
             if run["state"]["life_cycle_state"] in ACTIVE_RUN_STATES:
                 end = real_now_ms()
                 for t in run["tasks"]:
                     if t["state"]["life_cycle_state"] in ACTIVE_RUN_STATES:
+                        cut_since.append(t.get("start_time") or run.get("start_time") or end)
                         set_state(t, "INTERNAL_ERROR", "FAILED", RESTART_MESSAGE)
                         t["end_time"] = end
                 set_state(run, "INTERNAL_ERROR", "FAILED", RESTART_MESSAGE)
@@ -586,3 +589,5 @@ class Scheduler:
                     if not h.get("end_time"):
                         h.update(end_time=end, state=run["state"], status=run["status"])
                 self.store.put("run", run["run_id"], run)
+        # No cluster runs yet: tables those writes left half-written go, committed ones stay.
+        remove_uncommitted_tables(self.clusters.paths.warehouse, interrupted_since_ms=min(cut_since, default=None))

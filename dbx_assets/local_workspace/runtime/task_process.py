@@ -13,6 +13,7 @@ import importlib.util
 import json
 import os
 import runpy
+import signal
 import sys
 import threading
 import time
@@ -30,16 +31,25 @@ PYTHON_SHELL = Path(__file__).resolve().parent / "python_shell"
 _cluster: dict[str, Any] = {}  # the cluster this process is attached to (for %pip, %sh, notebook.run)
 
 
-def _exit_when_orphaned() -> None:
-    # The server (our parent) died: nobody will read the outcome, so stop rather than linger.
-    parent = os.getppid()
-    while os.getppid() == parent:
+def _exit(code: int, server: int) -> None:
+    """Leave without interpreter teardown. If the server (our parent) is gone, what this task started
+    (%sh, %pip, a tool) goes too: nothing of a cluster outlives its workspace. The cluster starts each
+    task in a process group of its own, which is what is killed."""
+    if os.getppid() != server and os.getpgrp() == os.getpid():
+        os.killpg(os.getpid(), signal.SIGKILL)
+    os._exit(code)
+
+
+def _exit_when_orphaned(server: int) -> None:
+    # The server died: nobody will read the outcome, so stop rather than linger.
+    while os.getppid() == server:
         time.sleep(0.5)
-    os._exit(1)
+    _exit(1, server)
 
 
 def main(argv: list[str]) -> None:
-    threading.Thread(target=_exit_when_orphaned, name="orphan-watch", daemon=True).start()
+    server = os.getppid()
+    threading.Thread(target=_exit_when_orphaned, args=(server,), name="orphan-watch", daemon=True).start()
     payload = json.loads(Path(argv[0]).read_text())
     invocation = invocation_from_dict(payload["invocation"])
     try:
@@ -62,7 +72,7 @@ def main(argv: list[str]) -> None:
     sys.stderr.flush()
     REDACTOR.close()  # drain the redacting stdout/stderr pipes (if a secret was read) into the log
     # Skip interpreter teardown: py4j/dbt threads could delay exit, and nothing needs cleanup.
-    os._exit(0)
+    _exit(0, server)  # e.g. the notebook failed because the JVM went down with a dead server
 
 
 def run(invocation: TaskInvocation, cluster: dict[str, Any]) -> TaskOutcome:
