@@ -159,6 +159,8 @@ TIERS: dict[str, str] = {
     "tests/local_workspace/test_api_server.py": SPARK,  # server processes: restart, TLS, the status CLI
     "tests/local_workspace/test_api_storage.py": HTTP,
     "tests/local_workspace/test_delta_log.py": PURE,
+    "tests/local_workspace/test_instance_pools.py": HTTP,  # an in-process workspace of its own
+    "tests/local_workspace/test_instance_pools_spark.py": SPARK,
     "tests/local_workspace/test_ingestion_rewrites.py": PURE,
     "tests/local_workspace/test_ingestion_spark.py": SPARK,
     "tests/local_workspace/test_jvm_options.py": PURE,
@@ -274,6 +276,7 @@ SLOWEST_MODULES = (
     "tests/local_workspace/test_notebook_formats_spark.py",
     "tests/local_workspace/test_ingestion_spark.py",
     "tests/local_workspace/test_uc_runtime.py",
+    "tests/local_workspace/test_instance_pools_spark.py",
     "tests/local_workspace/test_secrets_runtime.py",
     "tests/local_workspace/test_run_page_browser.py",
     "tests/test_sensor_daemon.py",

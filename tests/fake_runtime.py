@@ -120,6 +120,9 @@ class FakeCluster:
     def alive(self) -> bool:
         return self._alive
 
+    def adopt(self, cluster_id: str, spec: ClusterSpec) -> None:
+        self.cluster_id, self.spec = cluster_id, spec
+
     def run_task(self, inv: TaskInvocation) -> FakeRunningTask:
         inv.output_dir.mkdir(parents=True, exist_ok=True)
         env = dict(

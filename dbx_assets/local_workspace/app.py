@@ -13,6 +13,7 @@ from .api.clusters import ClustersApi
 from .api.dbfs import Dbfs
 from .api.files import VolumeFiles
 from .api.host_metadata import HostMetadata
+from .api.instance_pools import InstancePoolsApi
 from .api.jobs import Jobs
 from .api.secrets import Secrets
 from .api.statements import StatementExecution
@@ -101,6 +102,7 @@ class LocalWorkspace:
         self.clusters = Clusters(self.store, self.paths, cluster_factory or default_cluster_factory)
         self.clusters.start_failure = self.faults.cluster_start_failure
         self.clusters_api = ClustersApi(self.clusters)
+        self.instance_pools_api = InstancePoolsApi(self.clusters.pools)
         # dbt tasks name a SQL warehouse; the scheduler starts it and hands its token to dbt.
         self.warehouses = Warehouses(self.store, self.token)
         self.warehouses_api = WarehousesApi(self.warehouses, lambda: self.host)
@@ -121,6 +123,7 @@ class LocalWorkspace:
             self.dbfs,
             self.files,
             self.clusters_api,
+            self.instance_pools_api,
             self.jobs,
             self.warehouses_api,
             self.secrets,
@@ -157,6 +160,7 @@ class LocalWorkspace:
         )
 
         self.clusters.recover_after_restart()
+        self.clusters.pools.recover_after_restart()  # idle instances start again
         self.scheduler.recover_after_restart()
 
     @property

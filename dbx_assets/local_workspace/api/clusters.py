@@ -14,7 +14,7 @@ from collections.abc import Callable
 from databricks.sdk.service import compute
 
 from ..engine.clock import Clock
-from ..engine.clusters import Clusters, termination_reason, validate_cluster_spec
+from ..engine.clusters import Clusters, driver_pool_id, termination_reason, validate_cluster_spec
 from ..engine.errors import invalid, invalid_state, require
 from ..http.http_types import Request, Router
 from ..http.request_shapes import check_body
@@ -104,6 +104,8 @@ class ClustersApi:
     def api_create(self, req: Request) -> dict:
         spec = check_body(req.json(), _API.create)
         validate_cluster_spec(spec)
+        for pool_id in {spec.get("instance_pool_id"), driver_pool_id(spec)} - {None}:
+            self.clusters.pools.doc(str(pool_id))  # an unknown pool is refused here, not at start
         return {"cluster_id": self.clusters.create(spec)["cluster_id"]}
 
     def api_get(self, req: Request) -> dict:

@@ -9,7 +9,9 @@ with `current_num_workers`/`target_num_workers`, RESTARTING with `details.user`)
 - CREATING when a cluster is created: `cluster_size`, `attributes`, and `user` for a cluster made
   through the Clusters API or `job_run_name` for a job cluster (made by the jobs service)
 - STARTING when a terminated cluster is started, RESTARTING when a running one restarts: `user`
-- RUNNING when its driver is up: `current_num_workers`, `target_num_workers`
+- RUNNING when its driver is up: `current_num_workers`, `target_num_workers`; for a cluster on an
+  instance pool also `instance_id` (the pool's instance) and `driver_state_message` (an idle
+  instance started ahead, or a driver started cold on the pool's capacity, and why)
 - TERMINATING when it is stopped (or found dead): `reason` (the termination reason), and `user`
   when a user asked (USER_REQUEST). Databricks' ClusterEventType has no TERMINATED event: the
   cluster reaching TERMINATED adds none, and a cluster that dies without passing through
@@ -67,7 +69,15 @@ def record_transition(doc: dict, previous: dict | None) -> None:
         workers = _workers(doc)
         seconds = round((time.time() * 1000 - doc["start_time"]) / 1000, 1) if doc.get("start_time") else None
         events.append(
-            _event(doc, "RUNNING", current_num_workers=workers, target_num_workers=workers, seconds_to_start=seconds)
+            _event(
+                doc,
+                "RUNNING",
+                current_num_workers=workers,
+                target_num_workers=workers,
+                instance_id=(doc.get("driver") or {}).get("instance_id"),  # the pool instance it runs on
+                driver_state_message=doc.get("_driver_source"),  # how it got its driver (a pool's, ...)
+                seconds_to_start=seconds,
+            )
         )
     elif state == "TERMINATING" or (state == "TERMINATED" and before != "TERMINATING"):
         reason = doc.get("termination_reason")

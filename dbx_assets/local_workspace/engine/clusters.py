@@ -23,7 +23,8 @@ from ..runtime.contract import ClusterSpec, ClusterStartError, StoragePaths, Tas
 from .clock import real_now_ms
 from .cluster_events import record_transition
 from .cluster_logs import ClusterLogDelivery, check_log_conf
-from .errors import invalid
+from .errors import ApiError, invalid
+from .instance_pools import Claim, InstancePools, warm_compatible
 from .state import StateStore
 
 ACTIVE = ("PENDING", "RUNNING", "RESTARTING", "RESIZING")
@@ -73,6 +74,8 @@ class ClusterRuntime(Protocol):
     def alive(self) -> bool: ...
     def run_task(self, invocation: TaskInvocation) -> TaskHandle: ...
     def terminate(self) -> None: ...
+    def adopt(self, cluster_id: str, spec: ClusterSpec) -> None:
+        """A started pool instance becomes cluster `cluster_id` (its spec: what tasks get)."""
 
 
 ClusterFactory = Callable[[str, ClusterSpec, StoragePaths], ClusterRuntime]
@@ -97,6 +100,20 @@ def validate_cluster_spec(spec: dict, where: str = "") -> None:
     if spec.get("num_workers") is None and not spec.get("autoscale"):
         raise invalid(f"{prefix}Missing required field: num_workers (or autoscale)")
     check_log_conf(spec.get("cluster_log_conf"), where)
+    # With a pool the instances' node type is the pool's, as Databricks insists.
+    for pool_field, node_field in (
+        ("instance_pool_id", "node_type_id"),
+        ("driver_instance_pool_id", "driver_node_type_id"),
+    ):
+        if spec.get(pool_field) and spec.get(node_field):
+            raise invalid(f"{prefix}The field '{node_field}' cannot be supplied when an instance pool ID is provided.")
+    if spec.get("driver_instance_pool_id") and not spec.get("instance_pool_id"):
+        raise invalid(f"{prefix}driver_instance_pool_id needs instance_pool_id (the workers' pool) as well.")
+
+
+def driver_pool_id(spec: dict) -> str | None:
+    """The pool a cluster's driver comes from (a local cluster is its driver)."""
+    return spec.get("driver_instance_pool_id") or spec.get("instance_pool_id") or None
 
 
 def cluster_spec(spec: dict, pypi_packages: tuple[str, ...] = ()) -> ClusterSpec:
@@ -122,6 +139,7 @@ class Clusters:
         # Fault injection: returns a termination_reason to fail a start with, or None.
         self.start_failure: Callable[[str], dict | None] = lambda cluster_id: None
         self.log_delivery = ClusterLogDelivery(paths)  # clusters with a cluster_log_conf
+        self.pools = InstancePools(store, paths, factory)  # drivers started ahead, for clusters naming a pool
 
     # -- registry -------------------------------------------------------------------------
     def doc(self, cluster_id: str) -> dict:
@@ -157,6 +175,12 @@ class Clusters:
         doc.update(state="TERMINATED", state_message=message, terminated_time=real_now_ms(), termination_reason=reason)
         doc.pop("spark_context_id", None)
         self._save(doc)
+        self._release_pool_instance(doc)
+
+    def _release_pool_instance(self, doc: dict) -> None:
+        pool_id = driver_pool_id(doc)
+        if pool_id:
+            self.pools.release(pool_id, doc["cluster_id"])
 
     def _new_doc(self, spec: dict, source: str) -> dict:
         cluster_id = new_cluster_id()
@@ -183,14 +207,23 @@ class Clusters:
             message = describe_termination(cluster_id, injected)
             self._mark_terminated(self.doc(cluster_id), message, injected)
             raise ClusterStartError(message)
-        runtime = self.factory(cluster_id, cluster_spec(doc), self.paths)
+        spec = cluster_spec(doc)
+        claim = self._claim_pool_instance(doc, spec)
+        if claim is not None and claim.runtime is not None:
+            runtime = claim.runtime  # an idle instance: its driver is up already
+            runtime.adopt(cluster_id, spec)
+        else:
+            runtime = self.factory(cluster_id, spec, self.paths)
         with self._lock:
             self._live[cluster_id] = runtime
         try:
             runtime = self.log_delivery.attach(cluster_id, doc.get("cluster_log_conf"), runtime)
             with self._lock:
                 self._live[cluster_id] = runtime
-            runtime.start()
+            if claim is None or claim.runtime is None:
+                runtime.start()
+            if claim is not None and claim.runtime is None:
+                self.pools.started_cold(claim.pool_id, cluster_id, claim.instance_id)
         except Exception as e:
             with self._lock:
                 self._live.pop(cluster_id, None)
@@ -212,8 +245,47 @@ class Clusters:
             spark_context_id=random.randint(10**17, 10**18),
             last_state_loss_time=real_now_ms(),
         )
+        if claim is not None:
+            doc["driver"] = dict(doc.get("driver") or {}, instance_id=claim.instance_id)
+            doc["_driver_source"] = (  # the RUNNING event's driver_state_message
+                f"Driver from instance pool {claim.pool_id}: idle instance {claim.instance_id}, started ahead"
+                if claim.runtime is not None
+                else f"Driver started on instance pool {claim.pool_id}'s capacity: "
+                + ("no idle instance" if warm_compatible(spec) else "spark_conf/spark_env_vars fixed at JVM start")
+            )
+        else:
+            doc.pop("_driver_source", None)
         self._save(doc)
         return runtime
+
+    def _claim_pool_instance(self, doc: dict, spec: ClusterSpec) -> Claim | None:
+        """An instance from the pool the cluster names (None: it names none); waits at max_capacity."""
+        pool_id = driver_pool_id(doc)
+        if not pool_id:
+            return None
+        cluster_id = doc["cluster_id"]
+
+        def waiting(message: str) -> None:
+            current = self.doc(cluster_id)
+            if current["state"] in ("PENDING", "RESTARTING"):
+                current["state_message"] = message
+                self._save(current)
+
+        def stopped() -> bool:
+            current = self.store.get("cluster", cluster_id)
+            return current is None or current["state"] not in ("PENDING", "RESTARTING")
+
+        try:
+            claim = self.pools.claim(pool_id, cluster_id, spec, waiting, stopped)
+        except ApiError:
+            message = f"Instance pool {pool_id} does not exist; create it or name an existing pool."
+            self._mark_terminated(
+                self.doc(cluster_id), message, termination_reason("INSTANCE_POOL_NOT_FOUND", "CLIENT_ERROR", message)
+            )
+            raise ClusterStartError(message) from None
+        if claim is None:
+            raise ClusterStartError(f"Cluster {cluster_id} was terminated while waiting for pool {pool_id}")
+        return claim
 
     def _boot_in_background(self, doc: dict) -> None:
         def run():
@@ -268,6 +340,7 @@ class Clusters:
         self._save(doc)
         if runtime is not None:
             runtime.terminate()
+        self._release_pool_instance(doc)  # a pool's instance is used once: the restart takes another
         self._boot_in_background(doc)
 
     def edit(self, doc: dict, spec: dict) -> None:
@@ -284,6 +357,7 @@ class Clusters:
         self.store.delete("cluster", cluster_id)
 
     def terminate_all(self) -> None:
+        self.pools.shutdown()
         with self._lock:
             ids = list(self._live)
         for cid in ids:

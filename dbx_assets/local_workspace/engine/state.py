@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-_KINDS = ("job", "run", "task_run", "cluster", "wsobj", "idempotency", "meta")
+_KINDS = ("job", "run", "task_run", "cluster", "instance_pool", "wsobj", "idempotency", "meta")
 
 
 class StateStore:

@@ -246,6 +246,16 @@ class LocalCluster:
         self._gateway = json.loads(gateway_file.read_text())
         self.start_seconds = time.monotonic() - started
 
+    def adopt(self, cluster_id: str, spec: ClusterSpec) -> None:
+        """This started driver (a pool's idle instance) becomes cluster `cluster_id`: tasks get
+        `spec` (its libraries, env vars), and the cluster's dir names this driver's dir, so its
+        driver.log, gateway and libraries are where they are for any cluster."""
+        link = self.paths.clusters / cluster_id
+        if link != self.dir:
+            link.unlink(missing_ok=True)
+            link.symlink_to(self.dir.name)
+        self.cluster_id, self.spec = cluster_id, spec
+
     @property
     def alive(self) -> bool:
         return self._driver is not None and self._driver.poll() is None and self._gateway is not None
