@@ -149,6 +149,7 @@ TIERS: dict[str, str] = {
     "tests/test_workflow_declarations.py": PURE,
     "tests/test_workflow_e2e.py": HTTP,
     "tests/test_workflow_limits.py": PURE,
+    "tests/test_workflow_pools.py": PURE,  # + the runs on dbx_env
     # -- tests/local_workspace/
     "tests/local_workspace/test_api_cluster_events.py": HTTP,
     "tests/local_workspace/test_api_fidelity.py": HTTP,

@@ -252,9 +252,11 @@ def test_the_demos_job_cluster_shows_what_notebooks_print_in_the_step_stdout(dbx
     notebook's printed lines reach the run's stdout tab with no Pipes and no setting of theirs."""
     from dbx_assets.demo.definitions import CLUSTER_LOG_DESTINATION
     from dbx_assets.demo.definitions import workflow as demo_workflow
+    from dbx_assets.demo.pool import ensure_demo_pool
 
     [(cluster_key, spec)] = demo_workflow.job_clusters.items()
     assert log_destination(spec, "the demo's job cluster") == CLUSTER_LOG_DESTINATION
+    ensure_demo_pool(dbx_env.client)  # the demo's job cluster takes its driver from it (`make dev` makes it)
     name = "demo" + uuid.uuid4().hex[:8]
     talker = _logging_notebook_workflow(name, "dbfs:/unused", tmp_path)
     workflow = Workflow(name=name, sources=talker.sources, job_clusters=demo_workflow.job_clusters)

@@ -22,6 +22,7 @@ from workflow_support import new_name
 
 from dbx_assets.demo.definitions import databricks_resource as demo_resource
 from dbx_assets.demo.definitions import workflow as demo_workflow
+from dbx_assets.demo.pool import DEMO_POOL_NAME
 from dbx_assets.integration.deployment import (
     DEPLOYMENT_ENV,
     MAX_LENGTH,
@@ -109,7 +110,11 @@ def test_a_deployment_from_an_env_var_is_checked_once_resolved(monkeypatch):
 # -- what a deployment names ----------------------------------------------------------------------
 def _demo_spec(deployment: str) -> dict:
     resource = demo_resource.model_copy(update={"deployment": deployment})
-    target = dataclasses.replace(resource.deploy_target(needs_sql_warehouse=False), sql_warehouse_id="wh-1")
+    target = dataclasses.replace(
+        resource.deploy_target(needs_sql_warehouse=False),
+        sql_warehouse_id="wh-1",
+        instance_pool_ids=((DEMO_POOL_NAME, "pool-1"),),
+    )
     return demo_workflow.spec(target).job_settings()
 
 

@@ -20,6 +20,7 @@ from dbx_assets import (
     build_workflow_assets,
 )
 from dbx_assets.demo.partitions import daily_partitions
+from dbx_assets.demo.pool import DEMO_POOL_NAME
 from dbx_assets.demo.schedules import demo_daily_job, demo_daily_schedule
 from dbx_assets.demo.sensors import orders_landing_sensor
 
@@ -34,6 +35,14 @@ CATALOG = "dbx_demo_{deployment}"
 # spec on every workspace), and the step copies each new line the notebooks and dbt print into the
 # run's stdout, labelled `[shared <cluster id>]`: a green run shows what its notebooks printed.
 CLUSTER_LOG_DESTINATION = "dbfs:/cluster-logs/dbx_assets_demo"
+# The job cluster takes its driver from the demo's instance pool (`make dev` creates it), named by
+# name; the node type is the pool's.
+JOB_CLUSTER = {
+    "spark_version": DEFAULT_CLUSTER_SPEC["spark_version"],
+    "num_workers": DEFAULT_CLUSTER_SPEC["num_workers"],
+    "instance_pool_name": DEMO_POOL_NAME,
+    "cluster_log_conf": {"dbfs": {"destination": CLUSTER_LOG_DESTINATION}},
+}
 
 notebooks = NotebookTasks(
     [
@@ -74,9 +83,7 @@ dbt_models = DbtProjectTasks(DBT_PROJECT_DIR, schema="analytics")
 workflow = Workflow(
     name=WORKFLOW_NAME,
     sources=[notebooks, dbt_models],
-    job_clusters={
-        "shared": {**DEFAULT_CLUSTER_SPEC, "cluster_log_conf": {"dbfs": {"destination": CLUSTER_LOG_DESTINATION}}}
-    },
+    job_clusters={"shared": JOB_CLUSTER},
 )
 demo_assets = build_workflow_assets(
     workflow, partitions_def=daily_partitions, backfill_policy=dg.BackfillPolicy.single_run()

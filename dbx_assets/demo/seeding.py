@@ -13,6 +13,7 @@ from dbx_assets.demo.landing import (
     land_customers,
     land_day,
 )
+from dbx_assets.demo.pool import ensure_demo_pool
 
 
 def _resource():
@@ -26,6 +27,7 @@ def seed(days: int) -> list[dt.date]:
     sensor rightly treats as new data and rebuilds; a second `make dev` must not do that."""
     client = _resource().get_client()
     ensure_crm_api_key(client)
+    ensure_demo_pool(client)  # the job cluster's drivers start ahead, while the rest is landed
     if not exists(client, CUSTOMERS_FILE):
         land_customers(client)
         print(f"Landed customers: {CUSTOMERS_FILE}")

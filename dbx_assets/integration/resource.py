@@ -9,7 +9,7 @@ workspace, starting it if needed, so `dagster dev` works on a laptop with no set
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
@@ -231,9 +231,9 @@ class DatabricksResource(ConfigurableResource):
     def _secrets(self) -> list[str]:
         return [s for s in (self.token, self.client_secret) if s]
 
-    def deploy_target(self, *, needs_sql_warehouse: bool) -> DeployTarget:
+    def deploy_target(self, *, needs_sql_warehouse: bool, instance_pools: Collection[str] = ()) -> DeployTarget:
         """Where workflows deploy on this workspace for this deployment; resolves the SQL warehouse
-        only when needed."""
+        only when needed, and the instance pools job clusters name by name."""
         deployment = self.deployment_name()
         return DeployTarget(
             workspace_root=deployment_folder(self.workspace_root, deployment),
@@ -241,7 +241,23 @@ class DatabricksResource(ConfigurableResource):
             catalog=expand(self.catalog, deployment),
             schema=expand(self.schema_name, deployment),
             deployment=deployment,
+            instance_pool_ids=self.instance_pool_ids(instance_pools),
         )
+
+    def instance_pool_ids(self, names: Collection[str]) -> tuple[tuple[str, str], ...]:
+        """(name, id) of each named instance pool; one clear error naming a pool that does not exist."""
+        if not names:
+            return ()
+        pools = {p.instance_pool_name: p.instance_pool_id for p in self.get_client().instance_pools.list()}
+        for name in sorted(names):
+            if not pools.get(name):
+                known = ", ".join(f"{n} ({i})" for n, i in sorted(pools.items(), key=lambda p: str(p[0]))) or "none"
+                raise WorkspaceConnectionError(
+                    description=f"Instance pool '{name}' does not exist in {self.workspace_host()} (pools: {known}). "
+                    "Create it (Compute > Pools, or `databricks instance-pools create`) or name an existing pool "
+                    "in the job cluster's instance_pool_name."
+                )
+        return tuple((name, str(pools[name])) for name in sorted(names))
 
     def sql_warehouse_id(self) -> str:
         """The configured warehouse's id (an id or a name is accepted), else the only one there is."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +30,13 @@ DEFAULT_CLUSTER_SPEC: dict[str, Any] = {
     "spark_version": "15.4.x-scala2.12",
     "node_type_id": "i3.xlarge",
     "num_workers": 1,
+}
+
+# A job cluster may name its instance pools by name, the way teams know them; Databricks takes ids,
+# so deploy resolves each name to its pool's id (jobs.model stays offline: the ids are passed in).
+INSTANCE_POOL_NAME_FIELDS = {
+    "instance_pool_name": "instance_pool_id",
+    "driver_instance_pool_name": "driver_instance_pool_id",
 }
 
 # Job parameters every workflow declares; notebooks read them with dbutils.widgets.
@@ -71,6 +78,37 @@ def validate_cluster_spec(spec: dict[str, Any], where: str) -> None:
             f"{where}: the cluster spec needs 'num_workers' or 'autoscale' "
             "(e.g. 'num_workers': 1, or 'autoscale': {'min_workers': 1, 'max_workers': 4})."
         )
+    for name_field, id_field in INSTANCE_POOL_NAME_FIELDS.items():
+        if spec.get(name_field) is not None and spec.get(id_field) is not None:
+            raise WorkflowDefinitionError(f"{where}: set '{name_field}' or '{id_field}', not both.")
+        if spec.get(name_field) is not None and not isinstance(spec[name_field], str):
+            raise WorkflowDefinitionError(f"{where}: '{name_field}' must be a pool's name (a string).")
+    pooled = any(spec.get(k) for k in (*INSTANCE_POOL_NAME_FIELDS, *INSTANCE_POOL_NAME_FIELDS.values()))
+    for node_field in ("node_type_id", "driver_node_type_id"):
+        if pooled and spec.get(node_field):
+            raise WorkflowDefinitionError(
+                f"{where}: the cluster takes its instances from a pool, whose node type it uses; remove "
+                f"'{node_field}' (Databricks refuses both together)."
+            )
+    driver_pool = spec.get("driver_instance_pool_name") or spec.get("driver_instance_pool_id")
+    if driver_pool and not (spec.get("instance_pool_name") or spec.get("instance_pool_id")):
+        raise WorkflowDefinitionError(
+            f"{where}: a driver pool ('driver_instance_pool_name') needs the workers' pool too ('instance_pool_name')."
+        )
+
+
+def instance_pool_names(spec: Mapping[str, Any]) -> set[str]:
+    """The pools a cluster spec names by name."""
+    return {str(spec[k]) for k in INSTANCE_POOL_NAME_FIELDS if spec.get(k)}
+
+
+def with_instance_pool_ids(spec: Mapping[str, Any], pool_id: Callable[[str], str]) -> dict[str, Any]:
+    """The cluster spec Databricks takes: each pool named by name replaced by its id (`pool_id(name)`)."""
+    out = {k: v for k, v in spec.items() if k not in INSTANCE_POOL_NAME_FIELDS}
+    for name_field, id_field in INSTANCE_POOL_NAME_FIELDS.items():
+        if spec.get(name_field):
+            out[id_field] = pool_id(str(spec[name_field]))
+    return out
 
 
 def serverless_environment(

@@ -30,6 +30,8 @@ class DeployTarget:
     from_git: bool = False  # the job has a git_source: task files are read from it (repo-relative paths)
     # Names what the workflow creates (job, folder, and through catalog/schema its tables); see deployment.py.
     deployment: str = DEFAULT_DEPLOYMENT
+    # (name, id) of each instance pool the workflow's job clusters name by name, resolved at deploy.
+    instance_pool_ids: tuple[tuple[str, str], ...] = ()
 
     @property
     def task_parameters(self) -> dict[str, str]:

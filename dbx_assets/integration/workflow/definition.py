@@ -25,9 +25,11 @@ from dbx_assets.integration.jobs.model import (
     WorkflowDefinitionError,
     WorkflowSpec,
     WorkflowTask,
+    instance_pool_names,
     library_requirement,
     validate_cluster_spec,
     validate_environment_spec,
+    with_instance_pool_ids,
 )
 from dbx_assets.integration.sources.base import DeployTarget, Selection, SourceTask, TaskSource
 from dbx_assets.integration.workflow.limits import check_workflow_limits
@@ -47,7 +49,9 @@ class Workflow:
     job_clusters:        job cluster key -> cluster spec; tasks use `default_job_cluster` unless
                          their declaration names another job cluster or an environment; a spec's
                          `cluster_log_conf` ({"dbfs"|"volumes": {"destination": ...}}) makes the
-                         step tail its driver stdout/stderr into the step's compute logs
+                         step tail its driver stdout/stderr into the step's compute logs; its
+                         `instance_pool_name` / `driver_instance_pool_name` name instance pools,
+                         resolved to their ids at deploy
     environments:        serverless environment key -> Jobs API environment spec
                          ({"environment_version": "2", "dependencies": [...]}, see
                          `serverless_environment`); a task naming one runs on serverless compute
@@ -182,6 +186,28 @@ class Workflow:
     def needs_sql_warehouse(self) -> bool:
         return any(source.needs_sql_warehouse for source in self.sources)
 
+    @property
+    def instance_pool_names(self) -> tuple[str, ...]:
+        """The instance pools the job clusters name by name (resolved to ids at deploy)."""
+        return tuple(sorted(set().union(*(instance_pool_names(spec) for spec in self.job_clusters.values()))))
+
+    def _cluster_for_workspace(self, key: str, spec: Mapping[str, Any], target: DeployTarget) -> dict[str, Any]:
+        """A job cluster as the job spec carries it: pools named by name as their ids on the target."""
+        resolved = dict(target.instance_pool_ids)
+
+        def pool_id(name: str) -> str:
+            if target is _DECLARATION_TARGET:
+                return "declaration"  # load-time checks: the id's shape does not matter
+            if name not in resolved:
+                raise WorkflowDefinitionError(
+                    f"Job cluster '{key}' of workflow '{self.name}' names instance pool '{name}', which the deploy "
+                    "target did not resolve: get the target from DatabricksResource.deploy_target("
+                    "instance_pools=workflow.instance_pool_names)."
+                )
+            return resolved[name]
+
+        return with_instance_pool_ids(spec, pool_id)
+
     def _source_tasks(self, target: DeployTarget) -> list[tuple[TaskSource, SourceTask]]:
         if self.git_source:
             target = dataclasses.replace(target, from_git=True)
@@ -214,7 +240,7 @@ class Workflow:
                 )
                 for t in tasks
             ),
-            job_clusters={k: dict(v) for k, v in self.job_clusters.items()},
+            job_clusters={k: self._cluster_for_workspace(k, v, target) for k, v in self.job_clusters.items()},
             max_concurrent_runs=self.max_concurrent_runs,
             timeout_seconds=self.timeout_seconds,
             git_source=dict(self.git_source) if self.git_source else None,

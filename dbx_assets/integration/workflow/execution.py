@@ -67,7 +67,9 @@ class WorkflowExecution:
             # What the step watches the run through: a short SDK retry budget, so an outage surfaces
             # within a minute and is ridden out by the runner (up to the resource's outage tolerance).
             self.watch_client = databricks.get_watch_client()
-            self.target = databricks.deploy_target(needs_sql_warehouse=workflow.needs_sql_warehouse)
+            self.target = databricks.deploy_target(
+                needs_sql_warehouse=workflow.needs_sql_warehouse, instance_pools=workflow.instance_pool_names
+            )
         # Between polls of the run the step reads the Pipes channels of tasks that may be running.
         self.runner = WorkflowRunner(
             self.client,
