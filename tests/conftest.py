@@ -177,6 +177,7 @@ TIERS: dict[str, str] = {
     "tests/local_workspace/test_runtime_notebook_source.py": PURE,
     "tests/local_workspace/test_runtime_path_rewrite.py": PURE,
     "tests/local_workspace/test_table_commits.py": PURE,
+    "tests/local_workspace/test_scheduler_wakeup.py": PURE,
     "tests/local_workspace/test_secrets_api.py": HTTP,
     "tests/local_workspace/test_secrets_runtime.py": HTTP,
     "tests/local_workspace/test_uc_names.py": PURE,
@@ -200,6 +201,8 @@ TEST_TIERS: dict[str, str] = {
     "tests/test_workflow_e2e.py::test_sigint_to_the_step_process_cancels_the_run_and_its_task_process": SPARK,
     "tests/local_workspace/test_runtime_path_rewrite.py::test_file_patches_cover_builtins_os_pathlib_shutil": HTTP,
     "tests/local_workspace/test_secrets_runtime.py::test_notebook_job_reads_a_secret_and_every_output_is_redacted": SPARK,
+    # a plain Python child whose exit wakes the waiter
+    "tests/local_workspace/test_scheduler_wakeup.py::test_a_task_process_exit_wakes_its_waiter_however_long_it_would_wait": HTTP,
 }
 
 # Fixtures that put every test using them (directly or through another fixture) in at least a tier.

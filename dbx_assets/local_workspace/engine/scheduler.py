@@ -101,6 +101,10 @@ class RunExecutor:
                 self.s.release_slot(self)
 
     def _drive(self) -> None:
+        """Start each task as soon as its upstream tasks end: every task end (and cancel) notifies
+        `cond`, which wakes this loop at once; it sleeps otherwise, until the run's deadline or, as a
+        backstop only, `backstop_seconds` (no polling period sits between a task's end and its
+        dependents' start)."""
         timeout = int(self.run["_spec"].get("timeout_seconds") or 0)
         deadline = time.monotonic() + timeout if timeout > 0 else None
         with self.cond:
@@ -113,7 +117,10 @@ class RunExecutor:
                 self._start_ready_tasks()
                 if all(k in self.finished for k in self.task_keys):
                     return
-                self.cond.wait(0.25)
+                wait = self.s.backstop_seconds
+                if deadline and not self.timed_out:
+                    wait = min(wait, max(0.0, deadline - time.monotonic()) + 0.01)
+                self.cond.wait(wait)
 
     def _stop_everything(self) -> None:
         for key in self.task_keys:
@@ -360,7 +367,7 @@ class RunExecutor:
         deadline = time.monotonic() + timeout if timeout > 0 else None
         task_timed_out = False
         outcome = None
-        while outcome is None:
+        while outcome is None:  # wait() returns when the task's process exits (the timeout: its deadline check)
             outcome = running.wait(timeout=0.5)
             if outcome is None and deadline and time.monotonic() > deadline and not task_timed_out:
                 task_timed_out = True
@@ -489,12 +496,15 @@ class Scheduler:
         invocations: TaskInvocations,
         host: Callable[[], str],
         max_active_runs: int = 8,
+        backstop_seconds: float = 5.0,
     ):
         self.store = store
         self.clusters = clusters
         self.invocations = invocations  # what a cluster runs for each task
         self.host = host
         self.max_active_runs = max_active_runs
+        # How long a run's loop sleeps when nothing notifies it: a backstop, not what starts tasks.
+        self.backstop_seconds = backstop_seconds
         self._executors: dict[int, RunExecutor] = {}
         self._lock = threading.Condition(threading.RLock())
         self._active: list[RunExecutor] = []

@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import re
+import select
 import signal
 import subprocess
 import sys
@@ -115,6 +116,22 @@ def _wait_group_gone(pgid: int, timeout: float) -> None:
         time.sleep(0.05)
 
 
+def _wait_for_exit(process: subprocess.Popen, timeout: float) -> None:
+    """Block until `process` exits or `timeout` passes, woken by the exit itself (a pidfd, Linux)
+    rather than by Popen.wait's sleep-and-poll, which notices an exit up to 50 ms late."""
+    if process.poll() is not None:
+        return
+    try:
+        fd = os.pidfd_open(process.pid)
+    except (AttributeError, OSError):  # not Linux, or already reaped: Popen.wait's own polling
+        time.sleep(min(timeout, 0.01))
+        return
+    try:
+        select.select([fd], [], [], timeout)
+    finally:
+        os.close(fd)
+
+
 class RunningTask:
     """One task process. poll()/wait() turn its exit into a TaskOutcome."""
 
@@ -136,8 +153,10 @@ class RunningTask:
         return None if code is None else self._finish(code)
 
     def wait(self, timeout: float | None = None) -> TaskOutcome | None:
+        if timeout is not None:
+            _wait_for_exit(self._process, timeout)
         try:
-            code = self._process.wait(timeout)
+            code = self._process.wait(None if timeout is None else 0)
         except subprocess.TimeoutExpired:
             return None
         return self._finish(code)
