@@ -63,8 +63,10 @@ print(json.dumps({
 """
 
 
-def generate_project(root: Path, models: int) -> Path:
-    """A dbt project of `models` chained models (model_i refs model_i-1; every 10th also refs model_i//2)."""
+def generate_project(root: Path, models: int, chain: int | None = None) -> Path:
+    """A dbt project of `models` chained models (model_i refs model_i-1; every 10th also refs model_i//2);
+    with `chain`, a new chain from the source starts every `chain` models (dagster-dbt builds specs
+    recursively through upstream models: a 2,000-deep chain exceeds Python's recursion limit)."""
     project = root / "bench_project"
     (project / "models").mkdir(parents=True)
     (project / "dbt_project.yml").write_text(
@@ -89,11 +91,11 @@ def generate_project(root: Path, models: int) -> Path:
         "models:",
     ]
     for i in range(models):
-        if i == 0:
+        if i == 0 or (chain and i % chain == 0):
             sql = "select id, value from {{ source('raw', 'events') }}"
         else:
             refs = [f"{{{{ ref('model_{i - 1:04d}') }}}}"]
-            if i % 10 == 0:
+            if i % 10 == 0 and not (chain and i // 2 < i - i % chain):
                 refs.append(f"{{{{ ref('model_{i // 2:04d}') }}}}")
             sql = " union all ".join(f"select id, value + {i} as value from {r}" for r in refs)
         (project / "models" / f"model_{i:04d}.sql").write_text(sql + "\n")

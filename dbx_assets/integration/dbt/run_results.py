@@ -15,7 +15,7 @@ import json
 import tarfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 
 import dagster as dg
 
@@ -62,29 +62,38 @@ def read_outcomes(run_results: Mapping[str, Any]) -> dict[str, DbtModelOutcome]:
     return outcomes
 
 
-def run_results_from_artifacts(archive: bytes) -> dict[str, Any]:
-    """run_results.json from the tar(.gz) that `runs/get-output` -> dbt_output.artifacts_link serves.
+def run_results_from_artifacts(archive: bytes | IO[bytes]) -> dict[str, Any]:
+    """run_results.json from the tar(.gz) that `runs/get-output` -> dbt_output.artifacts_link serves,
+    read as a stream (the download's body as it arrives; nothing but run_results.json is kept).
 
     The shallowest one wins: it is the invocation's own target/ (deeper copies can come from
     packages or nested projects); equal depths are decided by name, so the choice is stable.
     """
+    stream = io.BytesIO(archive) if isinstance(archive, bytes) else archive
+    best: tuple[tuple[int, list[str]], bytes] | None = None
+    names: list[str] = []
     try:
-        tar = tarfile.open(fileobj=io.BytesIO(archive), mode="r:*")  # noqa: SIM115 -- closed by the `with` below
+        with tarfile.open(fileobj=stream, mode="r|*") as tar:
+            for member in tar:
+                if not member.isfile():
+                    continue
+                names.append(member.name)
+                if member.name.rsplit("/", 1)[-1] != "run_results.json":
+                    continue
+                rank = (len(_parts(member.name)), _parts(member.name))
+                if best is None or rank < best[0]:
+                    extracted = tar.extractfile(member)
+                    assert extracted is not None  # a regular file member always has content
+                    best = (rank, extracted.read())
     except tarfile.TarError as err:
-        raise ValueError(f"The dbt artifacts archive is not a tar archive ({len(archive)} bytes): {err}") from None
-    with tar:
-        candidates = sorted(
-            (m for m in tar.getmembers() if m.isfile() and m.name.rsplit("/", 1)[-1] == "run_results.json"),
-            key=lambda m: (len(_parts(m.name)), _parts(m.name)),
+        size = f" ({len(archive)} bytes)" if isinstance(archive, bytes) else ""
+        raise ValueError(f"The dbt artifacts archive is not a tar archive{size}: {err}") from None
+    if best is None:
+        listed = ", ".join(sorted(names)[:10]) or "no files"
+        raise ValueError(
+            f"The dbt artifacts archive has no run_results.json (did the dbt command run at all?); it holds: {listed}."
         )
-        if not candidates:
-            names = ", ".join(sorted(m.name for m in tar.getmembers() if m.isfile())[:10]) or "no files"
-            raise ValueError(
-                f"The dbt artifacts archive has no run_results.json (did the dbt command run at all?); it holds: {names}."
-            )
-        extracted = tar.extractfile(candidates[0])
-        assert extracted is not None  # a regular file member always has content
-        return json.load(extracted)
+    return json.loads(best[1])
 
 
 def _parts(member_name: str) -> list[str]:

@@ -230,9 +230,13 @@ class DbtProjectTasks:
             for key in models:
                 report.failures[key] = f"dbt task {finished.result_state}: {finished.error}"
             return report
-        response = requests.get(dbt_output.artifacts_link, headers=dbt_output.artifacts_headers or {}, timeout=60)
-        response.raise_for_status()
-        run_results = run_results_from_artifacts(response.content)
+        # Streamed: run_results.json is read as the archive arrives; the manifest is known already.
+        with requests.get(
+            dbt_output.artifacts_link, headers=dbt_output.artifacts_headers or {}, timeout=60, stream=True
+        ) as response:
+            response.raise_for_status()
+            response.raw.decode_content = True  # a Content-Encoding, if any; the tar's own gzip stays
+            run_results = run_results_from_artifacts(response.raw)
         events, failures = self._results.events(
             run_results, selected_models=models, selected_checks=selection.checks & self.check_keys(), metadata=metadata
         )
