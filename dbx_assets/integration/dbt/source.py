@@ -17,7 +17,7 @@ import json
 import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, cast
 
 import dagster as dg
 import requests
@@ -236,7 +236,7 @@ class DbtProjectTasks:
         ) as response:
             response.raise_for_status()
             response.raw.decode_content = True  # a Content-Encoding, if any; the tar's own gzip stays
-            run_results = run_results_from_artifacts(response.raw)
+            run_results = run_results_from_artifacts(cast(IO[bytes], response.raw))
         events, failures = self._results.events(
             run_results, selected_models=models, selected_checks=selection.checks & self.check_keys(), metadata=metadata
         )
