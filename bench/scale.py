@@ -133,6 +133,7 @@ def measure_load(
 ) -> None:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     env["PYTHONPYCACHEPREFIX"] = str(pycache)  # warm .pyc files, as on a normal install
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # DbtCliResource finds dbt
     args = (str(notebooks_dir), str(project), str(declarations_file))
     cache = project / "target" / CACHE_DIR
     _run_json(DEFINITIONS_LOAD, *args, env=env)  # fills the private .pyc cache

@@ -16,22 +16,10 @@ import posixpath
 import re
 import time
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import dagster as dg
 import requests
-from databricks.sdk import WorkspaceClient
-from databricks.sdk.errors import (
-    Cancelled,
-    DatabricksError,
-    DeadlineExceeded,
-    InternalError,
-    NotFound,
-    PermissionDenied,
-    TemporarilyUnavailable,
-    TooManyRequests,
-    Unauthenticated,
-)
-from databricks.sdk.service.files import DbfsAPI
 
 from dbx_assets.integration.file_cursor import (
     DEFAULT_MAX_RETIRED,
@@ -66,6 +54,9 @@ _MAX_LOGGED_SKIPS = 20
 # Paths and listing
 # ---------------------------------------------------------------------------------------
 
+if TYPE_CHECKING:  # imported where used: the definitions load without the SDK
+    from databricks.sdk import WorkspaceClient
+
 
 def normalize_path(path: str) -> str:
     """One spelling per file: `/Volumes/...` for volumes, `dbfs:/...` for everything else."""
@@ -85,6 +76,8 @@ def list_files(client: WorkspaceClient, watch_path: str) -> Iterator[FileVersion
     A subdirectory that vanishes between listing its parent and listing it is ignored (a
     writer cleaned up); only the root's absence is reported.
     """
+    from databricks.sdk.errors import NotFound
+
     root = normalize_path(watch_path)
     lister = _list_volume_dir if root.startswith("/Volumes/") else _list_dbfs_dir
     queue = [root]
@@ -107,6 +100,8 @@ def list_files(client: WorkspaceClient, watch_path: str) -> Iterator[FileVersion
 
 def _list_dbfs_dir(client: WorkspaceClient, path: str) -> Iterator[tuple[bool, FileVersion]]:
     # The plain DbfsAPI (not w.dbfs, whose list() adds a get-status call per directory).
+    from databricks.sdk.service.files import DbfsAPI
+
     for info in DbfsAPI(client.api_client).list(path[len("dbfs:") :]):
         yield (
             bool(info.is_dir),
@@ -154,12 +149,19 @@ def template_regex(template: str) -> re.Pattern[str]:
 # Errors
 # ---------------------------------------------------------------------------------------
 
-_TRANSIENT_API_ERRORS = (TooManyRequests, InternalError, TemporarilyUnavailable, DeadlineExceeded, Cancelled)
-
 
 def is_transient(err: BaseException) -> bool:
     """Worth retrying on the next tick: throttling, 5xx, timeouts, dropped connections."""
-    if isinstance(err, _TRANSIENT_API_ERRORS):
+    from databricks.sdk.errors import (
+        Cancelled,
+        DatabricksError,
+        DeadlineExceeded,
+        InternalError,
+        TemporarilyUnavailable,
+        TooManyRequests,
+    )
+
+    if isinstance(err, (TooManyRequests, InternalError, TemporarilyUnavailable, DeadlineExceeded, Cancelled)):
         return True
     if type(err) is DatabricksError:  # unmapped status, e.g. a 502 page from a gateway
         return True
@@ -279,6 +281,8 @@ def build_file_sensor(
         description=description or f"Materializes on new or changed files under {root} ({marker or pattern}).",
     )
     def _file_sensor(context: dg.SensorEvaluationContext):
+        from databricks.sdk.errors import NotFound, PermissionDenied, Unauthenticated  # a tick's, not the load's
+
         resource = getattr(context.resources, resource_key)
         client = sensor_client(resource, api_retry_seconds)
         cursor = FileCursor.from_json(context.cursor)

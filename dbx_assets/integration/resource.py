@@ -13,12 +13,10 @@ from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 from dagster import ConfigurableResource, Failure
-from databricks.sdk import WorkspaceClient
-from databricks.sdk.config import Config
-from databricks.sdk.errors import DatabricksError, PermissionDenied, Unauthenticated
 from pydantic import Field, PrivateAttr, ValidationInfo, field_validator
 
 from dbx_assets.integration.deployment import (
@@ -36,6 +34,11 @@ from dbx_assets.integration.jobs.outage import (
 )
 from dbx_assets.integration.redaction import redact
 from dbx_assets.integration.sources.base import DeployTarget
+
+if TYPE_CHECKING:  # at run time imported where used: loading definitions must not import the whole SDK
+    from databricks.sdk import WorkspaceClient
+    from databricks.sdk.config import Config
+    from databricks.sdk.errors import DatabricksError
 
 LOCAL_STATE_DIR_ENV = "DBX_LOCAL_STATE_DIR"
 SQL_WAREHOUSE_ENV = "DATABRICKS_SQL_WAREHOUSE"
@@ -144,6 +147,8 @@ class DatabricksResource(ConfigurableResource):
 
     def get_client(self) -> WorkspaceClient:
         if self._client is None:
+            from databricks.sdk import WorkspaceClient  # here, not at load: the SDK imports every service
+
             self._client = WorkspaceClient(config=self._config())
         return self._client
 
@@ -190,6 +195,8 @@ class DatabricksResource(ConfigurableResource):
         return Path(self.local_state_dir).resolve() if self.local_state_dir else default_local_state_dir()
 
     def _config(self) -> Config:
+        from databricks.sdk.config import Config
+
         if self._uses_embedded_workspace:
             dagster_plus = os.environ.get(DEPLOYMENT_ENV)
             if dagster_plus and not os.environ.get(ALLOW_EMBEDDED_ENV):
@@ -308,6 +315,8 @@ class DatabricksResource(ConfigurableResource):
             or "the configured workspace"
         )
         secrets = self._secrets()
+        from databricks.sdk.errors import DatabricksError, PermissionDenied, Unauthenticated
+
         if isinstance(err, (Unauthenticated, PermissionDenied)) and _is_auth_rejection(err):
             return WorkspaceConnectionError(
                 description=f"Databricks workspace {host} rejected the credentials ({redact(str(err), secrets)}). "
@@ -323,6 +332,8 @@ class DatabricksResource(ConfigurableResource):
 
 def _is_auth_rejection(err: DatabricksError) -> bool:
     """401s always; 403s only when they are about the credential, not a missing permission on one object."""
+    from databricks.sdk.errors import Unauthenticated
+
     if isinstance(err, Unauthenticated):
         return True
     text = str(err).lower()

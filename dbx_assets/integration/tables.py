@@ -25,15 +25,15 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
-from databricks.sdk import WorkspaceClient
-from databricks.sdk.errors import DatabricksError, NotFound
-from databricks.sdk.service.catalog import ColumnInfo, DataSourceFormat, TableInfo
-from databricks.sdk.service.sql import ExecuteStatementRequestOnWaitTimeout, StatementState
 
 from dbx_assets.integration.jobs.model import WorkflowDefinitionError
+
+if TYPE_CHECKING:  # imported where used: definitions load without the SDK and the step's runner
+    from databricks.sdk import WorkspaceClient
+    from databricks.sdk.service.catalog import ColumnInfo, TableInfo
 
 TABLE_NAME = "dagster/table_name"
 COLUMN_SCHEMA = "dagster/column_schema"
@@ -105,6 +105,8 @@ def _int_property(table: TableInfo, key: str) -> int | None:
 def delta_version_metadata(full_name: str, table: TableInfo) -> dict[str, Any]:
     """For a table Unity Catalog reports as Delta: the version it is at, when that version was committed, and
     the query that reads exactly that version. Nothing for other tables."""
+    from databricks.sdk.service.catalog import DataSourceFormat
+
     if table.data_source_format != DataSourceFormat.DELTA:
         return {}
     version = _int_property(table, LAST_UPDATE_VERSION)
@@ -143,6 +145,8 @@ class TableMetadataReader:
         self._warehouse: tuple[str | None, str | None] | None = None  # (id, why none)
 
     def read(self, full_name: str) -> TableFacts:
+        from databricks.sdk.errors import DatabricksError, NotFound
+
         facts = TableFacts(metadata={TABLE_NAME: full_name})
         try:
             table = self._client.tables.get(full_name)
@@ -167,6 +171,9 @@ class TableMetadataReader:
         return facts
 
     def _count_rows(self, full_name: str, facts: TableFacts) -> None:
+        from databricks.sdk.errors import DatabricksError
+        from databricks.sdk.service.sql import ExecuteStatementRequestOnWaitTimeout, StatementState
+
         warehouse_id, why_none = self._resolve_warehouse()
         if warehouse_id is None:
             facts.warn(f"No row count for {full_name}: it has no statistics and {why_none}")

@@ -9,10 +9,11 @@ import io
 import posixpath
 import urllib.parse
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from databricks.sdk import WorkspaceClient
-from databricks.sdk.errors import NotFound
-from databricks.sdk.service.files import DbfsAPI
+if TYPE_CHECKING:  # imported where used: definitions load without the SDK and the step's runner
+    from databricks.sdk import WorkspaceClient
+
 
 MAX_CHUNK_BYTES = 1024 * 1024  # DBFS read/put take at most 1 MB per call
 
@@ -30,6 +31,8 @@ class WorkspaceFiles:
     def __init__(self, client: WorkspaceClient):
         self._client = client
         # The generated DBFS API: one call per list (the SDK's convenience wrapper adds a get-status).
+        from databricks.sdk.service.files import DbfsAPI
+
         self._dbfs = DbfsAPI(client.api_client)
 
     def write(self, path: str, content: bytes) -> None:
@@ -48,6 +51,8 @@ class WorkspaceFiles:
 
     def list(self, path: str) -> list[StoredFile]:
         """Files directly in `path`; none when it does not exist (yet)."""
+        from databricks.sdk.errors import NotFound
+
         try:
             if path.startswith("/Volumes/"):
                 return [

@@ -17,7 +17,7 @@ import json
 import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import IO, TYPE_CHECKING, Any, cast
 
 import dagster as dg
 import requests
@@ -28,8 +28,10 @@ from dbx_assets.integration.dbt.run_results import RunResultsTranslator, run_res
 from dbx_assets.integration.dbt.specs import SpecsCache, build_all_specs
 from dbx_assets.integration.jobs.deploy import WorkspaceFile
 from dbx_assets.integration.jobs.model import WorkflowDefinitionError
-from dbx_assets.integration.jobs.runner import TaskFinished
 from dbx_assets.integration.sources.base import DeployTarget, Selection, SourceTask, TaskReport
+
+if TYPE_CHECKING:  # a step's: the runner (and the SDK) load when a step runs, not with the definitions
+    from dbx_assets.integration.jobs.runner import TaskFinished
 
 DEFAULT_TASK_KEY = "dbt_build"
 # Databricks installs this on the task's compute; it generates the profile for the warehouse.

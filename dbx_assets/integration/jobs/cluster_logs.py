@@ -14,14 +14,15 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
-
-from databricks.sdk import WorkspaceClient
-from databricks.sdk.service.jobs import RunTask
+from typing import TYPE_CHECKING, Any
 
 from dbx_assets.integration.jobs.model import WorkflowDefinitionError
 from dbx_assets.integration.jobs.outage import is_outage
 from dbx_assets.integration.workspace_files import WorkspaceFiles
+
+if TYPE_CHECKING:  # imported where used: definitions load without the SDK and the step's runner
+    from databricks.sdk import WorkspaceClient
+    from databricks.sdk.service.jobs import RunTask
 
 TAILED_FILES = ("stdout", "stderr")  # log4j-active.log stays in the destination: Spark's own chatter
 TAIL_LIMIT = 4 * 1024 * 1024  # a burst beyond this per file and poll is skipped, with a note, not copied

@@ -15,14 +15,13 @@ import logging
 import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass
-
-from databricks.sdk import WorkspaceClient
-from databricks.sdk.errors import NotFound
-from databricks.sdk.service.jobs import JobSettings
-from databricks.sdk.service.workspace import ImportFormat, Language
+from typing import TYPE_CHECKING
 
 from dbx_assets.integration.jobs.model import WorkflowSpec
-from dbx_assets.integration.jobs.runner import required
+
+if TYPE_CHECKING:  # imported where used: a definitions load needs WorkspaceFile, not the SDK
+    from databricks.sdk import WorkspaceClient
+    from databricks.sdk.service.jobs import JobSettings
 
 MANIFEST_NAME = "_dbx_assets_manifest.json"
 
@@ -101,6 +100,8 @@ class WorkflowDeployer:
 
     def _missing_in_workspace(self, notebooks: list[WorkspaceFile]) -> list[WorkspaceFile]:
         """Notebooks the manifest calls current but the workspace no longer has (one list call per folder)."""
+        from databricks.sdk.errors import NotFound
+
         folders: dict[str, set[str]] = {}
         for f in notebooks:
             folder = posixpath.dirname(self.path_of(f.relative_path))
@@ -116,6 +117,8 @@ class WorkflowDeployer:
         ]
 
     def _read_manifest(self) -> dict[str, str]:
+        from databricks.sdk.errors import NotFound
+
         try:
             with self._client.workspace.download(self.path_of(MANIFEST_NAME)) as fh:
                 return json.loads(fh.read().decode())
@@ -136,6 +139,8 @@ class WorkflowDeployer:
         # The JSON import (base64 body), not the SDK's multipart `upload`: the SDK never retries a
         # multipart request, so one 429/503 would fail the whole deploy. Fine for files under 10 MB.
         # A notebook goes in as SOURCE with its language, or as JUPYTER (the .ipynb says its language).
+        from databricks.sdk.service.workspace import ImportFormat, Language
+
         self._client.workspace.import_(
             path,
             content=base64.b64encode(content).decode(),
@@ -148,12 +153,14 @@ class WorkflowDeployer:
     def ensure_job(self, spec: WorkflowSpec) -> tuple[int, bool, bool]:
         """Return (job_id, created, reset). The job is found by its name; duplicates from racing
         deployers are resolved by keeping the oldest (lowest id) and deleting the rest."""
+        from databricks.sdk.service.jobs import JobSettings
+
         settings = spec.job_settings()
         job_ids = self._job_ids(spec.name)
         if not job_ids:
             created = self._client.jobs.create(**_create_kwargs(JobSettings.from_dict(settings)))
             self._log.info("Created Databricks job %s (%s)", created.job_id, spec.name)
-            job_ids = self._job_ids(spec.name) or [required(created.job_id, "the new job_id")]
+            job_ids = self._job_ids(spec.name) or [_required(created.job_id, "the new job_id")]
             for extra in job_ids[1:]:
                 self._client.jobs.delete(extra)
             return job_ids[0], True, False
@@ -170,6 +177,12 @@ class WorkflowDeployer:
     def _job_ids(self, name: str) -> list[int]:
         """Ids of the jobs named `name`, oldest first."""
         return sorted(j.job_id for j in self._client.jobs.list(name=name) if j.job_id is not None)
+
+
+def _required(value: int | None, what: str) -> int:
+    if value is None:
+        raise RuntimeError(f"The Databricks workspace answered without {what}.")
+    return value
 
 
 def _create_kwargs(settings: JobSettings) -> dict:

@@ -21,16 +21,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import requests
-from databricks.sdk.errors import (
-    DatabricksError,
-    DataLoss,
-    DeadlineExceeded,
-    InternalError,
-    PermissionDenied,
-    TemporarilyUnavailable,
-    TooManyRequests,
-    Unauthenticated,
-)
 
 DEFAULT_TOLERANCE_SECONDS = 3600
 # The SDK's own retries while watching: long enough to ride out a blip silently, short enough that
@@ -63,6 +53,17 @@ class OutagePolicy:
 def is_outage(err: BaseException) -> bool:
     """True for what a workspace that cannot be reached looks like; False for every answer that is
     the workspace's own word (bad request, not found, credentials rejected, ...)."""
+    from databricks.sdk.errors import (  # here: importing the SDK at definitions load costs every load
+        DatabricksError,
+        DataLoss,
+        DeadlineExceeded,
+        InternalError,
+        PermissionDenied,
+        TemporarilyUnavailable,
+        TooManyRequests,
+        Unauthenticated,
+    )
+
     for cause in _causes(err):
         if isinstance(cause, (Unauthenticated, PermissionDenied)):
             return False
@@ -94,6 +95,8 @@ def is_outage(err: BaseException) -> bool:
 def describe_cause(err: BaseException) -> str:
     """The innermost telling cause as a short name, e.g. `ConnectionRefusedError`,
     `TEMPORARILY_UNAVAILABLE`, `gaierror (DNS)`; never the message (which could name anything)."""
+    from databricks.sdk.errors import DatabricksError
+
     chain = list(_causes(err))
     for cause in chain:
         if isinstance(cause, DatabricksError):

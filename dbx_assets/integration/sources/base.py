@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import dagster as dg
 
 from dbx_assets.integration.deployment import DEFAULT_DEPLOYMENT
 from dbx_assets.integration.jobs.deploy import WorkspaceFile
-from dbx_assets.integration.jobs.runner import TaskFinished
+
+if TYPE_CHECKING:  # the runner (and the SDK under it) is imported when a step runs, not at load
+    from dbx_assets.integration.jobs.runner import TaskFinished
 
 
 @dataclass(frozen=True)

@@ -12,13 +12,12 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
 from dbx_assets.integration.jobs.deploy import WorkspaceFile
 from dbx_assets.integration.jobs.model import WorkflowDefinitionError, task_key_for
-from dbx_assets.integration.jobs.runner import TaskFinished
 from dbx_assets.integration.sources.base import DeployTarget, Selection, SourceTask, TaskReport
 from dbx_assets.integration.sources.notebook_file import NotebookFile, read_notebook, read_run_dependencies
 from dbx_assets.integration.sources.pipes_layout import (
@@ -29,6 +28,10 @@ from dbx_assets.integration.sources.pipes_layout import (
 )
 from dbx_assets.integration.sources.task_assets import table_metadata
 from dbx_assets.integration.tables import TABLE_NAME, resolve_table_name, validate_table_name
+
+if TYPE_CHECKING:  # imported where used: definitions load without the SDK and the step's runner
+    from dbx_assets.integration.jobs.runner import TaskFinished
+
 
 # How Databricks (and the local workspace) report a task whose notebook path does not exist.
 _MISSING_NOTEBOOK = re.compile(

@@ -12,15 +12,18 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import dagster as dg
 
 from dbx_assets.integration.jobs.deploy import WorkspaceFile
 from dbx_assets.integration.jobs.model import WorkflowDefinitionError, task_key_for
-from dbx_assets.integration.jobs.runner import TaskFinished
 from dbx_assets.integration.sources.base import DeployTarget, Selection, SourceTask, TaskReport
 from dbx_assets.integration.tables import TABLE_NAME, TABLE_WARNING, resolve_table_name, validate_table_name
+
+if TYPE_CHECKING:  # imported where used: definitions load without the SDK and the step's runner
+    from dbx_assets.integration.jobs.runner import TaskFinished
+
 
 # What a task's parameters may name with single braces: the deploy target's values. Databricks' own
 # dynamic value references ({{job.parameters.x}}, {{job.run_id}}, ...) keep their double braces.

@@ -10,7 +10,6 @@ import dagster as dg
 
 from dbx_assets.integration.resource import DatabricksResource
 from dbx_assets.integration.workflow.definition import Workflow
-from dbx_assets.integration.workflow.execution import WorkflowExecution
 
 DEFAULT_POOL = "databricks"
 
@@ -42,6 +41,8 @@ def build_workflow_assets(
     )
     def _workflow(context: dg.AssetExecutionContext) -> Iterator[Any]:
         databricks: DatabricksResource = getattr(context.resources, resource_key)
+        from dbx_assets.integration.workflow.execution import WorkflowExecution  # a step's: not at load
+
         yield from WorkflowExecution(workflow, context, databricks).run()
 
     return _workflow

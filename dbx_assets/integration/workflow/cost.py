@@ -19,13 +19,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
-from databricks.sdk.service.jobs import RunTask
+from typing import TYPE_CHECKING, Any
 
 from dbx_assets.integration.jobs.model import WorkflowSpec
-from dbx_assets.integration.jobs.runner import TaskFinished
 from dbx_assets.integration.workflow.definition import Workflow
+
+if TYPE_CHECKING:  # imported where used: definitions load without the SDK and the step's runner
+    from databricks.sdk.service.jobs import RunTask
+
+    from dbx_assets.integration.jobs.runner import TaskFinished
 
 # DBU per node-hour of a few common node types (Databricks' instance-type pricing pages; the
 # same on every SKU — the SKU sets the price per DBU, which this never uses).
