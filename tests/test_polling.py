@@ -46,3 +46,18 @@ def test_an_overdue_expectation_wakes_at_once():
     ends.observe([_task("t", 4, RunLifeCycleState.RUNNING)])
     clock.now += 60.0  # the watcher slept through it (a long backoff step)
     assert ends.wake_within(10.0) == 0.0
+
+
+def test_a_start_seen_late_is_polled_densely_through_its_window_then_once_at_its_end():
+    clock = Clock()
+    ends = ExpectedEnds({"t": 2.0}, clock)
+    ends.observe([_task("t", 5, RunLifeCycleState.PENDING)])
+    clock.now += 4.0  # the next poll, a backoff step later, sees it RUNNING: it started within those 4 s
+    ends.observe([_task("t", 5, RunLifeCycleState.RUNNING)])
+    # It may already be over (started right after the PENDING poll): from its earliest end, look every 0.25 s.
+    assert ends.wake_within(10.0) == pytest.approx(0.25)
+    clock.now += 2.1  # 0.2 s before the latest end it can have
+    assert ends.wake_within(10.0) == pytest.approx(0.2)
+    assert ends.wake_within(10.0) is None  # the window is used up: an overrun falls back to the backoff
+    ends.observe([_task("t", 5, RunLifeCycleState.TERMINATED)])
+    assert ends.wake_within(10.0) is None

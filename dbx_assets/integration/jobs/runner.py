@@ -63,41 +63,64 @@ class PollPolicy:
 
 
 class ExpectedEnds:
-    """When watched tasks should end, on this machine's monotonic clock: the moment a task was
-    first seen RUNNING here plus its usual duration. No remote timestamp is compared with the
-    local clock, so a skewed workspace clock changes nothing.
+    """When watched tasks should end, on this machine's monotonic clock. No remote timestamp is
+    compared with the local clock, so a skewed workspace clock changes nothing.
 
-    The watcher polls just after the earliest expected end instead of waiting out a backoff
-    that has grown while the task ran; each expectation is used once, so a task that overruns
-    falls back to the ordinary backoff.
+    A task started between the last poll that saw it not yet running and the first that saw it
+    RUNNING, so it should end within that window shifted by its usual duration. The watcher polls
+    at the window's start, then every `dense_seconds` through it, instead of waiting out a backoff
+    that has grown while the task ran (with a narrow window: once, just after the expected end);
+    its last wake is used once, so a task that overruns falls back to the ordinary backoff.
     """
 
-    def __init__(self, usual_seconds: Mapping[str, float], clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        usual_seconds: Mapping[str, float],
+        clock: Callable[[], float] = time.monotonic,
+        dense_seconds: float = 0.25,
+        margin: float = 0.3,
+    ):
         self._usual = dict(usual_seconds)
         self._clock = clock
-        self._due: dict[int, float] = {}  # task run id -> expected end
+        self._dense = dense_seconds
+        self._margin = margin
+        self._not_running_at: dict[int, float] = {}  # task run id -> last poll that saw it not yet running
+        self._window: dict[int, tuple[float, float]] = {}  # task run id -> (earliest, latest) expected end
         self._used: set[int] = set()
 
     def observe(self, tasks: Sequence[RunTask]) -> None:
         now = self._clock()
         for task in tasks:
             usual = self._usual.get(task.task_key or "")
-            running = task.state is not None and task.state.life_cycle_state == RunLifeCycleState.RUNNING
-            if usual is not None and running and task.run_id is not None and task.run_id not in self._due:
-                self._due[task.run_id] = now + usual
+            if usual is None or task.run_id is None or task.run_id in self._window:
+                continue
+            life = task.state.life_cycle_state if task.state else None
+            if life == RunLifeCycleState.RUNNING:
+                since = self._not_running_at.get(task.run_id, now)
+                self._window[task.run_id] = (since + usual + self._margin, now + usual + self._margin)
+            elif life not in TERMINAL_LIFE_CYCLE:
+                self._not_running_at[task.run_id] = now
 
-    def wake_within(self, limit: float, margin: float = 0.3) -> float | None:
-        """Seconds until just after the earliest unused expected end, if that is sooner than
-        `limit` (the expectation is then used up); else None."""
-        pending = [(due, run_id) for run_id, due in self._due.items() if run_id not in self._used]
-        if not pending:
+    def wake_within(self, limit: float) -> float | None:
+        """Seconds until the next poll an expected end asks for, if that is sooner than `limit`; else None."""
+        now = self._clock()
+        best: tuple[float, int | None] | None = None  # (seconds, the run id whose last wake it is)
+        for run_id, (earliest, latest) in self._window.items():
+            if run_id in self._used:
+                continue
+            if now < earliest:
+                wake = (earliest - now, run_id if earliest >= latest else None)
+            elif latest - now > self._dense:
+                wake = (self._dense, None)  # inside the window: look again soon
+            else:
+                wake = (max(0.0, latest - now), run_id)  # the window's end (or overdue): once
+            if best is None or wake[0] < best[0]:
+                best = wake
+        if best is None or best[0] >= limit:
             return None
-        due, run_id = min(pending)
-        seconds = max(0.0, due + margin - self._clock())
-        if seconds >= limit:
-            return None
-        self._used.add(run_id)
-        return seconds
+        if best[1] is not None:
+            self._used.add(best[1])
+        return best[0]
 
 
 class WaitingStates:
