@@ -20,18 +20,21 @@ def _task(key: str, run_id: int, life: RunLifeCycleState) -> RunTask:
     return RunTask(task_key=key, run_id=run_id, state=RunState(life_cycle_state=life))
 
 
-def test_wakes_just_after_the_usual_duration_once_per_task():
+def test_wakes_just_after_the_usual_duration_then_keeps_looking_through_an_overrun():
     clock = Clock()
     ends = ExpectedEnds({"slow": 30.0, "quick": 2.0}, clock)
     ends.observe([_task("slow", 1, RunLifeCycleState.PENDING)])
     assert ends.wake_within(10.0) is None  # not running yet: nothing to expect
     ends.observe([_task("slow", 1, RunLifeCycleState.RUNNING), _task("quick", 2, RunLifeCycleState.RUNNING)])
     assert ends.wake_within(10.0) == pytest.approx(2.3)  # quick: 2 s + margin, sooner than the backoff
-    assert ends.wake_within(10.0) is None  # slow is due in 30 s: the backoff is sooner, keep it unused
-    clock.now += 25.0
-    ends.observe([_task("slow", 1, RunLifeCycleState.RUNNING)])  # seen again: its due time does not move
+    clock.now += 2.3
+    assert ends.wake_within(10.0) == pytest.approx(0.5)  # it overran: look again every 0.5 s ...
+    clock.now += 5.1
+    assert ends.wake_within(10.0) is None  # ... for 5 s at least, then the backoff takes over
+    clock.now += 17.6  # slow was seen PENDING, then RUNNING at the same poll: its window is one point
     assert ends.wake_within(10.0) == pytest.approx(5.3)
-    assert ends.wake_within(10.0) is None  # each expectation is used once; an overrun falls back to backoff
+    ends.observe([_task("slow", 1, RunLifeCycleState.TERMINATED)])
+    assert ends.wake_within(10.0) is None  # it ended: nothing more to expect
 
 
 def test_unknown_tasks_and_no_history_change_nothing():
@@ -40,15 +43,15 @@ def test_unknown_tasks_and_no_history_change_nothing():
     assert ends.wake_within(10.0) is None
 
 
-def test_an_overdue_expectation_wakes_at_once():
+def test_an_overdue_expectation_wakes_soon():
     clock = Clock()
     ends = ExpectedEnds({"t": 1.0}, clock)
     ends.observe([_task("t", 4, RunLifeCycleState.RUNNING)])
-    clock.now += 60.0  # the watcher slept through it (a long backoff step)
-    assert ends.wake_within(10.0) == 0.0
+    clock.now += 3.0  # the watcher slept through it (a long backoff step)
+    assert ends.wake_within(10.0) == pytest.approx(0.5)
 
 
-def test_a_start_seen_late_is_polled_densely_through_its_window_then_once_at_its_end():
+def test_a_start_seen_late_is_polled_densely_through_its_window():
     clock = Clock()
     ends = ExpectedEnds({"t": 2.0}, clock)
     ends.observe([_task("t", 5, RunLifeCycleState.PENDING)])
@@ -58,6 +61,5 @@ def test_a_start_seen_late_is_polled_densely_through_its_window_then_once_at_its
     assert ends.wake_within(10.0) == pytest.approx(0.25)
     clock.now += 2.1  # 0.2 s before the latest end it can have
     assert ends.wake_within(10.0) == pytest.approx(0.2)
-    assert ends.wake_within(10.0) is None  # the window is used up: an overrun falls back to the backoff
     ends.observe([_task("t", 5, RunLifeCycleState.TERMINATED)])
     assert ends.wake_within(10.0) is None

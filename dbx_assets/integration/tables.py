@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -212,14 +213,26 @@ class TableMetadataReader:
 
 
 def with_table_metadata(events: list[Any], reader: TableMetadataReader, log: Callable[[str], None]) -> list[Any]:
-    """Materializations that name their table (`dagster/table_name`) get its columns and row count."""
+    """Materializations that name their table (`dagster/table_name`) get its columns and row count.
+    The tables are read at once (a dbt task's models all end together; one read each would add up)."""
+
+    def table_of(event: Any) -> str | None:
+        name = event.metadata.get(TABLE_NAME) if isinstance(event, dg.MaterializeResult) and event.metadata else None
+        return name if isinstance(name, str) else None
+
+    names = sorted({name for event in events if (name := table_of(event)) is not None})
+    if len(names) > 1:
+        with ThreadPoolExecutor(max_workers=min(8, len(names)), thread_name_prefix="table-metadata") as pool:
+            read = dict(zip(names, pool.map(reader.read, names), strict=True))
+    else:
+        read = {name: reader.read(name) for name in names}
     out = []
     for event in events:
-        name = event.metadata.get(TABLE_NAME) if isinstance(event, dg.MaterializeResult) and event.metadata else None
-        if not isinstance(name, str):
+        name = table_of(event)
+        if name is None:
             out.append(event)
             continue
-        facts = reader.read(name)
+        facts = read[name]
         for warning in facts.warnings:
             log(f"Asset {event.asset_key.to_user_string() if event.asset_key else '?'}: {warning}")
         out.append(_with_metadata(event, facts.metadata))

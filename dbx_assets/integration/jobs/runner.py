@@ -69,8 +69,9 @@ class ExpectedEnds:
     A task started between the last poll that saw it not yet running and the first that saw it
     RUNNING, so it should end within that window shifted by its usual duration. The watcher polls
     at the window's start, then every `dense_seconds` through it, instead of waiting out a backoff
-    that has grown while the task ran (with a narrow window: once, just after the expected end);
-    its last wake is used once, so a task that overruns falls back to the ordinary backoff.
+    that has grown while the task ran; a task that overruns (a loaded machine, more data) is looked
+    at every `overrun_seconds` for a while longer (half its usual duration, at least
+    `min_overrun_span` seconds) before the ordinary backoff takes over.
     """
 
     def __init__(
@@ -78,49 +79,55 @@ class ExpectedEnds:
         usual_seconds: Mapping[str, float],
         clock: Callable[[], float] = time.monotonic,
         dense_seconds: float = 0.25,
+        overrun_seconds: float = 0.5,
+        min_overrun_span: float = 5.0,
         margin: float = 0.3,
     ):
         self._usual = dict(usual_seconds)
         self._clock = clock
         self._dense = dense_seconds
+        self._overrun = overrun_seconds
+        self._min_overrun_span = min_overrun_span
         self._margin = margin
         self._not_running_at: dict[int, float] = {}  # task run id -> last poll that saw it not yet running
-        self._window: dict[int, tuple[float, float]] = {}  # task run id -> (earliest, latest) expected end
-        self._used: set[int] = set()
+        # task run id -> (earliest expected end, latest expected end, end of the overrun watch)
+        self._window: dict[int, tuple[float, float, float]] = {}
+        self._over: set[int] = set()  # ended tasks
 
     def observe(self, tasks: Sequence[RunTask]) -> None:
         now = self._clock()
         for task in tasks:
             usual = self._usual.get(task.task_key or "")
-            if usual is None or task.run_id is None or task.run_id in self._window:
+            if usual is None or task.run_id is None:
                 continue
             life = task.state.life_cycle_state if task.state else None
-            if life == RunLifeCycleState.RUNNING:
+            if life in TERMINAL_LIFE_CYCLE:
+                self._over.add(task.run_id)
+            elif task.run_id in self._window:
+                continue
+            elif life == RunLifeCycleState.RUNNING:
                 since = self._not_running_at.get(task.run_id, now)
-                self._window[task.run_id] = (since + usual + self._margin, now + usual + self._margin)
-            elif life not in TERMINAL_LIFE_CYCLE:
+                latest = now + usual + self._margin
+                overrun = latest + max(self._min_overrun_span, usual / 2)
+                self._window[task.run_id] = (since + usual + self._margin, latest, overrun)
+            else:
                 self._not_running_at[task.run_id] = now
 
     def wake_within(self, limit: float) -> float | None:
         """Seconds until the next poll an expected end asks for, if that is sooner than `limit`; else None."""
         now = self._clock()
-        best: tuple[float, int | None] | None = None  # (seconds, the run id whose last wake it is)
-        for run_id, (earliest, latest) in self._window.items():
-            if run_id in self._used:
+        waits = []
+        for run_id, (earliest, latest, overrun) in self._window.items():
+            if run_id in self._over or now > overrun:
                 continue
             if now < earliest:
-                wake = (earliest - now, run_id if earliest >= latest else None)
-            elif latest - now > self._dense:
-                wake = (self._dense, None)  # inside the window: look again soon
+                waits.append(earliest - now)
+            elif now < latest:
+                waits.append(min(self._dense, latest - now))  # inside the window: look again soon
             else:
-                wake = (max(0.0, latest - now), run_id)  # the window's end (or overdue): once
-            if best is None or wake[0] < best[0]:
-                best = wake
-        if best is None or best[0] >= limit:
-            return None
-        if best[1] is not None:
-            self._used.add(best[1])
-        return best[0]
+                waits.append(self._overrun)  # overdue: keep looking, a little less often
+        wait = min(waits, default=None)
+        return None if wait is None or wait >= limit else wait
 
 
 class WaitingStates:
