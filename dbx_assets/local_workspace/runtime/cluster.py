@@ -271,6 +271,8 @@ class LocalCluster:
         driver.log, gateway and libraries are where they are for any cluster."""
         link = self.paths.clusters / cluster_id
         if link != self.dir:
+            if link.is_dir() and not link.is_symlink():  # an earlier cold start of this cluster: kept aside
+                link.rename(link.with_name(f"{cluster_id}.before-{time.time_ns()}"))
             link.unlink(missing_ok=True)
             link.symlink_to(self.dir.name)
         self.cluster_id, self.spec = cluster_id, spec
