@@ -8,7 +8,10 @@ prepare`), then prints:
   A. definitions load time in fresh subprocesses (median of --repeat; warm .pyc files), split into
      imports, the two task sources, the Workflow (its load-time validation, Databricks' limits
      included; the limits check is also timed alone) and multi_asset + Definitions + asset graph;
-     next to the bare `import dagster` and `import dagster_dbt`, each in a fresh subprocess too.
+     next to the bare `import dagster` and `import dagster_dbt`, each in a fresh subprocess too, and
+     next to a plain dagster-dbt load of the same assets: `@dbt_assets` on the same manifest plus one
+     `AssetSpec` per notebook (the models come in chains of 100: dagster-dbt builds specs recursively
+     through a chain's upstream models, and a 2,000-deep chain exceeds Python's recursion limit).
   B. one run on the no-JVM local workspace (tests/fake_runtime.py's FakeCluster: each notebook is a
      plain Python process) selecting the 200 notebooks: the first deploy (files + jobs/create), then
      one materialization: run-now -> first and last asset reported, API calls by endpoint. The dbt
