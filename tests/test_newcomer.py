@@ -319,7 +319,7 @@ def _assert_one_databricks_run_and_what_each_asset_reports(p: Product, run_id: s
 
     # Each notebook asset names its table in the deployment's own catalog (dbt's models too, nothing
     # in the workspace default): columns from Unity Catalog, rows from the warehouse, a DBU estimate
-    # from its share of the cluster (i3.xlarge driver + 1 worker).
+    # from its share of the cluster (driver + 1 worker of the demo pool's node type, priced like an i3.xlarge).
     catalog = CATALOG.format(deployment=default_deployment())
     assert client.catalogs.get(catalog).name == catalog
     assert client.tables.get(f"{catalog}.analytics.fct_daily_revenue").columns

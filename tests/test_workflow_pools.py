@@ -26,6 +26,7 @@ def _workflow(name: str, notebooks_dir, pool_name: str) -> Workflow:
         sources=[NotebookTasks([NotebookAsset(key=f"{name}/hello", notebook="hello.py")], notebooks_dir=notebooks_dir)],
         job_clusters={"pooled": {"spark_version": SPARK_VERSION, "num_workers": 1, "instance_pool_name": pool_name}},
         default_job_cluster="pooled",
+        dbu_rates={"local": 0.5},
     )
 
 
@@ -40,7 +41,10 @@ def test_a_job_cluster_naming_a_pool_by_name_runs_on_that_pools_instance(dbx_env
     try:
         result = dg.materialize([build_workflow_assets(workflow)], resources={"databricks": make_resource(name)})
         assert result.success
-        cluster_id = materialization_metadata(result, dg.AssetKey([name, "hello"]))["databricks_cluster_id"]
+        metadata = materialization_metadata(result, dg.AssetKey([name, "hello"]))
+        cluster_id = metadata["databricks_cluster_id"]
+        # Priced by the pool's node type (the job spec names none): driver + 1 worker at 0.5 DBU/h.
+        assert "1 driver local + 1 workers local = 1 DBU/h" in metadata["databricks_dbu_basis"]
         cluster = w.clusters.get(cluster_id)
         assert cluster.instance_pool_id == pool_id.instance_pool_id and cluster.node_type_id is None
         [job] = w.jobs.list(name=f"{name} [dev]", expand_tasks=True) or [None]

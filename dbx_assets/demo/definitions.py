@@ -84,6 +84,9 @@ workflow = Workflow(
     name=WORKFLOW_NAME,
     sources=[notebooks, dbt_models],
     job_clusters={"shared": JOB_CLUSTER},
+    # The pool's node type on the local workspace is `local` (this machine): priced like an i3.xlarge,
+    # so the demo's DBU estimates read as they would on one (a real pool's node type has its own rate).
+    dbu_rates={"local": 1.0},
 )
 demo_assets = build_workflow_assets(
     workflow, partitions_def=daily_partitions, backfill_policy=dg.BackfillPolicy.single_run()

@@ -159,9 +159,10 @@ _FOREVER = 2**63
 class StepCosts:
     """The ledger of one step of `workflow`: which cluster spec each task ran on, from the job spec."""
 
-    def __init__(self, workflow: Workflow, spec: WorkflowSpec):
+    def __init__(self, workflow: Workflow, spec: WorkflowSpec, pool_node_types: Mapping[str, str] | None = None):
         self._workflow = workflow
         self._spec = spec  # the job the step runs
+        self._pool_node_types = dict(pool_node_types or {})  # instance pool id -> its node type
         self.ledger = CostLedger(rates={**DEFAULT_DBU_RATES, **workflow.dbu_rates})
 
     def observe(self, tasks: Sequence[RunTask], final: bool = False) -> None:
@@ -192,11 +193,19 @@ class StepCosts:
 
     def _cluster_spec(self, task_key: str) -> Mapping[str, Any] | None:
         if self._workflow.compute == "all_purpose":  # the one cluster is made from the default spec
-            return self._spec.job_clusters.get(self._workflow.default_job_cluster)
+            return self._with_pool_node_types(self._spec.job_clusters.get(self._workflow.default_job_cluster))
         try:
             task = self._spec.task(task_key)
         except KeyError:
             return None
         if task.environment_key is not None:  # serverless: no cluster of ours
             return None
-        return self._spec.job_clusters.get(task.job_cluster_key)
+        return self._with_pool_node_types(self._spec.job_clusters.get(task.job_cluster_key))
+
+    def _with_pool_node_types(self, spec: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+        """A cluster on an instance pool runs on the pool's node type (the driver on its driver pool's)."""
+        if spec is None or not spec.get("instance_pool_id"):
+            return spec
+        worker = self._pool_node_types.get(spec["instance_pool_id"])
+        driver = self._pool_node_types.get(spec.get("driver_instance_pool_id") or spec["instance_pool_id"])
+        return {**spec, "node_type_id": worker, "driver_node_type_id": driver}

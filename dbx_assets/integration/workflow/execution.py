@@ -108,7 +108,7 @@ class WorkflowExecution:
         # The job this step deploys and runs; it also says where each task ran and on which cluster spec,
         # for its share of the cluster and its DBU estimate.
         self.spec: WorkflowSpec = workflow.spec(self.target)
-        self.costs = StepCosts(workflow, self.spec)
+        self.costs = StepCosts(workflow, self.spec, self._pool_node_types())
 
     def run(self) -> Iterator[Any]:
         spec = self.spec
@@ -285,6 +285,21 @@ class WorkflowExecution:
     def _on_poll(self, tasks: Sequence[RunTask], final: bool) -> None:
         self.costs.observe(tasks)  # which tasks share a cluster at each moment
         self.cluster_logs(tasks, final)
+
+    def _pool_node_types(self) -> dict[str, str]:
+        """The node type of each instance pool the job clusters use (what their DBU estimate is priced by)."""
+        pool_ids = {
+            str(spec[k])
+            for spec in self.spec.job_clusters.values()
+            for k in ("instance_pool_id", "driver_instance_pool_id")
+            if spec.get(k)
+        }
+        types: dict[str, str] = {}
+        for pool_id in sorted(pool_ids):
+            node_type = self.runner.tolerant(partial(self.client.instance_pools.get, pool_id)).node_type_id
+            if node_type:
+                types[pool_id] = node_type
+        return types
 
     def _usual_task_seconds(self) -> dict[str, float]:
         """Each selected task's execution time at its last materialization, from Dagster's own
