@@ -65,6 +65,7 @@ class _Pool:
     pending_idle: int = 0  # instances starting to become idle
     used: dict[str, str] = field(default_factory=dict)  # cluster id -> instance id (or "cold")
     errors: list[dict] = field(default_factory=list)  # pending_instance_errors, newest last
+    starting: dict[str, Any] = field(default_factory=dict)  # instance id -> runtime whose driver is starting
 
 
 @dataclass(frozen=True)
@@ -197,7 +198,7 @@ class InstancePools:
             live = self._pools.pop(pool_id, None)
             self._changed.notify_all()
         if live is not None:
-            self._terminate_later([rt for _, rt in live.idle])
+            self._terminate_later([rt for _, rt in live.idle] + list(live.starting.values()))
 
     # -- instances ---------------------------------------------------------------------------------
     def _live(self, pool_id: str) -> _Pool:
@@ -224,6 +225,12 @@ class InstancePools:
 
     def _start_instance(self, pool_id: str, instance_id: str) -> None:
         runtime = self.factory(instance_id, ClusterSpec(), self.paths)
+        with self._changed:
+            if self._closed:
+                return
+            live = self._pools.get(pool_id)
+            if live is not None:
+                live.starting[instance_id] = runtime  # shutdown stops it even mid-start
         error = None
         try:
             runtime.start()
@@ -234,6 +241,7 @@ class InstancePools:
             live = self._pools.get(pool_id)
             if live is not None:
                 live.pending_idle -= 1
+                live.starting.pop(instance_id, None)
             if error is not None:
                 if live is not None:
                     live.errors = [*live.errors, {"instance_id": instance_id, "message": error}][-MAX_PENDING_ERRORS:]
@@ -358,8 +366,9 @@ class InstancePools:
         with self._changed:
             self._closed = True
             runtimes = [rt for live in self._pools.values() for _, rt in live.idle]
+            runtimes += [rt for live in self._pools.values() for rt in live.starting.values()]
             for live in self._pools.values():
-                live.idle = []
+                live.idle, live.starting = [], {}
             timers, self._trim_timers = list(self._trim_timers.values()), {}
         for timer in timers:
             timer.cancel()
