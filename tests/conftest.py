@@ -126,6 +126,7 @@ TIERS: dict[str, str] = {
     "tests/test_dbt_run_results.py": PURE,
     "tests/test_dbt_specs.py": PURE,  # + the real `dbt build` runs (fixture dbt_runs) and one `dbt parse` process
     "tests/test_deployments.py": PURE,
+    "tests/test_existing_jobs.py": PURE,
     "tests/test_faults.py": HTTP,
     "tests/test_mixed_compute_e2e.py": SPARK,
     "tests/test_newcomer.py": SPARK,

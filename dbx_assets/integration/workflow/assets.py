@@ -42,6 +42,7 @@ def build_workflow_assets(
     )
     def _workflow(context: dg.AssetExecutionContext) -> Iterator[Any]:
         databricks: DatabricksResource = getattr(context.resources, resource_key)
-        yield from WorkflowExecution(workflow, context, databricks).run()
+        execution = workflow.execution_type or WorkflowExecution  # an existing job's step runs it as it is
+        yield from execution(workflow, context, databricks).run()
 
     return _workflow

@@ -11,7 +11,7 @@ import dataclasses
 import graphlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import dagster as dg
 
@@ -81,6 +81,10 @@ class Workflow:
     max_concurrent_runs: int = 20
     git_source: Mapping[str, Any] | None = None
     dbu_rates: Mapping[str, float] = field(default_factory=dict)
+
+    # What runs a step of this workflow (None: workflow/execution.py's WorkflowExecution, which deploys
+    # the job); a workflow that is an existing workspace job names its own.
+    execution_type: ClassVar[Any] = None
 
     def __post_init__(self) -> None:
         self._validate()

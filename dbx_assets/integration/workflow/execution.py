@@ -108,16 +108,23 @@ class WorkflowExecution:
         self.spec: WorkflowSpec = workflow.spec(self.target)
         self.costs = StepCosts(workflow, self.spec)
 
+    # Whether run-now sends the launch id job parameter (every job we deploy declares it).
+    sends_launch_parameter = True
+
     def run(self) -> Iterator[Any]:
-        spec = self.spec
-        deployer = WorkflowDeployer(self.client, self.target.workspace_root, log=self.context.log)
         if self.workflow.compute == "all_purpose":
-            yield from self._run_on_all_purpose_cluster(spec, deployer)
+            yield from self._run_on_all_purpose_cluster(self.spec, self._deployer())
             return
         with self.databricks.explained_connection_errors():
-            deployed = deployer.deploy(spec, self.workflow.files())
-            handle = self._start(deployed.job_id)
+            handle = self._start(self._job_id())
         yield from self._watch_and_report(handle)
+
+    def _deployer(self) -> WorkflowDeployer:
+        return WorkflowDeployer(self.client, self.target.workspace_root, log=self.context.log)
+
+    def _job_id(self) -> int:
+        """The job the selection runs: the workflow's, deployed first if its spec changed."""
+        return self._deployer().deploy(self.spec, self.workflow.files()).job_id
 
     # -- start, reattach or repair ----------------------------------------------------------------
     def _job_parameters(self) -> dict[str, str]:
@@ -166,6 +173,7 @@ class WorkflowExecution:
             job_parameters=self._job_parameters(),
             token=self._token(str(job_id)),
             overrides=self._overrides(),
+            launch_parameter=self.sends_launch_parameter,
         )
         if handle.reattached and self.context.retry_number > 0:
             run = self.runner.get_run(handle.run_id)
