@@ -23,8 +23,12 @@ __all__ = [
     "TRIGGER_FILE_TAG",
     "BundleError",
     "DatabricksBundle",
+    "DatabricksBundleComponent",
     "DatabricksJobs",
+    "DatabricksJobsComponent",
     "DatabricksResource",
+    "DatabricksResourceComponent",
+    "DatabricksWorkflowComponent",
     "DbtManifestError",
     "DbtProjectTasks",
     "DeploymentNameError",
@@ -50,6 +54,12 @@ __all__ = [
 if TYPE_CHECKING:
     from dbx_assets.integration.bundles.bundle import DatabricksBundle
     from dbx_assets.integration.bundles.config import BundleError
+    from dbx_assets.integration.components.databricks import (
+        DatabricksBundleComponent,
+        DatabricksJobsComponent,
+        DatabricksResourceComponent,
+        DatabricksWorkflowComponent,
+    )
     from dbx_assets.integration.dbt.manifest import DbtManifestError
     from dbx_assets.integration.dbt.source import DbtProjectTasks
     from dbx_assets.integration.deployment import DeploymentNameError
@@ -72,6 +82,10 @@ else:
     _EXPORTS = {
         "DatabricksBundle": "dbx_assets.integration.bundles.bundle",
         "BundleError": "dbx_assets.integration.bundles.config",
+        "DatabricksBundleComponent": "dbx_assets.integration.components.databricks",
+        "DatabricksJobsComponent": "dbx_assets.integration.components.databricks",
+        "DatabricksResourceComponent": "dbx_assets.integration.components.databricks",
+        "DatabricksWorkflowComponent": "dbx_assets.integration.components.databricks",
         "DbtManifestError": "dbx_assets.integration.dbt.manifest",
         "DbtProjectTasks": "dbx_assets.integration.dbt.source",
         "DeploymentNameError": "dbx_assets.integration.deployment",

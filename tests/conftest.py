@@ -120,6 +120,7 @@ TIERS: dict[str, str] = {
     "tests/test_bundles.py": PURE,
     "tests/test_bundles_spark.py": SPARK,
     "tests/test_cluster_logs.py": HTTP,
+    "tests/test_components.py": PURE,
     "tests/test_cost.py": PURE,
     "tests/test_crash_e2e.py": SPARK,  # the embedded workspace's server process, killed mid-write; two clusters
     "tests/test_dbt_parity.py": SPARK,  # parses a dbt project with dbt; a dagster-dbt process
@@ -185,6 +186,7 @@ TIERS: dict[str, str] = {
 # Tests above their module's tier that no fixture tells apart: what they start themselves.
 TEST_TIERS: dict[str, str] = {
     "tests/test_bundles.py::test_dbt_bundle_models_become_dbt_assets": SPARK,  # dbt parse
+    "tests/test_components.py::test_dg_validates_lists_the_defs_and_knows_the_components": SPARK,  # dg processes
     "tests/test_public_api.py::test_importing_the_package_loads_nothing_else": HTTP,  # a plain Python child
     # `uv build` fetches the wheel project's build backend from the package index
     "tests/test_python_tasks.py::test_the_wheel_is_built_at_deploy_only_when_its_sources_change": SPARK,

@@ -1,0 +1,90 @@
+"""dbx_assets' Dagster components in a dg project (tests/data/components_project): each folder's defs.yaml
+names one (`type: dbx_assets.DatabricksBundleComponent`, ...). The project loads through Dagster's own
+loading (`dg.load_from_defs_folder`), its bundle's assets materialize on the fake workspace, and the real
+`dg` CLI validates and lists it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from dbx_assets import DatabricksResource
+
+PROJECT = Path(__file__).parent / "data" / "components_project"
+BUNDLE_KEYS = {"orders/extract", "orders/load"}
+WORKFLOW_KEYS = {"bronze_customers", "silver_orders", "fct_daily_revenue"}
+JOB_KEYS = {"finance_nightly/ledger", "finance_nightly/close"}
+
+
+@pytest.fixture(scope="module")
+def project_defs() -> dg.Definitions:
+    sys.path.insert(0, str(PROJECT))
+    try:
+        return dg.load_from_defs_folder(path_within_project=PROJECT)
+    finally:
+        sys.path.remove(str(PROJECT))
+
+
+def _keys(defs: dg.Definitions) -> set[str]:
+    return {k.to_user_string() for k in defs.resolve_all_asset_keys()}
+
+
+def test_the_project_loads_with_dagsters_component_loading(project_defs):
+    keys = _keys(project_defs)
+    assert keys >= BUNDLE_KEYS | WORKFLOW_KEYS | JOB_KEYS
+    graph = project_defs.resolve_asset_graph()
+    assert {k.to_user_string() for k in graph.get(dg.AssetKey(["orders", "load"])).parent_keys} == {"orders/extract"}
+    assert {k.to_user_string() for k in graph.get(dg.AssetKey(["silver_orders"])).parent_keys} == {"bronze_customers"}
+    assert (
+        dg.AssetKey(["finance_nightly", "ledger"]) in graph.get(dg.AssetKey(["finance_nightly", "close"])).parent_keys
+    )
+    resource = project_defs.resources["databricks"]  # one resource component for the whole project
+    assert isinstance(resource, DatabricksResource) and resource.workspace_root == "/Shared/components_example"
+
+
+def test_the_bundle_component_materializes_on_the_workspace(project_defs, dbx_env):
+    ws = dbx_env
+    job = project_defs.resolve_implicit_global_asset_job_def()
+    selection = [dg.AssetKey.from_user_string(k) for k in sorted(BUNDLE_KEYS)]
+    result = job.execute_in_process(asset_selection=selection, raise_on_error=False)
+    assert result.success
+    events = result.get_asset_materialization_events()
+    assert {e.asset_key.to_user_string() for e in events} == BUNDLE_KEYS
+    run_ids = {e.materialization.metadata["databricks_run_id"].value for e in events}
+    assert len(run_ids) == 1  # one run of the bundle's job
+    with ws.client.dbfs.download("dbfs:/tmp/components_example/load.txt") as fh:
+        assert fh.read() == b"2026-01-01"  # the bundle job parameter's default
+
+
+def _dg(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DAGSTER_HOME": str(PROJECT / ".dagster_home"), "DAGSTER_DISABLE_TELEMETRY": "1"}
+    (PROJECT / ".dagster_home").mkdir(exist_ok=True)
+    (PROJECT / ".dagster_home" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    dg_cli = Path(sys.executable).parent / "dg"
+    return subprocess.run([str(dg_cli), *args], cwd=PROJECT, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_dg_validates_lists_the_defs_and_knows_the_components():
+    check = _dg("check", "defs")
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "All definitions loaded successfully" in check.stdout + check.stderr
+    listed = _dg("list", "defs", "--json")
+    assert listed.returncode == 0, listed.stderr
+    defs = json.loads(listed.stdout)
+    assert {a["asset_key"] for a in defs["assets"]} >= BUNDLE_KEYS | WORKFLOW_KEYS | JOB_KEYS
+    assert [r["name"] for r in defs["resources"]] == ["databricks"]
+    components = _dg("list", "components", "--json")
+    assert components.returncode == 0, components.stderr
+    keys = {c["key"] for c in json.loads(components.stdout)["items"]}
+    assert {
+        "dbx_assets.DatabricksBundleComponent",
+        "dbx_assets.DatabricksJobsComponent",
+        "dbx_assets.DatabricksResourceComponent",
+        "dbx_assets.DatabricksWorkflowComponent",
+    } <= keys
