@@ -61,6 +61,22 @@ def test_the_bundle_component_materializes_on_the_workspace(project_defs, dbx_en
     with ws.client.dbfs.download("dbfs:/tmp/components_example/load.txt") as fh:
         assert fh.read() == b"2026-01-01"  # the bundle job parameter's default
 
+    # the bundle job's parameters are the deployed job's, set per run from the step's config
+    config = {"ops": {"orders_job": {"config": {"run_date": "2026-03-04"}}}}
+    result = job.execute_in_process(asset_selection=selection, run_config=config, raise_on_error=False)
+    assert result.success
+    run_id = result.get_asset_materialization_events()[0].materialization.metadata["databricks_run_id"].value
+    run = ws.client.jobs.get_run(run_id)
+    assert {p.name: p.value for p in run.job_parameters}["run_date"] == "2026-03-04"
+    declared = ws.client.jobs.get(run.job_id).settings.parameters
+    assert ("run_date", "2026-01-01") in {(p.name, p.default) for p in declared}
+    with ws.client.dbfs.download("dbfs:/tmp/components_example/load.txt") as fh:
+        assert fh.read() == b"2026-03-04"
+    with pytest.raises(dg.DagsterInvalidConfigError, match="run_day"):  # a parameter the job does not declare
+        job.execute_in_process(
+            asset_selection=selection, run_config={"ops": {"orders_job": {"config": {"run_day": "x"}}}}
+        )
+
 
 def _dg(*args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "DAGSTER_HOME": str(PROJECT / ".dagster_home"), "DAGSTER_DISABLE_TELEMETRY": "1"}

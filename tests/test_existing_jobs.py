@@ -232,6 +232,18 @@ def test_every_task_type_loads_as_one_asset_with_its_deps(tmp_path):
     assert workflow.files() == {}
 
 
+def test_an_existing_jobs_own_parameters_are_set_per_run_and_ours_only_when_declared(tmp_path):
+    task = {"task_key": "a", "notebook_task": {"notebook_path": "/x"}}
+    job = {
+        **_job("P", task),
+        "parameters": [{"name": "day", "default": "today"}, {"name": "dagster_run_id", "default": ""}],
+    }
+    [workflow] = DatabricksJobs(_write(tmp_path / "p.json", job)).workflows()
+    assert dict(workflow.parameters) == {"day": "today"}  # the run config's fields; dagster_run_id is the step's
+    assets = build_workflow_assets(workflow)
+    assert set(assets.op.config_schema.config_type.fields) == {"day"}  # type: ignore[union-attr]
+
+
 def workflow_target():
     from dbx_assets.integration.sources.base import DeployTarget
 

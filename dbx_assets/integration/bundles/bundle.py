@@ -184,7 +184,7 @@ class _JobBuilder:
             if kind == "notebook_task":
                 nt = t["notebook_task"]
                 path = self._path(nt.get("notebook_path"), f"tasks[{key}].notebook_task.notebook_path")
-                params = {**job_params, **{k: str(v) for k, v in (nt.get("base_parameters") or {}).items()}}
+                params = {k: str(v) for k, v in (nt.get("base_parameters") or {}).items()}  # job params reach it too
                 notebooks.append(
                     NotebookAsset(notebook=path.relative_to(self.config.root).as_posix(), params=params, **base)
                 )
@@ -236,6 +236,7 @@ class _JobBuilder:
             "job_clusters": job_clusters or {DEFAULT_JOB_CLUSTER_KEY: DEFAULT_CLUSTER_SPEC},
             "default_job_cluster": next(iter(job_clusters), DEFAULT_JOB_CLUSTER_KEY),
             "environments": environments,
+            "parameters": job_params,
         }
         if self.job.get("timeout_seconds") is not None:
             settings["timeout_seconds"] = int(self.job["timeout_seconds"])

@@ -30,7 +30,7 @@ from dbx_assets.integration.existing_jobs.snapshot import (
     snapshot_command,
 )
 from dbx_assets.integration.jobs.deploy import WorkspaceFile
-from dbx_assets.integration.jobs.model import WorkflowSpec, WorkflowTask
+from dbx_assets.integration.jobs.model import JOB_PARAMETERS, WorkflowSpec, WorkflowTask
 from dbx_assets.integration.sources.base import DeployTarget, Selection, SourceTask
 from dbx_assets.integration.sources.job_tasks import KIND_LABELS, task_target, task_type, upstream_tasks
 from dbx_assets.integration.sources.task_assets import OneTaskPerAsset, TaskAsset, task_asset_spec
@@ -148,7 +148,8 @@ class ExistingJobWorkflow(Workflow):
             name=self.job.name,
             tasks=tuple(tasks),
             job_clusters={k: dict(v) for k, v in self.job_clusters.items()},
-            parameters=tuple(self.job.parameter_names),
+            parameters=tuple(p for p in self.job.parameter_names if p in JOB_PARAMETERS),
+            extra_parameters={k: str(v) for k, v in self.parameters.items()},
         )
 
     @property
@@ -249,6 +250,11 @@ class DatabricksJobs:
             job_clusters=job_clusters,
             environments=environments,
             dbu_rates=self.dbu_rates,
+            parameters={  # settable per run; ours (if the job declares them) are set by the step
+                str(p["name"]): str(p.get("default", ""))
+                for p in job.settings.get("parameters") or []
+                if p["name"] not in JOB_PARAMETERS
+            },
             existing=ExistingJob(job, self.path, self.snapshot.selectors),
         )
 

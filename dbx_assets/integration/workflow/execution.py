@@ -80,7 +80,7 @@ class WorkflowExecution:
         self.selection = Selection(
             assets=frozenset(context.selected_asset_keys),
             checks=frozenset(context.selected_asset_check_keys),
-            parameters=partition_parameters(context),
+            parameters={**partition_parameters(context), **self._parameter_values()},
         )
         self.selected: list[tuple[TaskSource, SourceTask]] = workflow.selected_tasks(self.selection, self.target)
         self.task_keys = [task.task_key for _, task in self.selected]
@@ -127,6 +127,18 @@ class WorkflowExecution:
         return self._deployer().deploy(self.spec, self.workflow.files()).job_id
 
     # -- start, reattach or repair ----------------------------------------------------------------
+    def _parameter_values(self) -> dict[str, str]:
+        """The workflow's own job parameters for this run: the step's config, else (for `catalog`,
+        `schema`, `deployment`) the deploy target's, which notebook widgets get too; others keep the
+        job's default. A job parameter reaches every task, overriding a task parameter of its name."""
+        configured = self.context.op_config or {}
+        target = self.target.task_parameters
+        values = {name: str(configured[name]) for name in self.workflow.parameters if name in configured}
+        values.update(
+            {name: target[name] for name in self.workflow.parameters if name in target and name not in values}
+        )
+        return values
+
     def _job_parameters(self) -> dict[str, str]:
         return {**self.selection.parameters, DAGSTER_RUN_PARAMETER: self.context.run.run_id}
 
