@@ -273,6 +273,7 @@ SLOWEST_MODULES = (
     "tests/test_workflow_e2e.py",
     "tests/test_faults.py",
     "tests/test_bundles_spark.py",
+    "tests/test_components.py",  # the dg CLI, five times
     "tests/test_python_tasks_spark.py",
     "tests/local_workspace/test_notebook_formats_spark.py",
     "tests/local_workspace/test_ingestion_spark.py",

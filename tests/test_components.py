@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -78,15 +79,15 @@ def test_the_bundle_component_materializes_on_the_workspace(project_defs, dbx_en
         )
 
 
-def _dg(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DAGSTER_HOME": str(PROJECT / ".dagster_home"), "DAGSTER_DISABLE_TELEMETRY": "1"}
-    (PROJECT / ".dagster_home").mkdir(exist_ok=True)
-    (PROJECT / ".dagster_home" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+def _dg(*args: str, project: Path = PROJECT) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DAGSTER_HOME": str(project / ".dagster_home"), "DAGSTER_DISABLE_TELEMETRY": "1"}
+    (project / ".dagster_home").mkdir(exist_ok=True)
+    (project / ".dagster_home" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     dg_cli = Path(sys.executable).parent / "dg"
-    return subprocess.run([str(dg_cli), *args], cwd=PROJECT, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run([str(dg_cli), *args], cwd=project, env=env, capture_output=True, text=True, timeout=300)
 
 
-def test_dg_validates_lists_the_defs_and_knows_the_components():
+def test_dg_validates_lists_the_defs_and_knows_the_components(tmp_path):
     check = _dg("check", "defs")
     assert check.returncode == 0, check.stdout + check.stderr
     assert "All definitions loaded successfully" in check.stdout + check.stderr
@@ -104,3 +105,19 @@ def test_dg_validates_lists_the_defs_and_knows_the_components():
         "dbx_assets.DatabricksResourceComponent",
         "dbx_assets.DatabricksWorkflowComponent",
     } <= keys
+
+    # `dg scaffold defs` writes a defs.yaml that loads: a copy of the project, its bundle scaffolded anew
+    project = tmp_path / "project"
+    shutil.copytree(PROJECT, project, ignore=shutil.ignore_patterns(".dagster_home", "workflow", "bundle"))
+    shutil.copytree(PROJECT / "bundle", project / "bundle")
+    scaffold = _dg(
+        "scaffold", "defs", "dbx_assets.DatabricksBundleComponent", "sales", "--bundle-path",
+        "bundle/databricks.yml", "--target", "prod", project=project,
+    )  # fmt: skip
+    assert scaffold.returncode == 0, scaffold.stdout + scaffold.stderr
+    written = (project / "components_example" / "defs" / "sales" / "defs.yaml").read_text()
+    assert "type: dbx_assets.DatabricksBundleComponent" in written
+    assert "{{ context.project_root }}/bundle/databricks.yml" in written and "target: prod" in written
+    listed = _dg("list", "defs", "--json", project=project)
+    assert listed.returncode == 0, listed.stderr
+    assert {"extract", "load"} <= {a["asset_key"] for a in json.loads(listed.stdout)["assets"]}

@@ -18,8 +18,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import os
+
 import dagster as dg
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from dbx_assets.integration.bundles.bundle import DatabricksBundle
 from dbx_assets.integration.dbt.source import DbtProjectTasks
@@ -39,6 +41,46 @@ def _path(context: dg.ComponentLoadContext, value: str) -> Path:
 
 def _assets(workflows: list[Workflow], resource_key: str, pool: str) -> dg.Definitions:
     return dg.Definitions(assets=[build_workflow_assets(w, resource_key=resource_key, pool=pool) for w in workflows])
+
+
+def _from_project_root(request: dg.ScaffoldRequest[Any], path: str) -> str:
+    """A path given to `dg scaffold defs`, as `{{ context.project_root }}/...` in the defs.yaml."""
+    root = request.project_root or Path.cwd()
+    return "{{ context.project_root }}/" + os.path.relpath(Path(path).resolve(), root)
+
+
+class BundleScaffoldParams(BaseModel):
+    bundle_path: str = Field(description="The bundle's databricks.yml (or its folder).")
+    target: str | None = Field(default=None, description="A target of the bundle.")
+
+
+class BundleScaffolder(dg.Scaffolder[BundleScaffoldParams]):
+    """`dg scaffold defs dbx_assets.DatabricksBundleComponent NAME --bundle-path PATH [--target T]`."""
+
+    @classmethod
+    def get_scaffold_params(cls) -> type[BundleScaffoldParams]:
+        return BundleScaffoldParams
+
+    def scaffold(self, request: dg.ScaffoldRequest[BundleScaffoldParams]) -> None:
+        attributes: dict[str, Any] = {"path": _from_project_root(request, request.params.bundle_path)}
+        if request.params.target:
+            attributes["target"] = request.params.target
+        dg.scaffold_component(request, attributes)
+
+
+class JobsScaffoldParams(BaseModel):
+    snapshot: str = Field(description="The snapshot file (python -m dbx_assets.integration.existing_jobs snapshot).")
+
+
+class JobsScaffolder(dg.Scaffolder[JobsScaffoldParams]):
+    """`dg scaffold defs dbx_assets.DatabricksJobsComponent NAME --snapshot FILE`."""
+
+    @classmethod
+    def get_scaffold_params(cls) -> type[JobsScaffoldParams]:
+        return JobsScaffoldParams
+
+    def scaffold(self, request: dg.ScaffoldRequest[JobsScaffoldParams]) -> None:
+        dg.scaffold_component(request, {"snapshot": _from_project_root(request, request.params.snapshot)})
 
 
 class DatabricksResourceComponent(dg.Component, dg.Model, dg.Resolvable):
@@ -64,6 +106,7 @@ class DatabricksResourceComponent(dg.Component, dg.Model, dg.Resolvable):
         return dg.Definitions(resources={self.resource_key: DatabricksResource(**settings)})
 
 
+@dg.scaffold_with(BundleScaffolder)
 class DatabricksBundleComponent(dg.Component, dg.Model, dg.Resolvable):
     """A Databricks Asset Bundle's jobs as assets (`DatabricksBundle`): each job one workflow, each task
     one asset, a selection one run of the job with `only=`."""
@@ -91,6 +134,7 @@ class DatabricksBundleComponent(dg.Component, dg.Model, dg.Resolvable):
         return _assets(workflows, self.resource_key, self.pool)
 
 
+@dg.scaffold_with(JobsScaffolder)
 class DatabricksJobsComponent(dg.Component, dg.Model, dg.Resolvable):
     """Existing workspace jobs as assets (`DatabricksJobs`), from a snapshot written by
     `python -m dbx_assets.integration.existing_jobs snapshot`."""
