@@ -15,10 +15,9 @@ works too (dg's templating). Nothing here calls Databricks at load.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
-
-import os
 
 import dagster as dg
 from pydantic import BaseModel, Field
