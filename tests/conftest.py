@@ -190,6 +190,7 @@ TEST_TIERS: dict[str, str] = {
     "tests/test_public_api.py::test_importing_the_package_loads_nothing_else": HTTP,  # a plain Python child
     # `uv build` fetches the wheel project's build backend from the package index
     "tests/test_python_tasks.py::test_the_wheel_is_built_at_deploy_only_when_its_sources_change": SPARK,
+    "tests/test_bundles.py::test_python_bundle_tasks_deps_and_job_spec": SPARK,  # the whl artifact's wheel
     "tests/test_dbt_specs.py::test_missing_manifest_names_the_command_and_dagster_dev_prepares_it": SPARK,
     "tests/test_faults.py::test_cli_flags_and_faults_json_configure_the_server_and_admin_is_never_faulted": SPARK,
     "tests/test_outage_logic.py::test_the_real_sdk_against_a_closed_port_is_an_outage_named_by_its_cause": HTTP,
