@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import dagster  # noqa: F401  (its first import runs `file -b` for the platform's bits: at collection, not in a pure test)
 import pytest
 
 from dbx_assets.local_workspace.launcher import ensure_running, stop
