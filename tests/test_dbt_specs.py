@@ -399,7 +399,14 @@ def _report(
     link = "https://artifacts.example.test/dbt/42.tar.gz"
 
     class Response:
-        content = archive
+        """What `requests.get(..., stream=True)` gives: a context manager with the body as `raw`."""
+
+        raw = io.BytesIO(archive)
+
+        def __enter__(self) -> Response:
+            return self
+
+        def __exit__(self, *exc: object) -> None: ...
 
         def raise_for_status(self) -> None: ...
 
