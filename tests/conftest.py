@@ -179,6 +179,7 @@ TIERS: dict[str, str] = {
     "tests/local_workspace/test_uc_names.py": PURE,
     "tests/local_workspace/test_uc_runtime.py": SPARK,
     "tests/local_workspace/test_delta_runtime.py": SPARK,
+    "tests/local_workspace/test_delta_jars.py": HTTP,
     "tests/local_workspace/test_warehouses_api.py": HTTP,  # an in-process workspace of its own
 }
 
