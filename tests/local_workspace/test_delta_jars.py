@@ -42,7 +42,7 @@ class _Repository:
             def __init__(self, *args, **kwargs):
                 super().__init__(*args, directory=str(root), **kwargs)
 
-            def do_GET(self):  # noqa: N802 - http.server's naming
+            def do_GET(self):
                 repo.requests.append(self.path)
                 super().do_GET()
 
