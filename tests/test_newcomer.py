@@ -537,7 +537,10 @@ def test_a_user_sees_the_assets_materialized_and_a_link_to_the_databricks_run(pr
             assert "databricks_dbu_estimate" in overview, f"no DBU estimate on the asset page (see {p.shots})"
             page.goto(f"{p.url}/assets/silver_orders?view=events", wait_until="networkidle")
             page.get_by_text("dagster/table_name").first.wait_for()
-            assert ".silver.orders_enriched" in page.locator("body").inner_text(), f"the table's name (see {p.shots})"
+            events = page.locator("body").inner_text()
+            assert ".silver.orders_enriched" in events, f"the table's name (see {p.shots})"
+            # Silver is a Delta table the notebook MERGEs into: each materialization names its table version.
+            assert "delta_version" in events and "VERSION AS OF" in events, f"no Delta version (see {p.shots})"
 
             # The link leads to the local workspace's run page; a browser gets in with a one-time
             # login link (what `make dev` prints), never with the token in a URL.
