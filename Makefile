@@ -12,14 +12,14 @@ endif
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export DBX_LOCAL_STATE_DIR ?= $(CURDIR)/.local_workspace
 
-.PHONY: setup bytecode dev stop browser postgres demo check test bench requirements clean dagster-home dbt-manifest uv
+.PHONY: setup bytecode delta-jars dev stop browser postgres demo check test bench requirements clean dagster-home dbt-manifest uv
 
 # Concurrent Databricks runs from this Dagster instance (the `databricks` pool). 1 for the demo:
 # runs for different days rewrite the same tables, and a laptop runs one Spark cluster well.
 # Change it later with `dagster instance concurrency set databricks N`.
 POOL_LIMIT ?= 1
 
-setup: $(STAMP) bytecode dbt-manifest
+setup: $(STAMP) bytecode delta-jars dbt-manifest
 
 uv:
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv || $(PYTHON) -m pip install --quiet --user uv
@@ -36,6 +36,12 @@ $(STAMP): requirements/dev.txt pyproject.toml | uv
 # PYTHONDONTWRITEBYTECODE is set, as on our CI image: about 5 s of CPU per process.
 bytecode: $(STAMP)
 	@$(BIN)/python -m compileall -q -j 0 dbx_assets bench tests
+
+# Delta Lake's jars for the local clusters, fetched once per machine from Maven Central (checksums
+# pinned in runtime/delta_jars.py) so a cluster start does no network I/O; a no-op once cached.
+# DBX_DELTA_JARS_DIR names a folder of the jars instead, where Maven Central is out of reach.
+delta-jars: $(STAMP)
+	@$(BIN)/python -m dbx_assets.local_workspace.runtime.delta_jars
 
 # dbt's own parser writes dbt_project/target/manifest.json; a no-op while it is current.
 dbt-manifest: $(STAMP)

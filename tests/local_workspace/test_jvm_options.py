@@ -34,7 +34,9 @@ def test_an_existing_archive_is_mapped_with_its_warnings_off(tmp_path: Path):
 
 def test_archives_off_means_flags_only_and_no_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     spawned: list[Path] = []
-    monkeypatch.setattr(jvm_options, "_build_in_background", lambda archive, env: spawned.append(archive))
+    monkeypatch.setattr(
+        jvm_options, "_build_in_background", lambda archive, env, class_path="": spawned.append(archive)
+    )
     env = _env("off")
     assert jvm_options.class_archive(env) is None
     assert jvm_options.driver_java_options(env) == " ".join(jvm_options.FAST_START_FLAGS)
@@ -53,7 +55,7 @@ def test_a_missing_archive_is_built_once_in_the_background(tmp_path: Path, monke
         assert "SharedArchiveFile" not in jvm_options.driver_java_options(env)
         assert started == []
     assert "SharedArchiveFile" not in jvm_options.driver_java_options(env)  # nobody building: start one
-    assert started == [[sys.executable, "-P", "-m", jvm_options._BUILDER_MODULE, str(archive)]]
+    assert started == [[sys.executable, "-P", "-m", jvm_options._BUILDER_MODULE, str(archive), ""]]
 
 
 def test_another_java_or_spark_gets_another_archive(tmp_path: Path):

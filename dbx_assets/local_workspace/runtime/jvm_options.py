@@ -18,10 +18,13 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import importlib.util
+import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+from .delta_jars import jvm_cache_dir
 
 FAST_START_FLAGS = ("-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC")
 # A stale or foreign archive is ignored (-Xshare:auto); its warnings must not land in driver.log,
@@ -31,20 +34,23 @@ _CACHE_ENV = "DBX_LOCAL_JVM_CACHE_DIR"
 _BUILDER_MODULE = f"{__package__}.class_archive"
 
 
-def driver_java_options(env: dict[str, str]) -> str:
-    """The value for `spark.driver.defaultJavaOptions` (a cluster spec's extraJavaOptions add to it)."""
+def driver_java_options(env: dict[str, str], class_path: str = "") -> str:
+    """The value for `spark.driver.defaultJavaOptions` (a cluster spec's extraJavaOptions add to it).
+    `class_path` is the driver's `spark.driver.extraClassPath` (Delta's jars): the archive holds
+    their classes too, and is built for exactly that class path."""
     flags = list(FAST_START_FLAGS)
-    archive = class_archive(env)
+    archive = class_archive(env, class_path)
     if archive is not None:
         if archive.is_file():
             flags += [f"-XX:SharedArchiveFile={archive}", *_USE_ARCHIVE_FLAGS]
         else:
-            _build_in_background(archive, env)
+            _build_in_background(archive, env, class_path)
     return " ".join(flags)
 
 
-def class_archive(env: dict[str, str]) -> Path | None:
-    """Where the archive for this Java + Spark lives, or None when archives are off or unknowable."""
+def class_archive(env: dict[str, str], class_path: str = "") -> Path | None:
+    """Where the archive for this Java + Spark + extra class path lives, or None when archives are
+    off or unknowable."""
     setting = env.get(_CACHE_ENV, "")
     if setting.lower() == "off":
         return None
@@ -52,16 +58,16 @@ def class_archive(env: dict[str, str]) -> Path | None:
     jars = _spark_jars(env)
     if java is None or jars is None:
         return None
-    if setting:
-        cache = Path(setting)
-    else:
-        cache = Path(env.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dbx-assets" / "jvm"
+    extra = [Path(p) for p in class_path.split(os.pathsep) if p]
+    if not all(p.is_file() for p in extra):
+        return None  # a directory or a missing entry: nothing stable to key an archive on
     # The JVM rejects an archive made by another Java or for another class path; the key keeps
     # one archive per combination instead of rebuilding one file back and forth.
     key = hashlib.sha256()
-    for part in (_identity(java), *(_identity(jar) for jar in sorted(jars.glob("*.jar"))), *FAST_START_FLAGS):
+    parts = (_identity(java), *(_identity(p) for p in extra), *(_identity(jar) for jar in sorted(jars.glob("*.jar"))))
+    for part in (*parts, *FAST_START_FLAGS):
         key.update(part.encode() + b"\0")
-    return cache / f"spark-classes-{key.hexdigest()[:16]}.jsa"
+    return jvm_cache_dir(env) / f"spark-classes-{key.hexdigest()[:16]}.jsa"
 
 
 def _identity(path: Path) -> str:
@@ -93,7 +99,7 @@ def lock_path(archive: Path) -> Path:
     return archive.with_suffix(".lock")
 
 
-def _build_in_background(archive: Path, env: dict[str, str]) -> None:
+def _build_in_background(archive: Path, env: dict[str, str], class_path: str = "") -> None:
     archive.parent.mkdir(parents=True, exist_ok=True)
     with open(lock_path(archive), "a") as lock:
         try:
@@ -104,7 +110,7 @@ def _build_in_background(archive: Path, env: dict[str, str]) -> None:
     log = open(archive.with_suffix(".log"), "ab")  # noqa: SIM115 - handed to the child, closed below
     with log:
         subprocess.Popen(
-            [sys.executable, "-P", "-m", _BUILDER_MODULE, str(archive)],
+            [sys.executable, "-P", "-m", _BUILDER_MODULE, str(archive), class_path],
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=log,
