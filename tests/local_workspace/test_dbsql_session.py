@@ -92,7 +92,7 @@ class _NoSpark:
 def test_the_runtime_version_question_is_answered_without_spark():
     conn = dbsql_session.SessionConnection(_NoSpark(), "main", InformationSchema(_NoSpark(), lambda: []))
     with conn.cursor() as cursor:
-        cursor.execute("/* {\"app\": \"dbt\"} */ SET spark.databricks.clusterUsageTags.sparkVersion")
+        cursor.execute('/* {"app": "dbt"} */ SET spark.databricks.clusterUsageTags.sparkVersion')
         assert cursor.fetchone() == ("spark.databricks.clusterUsageTags.sparkVersion", "15.4.x-scala2.12")
         assert cursor.fetchone() is None
         assert [d[0] for d in cursor.description or []] == ["key", "value"]
