@@ -287,8 +287,10 @@ def install() -> None:
     route SPOG workspaces; nothing is routed here, so the probe answers "not a SPOG host" without
     the request."""
     with _install_lock:
-        import databricks.sql
-
+        try:
+            import databricks.sql
+        except ImportError:  # no dbt-databricks here: only `type: spark` profiles can run
+            return
         if databricks.sql.connect is connect:
             return
         databricks.sql.connect = connect  # type: ignore[assignment]
