@@ -41,7 +41,7 @@ bytecode: $(STAMP)
 # pinned in runtime/delta_jars.py) so a cluster start does no network I/O; a no-op once cached.
 # DBX_DELTA_JARS_DIR names a folder of the jars instead, where Maven Central is out of reach.
 delta-jars: $(STAMP)
-	@$(BIN)/python -m dbx_assets.local_workspace.runtime.delta_jars
+	@$(BIN)/python -m dbx_assets.local_workspace delta-jars
 
 # dbt's own parser writes dbt_project/target/manifest.json; a no-op while it is current.
 dbt-manifest: $(STAMP)

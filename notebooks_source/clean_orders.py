@@ -2,6 +2,8 @@
 # MAGIC %md
 # MAGIC Cleaned, typed and enriched orders: duplicates removed (latest version of an order wins),
 # MAGIC rows without a customer or with a non-positive amount dropped, customer name and country joined in.
+# MAGIC The silver table is upserted by `order_id` (`MERGE INTO`): a newer version of an order replaces the
+# MAGIC one kept, the same or an older one changes nothing, orders not seen in this run stay as they are.
 
 # COMMAND ----------
 
@@ -40,12 +42,24 @@ enriched = valid.join(customers, "customer_id", "left").withColumn("order_date",
 # Each deployment writes its own catalog (the `catalog` parameter); the first run creates it.
 spark.sql(f"CREATE CATALOG IF NOT EXISTS {catalog}")
 spark.sql(f"CREATE SCHEMA IF NOT EXISTS {catalog}.silver")
-enriched.write.mode("overwrite").saveAsTable(f"{catalog}.silver.orders_enriched")
+silver = f"{catalog}.silver.orders_enriched"
+if not spark.catalog.tableExists(silver):
+    enriched.limit(0).write.saveAsTable(silver)  # a Delta table, Databricks' default
+enriched.createOrReplaceTempView("orders_updates")
+merge = spark.sql(f"""
+    MERGE INTO {silver} AS t
+    USING orders_updates AS s
+    ON t.order_id = s.order_id
+    WHEN MATCHED AND s.order_ts > t.order_ts THEN UPDATE SET *
+    WHEN NOT MATCHED THEN INSERT *
+""").first()
 
 stats = {
     "input_rows": orders.count(),
     "output_rows": enriched.count(),
     "dropped_rows": orders.count() - enriched.count(),
+    "rows_updated": merge["num_updated_rows"],
+    "rows_inserted": merge["num_inserted_rows"],
 }
 print(stats)
 dbutils.notebook.exit(json.dumps(stats))

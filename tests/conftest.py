@@ -180,6 +180,8 @@ TIERS: dict[str, str] = {
     "tests/local_workspace/test_secrets_runtime.py": HTTP,
     "tests/local_workspace/test_uc_names.py": PURE,
     "tests/local_workspace/test_uc_runtime.py": SPARK,
+    "tests/local_workspace/test_delta_runtime.py": SPARK,
+    "tests/local_workspace/test_delta_jars.py": HTTP,
     "tests/local_workspace/test_warehouses_api.py": HTTP,  # an in-process workspace of its own
 }
 
@@ -277,6 +279,7 @@ SLOWEST_MODULES = (
     "tests/local_workspace/test_notebook_formats_spark.py",
     "tests/local_workspace/test_ingestion_spark.py",
     "tests/local_workspace/test_uc_runtime.py",
+    "tests/local_workspace/test_delta_runtime.py",
     "tests/local_workspace/test_secrets_runtime.py",
     "tests/local_workspace/test_run_page_browser.py",
     "tests/test_sensor_daemon.py",

@@ -1,4 +1,5 @@
-"""`python -m dbx_assets.local_workspace serve|stop|status|login-url --state-dir DIR` (console script dbx-local-workspace)."""
+"""`python -m dbx_assets.local_workspace serve|stop|status|login-url --state-dir DIR` and `... delta-jars`
+(console script dbx-local-workspace)."""
 
 from __future__ import annotations
 
@@ -63,7 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     login.add_argument("--state-dir", required=True, type=Path)
     login.add_argument("--path", default="/", help="the page to land on, e.g. /jobs/1000/runs/100001")
+    sub.add_parser("delta-jars", help="fetch Delta Lake's jars for the local clusters into the per-machine cache")
     args = parser.parse_args(argv)
+    if args.command == "delta-jars":
+        return _delta_jars()
     if args.command == "login-url":
         return _login_url(args.state_dir, args.path)
 
@@ -77,6 +81,25 @@ def main(argv: list[str] | None = None) -> int:
     conn = healthy(args.state_dir.resolve())
     print(json.dumps({"running": conn is not None, **({"host": conn.host} if conn else {})}))
     return 0 if conn else 1
+
+
+def _delta_jars() -> int:
+    """`make setup`'s step: resolve the jars (and build the log store) now, so no cluster start fetches."""
+    import os
+
+    from .runtime.delta_jars import DELTA_VERSION, DeltaJarsUnavailable
+    from .runtime.delta_log_store import driver_jars
+    from .runtime.java import JavaNotFound, java_env
+
+    try:
+        env = {**os.environ}
+        env.update(java_env(env))
+        paths = driver_jars(env)
+    except (JavaNotFound, DeltaJarsUnavailable) as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    print(f"Delta Lake {DELTA_VERSION} jars: {os.pathsep.join(str(p) for p in paths)}")
+    return 0
 
 
 def _login_url(state_dir: Path, path: str) -> int:

@@ -187,9 +187,11 @@ def test_three_level_names_in_notebooks_dbt_and_the_unity_catalog_api(workspace,
         ("v", "STRING", "string", 1, True),
     ]
     assert orders.table_type is not None and orders.data_source_format is not None
-    assert orders.table_type.value == "MANAGED" and orders.data_source_format.value == "PARQUET"
+    # saveAsTable without a format writes Delta, Databricks' default; `USING parquet` still writes parquet.
+    assert orders.table_type.value == "MANAGED" and orders.data_source_format.value == "DELTA"
     assert orders.storage_location == (warehouse / "uc_demo.db" / "orders").as_uri()
     totals = w.tables.get("main.uc_demo.totals")
+    assert totals.data_source_format is not None and totals.data_source_format.value == "PARQUET"
     assert totals.columns is not None
     assert [(c.name, c.type_text) for c in totals.columns] == [("v", "string"), ("total", "bigint")]
     customers = w.tables.get("dev.analytics.customers")

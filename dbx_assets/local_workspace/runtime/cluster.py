@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 
 from .contract import ClusterSpec, ClusterStartError, StoragePaths, TaskInvocation, TaskOutcome
-from .delta_jars import DeltaJarsUnavailable, delta_jars
+from .delta_jars import DeltaJarsUnavailable
+from .delta_log_store import LOG_STORE_CLASS, driver_jars
 from .java import JavaNotFound, java_env
 from .jvm_options import driver_java_options
 from .wire import invocation_to_dict, outcome_from_json
@@ -55,6 +56,8 @@ BASE_SPARK_CONF = {
     "spark.sql.sources.parallelPartitionDiscovery.parallelism": "4",
     # VACUUM below the retention period fails as on Databricks.
     "spark.databricks.delta.retentionDurationCheck.enabled": "true",
+    # Commits that hold across the JVMs of several clusters (delta_log_store.py).
+    "spark.delta.logStore.file.impl": LOG_STORE_CLASS,
 }
 
 
@@ -226,7 +229,7 @@ class LocalCluster:
         (self.dir / "gateway.json").unlink(missing_ok=True)
         try:
             env = self._driver_env()
-            jars = delta_jars(env)
+            jars = driver_jars(env)
         except (JavaNotFound, DeltaJarsUnavailable) as exc:
             raise ClusterStartError(str(exc)) from None
         class_path = driver_class_path(jars, self.spec.spark_conf)

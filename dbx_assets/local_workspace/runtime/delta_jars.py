@@ -4,7 +4,7 @@ A cluster's JVM runs Delta from Delta's own jars (`io.delta:delta-spark_2.12` an
 `io.delta:delta-storage`, the build for Spark 3.5 / Scala 2.12), put on the driver's class path.
 They are fetched from Maven Central over HTTPS into a per-machine cache beside the class-data-sharing
 archive (`<jvm cache>/delta-<version>/`), checked against the SHA-1 sums pinned here (the ones
-Maven Central publishes), by `make setup` (`python -m ...runtime.delta_jars`) or else by the first
+Maven Central publishes), by `make setup` (`python -m dbx_assets.local_workspace delta-jars`) or else by the first
 cluster start; later starts do no network I/O. Their other dependencies (antlr4, scala-library)
 are Spark's own jars.
 
@@ -18,11 +18,9 @@ a Spark internal whose signature changed). The `delta-spark` Python package pins
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import hashlib
 import os
-import sys
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
@@ -152,18 +150,3 @@ def _missing_message(why: str) -> str:
         f"Central is reachable, set {REPOSITORY_ENV} to a Maven mirror, or download the jars and set "
         f"{JARS_DIR_ENV} to their folder."
     )
-
-
-def main() -> int:  # `make delta-jars`: python -m dbx_assets.local_workspace.runtime.delta_jars
-    try:
-        paths = delta_jars(os.environ)
-    except DeltaJarsUnavailable as exc:
-        print(exc, file=sys.stderr)
-        return 1
-    with contextlib.suppress(BrokenPipeError):
-        print(f"Delta Lake {DELTA_VERSION} jars: {os.pathsep.join(str(p) for p in paths)}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

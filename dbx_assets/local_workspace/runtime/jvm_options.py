@@ -54,8 +54,8 @@ def class_archive(env: dict[str, str], class_path: str = "") -> Path | None:
     setting = env.get(_CACHE_ENV, "")
     if setting.lower() == "off":
         return None
-    java = _java_binary(env)
-    jars = _spark_jars(env)
+    java = java_binary(env)
+    jars = spark_jars_dir(env)
     if java is None or jars is None:
         return None
     extra = [Path(p) for p in class_path.split(os.pathsep) if p]
@@ -75,7 +75,7 @@ def _identity(path: Path) -> str:
     return f"{path}:{st.st_size}:{st.st_mtime_ns}"
 
 
-def _java_binary(env: dict[str, str]) -> Path | None:
+def java_binary(env: dict[str, str]) -> Path | None:
     home = env.get("JAVA_HOME")
     candidate = Path(home) / "bin" / "java" if home else None
     if candidate is None or not candidate.is_file():
@@ -84,7 +84,7 @@ def _java_binary(env: dict[str, str]) -> Path | None:
     return None if candidate is None else candidate.resolve()
 
 
-def _spark_jars(env: dict[str, str]) -> Path | None:
+def spark_jars_dir(env: dict[str, str]) -> Path | None:
     home = env.get("SPARK_HOME")
     if not home:
         spec = importlib.util.find_spec("pyspark")  # locates the package without importing Spark

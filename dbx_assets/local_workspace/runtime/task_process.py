@@ -124,7 +124,10 @@ def run(invocation: TaskInvocation, cluster: dict[str, Any]) -> TaskOutcome:
     install_spark_patches(mapper)
     from .uc_patches import install_uc_patches
 
-    install_uc_patches(spark, paths.warehouse)  # catalog.schema.table names (after the path patches)
+    uc_session = install_uc_patches(spark, paths.warehouse)  # catalog.schema.table names (after the path patches)
+    from .delta_patches import install_delta_patches
+
+    install_delta_patches(uc_session, mapper)  # DeltaTable.forName/forPath with UC names and dbfs:/ paths
     from .ingestion import install_ingestion_patches
 
     install_ingestion_patches(spark, mapper, paths)  # Auto Loader, read_files, COPY INTO, samples

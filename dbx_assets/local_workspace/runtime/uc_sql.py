@@ -95,9 +95,19 @@ _SCHEMA_PREFIXES = re.compile(
 )
 _TABLE_PREFIXES = re.compile(
     r"^\s*(?P<prefix>(?:SHOW\s+(?:COLUMNS\s+(?:IN|FROM)|CREATE\s+TABLE|TBLPROPERTIES|PARTITIONS)|MSCK\s+REPAIR\s+TABLE|"
-    r"(?:UN)?CACHE\s+(?:LAZY\s+)?TABLE(?:\s+IF\s+EXISTS)?)\s+)(?P<name>" + _NAME + ")",
+    r"(?:UN)?CACHE\s+(?:LAZY\s+)?TABLE(?:\s+IF\s+EXISTS)?|"
+    # Delta's own statements, which sqlglot does not parse (it reads DETAIL as a table name).
+    r"DESC(?:RIBE)?\s+(?:DETAIL|HISTORY)|RESTORE(?:\s+TABLE)?|OPTIMIZE|VACUUM|CONVERT\s+TO\s+DELTA|REORG\s+TABLE|"
+    r"GENERATE\s+\w+\s+FOR\s+TABLE)\s+)(?P<name>" + _NAME + ")",
     re.I,
 )
+# Databricks' time travel shorthand, `t@v3` and `t@20240101123000000` (yyyyMMddHHmmssSSS), which
+# open-source Delta does not parse: VERSION AS OF / TIMESTAMP AS OF. String literals are skipped.
+_AT_VERSION = re.compile(
+    r"""(?P<literal>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")|(?<=[\w`])@(?:[vV](?P<version>\d+)|(?P<ts>\d{17}))\b"""
+)
+# Delta's change data feed names its table in a string: table_changes('c.s.t', 1).
+_TABLE_CHANGES = re.compile(r"\btable_changes\s*\(\s*(?P<quote>['\"])(?P<name>[^'\"]+)(?P=quote)", re.I)
 # sqlglot keeps it as a Command too; dbt-spark runs it after each incremental insert.
 _RECOVER_PARTITIONS = re.compile(
     r"^\s*(?P<prefix>ALTER\s+TABLE\s+)(?P<name>" + _NAME + r")(?=\s+RECOVER\s+PARTITIONS\b)", re.I
@@ -124,6 +134,8 @@ def plan_sql(text: str, ctx: Context, *, mask_braces: bool = False) -> Plan:
     """What to do for one `spark.sql` text: a catalog-level statement handled here, or Spark
     SQL with every table and schema name in Spark's terms. Raises UcNameError for names in
     unknown catalogs. Text that is not one of those is returned unchanged (byte for byte)."""
+    if "@" in text:
+        text = _time_travel_shorthand(text)
     stripped = _strip(text)
     for pattern, kind in _CATALOG_STATEMENTS:
         m = pattern.fullmatch(stripped)
@@ -135,7 +147,7 @@ def plan_sql(text: str, ctx: Context, *, mask_braces: bool = False) -> Plan:
     body = len(_LEADING_COMMENTS.match(text).group(0))  # type: ignore[union-attr]  # it matches "" too
     for pattern, is_table in ((_SCHEMA_PREFIXES, False), (_TABLE_PREFIXES, True), (_RECOVER_PARTITIONS, True)):
         m = pattern.match(text[body:])
-        if m:
+        if m and not _is_file_reference(split_name(m.group("name"))):
             parts = split_name(m.group("name"))
             mapped = ctx.table(parts) if is_table else ctx.database(parts)
             if mapped is None:
@@ -150,7 +162,30 @@ def plan_sql(text: str, ctx: Context, *, mask_braces: bool = False) -> Plan:
             # Only names that were mapped read back as UC schemas (dbt-spark reads `namespace` as it asked).
             db = mapped if shows and isinstance(mapped, str) else None
             return Sql(new_text, show_tables_in=db.lower() if db else None)
-    return _rewrite_parsed(text, ctx, mask_braces)
+    return _rewrite_parsed(_table_changes_names(text, ctx), ctx, mask_braces)
+
+
+def _time_travel_shorthand(text: str) -> str:
+    def repl(m: re.Match) -> str:
+        if m.group("literal") is not None:
+            return m.group(0)
+        if m.group("version") is not None:
+            return f" VERSION AS OF {int(m.group('version'))}"
+        t = m.group("ts")
+        return f" TIMESTAMP AS OF '{t[:4]}-{t[4:6]}-{t[6:8]} {t[8:10]}:{t[10:12]}:{t[12:14]}.{t[14:]}'"
+
+    return _AT_VERSION.sub(repl, text)
+
+
+def _table_changes_names(text: str, ctx: Context) -> str:
+    def repl(m: re.Match) -> str:
+        mapped = ctx.table(split_name(m.group("name")))
+        if mapped is None:
+            return m.group(0)
+        name = ".".join(quote(p) for p in mapped)
+        return m.group(0)[: m.start("name") - m.start(0)] + name + m.group(0)[m.end("name") - m.start(0) :]
+
+    return _TABLE_CHANGES.sub(repl, text) if "table_changes" in text.lower() else text
 
 
 def _catalog_plan(kind: str, m: re.Match, ctx: Context) -> Plan:
