@@ -2,13 +2,15 @@
 on the local workspace as dbt assets: dbt-databricks' own macros on a local cluster's Spark session
 (runtime/dbsql_session.py), Delta tables, Unity Catalog names.
 
-One workspace for the module, and the Dagster runs a team would make:
-1. both projects in one selection (ONE Databricks run, one job cluster): tests/data/dbt_shop, laid
-   out the way dbt-labs' example project is (three CSV seeds, three staging views, two marts tables,
-   their tests as asset checks), and tests/data/dbt_strategies' first batch (an incremental model for
-   each of merge, append, insert_overwrite and replace_where, a snapshot, a seed);
-2. the strategies project's second batch (a second run): each incremental model merges, appends or
-   replaces as its strategy says, the snapshot closes a changed row. What each table must hold is in
+One workspace for the module, and the Dagster runs a team would make (a workflow holds one dbt
+project: run-now's `dbt_commands` applies to every dbt task of a job), each one Databricks run on
+a job cluster of its own:
+1. tests/data/dbt_shop, laid out the way dbt-labs' example project is (three CSV seeds, three
+   staging views, two marts tables, their tests as asset checks);
+2. tests/data/dbt_strategies' first batch (an incremental model for each of merge, append,
+   insert_overwrite and replace_where, a snapshot, a seed);
+3. its second batch: each incremental model merges, appends or replaces as its strategy says, the
+   snapshot closes a changed row. What each table must hold is in
    that project's singular tests, which run as asset checks, and row counts are read back through
    the SQL Statement Execution API on the workspace's warehouse.
 The real jaffle_shop (dbt-labs/jaffle_shop) was built the same way by hand; see the README.
@@ -58,29 +60,20 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Connection]:
 
 @pytest.fixture(scope="module")
 def built(workspace: Connection, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """Batch 1 of both projects in one run, then batch 2 of the strategies project."""
+    """The shop project, then the strategies project's two batches."""
     root = tmp_path_factory.mktemp("dbt_projects")
-    shop = DbtProjectTasks(
-        _project("dbt_shop", root / "shop"), schema="tea_shop", task_key="shop_build", partitions_def=BATCHES
-    )
+    shop = DbtProjectTasks(_project("dbt_shop", root / "shop"), schema="tea_shop")
     strategies = DbtProjectTasks(
-        _project("dbt_strategies", root / "strategies"),
-        schema="strategies",
-        task_key="strategies_build",
-        partitions_def=BATCHES,
+        _project("dbt_strategies", root / "strategies"), schema="strategies", partitions_def=BATCHES
     )
-    workflow = Workflow(name="dbt_databricks_projects", sources=[shop, strategies])
-    assets = build_workflow_assets(workflow, partitions_def=BATCHES)
-    resource = DatabricksResource(workspace_root="/Shared/tests/dbt_databricks")
-    first = dg.materialize([assets], partition_key="1", resources={"databricks": resource}, raise_on_error=False)
-    second = dg.materialize(
-        [assets],
-        selection=sorted(strategies.model_keys(), key=str),
-        partition_key="2",
-        resources={"databricks": resource},
-        raise_on_error=False,
-    )
-    return {"shop": shop, "strategies": strategies, "first": first, "second": second, "client": resource.get_client()}
+    shop_assets = build_workflow_assets(Workflow(name="tea_shop", sources=[shop]))
+    strategy_assets = build_workflow_assets(Workflow(name="strategies", sources=[strategies]), partitions_def=BATCHES)
+    resources = {"databricks": DatabricksResource(workspace_root="/Shared/tests/dbt_databricks")}
+    out: dict = {"shop": shop, "strategies": strategies, "client": resources["databricks"].get_client()}
+    out["shop_run"] = dg.materialize([shop_assets], resources=resources, raise_on_error=False)
+    for batch in ("1", "2"):
+        out[batch] = dg.materialize([strategy_assets], partition_key=batch, resources=resources, raise_on_error=False)
+    return out
 
 
 def _failures(result: dg.ExecuteInProcessResult) -> list[str]:
@@ -109,17 +102,14 @@ def _count(built: dict, schema: str, table: str) -> int:
 
 
 def test_a_project_laid_out_like_jaffle_shop_builds_green_as_dbt_assets(built: dict):
-    first, shop = built["first"], built["shop"]
-    assert first.success, _failures(first)
-    materialized = _materialized(first)
-    assert set(materialized) >= SHOP_NODES  # seeds, staging views and marts: 8 of 8
-    assert {m["databricks_run_id"] for m in materialized.values()} == {
-        materialized["patrons"]["databricks_run_id"]
-    }  # both projects in one Databricks run
-    checks = _checks(first)
-    shop_checks = {k for k in checks if k in shop.check_keys()}
-    assert shop_checks == shop.check_keys() and len(shop_checks) == 13
-    assert all(checks[k] for k in shop_checks), {k: v for k, v in checks.items() if not v}
+    run, shop = built["shop_run"], built["shop"]
+    assert run.success, _failures(run)
+    materialized = _materialized(run)
+    assert set(materialized) == SHOP_NODES  # seeds, staging views and marts: 8 of 8
+    assert len({m["databricks_run_id"] for m in materialized.values()}) == 1  # one Databricks run
+    checks = _checks(run)
+    assert set(checks) == shop.check_keys() and len(checks) == 16  # every dbt test, as an asset check
+    assert all(checks.values()), {k: v for k, v in checks.items() if not v}
     assert _count(built, "tea_shop", "tickets") == 7 and _count(built, "tea_shop", "raw_patrons") == 5
     tables = {t.name: t for t in built["client"].tables.list(catalog_name="main", schema_name="tea_shop")}
     assert tables["patrons"].data_source_format and tables["patrons"].data_source_format.value == "DELTA"
@@ -127,12 +117,13 @@ def test_a_project_laid_out_like_jaffle_shop_builds_green_as_dbt_assets(built: d
 
 
 def test_incremental_strategies_snapshot_and_seed_across_two_batches(built: dict):
-    first, second, strategies = built["first"], built["second"], built["strategies"]
+    first, second, strategies = built["1"], built["2"], built["strategies"]
     assert first.success and second.success, _failures(first) + _failures(second)
-    assert set(_materialized(first)) >= STRATEGY_NODES and set(_materialized(second)) == STRATEGY_NODES
+    assert set(_materialized(first)) == set(_materialized(second)) == STRATEGY_NODES
     for result in (first, second):  # each batch's expectations (tests/data/dbt_strategies/tests)
-        checks = {k: v for k, v in _checks(result).items() if k in strategies.check_keys()}
-        assert len(checks) == 5 and all(checks.values()), checks
+        checks = _checks(result)
+        assert set(checks) == strategies.check_keys() and len(checks) == 5
+        assert all(checks.values()), checks
     counts = {
         t: _count(built, "strategies", t)
         for t in ("inc_merge", "inc_append", "inc_insert_overwrite", "inc_replace_where", "events_snapshot")

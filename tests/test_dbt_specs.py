@@ -121,11 +121,6 @@ def test_project_files_exclude_dbt_outputs(project: DbtProjectTasks):
     assert fct.relative_path == "dbt_project/models/marts/fct_daily_revenue.sql" and not fct.is_notebook
     assert fct.content == (PROJECT_DIR / "models/marts/fct_daily_revenue.sql").read_bytes()
     assert not [p for p in files if p.split("/")[1] in {"target", "logs", "dbt_packages"} or p.endswith(".user.yml")]
-    # a second dbt task in the workflow syncs its project into a folder of its own
-    other = DbtProjectTasks(PROJECT_DIR, task_key="dbt_other")
-    assert set(other.files()) == {p.replace("dbt_project/", "dbt_project_dbt_other/", 1) for p in files}
-    [task] = other.tasks(TARGET)
-    assert task.settings["dbt_task"]["project_directory"] == "/Shared/dbx_assets/dbt_project_dbt_other"
 
 
 # ---------------------------------------------------------------------------------------------

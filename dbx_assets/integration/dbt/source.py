@@ -122,12 +122,6 @@ class DbtProjectTasks:
             check_key_by_unique_id={uid: key for key, uid in self._unique_id_by_check.items()},
         )
 
-    @property
-    def workspace_dir(self) -> str:
-        """Where the project is synced under the workspace root: one folder per dbt task, so two
-        projects in one workflow (distinct task keys) never overwrite each other's files."""
-        return "dbt_project" if self.task_key == DEFAULT_TASK_KEY else f"dbt_project_{self.task_key}"
-
     def _load_manifest(self) -> dbt_manifest.LoadedManifest:
         project = self.dbt_project
         if project is None:
@@ -187,7 +181,7 @@ class DbtProjectTasks:
                 "sql_warehouse (an id or a name) or DATABRICKS_SQL_WAREHOUSE."
             )
         dbt_task: dict[str, Any] = {
-            "project_directory": f"{target.workspace_root}/{self.workspace_dir}",
+            "project_directory": f"{target.workspace_root}/dbt_project",
             "commands": ["dbt build"],
             "warehouse_id": target.sql_warehouse_id,
             "schema": target.schema or self.schema,
@@ -210,7 +204,7 @@ class DbtProjectTasks:
 
     def files(self) -> dict[str, WorkspaceFile]:
         return {
-            f"{self.workspace_dir}/{rel}": WorkspaceFile(f"{self.workspace_dir}/{rel}", content)
+            f"dbt_project/{rel}": WorkspaceFile(f"dbt_project/{rel}", content)
             for rel, content in dbt_manifest.project_files(self.project_dir).items()
         }
 
