@@ -81,10 +81,11 @@ def _failures(result: dg.ExecuteInProcessResult) -> list[str]:
 
 
 def _materialized(result: dg.ExecuteInProcessResult) -> dict[str, dict]:
-    return {
-        e.asset_key.path[-1]: {k: v.value for k, v in e.materialization.metadata.items()}
-        for e in result.get_asset_materialization_events()
-    }
+    out = {}
+    for event in result.get_asset_materialization_events():
+        assert event.asset_key is not None
+        out[event.asset_key.path[-1]] = {k: v.value for k, v in event.materialization.metadata.items()}
+    return out
 
 
 def _checks(result: dg.ExecuteInProcessResult) -> dict[dg.AssetCheckKey, bool]:

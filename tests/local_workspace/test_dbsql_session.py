@@ -117,4 +117,4 @@ def test_install_replaces_the_connector_and_the_spog_probe():
         assert databricks.sql.connect is dbsql_session.connect
         assert probe.probe_host("127.0.0.1:1").host_type is None  # no request: nothing is routed here
     finally:
-        databricks.sql.connect, probe.probe_host = before  # type: ignore[assignment]
+        databricks.sql.connect, probe.probe_host = before

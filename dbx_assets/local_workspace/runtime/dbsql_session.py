@@ -298,4 +298,4 @@ def install() -> None:
             from dbt.adapters.databricks.spog import probe
         except ImportError:  # an adapter release without the probe
             return
-        probe.probe_host = lambda host: probe.HostMetadata(host_type=None)  # type: ignore[assignment]
+        probe.probe_host = lambda host: probe.HostMetadata(host_type=None)
