@@ -274,14 +274,14 @@ DBT_RUNNER = textwrap.dedent(
     from dbx_assets.local_workspace.runtime.contract import DbtInvocation
     from dbx_assets.local_workspace.runtime.dbsql_session import install
     from dbx_assets.local_workspace.runtime.dbt_task import generated_profile
-    from dbx_assets.local_workspace.runtime.delta_jars import delta_jars
+    from dbx_assets.local_workspace.runtime.delta_log_store import driver_jars
     from dbx_assets.local_workspace.runtime.jvm_options import driver_java_options
     from dbx_assets.local_workspace.runtime.uc_patches import install_uc_patches
 
     work, project = Path(sys.argv[1]), Path(sys.argv[2])
     steps = json.loads(Path(sys.argv[3]).read_text())
     # A local cluster's Spark conf (Delta as the default format, its catalog and extension) and JVM flags.
-    class_path = driver_class_path(delta_jars(os.environ), {})
+    class_path = driver_class_path(driver_jars(os.environ), {})
     conf = {
         **BASE_SPARK_CONF,
         "spark.driver.defaultJavaOptions": driver_java_options(dict(os.environ), class_path),
