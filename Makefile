@@ -50,7 +50,7 @@ dbt-manifest: $(STAMP)
 # Re-pin after editing dependencies in pyproject.toml (hashes, no index address recorded).
 requirements: | uv
 	$(UV) pip compile --quiet --generate-hashes -p 3.11 pyproject.toml -o requirements/base.txt
-	$(UV) pip compile --quiet --generate-hashes -p 3.11 pyproject.toml --extra local --extra postgres --extra test -o requirements/dev.txt
+	$(UV) pip compile --quiet --generate-hashes -p 3.11 pyproject.toml --override requirements/overrides.txt --extra local --extra postgres --extra test -o requirements/dev.txt
 
 dagster-home:
 	mkdir -p $(DAGSTER_HOME)

@@ -124,6 +124,7 @@ TIERS: dict[str, str] = {
     "tests/test_components.py": PURE,
     "tests/test_cost.py": PURE,
     "tests/test_crash_e2e.py": SPARK,  # the embedded workspace's server process, killed mid-write; two clusters
+    "tests/test_dbt_databricks.py": SPARK,  # a workspace server, two job-cluster runs of dbt-databricks
     "tests/test_dbt_parity.py": SPARK,  # parses a dbt project with dbt; a dagster-dbt process
     "tests/test_dbt_run_results.py": PURE,
     "tests/test_dbt_specs.py": PURE,  # + the real `dbt build` runs (fixture dbt_runs) and one `dbt parse` process
@@ -177,6 +178,7 @@ TIERS: dict[str, str] = {
     "tests/local_workspace/test_run_page_browser.py": SPARK,
     "tests/local_workspace/test_runtime_cluster.py": SPARK,
     "tests/local_workspace/test_runtime_dbt_profile.py": PURE,
+    "tests/local_workspace/test_dbsql_session.py": PURE,
     "tests/local_workspace/test_runtime_notebook_source.py": PURE,
     "tests/local_workspace/test_runtime_path_rewrite.py": PURE,
     "tests/local_workspace/test_table_commits.py": PURE,
@@ -278,6 +280,7 @@ SLOWEST_MODULES = (
     "tests/local_workspace/test_runtime_cluster.py",
     "tests/test_production_postgres.py",
     "tests/test_dbt_specs.py",
+    "tests/test_dbt_databricks.py",
     "tests/test_mixed_compute_e2e.py",
     "tests/test_crash_e2e.py",
     "tests/test_workflow_e2e.py",

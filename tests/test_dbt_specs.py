@@ -1,14 +1,14 @@
 """dbt models as assets: specs from the real manifest, exact dbt commands, the dbt task, and
-events from run_results.json produced by REALLY running `dbt build` (dbt-spark session mode on
-local Spark).
+events from run_results.json produced by REALLY running `dbt build` (dbt-databricks on a local
+cluster's Spark session: its Delta conf, Unity Catalog names and the dbt task's generated profile).
 
 Logic tests only read the demo manifest (built by `make setup`; parsed here in-process, no JVM,
 when it is missing or stale). The real dbt runs happen ONCE per session in one subprocess (one
 SparkSession): it creates the notebook-owned source tables, then runs the commands that
 `DbtProjectTasks.build_command` produced, keeping each run's run_results.json and the incremental
-model's rows. That fixture takes ~30 s on an idle 2-core machine and 106 s measured under load
-average 7 (Spark start 9 s, source tables 16 s, four dbt builds 4-39 s each); it prints its
-timings (`pytest -s`). The logic tests take ~20 s (one dbt parse in a subprocess) and start no JVM. The events are read the production way: `report()` downloads
+model's rows. That fixture took 155 s measured under load average ~8 on 2 cores (Spark start
+10.5 s, source tables 11 s, four dbt-databricks builds 49, 24, 35 and 20 s); it prints its timings
+(`pytest -s`). The logic tests take ~20 s (one dbt parse in a subprocess) and start no JVM. The events are read the production way: `report()` downloads
 the artifacts archive and extracts run_results.json from it.
 """
 
@@ -39,7 +39,6 @@ from dbx_assets.integration.jobs.model import WorkflowDefinitionError
 from dbx_assets.integration.jobs.runner import TaskFinished
 from dbx_assets.integration.sources.base import DeployTarget, Selection, TaskReport
 from dbx_assets.local_workspace.runtime.java import java_env
-from dbx_assets.local_workspace.runtime.jvm_options import driver_java_options
 
 REPO = Path(__file__).resolve().parent.parent
 PROJECT_DIR = REPO / "dbt_project"
@@ -266,24 +265,42 @@ def test_cli_requires_the_project_dir_and_skips_a_current_manifest(capsys: pytes
 
 DBT_RUNNER = textwrap.dedent(
     """
-    import json, shlex, shutil, sys, time
+    import json, os, shlex, shutil, sys, time
     t0 = time.monotonic()
     from datetime import date, datetime
     from pathlib import Path
     from pyspark.sql import SparkSession
+    from dbx_assets.local_workspace.runtime.cluster import BASE_SPARK_CONF, driver_class_path
+    from dbx_assets.local_workspace.runtime.contract import DbtInvocation
+    from dbx_assets.local_workspace.runtime.dbsql_session import install
+    from dbx_assets.local_workspace.runtime.dbt_task import generated_profile
+    from dbx_assets.local_workspace.runtime.delta_log_store import driver_jars
+    from dbx_assets.local_workspace.runtime.jvm_options import driver_java_options
+    from dbx_assets.local_workspace.runtime.uc_patches import install_uc_patches
 
     work, project = Path(sys.argv[1]), Path(sys.argv[2])
     steps = json.loads(Path(sys.argv[3]).read_text())
-    spark = (
-        SparkSession.builder.master("local[2]")
-        .config("spark.sql.warehouse.dir", str(work / "warehouse"))
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.sql.shuffle.partitions", "2")
-        .config("spark.driver.defaultJavaOptions", sys.argv[4])  # a local cluster's fast-start JVM flags
-        .getOrCreate()
-    )  # dbt-spark session mode picks this session up with getOrCreate()
+    # A local cluster's Spark conf (Delta as the default format, its catalog and extension) and JVM flags.
+    class_path = driver_class_path(driver_jars(os.environ), {})
+    conf = {
+        **BASE_SPARK_CONF,
+        "spark.driver.defaultJavaOptions": driver_java_options(dict(os.environ), class_path),
+        "spark.sql.warehouse.dir": str(work / "warehouse"),
+        "spark.sql.shuffle.partitions": "2",
+        "spark.driver.extraClassPath": class_path,
+    }
+    builder = SparkSession.builder.master("local[2]")
+    for k, v in conf.items():
+        builder = builder.config(k, v)
+    spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
+    install_uc_patches(spark, work / "warehouse")  # what a task process has: Unity Catalog names
+    install()  # dbt-databricks' connector on this session, as in a dbt task
+    # The profile a dbt task on a SQL warehouse gets (catalog main, schema analytics).
+    invocation = DbtInvocation(commands=(), project_dir=project, profiles_dir=None, schema="analytics",
+                               catalog="main", warehouse_id="wh-1", workspace_host="127.0.0.1:1")
+    profiles_dir = generated_profile(invocation, project, work, cluster_id="specs")
+    os.environ["DBT_ACCESS_TOKEN"] = "local"
     print(f"spark started in {time.monotonic() - t0:.1f}s", file=sys.stderr)
     for db in ("bronze", "silver"):
         spark.sql(f"create database if not exists {db}")
@@ -312,11 +329,16 @@ DBT_RUNNER = textwrap.dedent(
         args = shlex.split(step["command"])
         assert args[0] == "dbt", args
         started = time.monotonic()
-        res = runner.invoke(args[1:] + ["--project-dir", str(project), "--profiles-dir", str(project),
+        res = runner.invoke(args[1:] + ["--project-dir", str(project), "--profiles-dir", str(profiles_dir),
                                         "--target-path", str(work / "target"), "--log-path", str(work / "logs")])
         shutil.copy(work / "target" / "run_results.json", work / f"{step['name']}.run_results.json")
-        fct = {str(r.revenue_date): r.revenue for r in spark.sql("select * from analytics.fct_daily_revenue").collect()}
-        summary[step["name"]] = {"success": res.success, "fct_daily_revenue": fct, "seconds": time.monotonic() - started}
+        rows = spark.sql("select * from main.analytics.fct_daily_revenue").collect()
+        fct = {str(r.revenue_date): r.revenue for r in rows}
+        summary[step["name"]] = {"success": res.success, "fct_daily_revenue": fct, "fct_rows": len(rows),
+                                 "fct_provider": next(r.data_type for r in spark.sql(
+                                     "describe table extended main.analytics.fct_daily_revenue").collect()
+                                     if r.col_name == "Provider"),
+                                 "seconds": time.monotonic() - started}
     (work / "summary.json").write_text(json.dumps(summary))
     """
 )
@@ -324,7 +346,7 @@ DBT_RUNNER = textwrap.dedent(
 
 @pytest.fixture(scope="session")
 def dbt_runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """Four real `dbt build`s on local Spark, once per session (~30 s idle, ~110 s loaded; timings printed)."""
+    """Four real `dbt build`s on local Spark, once per session (~155 s loaded; timings printed)."""
     project = DbtProjectTasks(PROJECT_DIR, schema="analytics")
     work = tmp_path_factory.mktemp("dbt_runs")
     copy = work / "project"
@@ -336,7 +358,14 @@ def dbt_runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
     steps = [
         {"name": "day1_all", "command": project.build_command(*everything, vars={"partition_key": "2024-01-01"})},
         {"name": "day2_fct", "command": project.build_command([FCT], [], vars={"partition_key": "2024-01-02"})},
-        {"name": "day2_again", "command": project.build_command([FCT], [], vars={"partition_key": "2024-01-02"})},
+        {
+            "name": "day2_again",  # a late order for day 2: the re-run merges it into day 2's row
+            "before": [
+                "insert into silver.orders_enriched values ('o5', 'c2', date'2024-01-02', "
+                "timestamp'2024-01-02 12:00:00', 2.5, 'completed', 'Bo', 'GB')"
+            ],
+            "command": project.build_command([STG_ORDERS, FCT], [], vars={"partition_key": "2024-01-02"}),
+        },
         {
             "name": "duplicate_order",
             "before": ["insert into silver.orders_enriched select * from silver.orders_enriched where order_id = 'o4'"],
@@ -346,11 +375,10 @@ def dbt_runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
     (work / "steps.json").write_text(json.dumps(steps))
     (work / "runner.py").write_text(DBT_RUNNER)
     started = time.monotonic()
-    java_options = driver_java_options({**os.environ, **java_env(dict(os.environ))})
     proc = subprocess.run(
-        [sys.executable, str(work / "runner.py"), str(work), str(copy), str(work / "steps.json"), java_options],
-        capture_output=True, text=True, timeout=300, cwd=work,
-        env={**os.environ, "DO_NOT_TRACK": "1", "PYSPARK_PYTHON": sys.executable},
+        [sys.executable, str(work / "runner.py"), str(work), str(copy), str(work / "steps.json")],
+        capture_output=True, text=True, timeout=600, cwd=work,
+        env={**os.environ, **java_env(dict(os.environ)), "DO_NOT_TRACK": "1", "PYSPARK_PYTHON": sys.executable},
     )  # fmt: skip
     assert proc.returncode == 0, f"dbt runner failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
     summary = json.loads((work / "summary.json").read_text())
@@ -457,9 +485,12 @@ def test_one_model_command_builds_exactly_that_model(
     assert report.failures == {} and [e.asset_key for e in report.events] == [FCT]
 
 
-def test_incremental_model_appends_a_new_day_and_replaces_a_rerun(dbt_runs: dict):
+def test_incremental_model_merges_by_its_unique_key_into_a_delta_table(dbt_runs: dict):
+    assert dbt_runs["day1_all"]["fct_provider"] == "delta"  # no file_format in the project: Delta, as on Databricks
     assert dbt_runs["day2_fct"]["fct_daily_revenue"] == {"2024-01-01": 30.0, "2024-01-02": 7.5}  # grew by a day
-    assert dbt_runs["day2_again"]["fct_daily_revenue"] == {"2024-01-01": 30.0, "2024-01-02": 7.5}  # no duplicate
+    # the re-run of day 2 updated its row (the late order counts) and added none
+    assert dbt_runs["day2_again"]["fct_daily_revenue"] == {"2024-01-01": 30.0, "2024-01-02": 10.0}
+    assert dbt_runs["day2_again"]["fct_rows"] == 2
 
 
 def test_failing_test_fails_its_check_and_skips_downstream_models(

@@ -104,7 +104,7 @@ class LocalWorkspace:
         self.clusters_api = ClustersApi(self.clusters)
         self.instance_pools_api = InstancePoolsApi(self.clusters.pools)
         # dbt tasks name a SQL warehouse; the scheduler starts it and hands its token to dbt.
-        self.warehouses = Warehouses(self.store, self.token)
+        self.warehouses = Warehouses(self.store, self.token, host=lambda: self.host)
         self.warehouses_api = WarehousesApi(self.warehouses, lambda: self.host)
         resolvers = Resolvers(
             self.workspace.read_notebook, self.workspace.local, self.dbfs.local, self.workspace.notebook_language

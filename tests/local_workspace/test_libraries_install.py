@@ -59,9 +59,12 @@ def test_a_library_installs_once_per_cluster_and_a_second_cluster_uses_the_cache
 def test_what_the_runtime_provides_is_not_installed(paths, monkeypatch):
     monkeypatch.setenv("UV_OFFLINE", "1")  # nothing here may need the index
     six = metadata.version("six")
-    report = ensure_installed([f"six=={six}", "packaging", "dbt-databricks>=1.11,<1.12", "pyspark>=3.5"], "c", paths)
+    # dbt-databricks: the runtime's own release, and the dbt-core series the runtime runs (the job's pin)
+    adapter = metadata.version("dbt-databricks")
+    wanted = [f"six=={six}", "packaging", f"dbt-databricks=={adapter}", "dbt-databricks>=1.11,<1.12", "pyspark>=3.5"]
+    report = ensure_installed(wanted, "c", paths)
     assert report.installed == []
-    assert report.provided == [f"six=={six}", "packaging", "dbt-databricks>=1.11,<1.12", "pyspark>=3.5"]
+    assert report.provided == wanted
     assert list(report.site_dir.iterdir()) == []
 
 
@@ -72,7 +75,8 @@ def test_a_dbt_databricks_pin_outside_the_runtimes_dbt_release_fails_without_dow
     assert str(err.value).startswith(
         'Library installation failed for library due to user error for pypi {\n  package: "dbt-databricks==1.6.0"\n}'
     )
-    assert f"provides dbt-core {metadata.version('dbt-core')} with dbt-spark" in str(err.value)
+    versions = f"dbt-databricks {metadata.version('dbt-databricks')} on dbt-core {metadata.version('dbt-core')}"
+    assert f"The local runtime provides {versions}; 'dbt-databricks==1.6.0' asks for another" in str(err.value)
 
 
 def test_a_library_that_cannot_be_installed_fails_with_databricks_message(paths):

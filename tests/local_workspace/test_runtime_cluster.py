@@ -622,7 +622,7 @@ def test_dbt_task_builds_models_on_the_cluster_and_keeps_artifacts(cluster, tmp_
 
 def test_dbt_task_on_a_warehouse_builds_with_the_generated_profile_until_a_command_fails(cluster, tmp_path):
     project = _dbt_project(tmp_path)
-    # The project's own profile would fail (no databricks adapter locally): it must not be used.
+    # The project's own profile would fail (no http_path, no token, schema `never`): it must not be used.
     (project / "profiles.yml").write_text(
         "tiny:\n  target: prod\n  outputs:\n    prod:\n      type: databricks\n      schema: never\n      host: x\n"
     )
@@ -645,7 +645,8 @@ def test_dbt_task_on_a_warehouse_builds_with_the_generated_profile_until_a_comma
     assert "table_that_does_not_exist" in outcome.logs.lower()
     generated = (inv.output_dir / "dbt_profile" / "profiles.yml").read_text()
     assert "SQL warehouse 4c0a1d5e7b9f2a63 (catalog: main)" in generated
-    assert "method: session" in generated and "schema: wh_analytics" in generated
+    assert "type: databricks" in generated and "schema: wh_analytics" in generated
+    assert f"http_path: sql/protocolv1/o/0/{cluster.cluster_id}" in generated and "local-token" not in generated
     assert oct((inv.output_dir / "invocation.json").stat().st_mode & 0o777) == "0o600"  # it holds the token
 
     read = run_notebook(

@@ -28,26 +28,39 @@ def _invocation(project: Path, **kw) -> DbtInvocation:
     )
 
 
-def test_the_profile_is_named_by_the_project_targets_the_session_and_the_tasks_schema(tmp_path):
+def test_the_profile_is_dbt_databricks_on_this_cluster_with_the_tasks_catalog_and_schema(tmp_path):
     project = _project(tmp_path)
-    out = generated_profile(_invocation(project, schema="analytics", catalog="main"), project, tmp_path / "out")
+    invocation = _invocation(project, schema="analytics", catalog="Main", workspace_host="127.0.0.1:8123")
+    out = generated_profile(invocation, project, tmp_path / "out", cluster_id="0123-456789-abcdefgh")
     assert out == tmp_path / "out" / "dbt_profile"
-    assert yaml.safe_load((out / "profiles.yml").read_text()) == {
+    text = (out / "profiles.yml").read_text()
+    assert yaml.safe_load(text) == {
         "shop": {
             "target": "default",
             "outputs": {
-                "default": {"type": "spark", "method": "session", "host": "NA", "schema": "analytics", "threads": 4}
+                "default": {
+                    "type": "databricks",
+                    "host": "127.0.0.1:8123",
+                    # a cluster's path: dbt-databricks asks this cluster which runtime it is
+                    "http_path": "sql/protocolv1/o/0/0123-456789-abcdefgh",
+                    "token": "{{ env_var('DBT_ACCESS_TOKEN') }}",  # never the token itself on disk
+                    "catalog": "main",
+                    "schema": "analytics",
+                    "threads": 4,
+                }
             },
         }
     }
-    assert "catalog: main" in (out / "profiles.yml").read_text()  # recorded for whoever reads the run's files
+    assert "SQL warehouse 4c0a1d5e7b9f2a63 (catalog: Main)" in text  # recorded for whoever reads the run's files
 
 
 @pytest.mark.parametrize("catalog", [None, "hive_metastore", "main"])
-def test_schema_defaults_to_default_in_the_default_catalog(tmp_path, catalog):
+def test_schema_defaults_to_default_and_catalog_to_main(tmp_path, catalog):
     project = _project(tmp_path)
     out = generated_profile(_invocation(project, catalog=catalog), project, tmp_path / "out")
-    assert yaml.safe_load((out / "profiles.yml").read_text())["shop"]["outputs"]["default"]["schema"] == "default"
+    target = yaml.safe_load((out / "profiles.yml").read_text())["shop"]["outputs"]["default"]
+    assert target["schema"] == "default"
+    assert target["catalog"] == (catalog or "main")
 
 
 def test_a_project_without_a_profile_name_is_refused(tmp_path):

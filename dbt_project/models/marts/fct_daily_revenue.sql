@@ -1,16 +1,12 @@
 {#-
-  Daily revenue, built one Dagster partition (day) at a time.
-  Parquet has no MERGE, so each run overwrites exactly the days it selects
-  (insert_overwrite with dynamic partition overwrite): a new day appends, a re-run replaces.
-  Local Spark: a cluster that registered this table from the warehouse dir may not know its
-  partitions yet, so discover them first (no-op when known; Delta on Databricks needs none).
+  Daily revenue, built one Dagster partition (day) at a time: an incremental model merged by
+  its unique key (dbt-databricks' default strategy with a unique_key), so a new day is
+  inserted and a re-run of a day updates that day's row in place.
 -#}
 {{ config(
     materialized='incremental',
-    incremental_strategy='insert_overwrite',
-    partition_by=['revenue_date'],
-    on_schema_change='fail',
-    pre_hook="{% if target.type == 'spark' and is_incremental() %}alter table {{ this }} recover partitions{% endif %}"
+    unique_key='revenue_date',
+    on_schema_change='fail'
 ) }}
 
 select

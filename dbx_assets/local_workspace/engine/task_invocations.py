@@ -348,6 +348,8 @@ def dbt_invocation(b: TaskInvocations, t: TaskToBuild) -> TaskInvocation:
             schema=dt.get("schema") if warehouse_id else None,
             catalog=dt.get("catalog"),
             warehouse_id=warehouse_id,
+            # what a warehouse's connection details call its hostname: the workspace's, without a scheme
+            workspace_host=b.warehouses.host().split("://", 1)[-1] if warehouse_id and b.warehouses else None,
         ),
         **t.common,
     )

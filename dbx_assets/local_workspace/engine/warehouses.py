@@ -13,6 +13,7 @@ no timer threads exist and a restart resumes where the clock says it is.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 from .clock import real_now_ms
 from .errors import ApiError
@@ -31,9 +32,17 @@ class WarehouseNotFound(ApiError):
 
 
 class Warehouses:
-    def __init__(self, store: StateStore, token: str, start_seconds: float = 1.0, stop_seconds: float = 0.5):
+    def __init__(
+        self,
+        store: StateStore,
+        token: str,
+        start_seconds: float = 1.0,
+        stop_seconds: float = 0.5,
+        host: Callable[[], str] = lambda: "",
+    ):
         self.store = store
         self.token = token  # what a dbt task on a warehouse gets as DBT_ACCESS_TOKEN
+        self.host = host  # the workspace URL: a generated dbt profile's `host`
         self.start_seconds = start_seconds
         self.stop_seconds = stop_seconds
         self._lock = threading.Lock()

@@ -97,6 +97,8 @@ class DbtInvocation:
     schema: str | None = None
     catalog: str | None = None
     warehouse_id: str | None = None
+    # host[:port] of the workspace, for the generated profile's `host` (the connector never dials it)
+    workspace_host: str | None = None
 
 
 @dataclass(frozen=True)

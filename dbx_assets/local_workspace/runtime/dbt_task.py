@@ -1,11 +1,17 @@
 """dbt tasks: run each `dbt ...` command with dbt's programmatic API inside the task
-process, so dbt-spark `method: session` uses the cluster's attached SparkSession.
+process, on the cluster's attached SparkSession.
+
+The adapter is the one the profile names, as on Databricks: `type: databricks` runs
+dbt-databricks' own macros, its SQL connector replaced in this process by one over the session
+(dbsql_session.py); `type: spark` with `method: session` runs dbt-spark on the same session.
 
 A task with `warehouse_id` gets a generated profile, as on Databricks (which writes one for
 the SQL warehouse and ignores the project's profiles.yml): the profile name from
-dbt_project.yml, one target on dbt-spark `method: session` (so locally dbt's SQL is the
-cluster's Spark SQL), the task's `schema` (default `default`). `DBT_ACCESS_TOKEN` is in the
-task's environment, as Databricks injects it.
+dbt_project.yml, one `type: databricks` target with the task's `catalog` (default `main`) and
+`schema` (default `default`), the token from `DBT_ACCESS_TOKEN` (injected into the task's
+environment, as Databricks does). Its `http_path` names this cluster, not the warehouse: the
+SQL runs on the cluster, and dbt-databricks then asks it which Databricks Runtime it is
+(dbsql_session.LOCAL_DBR_VERSION) instead of assuming the newest SQL warehouse.
 """
 
 from __future__ import annotations
@@ -20,9 +26,9 @@ from .contract import DbtInvocation, TaskOutcome
 ARTIFACTS = ("run_results.json", "manifest.json")
 GENERATED_TARGET = "default"
 GENERATED_THREADS = 4
-# Catalogs that mean "the workspace's default" locally: models land in `schema`, as before
-# Unity Catalog. Another catalog `c` lands them in database `c__<schema>` (runtime/uc_names.py).
-DEFAULT_CATALOGS = ("main", "hive_metastore", "spark_catalog")
+DEFAULT_CATALOG = "main"
+# What Databricks' connection details show for a cluster (JDBC/ODBC): org id 0 on a workspace URL.
+CLUSTER_HTTP_PATH = "sql/protocolv1/o/0/{cluster_id}"
 
 
 class DbtCommandError(ValueError):
@@ -51,7 +57,7 @@ class ProfileError(ValueError):
     pass
 
 
-def generated_profile(dbt: DbtInvocation, project_dir: Path, output_dir: Path) -> Path:
+def generated_profile(dbt: DbtInvocation, project_dir: Path, output_dir: Path, cluster_id: str = "local") -> Path:
     """Write the profile Databricks would generate for a warehouse dbt task; returns its directory."""
     import yaml
 
@@ -62,7 +68,6 @@ def generated_profile(dbt: DbtInvocation, project_dir: Path, output_dir: Path) -
         dbt_schema(dbt.catalog, dbt.schema or "default")
     except UcNameError as exc:
         raise ProfileError(f"dbt task catalog {dbt.catalog!r}: {exc}") from None
-    # The UC schema itself: run_dbt makes `schema.table` mean the task's catalog in its process.
     schema = dbt.schema or "default"
     try:
         project = yaml.safe_load((project_dir / "dbt_project.yml").read_text()) or {}
@@ -72,9 +77,12 @@ def generated_profile(dbt: DbtInvocation, project_dir: Path, output_dir: Path) -
     if not name:
         raise ProfileError("dbt_project.yml names no `profile:`; the generated profile needs its name.")
     target = {
-        "type": "spark",
-        "method": "session",
-        "host": "NA",
+        "type": "databricks",
+        "host": dbt.workspace_host or "localhost",
+        "http_path": CLUSTER_HTTP_PATH.format(cluster_id=cluster_id),
+        # dbt reads it from the task's environment: the token is never written to disk.
+        "token": "{{ env_var('DBT_ACCESS_TOKEN') }}",
+        "catalog": (dbt.catalog or DEFAULT_CATALOG).lower(),
         "schema": schema,
         "threads": GENERATED_THREADS,
     }
@@ -91,8 +99,12 @@ def generated_profile(dbt: DbtInvocation, project_dir: Path, output_dir: Path) -
     return profile_dir
 
 
-def run_dbt(dbt: DbtInvocation, output_dir: Path) -> TaskOutcome:
+def run_dbt(dbt: DbtInvocation, output_dir: Path, cluster_id: str = "local") -> TaskOutcome:
     from dbt.cli.main import dbtRunner
+
+    from .dbsql_session import install
+
+    install()  # a `type: databricks` profile's SQL runs on this cluster's session
 
     try:
         commands = [dbt_args(c) for c in dbt.commands]
@@ -104,14 +116,13 @@ def run_dbt(dbt: DbtInvocation, output_dir: Path) -> TaskOutcome:
     project = _copy_project(dbt.project_dir, output_dir / "dbt_project")
     if dbt.warehouse_id:
         try:
-            profiles_dir = generated_profile(dbt, project, output_dir)
+            profiles_dir = generated_profile(dbt, project, output_dir, cluster_id)
         except ProfileError as exc:
             return TaskOutcome("FAILED", state_message=str(exc), error=f"ProfileError: {exc}")
         from .uc_names import set_process_catalog
 
-        # dbt-spark has no catalogs: its SQL names `schema.table`, models and sources alike. In this
-        # (one-task) process those names mean the task's catalog, as dbt-databricks qualifies both
-        # with the target catalog on Databricks, so a source `silver.orders` reads <catalog>.silver.orders.
+        # Two-level names in the project's own SQL (`silver.orders`) mean the task's catalog in this
+        # (one-task) process, as the warehouse session's current catalog makes them on Databricks.
         set_process_catalog(dbt.catalog)
         print(
             f"[local runtime] dbt profile generated for SQL warehouse {dbt.warehouse_id}: {profiles_dir / 'profiles.yml'}",

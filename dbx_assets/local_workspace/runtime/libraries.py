@@ -6,11 +6,12 @@ What needs no install (the runtime "provides" it, like a Databricks Runtime's pr
 libraries):
   1. a requirement already satisfied by the runtime's own environment (the Python that runs
      the cluster) or by what this cluster installed before;
-  2. `dbt-databricks`: a dbt task with `warehouse_id` runs on a generated local profile that
-     uses dbt-spark `method: session` on the cluster's SparkSession, so the network driver of
-     dbt-databricks is never used. The adapter counts as provided when the runtime's dbt-core
-     is in a release series the requirement admits (dbt adapters are versioned in step with
-     dbt-core's minor version); e.g. `dbt-databricks>=1.11,<1.12` on dbt-core 1.11.x.
+  2. `dbt-databricks`: the runtime has its own (its SQL connector replaced by the cluster's
+     session, dbsql_session.py); a second copy would bring another dbt-core. The adapter counts
+     as provided when the runtime's dbt-databricks satisfies the requirement, or when the
+     runtime's dbt-core is in a release series the requirement admits (dbt adapters are
+     versioned in step with dbt-core's minor version); e.g. `dbt-databricks>=1.11,<1.12` on
+     dbt-core 1.11.x.
 
 Everything else is resolved against the runtime's environment (so only what is missing is
 installed, never a second copy of pyspark) and installed with uv (pip if uv is absent) into
@@ -220,9 +221,11 @@ def _provided(req: Requirement, site_dir: Path) -> bool:
 def _dbt_adapter_provided(req: Requirement) -> bool:
     try:
         core = Version(metadata.version("dbt-core"))
-        metadata.version("dbt-spark")
+        adapter = Version(metadata.version(req.name))
     except (metadata.PackageNotFoundError, InvalidVersion):
         return False
+    if req.specifier.contains(adapter, prereleases=True):
+        return True
     series = [core, *(Version(f"{core.major}.{core.minor}.{patch}") for patch in range(0, 30))]
     return any(req.specifier.contains(v, prereleases=True) for v in series)
 
@@ -236,12 +239,12 @@ def dbt_adapter_rule_failure(spec: str) -> str | None:
     if canonicalize_name(req.name) not in _PROVIDED_ADAPTERS or _dbt_adapter_provided(req):
         return None
     try:
-        core = metadata.version("dbt-core")
+        core, adapter = metadata.version("dbt-core"), metadata.version(req.name)
     except metadata.PackageNotFoundError:
-        core = "none"
+        core, adapter = "none", "none"
     return (
-        f"The local runtime provides dbt-core {core} with dbt-spark (method: session) in place of {req.name}; "
-        f"{spec!r} asks for another dbt release series."
+        f"The local runtime provides {req.name} {adapter} on dbt-core {core}; {spec!r} asks for another dbt "
+        "release series."
     )
 
 

@@ -164,7 +164,7 @@ def _dispatch(invocation: TaskInvocation, cells: list, spark: Any, mapper: Any, 
             )
         from .dbt_task import run_dbt
 
-        return run_dbt(invocation.dbt, invocation.output_dir)
+        return run_dbt(invocation.dbt, invocation.output_dir, str(_cluster.get("cluster_id") or "local"))
     return TaskOutcome(
         "FAILED", state_message=f"Unknown task kind {invocation.kind!r}", error="ValueError: unknown task kind"
     )

@@ -52,6 +52,7 @@ def invocation_from_dict(d: dict) -> TaskInvocation:
             schema=dbt.get("schema"),
             catalog=dbt.get("catalog"),
             warehouse_id=dbt.get("warehouse_id"),
+            workspace_host=dbt.get("workspace_host"),
         ),
         env=dict(d.get("env") or {}),
         pypi_packages=tuple(d.get("pypi_packages") or ()),

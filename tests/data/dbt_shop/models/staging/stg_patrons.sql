@@ -1,0 +1,5 @@
+select
+    id as patron_id,
+    given_name,
+    family_name
+from {{ ref('raw_patrons') }}

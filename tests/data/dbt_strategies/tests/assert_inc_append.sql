@@ -1,0 +1,3 @@
+select count(*) as n
+from {{ ref('inc_append') }}
+having count(*) != {{ 4 if var('partition_key') | string == '2' else 2 }}
