@@ -23,10 +23,16 @@ __all__ = [
     "TRIGGER_FILE_TAG",
     "BundleError",
     "DatabricksBundle",
+    "DatabricksBundleComponent",
+    "DatabricksJobs",
+    "DatabricksJobsComponent",
     "DatabricksResource",
+    "DatabricksResourceComponent",
+    "DatabricksWorkflowComponent",
     "DbtManifestError",
     "DbtProjectTasks",
     "DeploymentNameError",
+    "JobSnapshotError",
     "NotebookAsset",
     "NotebookFileError",
     "NotebookProps",
@@ -48,9 +54,17 @@ __all__ = [
 if TYPE_CHECKING:
     from dbx_assets.integration.bundles.bundle import DatabricksBundle
     from dbx_assets.integration.bundles.config import BundleError
+    from dbx_assets.integration.components.databricks import (
+        DatabricksBundleComponent,
+        DatabricksJobsComponent,
+        DatabricksResourceComponent,
+        DatabricksWorkflowComponent,
+    )
     from dbx_assets.integration.dbt.manifest import DbtManifestError
     from dbx_assets.integration.dbt.source import DbtProjectTasks
     from dbx_assets.integration.deployment import DeploymentNameError
+    from dbx_assets.integration.existing_jobs.jobs import DatabricksJobs
+    from dbx_assets.integration.existing_jobs.snapshot import JobSnapshotError
     from dbx_assets.integration.file_sensor import TRIGGER_COUNT_TAG, TRIGGER_FILE_TAG, build_file_sensor
     from dbx_assets.integration.jobs.model import DEFAULT_CLUSTER_SPEC, WorkflowDefinitionError, serverless_environment
     from dbx_assets.integration.resource import DatabricksResource, WorkspaceConnectionError
@@ -68,9 +82,15 @@ else:
     _EXPORTS = {
         "DatabricksBundle": "dbx_assets.integration.bundles.bundle",
         "BundleError": "dbx_assets.integration.bundles.config",
+        "DatabricksBundleComponent": "dbx_assets.integration.components.databricks",
+        "DatabricksJobsComponent": "dbx_assets.integration.components.databricks",
+        "DatabricksResourceComponent": "dbx_assets.integration.components.databricks",
+        "DatabricksWorkflowComponent": "dbx_assets.integration.components.databricks",
         "DbtManifestError": "dbx_assets.integration.dbt.manifest",
         "DbtProjectTasks": "dbx_assets.integration.dbt.source",
         "DeploymentNameError": "dbx_assets.integration.deployment",
+        "DatabricksJobs": "dbx_assets.integration.existing_jobs.jobs",
+        "JobSnapshotError": "dbx_assets.integration.existing_jobs.snapshot",
         "TRIGGER_COUNT_TAG": "dbx_assets.integration.file_sensor",
         "TRIGGER_FILE_TAG": "dbx_assets.integration.file_sensor",
         "build_file_sensor": "dbx_assets.integration.file_sensor",

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import dagster  # noqa: F401  (its first import runs `file -b` for the platform's bits: at collection, not in a pure test)
 import pytest
 
 from dbx_assets.local_workspace.launcher import ensure_running, stop
@@ -120,6 +121,7 @@ TIERS: dict[str, str] = {
     "tests/test_bundles.py": PURE,
     "tests/test_bundles_spark.py": SPARK,
     "tests/test_cluster_logs.py": HTTP,
+    "tests/test_components.py": PURE,
     "tests/test_cost.py": PURE,
     "tests/test_crash_e2e.py": SPARK,  # the embedded workspace's server process, killed mid-write; two clusters
     "tests/test_dbt_databricks.py": SPARK,  # a workspace server, two job-cluster runs of dbt-databricks
@@ -127,6 +129,7 @@ TIERS: dict[str, str] = {
     "tests/test_dbt_run_results.py": PURE,
     "tests/test_dbt_specs.py": PURE,  # + the real `dbt build` runs (fixture dbt_runs) and one `dbt parse` process
     "tests/test_deployments.py": PURE,
+    "tests/test_existing_jobs.py": PURE,
     "tests/test_faults.py": HTTP,
     "tests/test_mixed_compute_e2e.py": SPARK,
     "tests/test_newcomer.py": SPARK,
@@ -188,9 +191,11 @@ TIERS: dict[str, str] = {
 # Tests above their module's tier that no fixture tells apart: what they start themselves.
 TEST_TIERS: dict[str, str] = {
     "tests/test_bundles.py::test_dbt_bundle_models_become_dbt_assets": SPARK,  # dbt parse
+    "tests/test_components.py::test_dg_validates_lists_the_defs_and_knows_the_components": SPARK,  # dg processes
     "tests/test_public_api.py::test_importing_the_package_loads_nothing_else": HTTP,  # a plain Python child
     # `uv build` fetches the wheel project's build backend from the package index
     "tests/test_python_tasks.py::test_the_wheel_is_built_at_deploy_only_when_its_sources_change": SPARK,
+    "tests/test_bundles.py::test_python_bundle_tasks_deps_and_job_spec": SPARK,  # the whl artifact's wheel
     "tests/test_dbt_specs.py::test_missing_manifest_names_the_command_and_dagster_dev_prepares_it": SPARK,
     "tests/test_faults.py::test_cli_flags_and_faults_json_configure_the_server_and_admin_is_never_faulted": SPARK,
     "tests/test_outage_logic.py::test_the_real_sdk_against_a_closed_port_is_an_outage_named_by_its_cause": HTTP,
@@ -275,6 +280,7 @@ SLOWEST_MODULES = (
     "tests/test_workflow_e2e.py",
     "tests/test_faults.py",
     "tests/test_bundles_spark.py",
+    "tests/test_components.py",  # the dg CLI, five times
     "tests/test_python_tasks_spark.py",
     "tests/local_workspace/test_notebook_formats_spark.py",
     "tests/local_workspace/test_ingestion_spark.py",

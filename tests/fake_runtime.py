@@ -209,7 +209,9 @@ class FakeWorkspace:
         return answer
 
     def set_faults(self, **config: Any) -> dict:
-        return self._faults("PUT", body={**config, "reset_counts": True})
+        # Retry-After 0 unless a test asks: the SDK still sleeps its jitter (up to 1 s) per 429/503,
+        # and the retry path is the same; a second per injected fault is only waiting.
+        return self._faults("PUT", body={"retry_after_seconds": 0, **config, "reset_counts": True})
 
     def faults_off(self) -> dict:
         return self._faults("PUT", body={})

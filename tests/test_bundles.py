@@ -13,7 +13,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from dbx_assets import DatabricksBundle, DatabricksResource, DbtManifestError
+from dbx_assets import DatabricksBundle, DatabricksResource, DbtManifestError, WorkflowDefinitionError
 from dbx_assets.integration.bundles.config import BundleError, load_bundle
 from dbx_assets.integration.sources.base import DeployTarget
 
@@ -52,7 +52,10 @@ def test_python_bundle_tasks_deps_and_job_spec():
     tasks = _tasks(workflow)
     notebook = tasks["notebook_task"]["notebook_task"]
     assert notebook["notebook_path"] == "/Workspace/Shared/dbx_assets/dev/notebooks/src/sample_notebook"
-    assert notebook["base_parameters"] == {"catalog": "main", "schema": "ann_lee", "deployment": "dev"}
+    assert notebook["base_parameters"] == {"deployment": "dev"}
+    # the bundle job's parameters are the job's (they reach the notebook as widgets), after dbx_assets' own
+    parameters = workflow.spec(TARGET).job_settings()["parameters"]
+    assert [(p["name"], p["default"]) for p in parameters][-2:] == [("catalog", "main"), ("schema", "ann_lee")]
     wheel = tasks["python_wheel_task"]
     assert wheel["python_wheel_task"]["parameters"] == ["--catalog", "main", "--schema", "ann_lee"]
     assert wheel["python_wheel_task"]["package_name"] == "python_bundle"
@@ -253,3 +256,11 @@ def test_errors_name_file_key_and_fix(tmp_path):
         BundleError, match=r"variables=\{'nope': \.\.\.\} overrides a variable the bundle does not declare"
     ):
         load_bundle(BUNDLES / "two_targets", variables={"nope": 1})
+
+
+def test_a_bundle_jobs_parameters_clashing_with_ours_fail_at_load(tmp_path):
+    shutil.copytree(BUNDLES / "sql_bundle", tmp_path / "b")
+    job_file = tmp_path / "b" / "resources" / "sql_bundle_sql.job.yml"
+    job_file.write_text(job_file.read_text().replace("- name: bundle_target", "- name: partition_key"))
+    with pytest.raises(WorkflowDefinitionError, match=r"declares job parameter 'partition_key', which dbx_assets sets"):
+        DatabricksBundle(tmp_path / "b", user_name=USER).workflow()

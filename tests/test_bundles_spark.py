@@ -41,8 +41,9 @@ def test_python_bundle_job_in_one_run(local_workspace, workspace_client):
     run = workspace_client.jobs.get_run(meta[notebook]["databricks_run_id"])
     tasks = {t.task_key: t for t in run.tasks}
     assert set(tasks) == {"notebook_task", "python_wheel_task", "refresh_pipeline"}
-    params = tasks["notebook_task"].resolved_values.notebook_task.base_parameters
-    assert (params["catalog"], params["schema"]) == ("main", name)  # the job's parameters, from the bundle's variables
+    # the bundle job's parameters are the job's, from the bundle's variables; they reach the notebook as widgets
+    params = {p.name: p.value if p.value is not None else p.default for p in run.job_parameters}
+    assert (params["catalog"], params["schema"]) == ("main", name)
     output = workspace_client.jobs.get_run_output(tasks["python_wheel_task"].run_id)
     assert "|  n|" in (output.logs or ""), output.logs  # the wheel showed the notebook's table
 

@@ -84,7 +84,7 @@ def test_wrong_token_is_one_clear_message_naming_the_host(dbx_env):
 
 def test_unreachable_host_is_one_clear_message_naming_the_host():
     host = f"http://127.0.0.1:{_closed_port()}"
-    unreachable = DatabricksResource(host=host, token=SECRET, retry_timeout_seconds=3, workspace_root="/Shared/tests/x")
+    unreachable = DatabricksResource(host=host, token=SECRET, retry_timeout_seconds=1, workspace_root="/Shared/tests/x")
     with pytest.raises(WorkspaceConnectionError) as err:
         unreachable.check_connection()
     message = str(err.value.description)

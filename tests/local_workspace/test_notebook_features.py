@@ -297,6 +297,11 @@ def test_flaky_task_succeeds_on_its_second_attempt(fake_client, tmp_path):
     assert attempts[1].start_time - attempts[0].end_time >= 1400  # min_retry_interval_millis
     assert w.jobs.get_run_output(attempts[1].run_id).notebook_output.result == "ok"
     assert w.jobs.get_run(attempts[1].run_id).original_attempt_run_id == attempts[0].run_id
+    # each attempt links to its own run page, in the same shape as the first attempt's
+    assert [t.run_page_url.rsplit("/", 1)[-1] for t in attempts] == [str(t.run_id) for t in attempts]
+    assert attempts[1].run_page_url == attempts[0].run_page_url.replace(
+        str(attempts[0].run_id), str(attempts[1].run_id)
+    )
 
 
 def test_retries_stop_at_max_retries_and_timeouts_retry_only_when_asked(fake_client):

@@ -31,25 +31,13 @@ from dbx_assets.integration.bundles.config import BundleConfig, BundleError, Loc
 from dbx_assets.integration.jobs.deploy import WorkspaceFile
 from dbx_assets.integration.jobs.model import DEFAULT_CLUSTER_SPEC, DEFAULT_JOB_CLUSTER_KEY
 from dbx_assets.integration.sources.base import DeployTarget, Selection, SourceTask
+from dbx_assets.integration.sources.job_tasks import task_type, upstream_tasks
 from dbx_assets.integration.sources.notebook import NotebookAsset, NotebookTasks
 from dbx_assets.integration.sources.python_file import PythonFileAsset, PythonFileTasks
 from dbx_assets.integration.sources.python_wheel import PythonWheelAsset, PythonWheelTasks
 from dbx_assets.integration.sources.task_assets import OneTaskPerAsset, TaskAsset
 from dbx_assets.integration.workflow.definition import Workflow
 
-SUPPORTED_TASK_TYPES = ("notebook_task", "spark_python_task", "python_wheel_task", "dbt_task", "sql_task")
-UNSUPPORTED_TASK_TYPES = (
-    "pipeline_task",
-    "run_job_task",
-    "for_each_task",
-    "condition_task",
-    "spark_jar_task",
-    "spark_submit_task",
-    "clean_rooms_notebook_task",
-    "dashboard_task",
-    "power_bi_task",
-    "gen_ai_compute_task",
-)
 BUNDLE_FILES_FOLDER = "bundle"  # sql files and the stubs of unsupported tasks, under the workflow's folder
 _NAME_RE = re.compile(r"[^A-Za-z0-9_]")
 
@@ -174,15 +162,8 @@ class _JobBuilder:
                 produced[t["task_key"]] = [self._asset_key(t["task_key"])]
 
         def deps(t: Mapping[str, Any]) -> list[str]:
-            out = []
-            for d in t.get("depends_on") or []:
-                upstream = d.get("task_key")
-                if upstream not in produced:
-                    raise BundleError(
-                        f"{self.where}: task '{t['task_key']}' depends on '{upstream}', which is not a task of the job."
-                    )
-                out += [k.to_user_string() for k in produced[upstream]]
-            return out
+            upstream = upstream_tasks(t, produced, self.where, BundleError)
+            return [k.to_user_string() for task_key in upstream for k in produced[task_key]]
 
         job_params = {p["name"]: str(p.get("default", "")) for p in self.job.get("parameters") or []}
         common = {"group": self.bundle.group}
@@ -203,7 +184,7 @@ class _JobBuilder:
             if kind == "notebook_task":
                 nt = t["notebook_task"]
                 path = self._path(nt.get("notebook_path"), f"tasks[{key}].notebook_task.notebook_path")
-                params = {**job_params, **{k: str(v) for k, v in (nt.get("base_parameters") or {}).items()}}
+                params = {k: str(v) for k, v in (nt.get("base_parameters") or {}).items()}  # job params reach it too
                 notebooks.append(
                     NotebookAsset(notebook=path.relative_to(self.config.root).as_posix(), params=params, **base)
                 )
@@ -255,6 +236,7 @@ class _JobBuilder:
             "job_clusters": job_clusters or {DEFAULT_JOB_CLUSTER_KEY: DEFAULT_CLUSTER_SPEC},
             "default_job_cluster": next(iter(job_clusters), DEFAULT_JOB_CLUSTER_KEY),
             "environments": environments,
+            "parameters": job_params,
         }
         if self.job.get("timeout_seconds") is not None:
             settings["timeout_seconds"] = int(self.job["timeout_seconds"])
@@ -267,15 +249,7 @@ class _JobBuilder:
 
     # -- per task ----------------------------------------------------------------------------------
     def _kind(self, task: Mapping[str, Any]) -> str:
-        if not task.get("task_key"):
-            raise BundleError(f"{self.where}: a task has no task_key.")
-        kinds = [k for k in (*SUPPORTED_TASK_TYPES, *UNSUPPORTED_TASK_TYPES) if task.get(k) is not None]
-        if len(kinds) != 1:
-            raise BundleError(
-                f"{self.where}: task '{task['task_key']}' must declare exactly one task type "
-                f"(found {', '.join(kinds) or 'none'})."
-            )
-        kind = kinds[0]
+        kind = task_type(task, self.where, BundleError)
         if kind == "sql_task" and "file" not in task["sql_task"]:
             return "sql_task_other"  # a query, alert or dashboard: kept, but not run by dbx_assets locally
         return kind

@@ -166,6 +166,8 @@ class WorkflowSpec:
         default_factory=lambda: {DEFAULT_JOB_CLUSTER_KEY: DEFAULT_CLUSTER_SPEC}
     )
     parameters: tuple[str, ...] = JOB_PARAMETERS
+    # The job's own parameters besides ours (a bundle job's `parameters:`): name -> default.
+    extra_parameters: dict[str, str] = field(default_factory=dict)
     max_concurrent_runs: int = 20
     timeout_seconds: int = 0
     git_source: dict[str, Any] | None = None  # Jobs API git_source: tasks read their files from it
@@ -184,7 +186,8 @@ class WorkflowSpec:
             "name": self.name,
             "tasks": [t.job_settings() for t in self.tasks],
             "job_clusters": [{"job_cluster_key": k, "new_cluster": self.job_clusters[k]} for k in used_keys],
-            "parameters": [{"name": p, "default": ""} for p in self.parameters],
+            "parameters": [{"name": p, "default": ""} for p in self.parameters]
+            + [{"name": k, "default": v} for k, v in self.extra_parameters.items()],
             "max_concurrent_runs": self.max_concurrent_runs,
             "queue": {"enabled": True},
             "tags": {"dbx_assets": "true"},

@@ -234,24 +234,27 @@ class WorkflowRunner:
         job_parameters: Mapping[str, str],
         token: str,
         overrides: Mapping[str, Any] | None = None,
+        launch_parameter: bool = True,
     ) -> RunHandle:
         """Start the job for exactly `task_keys`; the same token reattaches to the run it started.
 
         Whether the run is new is decided by identity, not by clocks: each call sends a fresh
         launch id as a job parameter, and a run started by an earlier call with the same token
-        carries that earlier call's id.
+        carries that earlier call's id. A job that does not declare that parameter (one that is not
+        ours: `launch_parameter=False`) gets none, and its run counts as new.
         """
         launch_id = uuid.uuid4().hex
+        parameters = {**job_parameters, LAUNCH_PARAMETER: launch_id} if launch_parameter else dict(job_parameters)
         waiter = self._client.jobs.run_now(
             job_id,
             only=list(task_keys),
-            job_parameters={**job_parameters, LAUNCH_PARAMETER: launch_id},
+            job_parameters=parameters or None,
             idempotency_token=token,
             **dict(overrides or {}),
         )
         run = self._client.jobs.get_run(required(response_of(waiter).run_id, "the run-now run_id"))
         run_id = required(run.run_id, "a run_id")
-        reattached = job_parameter(run, LAUNCH_PARAMETER) != launch_id
+        reattached = launch_parameter and job_parameter(run, LAUNCH_PARAMETER) != launch_id
         if reattached:
             self._log.info("Reattached to Databricks run %s started earlier for this step", run_id)
         return RunHandle(job_id, run_id, run.run_page_url or "", reattached=reattached, task_keys=tuple(task_keys))

@@ -27,7 +27,7 @@ from dbx_assets.integration.sources.pipes_layout import (
     PipesLocation,
     dagster_pipes_requirement,
 )
-from dbx_assets.integration.sources.task_assets import table_metadata
+from dbx_assets.integration.sources.task_assets import TaskAsset, table_metadata
 from dbx_assets.integration.tables import TABLE_NAME, resolve_table_name, validate_table_name
 
 # How Databricks (and the local workspace) report a task whose notebook path does not exist.
@@ -36,57 +36,24 @@ _MISSING_NOTEBOOK = re.compile(
 )
 
 
-@dataclass(frozen=True)
-class NotebookAsset:
-    """One notebook materializing one asset.
+@dataclass(frozen=True, kw_only=True)
+class NotebookAsset(TaskAsset):
+    """One notebook materializing one asset. Takes `TaskAsset`'s fields (key, deps, group, owners,
+    description, tags, table, libraries, job_cluster, environment, the retry policy), keyword only, and:
 
-    key:         asset key, "name" or "prefix/name"
     notebook:    file in the notebooks folder, e.g. "ingest_orders.py": a SOURCE notebook (.py, .sql,
                  .scala, .r, with its language's header) or an .ipynb
-    deps:        upstream asset keys (other notebooks, dbt models, or declared external assets)
     params:      base_parameters (widgets); job parameters (partition_key, ...) take precedence, and so
                  do `deployment`, `catalog` and `schema`, which every task gets from its deployment
-    job_cluster: which of the workflow's job clusters runs it (default: the workflow's default compute)
-    environment: which of the workflow's serverless environments runs it instead (not with job_cluster)
-    libraries:   pypi requirements installed for the task, e.g. ("requests==2.32.3",)
-    max_retries, min_retry_interval_millis, retry_on_timeout: the task's Databricks retry policy
-                 (None: the job task leaves it unset)
     pipes:       the notebook reports through Dagster Pipes (dagster-pipes): it gets its own context
                  and message channel (the `dagster_pipes_channel` widget) and dagster-pipes as a library
     checks:      asset checks the notebook reports through Pipes (names or dg.AssetCheckSpec)
     """
 
-    key: str
     notebook: str
-    deps: Sequence[str] = ()
-    group: str = "databricks"
-    owners: Sequence[str] = ()
     params: Mapping[str, str] = field(default_factory=dict)
-    job_cluster: str | None = None
-    environment: str | None = None
-    description: str | None = None
-    libraries: Sequence[str] = ()
-    tags: Mapping[str, str] = field(default_factory=dict)
-    max_retries: int | None = None
-    min_retry_interval_millis: int | None = None
-    retry_on_timeout: bool | None = None
-    # The Unity Catalog table it writes, "catalog.schema.table"; "{catalog}" is the deploy target's
-    # catalog. Its materializations then carry the table's name, columns and row count.
-    table: str | None = None
     pipes: bool = False
     checks: Sequence[str | dg.AssetCheckSpec] = ()
-
-    @property
-    def asset_key(self) -> dg.AssetKey:
-        return dg.AssetKey.from_user_string(self.key)
-
-    @property
-    def dep_keys(self) -> list[dg.AssetKey]:
-        return [dg.AssetKey.from_user_string(d) for d in self.deps]
-
-    @property
-    def task_key(self) -> str:
-        return task_key_for(self.asset_key.path)
 
     @property
     def check_specs(self) -> list[dg.AssetCheckSpec]:

@@ -39,9 +39,17 @@ def build_workflow_assets(
         pool=pool,
         op_tags={"kind": "databricks"},
         required_resource_keys={resource_key},
+        # The job's own parameters, set per run (unset: the deploy target's catalog/schema/deployment, else
+        # the job's default).
+        config_schema={
+            name: dg.Field(str, is_required=False, description=f"Job parameter {name} (the job's default: {default!r})")
+            for name, default in workflow.parameters.items()
+        }
+        or None,
     )
     def _workflow(context: dg.AssetExecutionContext) -> Iterator[Any]:
         databricks: DatabricksResource = getattr(context.resources, resource_key)
-        yield from WorkflowExecution(workflow, context, databricks).run()
+        execution = workflow.execution_type or WorkflowExecution  # an existing job's step runs it as it is
+        yield from execution(workflow, context, databricks).run()
 
     return _workflow

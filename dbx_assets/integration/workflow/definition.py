@@ -11,7 +11,7 @@ import dataclasses
 import graphlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import dagster as dg
 
@@ -21,6 +21,7 @@ from dbx_assets.integration.jobs.deploy import WorkspaceFile
 from dbx_assets.integration.jobs.model import (
     DEFAULT_CLUSTER_SPEC,
     DEFAULT_JOB_CLUSTER_KEY,
+    JOB_PARAMETERS,
     PERFORMANCE_TARGETS,
     WorkflowDefinitionError,
     WorkflowSpec,
@@ -64,6 +65,10 @@ class Workflow:
                          and no files are uploaded
     dbu_rates:           node type -> DBU per node-hour, over workflow/cost.py's small default table
                          (each materialization's DBU estimate; unknown node types get none)
+    parameters:          the job's own job parameters besides dbx_assets' (name -> default), e.g. a bundle
+                         job's `parameters:`; each run sets them from the step's config (`ops.<workflow
+                         name>.config.<parameter>`), and `catalog`/`schema`/`deployment` default to the
+                         deploy target's, as notebook widgets do
     """
 
     name: str
@@ -81,6 +86,11 @@ class Workflow:
     max_concurrent_runs: int = 20
     git_source: Mapping[str, Any] | None = None
     dbu_rates: Mapping[str, float] = field(default_factory=dict)
+    parameters: Mapping[str, str] = field(default_factory=dict)
+
+    # What runs a step of this workflow (None: workflow/execution.py's WorkflowExecution, which deploys
+    # the job); a workflow that is an existing workspace job names its own.
+    execution_type: ClassVar[Any] = None
 
     def __post_init__(self) -> None:
         self._validate()
@@ -91,6 +101,11 @@ class Workflow:
             validate_cluster_spec(dict(spec), f"Job cluster '{cluster_key}' of workflow '{self.name}'")
             log_destination(spec, f"Job cluster '{cluster_key}' of workflow '{self.name}'")  # its cluster_log_conf
         self._validate_serverless()
+        for name in sorted(set(self.parameters) & set(JOB_PARAMETERS)):
+            raise WorkflowDefinitionError(
+                f"Workflow '{self.name}' declares job parameter '{name}', which dbx_assets sets itself "
+                f"({', '.join(JOB_PARAMETERS)}). Rename the parameter."
+            )
         if self.default_environment is None and self.default_job_cluster not in self.job_clusters:
             raise WorkflowDefinitionError(
                 f"Workflow '{self.name}' has no job cluster '{self.default_job_cluster}' (its default_job_cluster); "
@@ -220,6 +235,7 @@ class Workflow:
             git_source=dict(self.git_source) if self.git_source else None,
             environments={k: dict(v) for k, v in self.environments.items()},
             performance_target=self.performance_target,
+            extra_parameters={k: str(v) for k, v in self.parameters.items()},
         )
 
     def files(self) -> dict[str, WorkspaceFile]:

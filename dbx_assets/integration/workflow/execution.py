@@ -80,7 +80,7 @@ class WorkflowExecution:
         self.selection = Selection(
             assets=frozenset(context.selected_asset_keys),
             checks=frozenset(context.selected_asset_check_keys),
-            parameters=partition_parameters(context),
+            parameters={**partition_parameters(context), **self._parameter_values()},
         )
         self.selected: list[tuple[TaskSource, SourceTask]] = workflow.selected_tasks(self.selection, self.target)
         self.task_keys = [task.task_key for _, task in self.selected]
@@ -108,18 +108,37 @@ class WorkflowExecution:
         self.spec: WorkflowSpec = workflow.spec(self.target)
         self.costs = StepCosts(workflow, self.spec)
 
+    # Whether run-now sends the launch id job parameter (every job we deploy declares it).
+    sends_launch_parameter = True
+
     def run(self) -> Iterator[Any]:
-        spec = self.spec
-        deployer = WorkflowDeployer(self.client, self.target.workspace_root, log=self.context.log)
         if self.workflow.compute == "all_purpose":
-            yield from self._run_on_all_purpose_cluster(spec, deployer)
+            yield from self._run_on_all_purpose_cluster(self.spec, self._deployer())
             return
         with self.databricks.explained_connection_errors():
-            deployed = deployer.deploy(spec, self.workflow.files())
-            handle = self._start(deployed.job_id)
+            handle = self._start(self._job_id())
         yield from self._watch_and_report(handle)
 
+    def _deployer(self) -> WorkflowDeployer:
+        return WorkflowDeployer(self.client, self.target.workspace_root, log=self.context.log)
+
+    def _job_id(self) -> int:
+        """The job the selection runs: the workflow's, deployed first if its spec changed."""
+        return self._deployer().deploy(self.spec, self.workflow.files()).job_id
+
     # -- start, reattach or repair ----------------------------------------------------------------
+    def _parameter_values(self) -> dict[str, str]:
+        """The workflow's own job parameters for this run: the step's config, else (for `catalog`,
+        `schema`, `deployment`) the deploy target's, which notebook widgets get too; others keep the
+        job's default. A job parameter reaches every task, overriding a task parameter of its name."""
+        configured = self.context.op_config or {}
+        target = self.target.task_parameters
+        values = {name: str(configured[name]) for name in self.workflow.parameters if name in configured}
+        values.update(
+            {name: target[name] for name in self.workflow.parameters if name in target and name not in values}
+        )
+        return values
+
     def _job_parameters(self) -> dict[str, str]:
         return {**self.selection.parameters, DAGSTER_RUN_PARAMETER: self.context.run.run_id}
 
@@ -166,6 +185,7 @@ class WorkflowExecution:
             job_parameters=self._job_parameters(),
             token=self._token(str(job_id)),
             overrides=self._overrides(),
+            launch_parameter=self.sends_launch_parameter,
         )
         if handle.reattached and self.context.retry_number > 0:
             run = self.runner.get_run(handle.run_id)

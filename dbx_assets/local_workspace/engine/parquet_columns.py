@@ -23,10 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .parquet_footer import MAGIC, NotParquet
-
-# Thrift compact protocol type ids
-_TRUE, _FALSE, _BYTE, _I16, _I32, _I64, _DOUBLE, _BINARY, _LIST, _SET, _MAP, _STRUCT = range(1, 13)
+from .parquet_footer import MAGIC, NotParquet, ThriftCompact, footer_bounds
 
 # parquet.thrift enums
 _BOOLEAN, _INT32, _INT64, _INT96, _FLOAT, _DOUBLE_T, _BYTE_ARRAY, _FIXED = range(8)
@@ -42,84 +39,9 @@ class UnsupportedParquet(NotParquet):
     """A valid parquet file using something this reader does not decode (a codec, an encoding, a nesting)."""
 
 
-class _Thrift:
-    """Thrift compact protocol, decoded generically: a struct is a dict of field id -> value."""
-
-    def __init__(self, data: bytes, pos: int = 0):
-        self.data, self.pos = data, pos
-
-    def byte(self) -> int:
-        if self.pos >= len(self.data):
-            raise NotParquet("parquet metadata ends early")
-        value = self.data[self.pos]
-        self.pos += 1
-        return value
-
-    def varint(self) -> int:
-        shift = result = 0
-        while True:
-            b = self.byte()
-            result |= (b & 0x7F) << shift
-            if not b & 0x80:
-                return result
-            shift += 7
-
-    def zigzag(self) -> int:
-        n = self.varint()
-        return (n >> 1) ^ -(n & 1)
-
-    def value(self, kind: int) -> Any:
-        if kind == _TRUE:
-            return True
-        if kind == _FALSE:
-            return False
-        if kind == _BYTE:
-            return self.byte()
-        if kind in (_I16, _I32, _I64):
-            return self.zigzag()
-        if kind == _DOUBLE:
-            self.pos += 8
-            return struct.unpack_from("<d", self.data, self.pos - 8)[0]
-        if kind == _BINARY:
-            length = self.varint()
-            self.pos += length
-            return self.data[self.pos - length : self.pos]
-        if kind in (_LIST, _SET):
-            header = self.byte()
-            size, element = header >> 4, header & 0x0F
-            if size == 15:
-                size = self.varint()
-            return [self._element(element) for _ in range(size)]
-        if kind == _MAP:
-            size = self.varint()
-            if not size:
-                return {}
-            types = self.byte()
-            return {self._element(types >> 4): self._element(types & 0x0F) for _ in range(size)}
-        if kind == _STRUCT:
-            return self.struct()
-        raise NotParquet(f"unknown Thrift type {kind} in parquet metadata")
-
-    def _element(self, kind: int) -> Any:
-        if kind in (_TRUE, _FALSE):  # inside containers a boolean takes one byte
-            return self.byte() == 1
-        return self.value(kind)
-
-    def struct(self) -> dict[int, Any]:
-        out: dict[int, Any] = {}
-        last = 0
-        while True:
-            header = self.byte()
-            if header == 0:
-                return out
-            delta, kind = header >> 4, header & 0x0F
-            last = last + delta if delta else self.zigzag()
-            out[last] = self.value(kind)
-
-
 def snappy_decompress(data: bytes) -> bytes:
     """Snappy's raw block format (what parquet's SNAPPY codec stores)."""
-    src = _Thrift(data)
+    src = ThriftCompact(data)
     length = src.varint()
     out = bytearray()
     pos, end = src.pos, len(data)
@@ -180,7 +102,7 @@ def _hybrid(data: bytes, pos: int, end: int, width: int, count: int) -> list[int
     out: list[int] = []
     byte_width = (width + 7) // 8
     mask = (1 << width) - 1
-    reader = _Thrift(data, pos)
+    reader = ThriftCompact(data, pos)
     while len(out) < count and reader.pos < end:
         header = reader.varint()
         if header & 1:  # bit-packed groups of 8
@@ -271,13 +193,10 @@ class ParquetFile:
     def __init__(self, path: Path):
         self.path = path
         self.data = path.read_bytes()
-        size = len(self.data)
-        if size < 12 or self.data[-4:] != MAGIC or self.data[:4] != MAGIC:
+        if self.data[:4] != MAGIC:
             raise NotParquet(f"{path.name} is not a parquet file")
-        (length,) = struct.unpack_from("<i", self.data, size - 8)
-        if not 0 < length <= size - 12:
-            raise NotParquet(f"{path.name} has a damaged parquet footer length")
-        footer = _Thrift(self.data, size - 8 - length).struct()
+        start, _ = footer_bounds(path.name, len(self.data), self.data[-8:])
+        footer = ThriftCompact(self.data, start).struct()
         self.num_rows: int = footer.get(3, 0)
         self.leaves = _leaves(footer.get(2) or [])
         self.row_groups: list[dict[int, Any]] = footer.get(4) or []
@@ -320,7 +239,7 @@ class ParquetFile:
         values: list[Any] = []
         pos, seen = start, 0
         while seen < total_values:
-            reader = _Thrift(self.data, pos)
+            reader = ThriftCompact(self.data, pos)
             header = reader.struct()
             body_start = reader.pos
             kind, size, compressed_size = header.get(1), header.get(2, 0), header.get(3, 0)

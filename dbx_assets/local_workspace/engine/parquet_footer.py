@@ -1,8 +1,8 @@
 """Row counts of parquet tables without a JVM or pyarrow: every parquet file ends with its
 FileMetaData (Thrift compact protocol) whose field 3 is the file's row count.
 
-Only that one field is read; everything before it (the format version, the schema) is
-skipped by type, so any writer's footer works. A table's row count is the sum over its data
+The footer is decoded generically (a struct is a dict of field id -> value), so any writer's
+footer works; `ThriftCompact` also serves parquet_columns. A table's row count is the sum over its data
 files (partition subdirectories included; `_SUCCESS`, `.crc` and other hidden files skipped).
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import struct
 from pathlib import Path
+from typing import Any
 
 MAGIC = b"PAR1"
 _NUM_ROWS_FIELD = 3
@@ -22,13 +23,15 @@ class NotParquet(ValueError):
     """A file that does not end like a parquet file (or whose footer is damaged)."""
 
 
-class _Reader:
-    def __init__(self, data: bytes):
-        self.data, self.pos = data, 0
+class ThriftCompact:
+    """Thrift compact protocol, decoded generically: a struct is a dict of field id -> value."""
+
+    def __init__(self, data: bytes, pos: int = 0):
+        self.data, self.pos = data, pos
 
     def byte(self) -> int:
         if self.pos >= len(self.data):
-            raise NotParquet("parquet footer ends early")
+            raise NotParquet("parquet metadata ends early")
         value = self.data[self.pos]
         self.pos += 1
         return value
@@ -46,79 +49,77 @@ class _Reader:
         n = self.varint()
         return (n >> 1) ^ -(n & 1)
 
-    def skip(self, kind: int) -> None:
-        if kind in (_TRUE, _FALSE):
-            return  # a struct field's boolean lives in its type id
+    def value(self, kind: int) -> Any:
+        if kind == _TRUE:
+            return True
+        if kind == _FALSE:
+            return False
         if kind == _BYTE:
-            self.pos += 1
-        elif kind in (_I16, _I32, _I64):
-            self.varint()
-        elif kind == _DOUBLE:
+            return self.byte()
+        if kind in (_I16, _I32, _I64):
+            return self.zigzag()
+        if kind == _DOUBLE:
             self.pos += 8
-        elif kind == _BINARY:
-            length = self.varint()  # read first: `self.pos += self.varint()` would drop the varint's bytes
+            return struct.unpack_from("<d", self.data, self.pos - 8)[0]
+        if kind == _BINARY:
+            length = self.varint()
             self.pos += length
-        elif kind in (_LIST, _SET):
+            return self.data[self.pos - length : self.pos]
+        if kind in (_LIST, _SET):
             header = self.byte()
             size, element = header >> 4, header & 0x0F
             if size == 15:
                 size = self.varint()
-            for _ in range(size):
-                self._skip_element(element)
-        elif kind == _MAP:
+            return [self._element(element) for _ in range(size)]
+        if kind == _MAP:
             size = self.varint()
-            if size:
-                types = self.byte()
-                for _ in range(size):
-                    self._skip_element(types >> 4)
-                    self._skip_element(types & 0x0F)
-        elif kind == _STRUCT:
-            while (field := self.field_header()) is not None:
-                self.skip(field[1])
-        else:
-            raise NotParquet(f"unknown Thrift type {kind} in parquet footer")
+            if not size:
+                return {}
+            types = self.byte()
+            return {self._element(types >> 4): self._element(types & 0x0F) for _ in range(size)}
+        if kind == _STRUCT:
+            return self.struct()
+        raise NotParquet(f"unknown Thrift type {kind} in parquet metadata")
 
-    def _skip_element(self, kind: int) -> None:
+    def _element(self, kind: int) -> Any:
         if kind in (_TRUE, _FALSE):  # inside containers a boolean takes one byte
-            self.pos += 1
-        else:
-            self.skip(kind)
+            return self.byte() == 1
+        return self.value(kind)
 
-    def field_header(self, last_id: list[int] | None = None) -> tuple[int, int] | None:
-        """(field id, type) of the next struct field, None at the struct's end."""
-        header = self.byte()
-        if header == 0:
-            return None
-        delta, kind = header >> 4, header & 0x0F
-        field_id = (last_id[0] if last_id else 0) + delta if delta else self.zigzag()
-        if last_id is not None:
-            last_id[0] = field_id
-        return field_id, kind
+    def struct(self) -> dict[int, Any]:
+        out: dict[int, Any] = {}
+        last = 0
+        while True:
+            header = self.byte()
+            if header == 0:
+                return out
+            delta, kind = header >> 4, header & 0x0F
+            last = last + delta if delta else self.zigzag()
+            out[last] = self.value(kind)
+
+
+def footer_bounds(name: str, size: int, tail: bytes) -> tuple[int, int]:
+    """(start, length) of the footer of a parquet file of `size` bytes ending in `tail` (its last 8)."""
+    if size < 12 or tail[4:] != MAGIC:
+        raise NotParquet(f"{name} does not end like a parquet file")
+    (length,) = struct.unpack("<i", tail[:4])
+    if not 0 < length <= size - 12:
+        raise NotParquet(f"{name} has a damaged parquet footer length")
+    return size - 8 - length, length
 
 
 def file_row_count(path: Path) -> int:
     """The row count a parquet file's footer records."""
     with open(path, "rb") as fh:
-        fh.seek(0, 2)
-        size = fh.tell()
-        if size < 12:
-            raise NotParquet(f"{path.name} is too small to be a parquet file")
-        fh.seek(size - 8)
-        tail = fh.read(8)
-        if tail[4:] != MAGIC:
-            raise NotParquet(f"{path.name} does not end with the parquet magic bytes")
-        (length,) = struct.unpack("<i", tail[:4])
-        if not 0 < length <= size - 12:
-            raise NotParquet(f"{path.name} has a damaged parquet footer length")
-        fh.seek(size - 8 - length)
-        reader = _Reader(fh.read(length))
-    last_id = [0]
-    while (field := reader.field_header(last_id)) is not None:
-        field_id, kind = field
-        if field_id == _NUM_ROWS_FIELD and kind == _I64:
-            return reader.zigzag()
-        reader.skip(kind)
-    raise NotParquet(f"{path.name}'s parquet footer has no row count")
+        size = fh.seek(0, 2)
+        fh.seek(max(0, size - 8))
+        start, length = footer_bounds(path.name, size, fh.read(8))
+        fh.seek(start)
+        footer = ThriftCompact(fh.read(length)).struct()
+    rows = footer.get(_NUM_ROWS_FIELD)
+    if not isinstance(rows, int):
+        raise NotParquet(f"{path.name}'s parquet footer has no row count")
+    return rows
 
 
 def table_row_count(table_dir: Path) -> int:

@@ -36,6 +36,11 @@ TASK_FIELDS = (
 )
 
 
+def run_page_url(host: str, job_id: int | None, run_id: int) -> str:
+    """The run page (pages/run.py), a real path like Databricks' /jobs/<job>/runs/<run>; a task run has its own."""
+    return f"{host}/jobs/{job_id if job_id is not None else 'submit'}/runs/{run_id}"
+
+
 class RunDocuments:
     def __init__(self, store: StateStore, host: Callable[[], str], active_count: Callable[[int], int]):
         self.store = store
@@ -146,5 +151,4 @@ class RunDocuments:
         return view
 
     def page_url(self, job_id, run_id) -> str:
-        # The run page (pages/run.py), a real path like Databricks' /jobs/<job>/runs/<run>; a task run has its own.
-        return f"{self.host()}/jobs/{job_id if job_id is not None else 'submit'}/runs/{run_id}"
+        return run_page_url(self.host(), job_id, run_id)

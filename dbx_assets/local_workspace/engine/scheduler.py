@@ -20,6 +20,7 @@ from ..runtime.table_commits import remove_uncommitted_tables
 from .clock import real_now_ms
 from .clusters import ClusterRuntime, Clusters, TaskHandle
 from .retries import latest_attempts, new_attempt, retry_due, retry_interval_seconds
+from .run_documents import run_page_url
 from .run_state import ACTIVE_RUN_STATES, FAILED_RESULTS, queue_details, set_state
 from .serverless import is_serverless, runtime_key
 from .state import StateStore
@@ -236,10 +237,7 @@ class RunExecutor:
         if not retry_due(spec, attempt, result):
             return False
         task_run_id = self.s.store.next_id("run", 100000)
-        job = self.run.get("job_id")
-        view = new_attempt(
-            attempt, task_run_id, f"{self.s.host()}/#job/{job if job is not None else 'submit'}/run/{task_run_id}"
-        )
+        view = new_attempt(attempt, task_run_id, run_page_url(self.s.host(), self.run.get("job_id"), task_run_id))
         self.run["tasks"].append(view)
         self.s.store.put("task_run", task_run_id, {"parent_run_id": self.run_id, "task_key": key})
         for entry in self.run.get("repair_history", []):

@@ -1,0 +1,7 @@
+# Databricks notebook source
+# MAGIC %md
+# MAGIC The component example's customers notebook.
+
+# COMMAND ----------
+
+dbutils.notebook.exit("customers")

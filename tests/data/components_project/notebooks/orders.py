@@ -1,0 +1,7 @@
+# Databricks notebook source
+# MAGIC %md
+# MAGIC The component example's orders notebook.
+
+# COMMAND ----------
+
+dbutils.notebook.exit("orders")
