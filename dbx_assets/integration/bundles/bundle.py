@@ -20,12 +20,14 @@ from __future__ import annotations
 import hashlib
 import posixpath
 import re
+import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import yaml
 
 from dbx_assets.integration.bundles.config import BundleConfig, BundleError, LocalPath, load_bundle
 from dbx_assets.integration.jobs.deploy import WorkspaceFile
@@ -216,7 +218,9 @@ class _JobBuilder:
 
         sources: list[Any] = []
         if notebooks:
-            sources.append(NotebookTasks(notebooks, notebooks_dir=self.config.root))
+            sources.append(
+                NotebookTasks(notebooks, notebooks_dir=self.config.root, include=_synced_python(self.config.root))
+            )
         if files:
             sources.append(PythonFileTasks(files, files_dir=self.config.root))
         if wheels:
@@ -330,6 +334,7 @@ class _JobBuilder:
         project = DbtProject(project_dir, target_path="target", profiles_dir=profiles_dir, target=self.config.target)
         return DbtProjectTasks(
             project,
+            dbt_vars=_command_vars(dt.get("commands") or [], where),
             task_key=task["task_key"],
             schema=str(dt.get("schema") or "default"),
             job_cluster=task.get("job_cluster_key"),
@@ -400,6 +405,46 @@ class _BundleTasks(OneTaskPerAsset[_RawTask]):
 
     def submit_settings(self, task: SourceTask, selection: Selection, target: DeployTarget) -> dict[str, Any]:
         return dict(task.settings)
+
+
+def _command_vars(commands: Sequence[Any], where: str) -> dict[str, Any]:
+    """The `--vars` of a dbt task's commands (the template's `dbt run --vars "{ dev_schema: ... }"`),
+    merged in order: the project is parsed and built with them, as those commands would."""
+    merged: dict[str, Any] = {}
+    for command in commands:
+        try:
+            words = shlex.split(str(command))
+        except ValueError as exc:
+            raise BundleError(f"{where}.commands: {command!r} does not parse as a command line ({exc}).") from None
+        for i, word in enumerate(words):
+            text = words[i + 1] if word == "--vars" and i + 1 < len(words) else None
+            if word.startswith("--vars="):
+                text = word.removeprefix("--vars=")
+            if text is None:
+                continue
+            try:
+                value = yaml.safe_load(text)
+            except yaml.YAMLError:
+                value = None
+            if not isinstance(value, dict):
+                raise BundleError(f"{where}.commands: --vars {text!r} of {command!r} is not a YAML mapping.")
+            merged.update(value)
+    return merged
+
+
+# folders `databricks bundle deploy` would sync but that hold no code a task imports (build output,
+# virtualenvs, dbt's own output)
+_NOT_SYNCED = frozenset({"dist", "build", "target", "logs", "dbt_packages", "node_modules", "venv", "fixtures"})
+
+
+def _synced_python(root: Path) -> list[str]:
+    """Globs of the bundle's Python modules, which the CLI syncs to the workspace with its notebooks (a
+    template's notebook does `sys.path.append("../src")` and imports the project's package)."""
+    return [
+        f"{child.name}/**/*.py"
+        for child in sorted(root.iterdir())
+        if child.is_dir() and not child.name.startswith((".", "_")) and child.name not in _NOT_SYNCED
+    ]
 
 
 def _depend_on(dbt: Any, upstream: Sequence[str]) -> None:
