@@ -118,16 +118,29 @@ def test_sql_bundle_keeps_sql_file_tasks():
 # -- dbt_sql's shape ----------------------------------------------------------------------------------
 
 
-def test_dbt_bundle_models_become_dbt_assets(tmp_path):
+def test_dbt_bundle_models_become_dbt_assets(tmp_path, monkeypatch):
     from dbx_assets.integration.dbt.manifest import prepare
 
     project = tmp_path / "dbt_bundle"
     shutil.copytree(BUNDLES / "dbt_bundle", project, ignore=shutil.ignore_patterns("target", "logs"))
-    prepare(project, target="dev", profiles_dir=project / "dbt_profiles")
+    monkeypatch.setenv("DBT_HOST", "example.cloud.databricks.com")  # the template's profile reads them
+    monkeypatch.setenv("DBT_ACCESS_TOKEN", "unused")
+    prepare(project, target="dev", profiles_dir=project / "dbt_profiles", dbt_vars={"dev_schema": "ann_lee"})
     workflow = DatabricksBundle(project, user_name=USER).workflow()
-    # depends_on: the dbt task's root model waits on the Python file task
-    assert _graph(workflow) == {"land": [], "orders_raw": ["land"], "orders_daily": ["orders_raw"]}
+    # depends_on: the dbt task's root models wait on the Python file task
+    assert _graph(workflow) == {
+        "land": [],
+        "orders_raw": ["land"],
+        "orders_daily": ["orders_raw"],
+        "web_orders": ["land"],
+        "web_orders_daily": ["web_orders"],
+    }
     task = _tasks(workflow)["dbt"]
+    # the commands' --vars (the dev schema) reach every build, and the models' schema is the generated profile's
+    assert task["dbt_task"]["schema"] == "ann_lee"
+    dbt = next(s for s in workflow.sources if hasattr(s, "dbt_vars"))
+    assert dbt.dbt_vars == {"dev_schema": "ann_lee"}
+    assert len(dbt.check_keys()) == 6  # the commands run `dbt build`: the project's tests are asset checks
     assert task["depends_on"] == [{"task_key": "land"}]
     assert task["environment_key"] == "default"
     assert "dbt_task" in task

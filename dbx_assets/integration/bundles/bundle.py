@@ -21,6 +21,7 @@ import hashlib
 import posixpath
 import re
 import shlex
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -315,7 +316,7 @@ class _JobBuilder:
         """The dbt project of a dbt_task, inside the bundle, read (and parsed when its manifest is
         stale) with the task's profiles_directory and the bundle target as dbt target, as the
         template's commands (`--target=${bundle.target}`) do."""
-        from dagster_dbt import DbtProject
+        from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtProject
 
         from dbx_assets.integration.dbt.source import DbtProjectTasks
 
@@ -332,14 +333,24 @@ class _JobBuilder:
                     f"({profiles_dir}). Fix the path (it is relative to the project directory)."
                 )
         project = DbtProject(project_dir, target_path="target", profiles_dir=profiles_dir, target=self.config.target)
-        return DbtProjectTasks(
+        commands = [str(c) for c in dt.get("commands") or []]
+        # The task's tests become asset checks only when its commands run them (`dbt test`, `dbt build`):
+        # a template running `dbt run` alone does not gate its models on its tests.
+        runs_tests = any(re.search(r"\bdbt\s+(?:test|build)\b", c) for c in commands)
+        dbt = DbtProjectTasks(
             project,
-            dbt_vars=_command_vars(dt.get("commands") or [], where),
+            dagster_dbt_translator=None
+            if runs_tests
+            else DagsterDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=False)),
+            dbt_vars=_command_vars(commands, where),
             task_key=task["task_key"],
             schema=str(dt.get("schema") or "default"),
             job_cluster=task.get("job_cluster_key"),
             environment=task.get("environment_key"),
         )
+        if not dt.get("schema"):  # the schema the task's profile gives the models (dbt_sql: the dev schema var)
+            dbt.schema = _models_schema(dbt.manifest) or dbt.schema
+        return dbt
 
 
 # -- sql files and unsupported tasks -------------------------------------------------------------
@@ -405,6 +416,14 @@ class _BundleTasks(OneTaskPerAsset[_RawTask]):
 
     def submit_settings(self, task: SourceTask, selection: Selection, target: DeployTarget) -> dict[str, Any]:
         return dict(task.settings)
+
+
+def _models_schema(manifest: Mapping[str, Any]) -> str | None:
+    """The schema most of the project's models were parsed into (their profile target's schema)."""
+    schemas = Counter(
+        str(n["schema"]) for n in (manifest.get("nodes") or {}).values() if n.get("resource_type") == "model"
+    )
+    return schemas.most_common(1)[0][0] if schemas else None
 
 
 def _command_vars(commands: Sequence[Any], where: str) -> dict[str, Any]:
