@@ -53,6 +53,10 @@ def test_python_bundle_tasks_deps_and_job_spec():
     notebook = tasks["notebook_task"]["notebook_task"]
     assert notebook["notebook_path"] == "/Workspace/Shared/dbx_assets/dev/notebooks/src/sample_notebook"
     assert notebook["base_parameters"] == {"deployment": "dev"}
+    # the bundle's modules are deployed next to the notebook (its `sys.path.append("../src")` finds them)
+    files = workflow.files()
+    assert not files["notebooks/src/python_bundle/taxis.py"].is_notebook
+    assert {"notebooks/src/python_bundle/main.py", "notebooks/src/python_bundle/__init__.py"} <= set(files)
     # the bundle job's parameters are the job's (they reach the notebook as widgets), after dbx_assets' own
     parameters = workflow.spec(TARGET).job_settings()["parameters"]
     assert [(p["name"], p["default"]) for p in parameters][-2:] == [("catalog", "main"), ("schema", "ann_lee")]

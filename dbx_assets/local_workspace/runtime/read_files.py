@@ -413,7 +413,11 @@ def install_read_files_patches(spark: Any, mapper: Any, warehouse: Path) -> None
         """A streaming table or materialized view is a Delta table here, its defining query kept
         next to the warehouse so `REFRESH ...` runs it again: a streaming table ingests what is new
         since its checkpoint, a materialized view is recomputed in full (no incremental refresh)."""
-        definition = warehouse / "_pipeline_tables" / (hashlib.sha1(_table_key(spark, statement.table).encode()).hexdigest()[:16] + ".json")
+        definition = (
+            warehouse
+            / "_pipeline_tables"
+            / (hashlib.sha1(_table_key(spark, statement.table).encode()).hexdigest()[:16] + ".json")
+        )
         query = statement.query
         if query is None:
             kept = _read_log(definition)
