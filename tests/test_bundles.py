@@ -13,7 +13,13 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from dbx_assets import DatabricksBundle, DatabricksResource, DbtManifestError, WorkflowDefinitionError
+from dbx_assets import (
+    DatabricksBundle,
+    DatabricksResource,
+    DbtManifestError,
+    DbtProjectTasks,
+    WorkflowDefinitionError,
+)
 from dbx_assets.integration.bundles.config import BundleError, load_bundle
 from dbx_assets.integration.sources.base import DeployTarget
 
@@ -142,7 +148,7 @@ def test_dbt_bundle_models_become_dbt_assets(tmp_path, monkeypatch):
     task = _tasks(workflow)["dbt"]
     # the commands' --vars (the dev schema) reach every build, and the models' schema is the generated profile's
     assert task["dbt_task"]["schema"] == "ann_lee"
-    dbt = next(s for s in workflow.sources if hasattr(s, "dbt_vars"))
+    dbt = next(s for s in workflow.sources if isinstance(s, DbtProjectTasks))
     assert dbt.dbt_vars == {"dev_schema": "ann_lee"}
     assert len(dbt.check_keys()) == 6  # the commands run `dbt build`: the project's tests are asset checks
     assert task["depends_on"] == [{"task_key": "land"}]
