@@ -6,9 +6,9 @@ Logic tests only read the demo manifest (built by `make setup`; parsed here in-p
 when it is missing or stale). The real dbt runs happen ONCE per session in one subprocess (one
 SparkSession): it creates the notebook-owned source tables, then runs the commands that
 `DbtProjectTasks.build_command` produced, keeping each run's run_results.json and the incremental
-model's rows. That fixture takes ~30 s on an idle 2-core machine and 106 s measured under load
-average 7 (Spark start 9 s, source tables 16 s, four dbt builds 4-39 s each); it prints its
-timings (`pytest -s`). The logic tests take ~20 s (one dbt parse in a subprocess) and start no JVM. The events are read the production way: `report()` downloads
+model's rows. That fixture took 155 s measured under load average ~8 on 2 cores (Spark start
+10.5 s, source tables 11 s, four dbt-databricks builds 49, 24, 35 and 20 s); it prints its timings
+(`pytest -s`). The logic tests take ~20 s (one dbt parse in a subprocess) and start no JVM. The events are read the production way: `report()` downloads
 the artifacts archive and extracts run_results.json from it.
 """
 
@@ -274,14 +274,14 @@ DBT_RUNNER = textwrap.dedent(
     from dbx_assets.local_workspace.runtime.contract import DbtInvocation
     from dbx_assets.local_workspace.runtime.dbsql_session import install
     from dbx_assets.local_workspace.runtime.dbt_task import generated_profile
-    from dbx_assets.local_workspace.runtime.delta_jars import delta_jars
+    from dbx_assets.local_workspace.runtime.delta_log_store import driver_jars
     from dbx_assets.local_workspace.runtime.jvm_options import driver_java_options
     from dbx_assets.local_workspace.runtime.uc_patches import install_uc_patches
 
     work, project = Path(sys.argv[1]), Path(sys.argv[2])
     steps = json.loads(Path(sys.argv[3]).read_text())
     # A local cluster's Spark conf (Delta as the default format, its catalog and extension) and JVM flags.
-    class_path = driver_class_path(delta_jars(os.environ), {})
+    class_path = driver_class_path(driver_jars(os.environ), {})
     conf = {
         **BASE_SPARK_CONF,
         "spark.driver.defaultJavaOptions": driver_java_options(dict(os.environ), class_path),
@@ -346,7 +346,7 @@ DBT_RUNNER = textwrap.dedent(
 
 @pytest.fixture(scope="session")
 def dbt_runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """Four real `dbt build`s on local Spark, once per session (~30 s idle, ~110 s loaded; timings printed)."""
+    """Four real `dbt build`s on local Spark, once per session (~155 s loaded; timings printed)."""
     project = DbtProjectTasks(PROJECT_DIR, schema="analytics")
     work = tmp_path_factory.mktemp("dbt_runs")
     copy = work / "project"

@@ -336,6 +336,11 @@ def _assert_one_databricks_run_and_what_each_asset_reports(p: Product, run_id: s
         assert m["databricks_dbu_estimate"] == pytest.approx(2.0 * m["databricks_compute_s"] / 3600, rel=1e-2)
     silver_columns = {c.name for c in meta["silver_orders"]["dagster/column_schema"].columns}
     assert {"order_id", "customer_name", "order_date"} <= silver_columns
+    # Silver is a Delta table the notebook upserts (MERGE INTO by order id): each materialization names
+    # the table version it left, and the MERGE's counts are the notebook's result.
+    silver = meta["silver_orders"]
+    assert silver["delta_version"] >= 1 and "VERSION AS OF" in silver["delta_time_travel"], silver
+    assert silver["rows_inserted"] + silver["rows_updated"] > 0, silver
     # The shared cluster's busy time is split among its tasks: the shares add up to it.
     busy: list[list[int]] = []
     for start, end in sorted((t.start_time or 0, t.end_time or 0) for t in run.tasks or []):
@@ -532,7 +537,10 @@ def test_a_user_sees_the_assets_materialized_and_a_link_to_the_databricks_run(pr
             assert "databricks_dbu_estimate" in overview, f"no DBU estimate on the asset page (see {p.shots})"
             page.goto(f"{p.url}/assets/silver_orders?view=events", wait_until="networkidle")
             page.get_by_text("dagster/table_name").first.wait_for()
-            assert ".silver.orders_enriched" in page.locator("body").inner_text(), f"the table's name (see {p.shots})"
+            events = page.locator("body").inner_text()
+            assert ".silver.orders_enriched" in events, f"the table's name (see {p.shots})"
+            # Silver is a Delta table the notebook MERGEs into: each materialization names its table version.
+            assert "delta_version" in events and "VERSION AS OF" in events, f"no Delta version (see {p.shots})"
 
             # The link leads to the local workspace's run page; a browser gets in with a one-time
             # login link (what `make dev` prints), never with the token in a URL.

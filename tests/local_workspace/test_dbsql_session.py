@@ -14,6 +14,8 @@ from dbx_assets.local_workspace.runtime import dbsql_session
 from dbx_assets.local_workspace.runtime.information_schema import (
     VIEW_COLUMNS,
     InformationSchema,
+    Relation,
+    Scope,
     UnknownInformationSchemaView,
     parse_table_information,
     references,
@@ -118,3 +120,38 @@ def test_install_replaces_the_connector_and_the_spog_probe():
         assert probe.probe_host("127.0.0.1:1").host_type is None  # no request: nothing is routed here
     finally:
         databricks.sql.connect, probe.probe_host = before
+
+
+class _Catalog(InformationSchema):
+    """The local catalog as lists (what SHOW SCHEMAS / SHOW TABLE EXTENDED would answer)."""
+
+    def __init__(self, relations: list[Relation]):
+        super().__init__(spark=None, catalogs=lambda: [])
+        self._relations = relations
+
+    def schemas(self, catalog: str) -> list[str]:
+        return sorted({r.schema for r in self._relations if r.catalog == catalog})
+
+    def relations(self, scope: Scope) -> list[Relation]:
+        return [r for r in self._relations if r.catalog in scope.catalogs and scope.wants_schema(r.schema)]
+
+
+def _relation(schema: str, name: str, kind: str) -> Relation:
+    return Relation("main", schema, name, kind, "delta", "local", None, None, None, None)
+
+
+def test_the_metadata_calls_answer_as_the_connectors_do():
+    catalog = _Catalog(
+        [
+            _relation("shop", "orders", "MANAGED"),
+            _relation("shop", "v_orders", "VIEW"),
+            _relation("hr", "staff", "EXTERNAL"),
+        ]
+    )
+    cursor = dbsql_session.SessionConnection(_NoSpark(), "main", catalog).cursor()
+    # dbt-databricks' hive_metastore path: list_tables(database, schema) reads TABLE_NAME / TABLE_TYPE
+    rows = cursor.tables("hive_metastore", "shop").fetchall()
+    assert [d[0] for d in cursor.description or []][:4] == ["TABLE_CAT", "TABLE_SCHEM", "TABLE_NAME", "TABLE_TYPE"]
+    assert [(r[2], r[3]) for r in rows] == [("orders", "TABLE"), ("v_orders", "VIEW")]
+    assert [r[2] for r in cursor.tables("main", None, "v%", ["VIEW"]).fetchall()] == ["v_orders"]
+    assert cursor.schemas("main", "s%").fetchall() == [("shop", "main")]

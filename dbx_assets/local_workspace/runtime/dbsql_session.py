@@ -26,7 +26,8 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from .information_schema import InformationSchema
+from .information_schema import InformationSchema, Scope
+from .information_schema import catalog_name as uc_catalog
 
 # Spark 3.5 + Delta 3.x is Databricks Runtime 15.4 LTS' engine.
 LOCAL_DBR_VERSION = "15.4.x-scala2.12"
@@ -129,7 +130,7 @@ class SessionCursor:
 
     # -- metadata calls (the connector's Thrift metadata operations) ---------------------------
     def schemas(self, catalog_name: str | None = None, schema_name: str | None = None) -> SessionCursor:
-        catalog = self.connection.information_schema._catalog((catalog_name or self.connection.catalog).lower())
+        catalog = uc_catalog(catalog_name or self.connection.catalog)
         found = [
             (s, catalog)
             for s in self.connection.information_schema.schemas(catalog)
@@ -146,11 +147,12 @@ class SessionCursor:
         table_name: str | None = None,
         table_types: Sequence[str] | None = None,
     ) -> SessionCursor:
-        from .information_schema import Scope
-
         schema_info = self.connection.information_schema
-        catalog = schema_info._catalog((catalog_name or self.connection.catalog).lower())
-        scope = Scope((catalog,), frozenset({schema_name.lower()}) if schema_name else None, None)
+        scope = Scope(
+            (uc_catalog(catalog_name or self.connection.catalog),),
+            frozenset({schema_name.lower()}) if schema_name else None,
+            None,
+        )
         rows = [
             (r.catalog, r.schema, r.name, "VIEW" if r.kind == "VIEW" else "TABLE", r.comment or "")
             for r in schema_info.relations(scope)
@@ -275,7 +277,7 @@ def connect(
     spark = SparkSession.builder.getOrCreate()  # the attached cluster session in a task process
     name = (catalog or "main").lower()
     set_process_catalog(name)  # two-level names mean the connection's catalog, as on Databricks
-    registry = uc_catalogs._active_registry
+    registry = uc_catalogs.active_registry()
 
     return SessionConnection(spark, name, InformationSchema(spark, lambda: registry.names() if registry else ()))
 

@@ -79,6 +79,11 @@ VIEW_COLUMNS: dict[str, list[tuple[str, str]]] = {
 }  # fmt: skip
 
 
+def catalog_name(name: str) -> str:
+    """A catalog as Unity Catalog lists it: the aliases of the default catalog are `main`."""
+    return DEFAULT_CATALOG if name.lower() in DEFAULT_CATALOG_ALIASES else name.lower()
+
+
 class UnknownInformationSchemaView(LookupError):
     def __init__(self, view: str):
         super().__init__(
@@ -184,7 +189,7 @@ class InformationSchema:
         try:
             for ref in refs:
                 if (ref.catalog, ref.view) not in names:
-                    df = self.view(ref.view, scope_of(text, self._catalog(ref.catalog), self.all_catalogs()))
+                    df = self.view(ref.view, scope_of(text, catalog_name(ref.catalog), self.all_catalogs()))
                     name = f"_dbx_information_schema_{ref.view}_{uuid.uuid4().hex[:12]}"
                     df.createOrReplaceTempView(name)
                     names[(ref.catalog, ref.view)] = name
@@ -194,10 +199,6 @@ class InformationSchema:
         finally:
             for name in names.values():
                 self.spark.catalog.dropTempView(name)
-
-    @staticmethod
-    def _catalog(name: str) -> str:
-        return DEFAULT_CATALOG if name in DEFAULT_CATALOG_ALIASES else name
 
     def view(self, view: str, scope: Scope) -> Any:
         columns = VIEW_COLUMNS.get(view)

@@ -100,6 +100,10 @@ def set_active_registry(registry: CatalogRegistry | None) -> None:
     _active_registry = registry
 
 
+def active_registry() -> CatalogRegistry | None:
+    return _active_registry
+
+
 def dbt_schema(catalog: str | None, schema: str) -> str:
     """The schema a generated dbt-spark profile gets so models land in `catalog.schema`. The
     catalog must exist (as on Databricks) when a registry is active (in a task process)."""
