@@ -13,4 +13,4 @@ def main():
     spark.sql(f"USE CATALOG {args.catalog}")
     spark.sql(f"USE SCHEMA {args.schema}")
     spark.table("bundle_numbers").show(5)
-    print(f"taxi trips: {taxis.trips().count()}")
+    print(f"taxi trips: {taxis.trips().select('trip_distance', 'fare_amount').count()}")
