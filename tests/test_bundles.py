@@ -144,6 +144,7 @@ def test_dbt_bundle_models_become_dbt_assets(tmp_path, monkeypatch):
         "orders_daily": ["orders_raw"],
         "web_orders": ["land"],
         "web_orders_daily": ["web_orders"],
+        "web_orders_stream": ["web_orders"],
     }
     task = _tasks(workflow)["dbt"]
     # the commands' --vars (the dev schema) reach every build, and the models' schema is the generated profile's

@@ -11,7 +11,8 @@ hand, see the README):
   it, `{{name}}` parameters from the job's; a second run ingests nothing twice.
 - dbt_bundle (dbt_sql): a Python file task landing a new batch of JSON orders, then dbt-databricks'
   `streaming_table` and `materialized_view` models over `read_files` (the sample orders and the
-  landed batches), built, then refreshed after a second batch landed.
+  landed batches; one more over `STREAM` of a Delta table), built, then refreshed after a second batch
+  landed.
 Row counts are read back through the SQL Statement Execution API on the workspace's warehouse."""
 
 from __future__ import annotations
@@ -118,7 +119,8 @@ def test_dbt_bundle_streaming_tables_and_materialized_views_built_then_refreshed
     name, bundle = dbt_bundle
     assets = build_workflow_assets(bundle.workflow())
     resources = {"databricks": _resource(local_workspace, name)}
-    keys = {dg.AssetKey(k) for k in ("land", "orders_raw", "orders_daily", "web_orders", "web_orders_daily")}
+    models = ("orders_raw", "orders_daily", "web_orders", "web_orders_daily", "web_orders_stream")
+    keys = {dg.AssetKey(k) for k in ("land", *models)}
 
     def table(t: str) -> str:
         return f"main.{name}.{t}"
@@ -132,9 +134,11 @@ def test_dbt_bundle_streaming_tables_and_materialized_views_built_then_refreshed
     assert _count(workspace_client, table("orders_daily")) == AUGUST_2019_DAYS
     assert _count(workspace_client, table("web_orders")) == 3  # batch 1
     assert _count(workspace_client, table("web_orders_daily")) == 1
+    assert _count(workspace_client, table("web_orders_stream")) == 3  # a streaming table over a Delta table
 
     second = dg.materialize([assets], resources=resources, raise_on_error=False)  # lands batch 2, refreshes
     assert second.success and materialized(second) == keys
     assert _count(workspace_client, table("web_orders")) == 6  # both batches, each once
     assert _count(workspace_client, table("web_orders_daily")) == 2  # batch 2 is a day later
+    assert _count(workspace_client, table("web_orders_stream")) == 6
     assert _count(workspace_client, table("orders_raw")) == SALES_ORDERS  # no new sample file: unchanged

@@ -21,6 +21,7 @@ from dbx_assets.local_workspace.runtime.auto_loader import (
 from dbx_assets.local_workspace.runtime.read_files import (
     PipelineTable,
     find_calls,
+    find_stream_tables,
     parse_copy_into,
     parse_pipeline_table,
     parse_streaming_table,
@@ -190,6 +191,12 @@ def test_streaming_table_and_materialized_view_statements_as_dbt_databricks_writ
     assert parse_pipeline_table("REFRESH MATERIALIZED VIEW daily FULL") == PipelineTable(
         "materialized_view", "daily", None
     )
+    # a streaming read of a Delta table, as dbt-databricks renders `stream {{ ref(...) }}`
+    assert find_stream_tables("select n from stream `main`.`dev`.`web_orders` where n > 0") == [
+        (14, 46, "`main`.`dev`.`web_orders`")
+    ]
+    assert find_stream_tables("select * from STREAM(dev.t) join stream read_files('/x')") == [(14, 27, "dev.t")]
+    assert find_stream_tables("select streamed from stream_log") == []
     assert parse_pipeline_table("CREATE TABLE t AS SELECT 1") is None
     assert parse_pipeline_table("CREATE MATERIALIZED VIEW v") is None  # no query: Spark reports it
 

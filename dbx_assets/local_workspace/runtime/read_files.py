@@ -1,4 +1,5 @@
-"""`read_files(...)`, `STREAM read_files(...)`, `CREATE [OR REFRESH] STREAMING TABLE ... AS` and
+"""`read_files(...)`, `STREAM read_files(...)`, `STREAM table`, streaming tables and materialized views
+(`CREATE [OR REFRESH] STREAMING TABLE ... AS`, `CREATE [OR REPLACE] MATERIALIZED VIEW ... AS`, `REFRESH ...`) and
 `COPY INTO` in `spark.sql`, rewritten onto Spark's own readers in the task process.
 
 Each `read_files('path', format => 'json', ...)` call in a statement becomes a temporary view over
@@ -292,6 +293,25 @@ def parse_pipeline_table(text: str) -> PipelineTable | None:
     return PipelineTable(kind, head.group("table"), query)
 
 
+_PART = r"(?:`[^`]+`|[A-Za-z_]\w*)"
+_STREAM_TABLE = re.compile(
+    rf"\bSTREAM\s*(?:\(\s*(?P<inner>{_PART}(?:\s*\.\s*{_PART})*)\s*\)|\s(?P<bare>{_PART}(?:\s*\.\s*{_PART})*))",
+    re.I,
+)
+
+
+def find_stream_tables(text: str) -> list[tuple[int, int, str]]:
+    """`STREAM table` / `STREAM(table)` (a streaming read of a Delta table): (start, end, name) each,
+    `STREAM read_files(...)` left to find_calls."""
+    found = []
+    for m in _STREAM_TABLE.finditer(text):
+        name = m.group("inner") or m.group("bare")
+        if name.lower() == "read_files" or (m.group("bare") and re.match(r"\s*\(", text[m.end() :])):
+            continue
+        found.append((m.start(), m.end(), name))
+    return found
+
+
 def parse_streaming_table(text: str) -> tuple[str, str] | None:
     parsed = parse_pipeline_table(text)
     if parsed is None or parsed.kind != "streaming_table" or parsed.query is None:
@@ -438,6 +458,10 @@ def install_read_files_patches(spark: Any, mapper: Any, warehouse: Path) -> None
     def _streaming_table(spark: Any, table: str, query: str) -> Any:
         """A streaming table locally: the query's stream written to the table with availableNow,
         its checkpoint under the warehouse; a refresh (the same statement again) ingests only new data."""
+        for start, end, name in reversed(find_stream_tables(query)):  # a Delta source, read as a stream
+            view = f"__stream_{next(_VIEW_COUNTER)}"
+            spark.readStream.table(name).createOrReplaceTempView(view)
+            query = query[:start] + view + query[end:]
         df = spark.sql(query)
         key = hashlib.sha1(_table_key(spark, table).encode()).hexdigest()[:16]
         checkpoint = warehouse / "_streaming_checkpoints" / key
