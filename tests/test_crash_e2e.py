@@ -150,7 +150,12 @@ def test_killing_the_workspace_mid_write_then_the_same_partition_again_is_green(
     step.start()
     orders = state_dir / "warehouse" / "crash.db" / "orders"
     committed = state_dir / "warehouse" / "crash.db" / "committed"
-    _wait("the notebook to be writing crash.orders", lambda: (orders / "_temporary").is_dir())
+    # A Delta write puts its data files straight into the table dir and commits them in `_delta_log` at the end.
+    _wait(
+        "the notebook to be writing crash.orders",
+        lambda: orders.is_dir() and any(f.name.startswith("part-") for f in orders.iterdir()),
+    )
+    assert not list(orders.glob("_delta_log/*.json"))  # nothing committed yet
     time.sleep(1)  # a few rows into the write
     before = read_connection(state_dir) or {}
     server_pid, host = int(before["pid"]), before["host"]
@@ -210,7 +215,7 @@ def test_killing_the_workspace_mid_write_then_the_same_partition_again_is_green(
         termination_reasons
     )  # clusters/events: the cluster was lost with the workspace
     assert not orders.exists()
-    assert (committed / "_SUCCESS").is_file()
+    assert (committed / "_delta_log" / "00000000000000000000.json").is_file()
     assert "removed half-written table crash.orders" in (state_dir / "server.log").read_text()
 
     # The same partition again: green, nothing cleaned by hand.
