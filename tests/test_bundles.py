@@ -13,7 +13,13 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from dbx_assets import DatabricksBundle, DatabricksResource, DbtManifestError, WorkflowDefinitionError
+from dbx_assets import (
+    DatabricksBundle,
+    DatabricksResource,
+    DbtManifestError,
+    DbtProjectTasks,
+    WorkflowDefinitionError,
+)
 from dbx_assets.integration.bundles.config import BundleError, load_bundle
 from dbx_assets.integration.sources.base import DeployTarget
 
@@ -53,6 +59,10 @@ def test_python_bundle_tasks_deps_and_job_spec():
     notebook = tasks["notebook_task"]["notebook_task"]
     assert notebook["notebook_path"] == "/Workspace/Shared/dbx_assets/dev/notebooks/src/sample_notebook"
     assert notebook["base_parameters"] == {"deployment": "dev"}
+    # the bundle's modules are deployed next to the notebook (its `sys.path.append("../src")` finds them)
+    files = workflow.files()
+    assert not files["notebooks/src/python_bundle/taxis.py"].is_notebook
+    assert {"notebooks/src/python_bundle/main.py", "notebooks/src/python_bundle/__init__.py"} <= set(files)
     # the bundle job's parameters are the job's (they reach the notebook as widgets), after dbx_assets' own
     parameters = workflow.spec(TARGET).job_settings()["parameters"]
     assert [(p["name"], p["default"]) for p in parameters][-2:] == [("catalog", "main"), ("schema", "ann_lee")]
@@ -118,16 +128,30 @@ def test_sql_bundle_keeps_sql_file_tasks():
 # -- dbt_sql's shape ----------------------------------------------------------------------------------
 
 
-def test_dbt_bundle_models_become_dbt_assets(tmp_path):
+def test_dbt_bundle_models_become_dbt_assets(tmp_path, monkeypatch):
     from dbx_assets.integration.dbt.manifest import prepare
 
     project = tmp_path / "dbt_bundle"
     shutil.copytree(BUNDLES / "dbt_bundle", project, ignore=shutil.ignore_patterns("target", "logs"))
-    prepare(project, target="dev", profiles_dir=project / "dbt_profiles")
+    monkeypatch.setenv("DBT_HOST", "example.cloud.databricks.com")  # the template's profile reads them
+    monkeypatch.setenv("DBT_ACCESS_TOKEN", "unused")
+    prepare(project, target="dev", profiles_dir=project / "dbt_profiles", dbt_vars={"dev_schema": "ann_lee"})
     workflow = DatabricksBundle(project, user_name=USER).workflow()
-    # depends_on: the dbt task's root model waits on the Python file task
-    assert _graph(workflow) == {"land": [], "orders_raw": ["land"], "orders_daily": ["orders_raw"]}
+    # depends_on: the dbt task's root models wait on the Python file task
+    assert _graph(workflow) == {
+        "land": [],
+        "orders_raw": ["land"],
+        "orders_daily": ["orders_raw"],
+        "web_orders": ["land"],
+        "web_orders_daily": ["web_orders"],
+        "web_orders_stream": ["web_orders"],
+    }
     task = _tasks(workflow)["dbt"]
+    # the commands' --vars (the dev schema) reach every build, and the models' schema is the generated profile's
+    assert task["dbt_task"]["schema"] == "ann_lee"
+    dbt = next(s for s in workflow.sources if isinstance(s, DbtProjectTasks))
+    assert dbt.dbt_vars == {"dev_schema": "ann_lee"}
+    assert len(dbt.check_keys()) == 6  # the commands run `dbt build`: the project's tests are asset checks
     assert task["depends_on"] == [{"task_key": "land"}]
     assert task["environment_key"] == "default"
     assert "dbt_task" in task

@@ -413,3 +413,33 @@ def test_a_serverless_environment_installs_wheel_dependencies_as_wheels(tmp_path
     assert inv.pypi_packages == ("pandas",)
     assert list(inv.wheel_libraries) == ["/Workspace/Shared/w/p-1.0-py3-none-any.whl"]
     assert inv.python_parameters == ()  # neither kind of parameters: nothing is pushed down
+
+
+def test_the_local_workspace_runs_a_sql_file_task_as_a_sql_notebook(tmp_path):
+    invocations = _invocations(tmp_path)
+    sql_file = invocations.paths.workspace / "Shared/w/bundle/src/orders.sql"
+    sql_file.parent.mkdir(parents=True)
+    sql_file.write_text(
+        "USE CATALOG {{catalog}};\nUSE IDENTIFIER({{ schema }});\nSELECT {{target}} = 'prod', '{{other}}'"
+    )
+    task = {
+        "task_key": "orders",
+        "sql_task": {
+            "warehouse_id": "",
+            "file": {"path": "/Workspace/Shared/w/bundle/src/orders.sql", "source": "WORKSPACE"},
+            "parameters": {"target": "it's {{job.run_id}}"},
+        },
+    }
+    invocation = invocations.build(*_run(task, {"catalog": "main", "schema": "dev"}), task)
+    assert (invocation.kind, invocation.notebook_language) == ("notebook", "SQL")
+    # task parameters over the job's, each a SQL string literal; an unknown name is left for Spark to reject
+    assert invocation.notebook_source == (
+        "-- Databricks notebook source\n"
+        "USE CATALOG 'main';\nUSE IDENTIFIER('dev');\nSELECT 'it\\'s 1' = 'prod', '{{other}}'"
+    )
+    missing = {"task_key": "q", "sql_task": {"file": {"path": "/Workspace/Shared/w/none.sql"}}}
+    with pytest.raises(TaskSetupError, match="SQL file not found: /Workspace/Shared/w/none.sql"):
+        invocations.build(*_run(missing, {}), missing)
+    query = {"task_key": "q", "sql_task": {"query": {"query_id": "1"}, "warehouse_id": "w"}}
+    with pytest.raises(TaskSetupError, match="sql_task.query is not supported locally"):
+        invocations.build(*_run(query, {}), query)

@@ -19,8 +19,11 @@ from dbx_assets.local_workspace.runtime.auto_loader import (
     translate_options,
 )
 from dbx_assets.local_workspace.runtime.read_files import (
+    PipelineTable,
     find_calls,
+    find_stream_tables,
     parse_copy_into,
+    parse_pipeline_table,
     parse_streaming_table,
     plan_read,
 )
@@ -161,6 +164,41 @@ def test_copy_into_and_streaming_table_statements_parse():
     assert parse_streaming_table(
         "CREATE OR REFRESH STREAMING TABLE raw_orders AS SELECT * FROM STREAM read_files('/x', format => 'json')"
     ) == ("raw_orders", "SELECT * FROM STREAM read_files('/x', format => 'json')")
+
+
+def test_streaming_table_and_materialized_view_statements_as_dbt_databricks_writes_them():
+    # dbt-databricks 1.12: a query comment first, a column list with comments, a table COMMENT, then AS
+    dbt_create = (
+        '/* {"app": "dbt", "node_id": "model.shop.orders_raw"} */\n'
+        "  CREATE STREAMING TABLE `main`.`dev`.`orders_raw`\n"
+        "  (\n    `customer_name` string COMMENT 'who, as named',\n    `amount` decimal(10,2)\n  )\n"
+        "  COMMENT 'Raw orders'\n  AS -- ingest\n  select customer_name, amount\n"
+        "  from stream read_files('/x', format => 'json');"
+    )
+    parsed = parse_pipeline_table(dbt_create)
+    assert parsed == PipelineTable(
+        "streaming_table",
+        "`main`.`dev`.`orders_raw`",
+        "-- ingest\n  select customer_name, amount\n  from stream read_files('/x', format => 'json')",
+    )
+    mv = parse_pipeline_table(
+        "create or replace materialized view main.dev.daily\n  tblproperties ('a' = 'b')\nas\n  select 1 as n"
+    )
+    assert mv == PipelineTable("materialized_view", "main.dev.daily", "select 1 as n")
+    assert parse_pipeline_table("refresh streaming table main.dev.orders_raw") == PipelineTable(
+        "streaming_table", "main.dev.orders_raw", None
+    )
+    assert parse_pipeline_table("REFRESH MATERIALIZED VIEW daily FULL") == PipelineTable(
+        "materialized_view", "daily", None
+    )
+    # a streaming read of a Delta table, as dbt-databricks renders `stream {{ ref(...) }}`
+    assert find_stream_tables("select n from stream `main`.`dev`.`web_orders` where n > 0") == [
+        (14, 46, "`main`.`dev`.`web_orders`")
+    ]
+    assert find_stream_tables("select * from STREAM(dev.t) join stream read_files('/x')") == [(14, 27, "dev.t")]
+    assert find_stream_tables("select streamed from stream_log") == []
+    assert parse_pipeline_table("CREATE TABLE t AS SELECT 1") is None
+    assert parse_pipeline_table("CREATE MATERIALIZED VIEW v") is None  # no query: Spark reports it
 
 
 def test_sample_data_is_deterministic_and_read_only(tmp_path: Path):

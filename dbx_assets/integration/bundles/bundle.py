@@ -20,12 +20,15 @@ from __future__ import annotations
 import hashlib
 import posixpath
 import re
+import shlex
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import yaml
 
 from dbx_assets.integration.bundles.config import BundleConfig, BundleError, LocalPath, load_bundle
 from dbx_assets.integration.jobs.deploy import WorkspaceFile
@@ -216,7 +219,9 @@ class _JobBuilder:
 
         sources: list[Any] = []
         if notebooks:
-            sources.append(NotebookTasks(notebooks, notebooks_dir=self.config.root))
+            sources.append(
+                NotebookTasks(notebooks, notebooks_dir=self.config.root, include=_synced_python(self.config.root))
+            )
         if files:
             sources.append(PythonFileTasks(files, files_dir=self.config.root))
         if wheels:
@@ -311,7 +316,7 @@ class _JobBuilder:
         """The dbt project of a dbt_task, inside the bundle, read (and parsed when its manifest is
         stale) with the task's profiles_directory and the bundle target as dbt target, as the
         template's commands (`--target=${bundle.target}`) do."""
-        from dagster_dbt import DbtProject
+        from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtProject
 
         from dbx_assets.integration.dbt.source import DbtProjectTasks
 
@@ -328,13 +333,24 @@ class _JobBuilder:
                     f"({profiles_dir}). Fix the path (it is relative to the project directory)."
                 )
         project = DbtProject(project_dir, target_path="target", profiles_dir=profiles_dir, target=self.config.target)
-        return DbtProjectTasks(
+        commands = [str(c) for c in dt.get("commands") or []]
+        # The task's tests become asset checks only when its commands run them (`dbt test`, `dbt build`):
+        # a template running `dbt run` alone does not gate its models on its tests.
+        runs_tests = any(re.search(r"\bdbt\s+(?:test|build)\b", c) for c in commands)
+        dbt = DbtProjectTasks(
             project,
+            dagster_dbt_translator=None
+            if runs_tests
+            else DagsterDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=False)),
+            dbt_vars=_command_vars(commands, where),
             task_key=task["task_key"],
             schema=str(dt.get("schema") or "default"),
             job_cluster=task.get("job_cluster_key"),
             environment=task.get("environment_key"),
         )
+        if not dt.get("schema"):  # the schema the task's profile gives the models (dbt_sql: the dev schema var)
+            dbt.schema = _models_schema(dbt.manifest) or dbt.schema
+        return dbt
 
 
 # -- sql files and unsupported tasks -------------------------------------------------------------
@@ -400,6 +416,54 @@ class _BundleTasks(OneTaskPerAsset[_RawTask]):
 
     def submit_settings(self, task: SourceTask, selection: Selection, target: DeployTarget) -> dict[str, Any]:
         return dict(task.settings)
+
+
+def _models_schema(manifest: Mapping[str, Any]) -> str | None:
+    """The schema most of the project's models were parsed into (their profile target's schema)."""
+    schemas = Counter(
+        str(n["schema"]) for n in (manifest.get("nodes") or {}).values() if n.get("resource_type") == "model"
+    )
+    return schemas.most_common(1)[0][0] if schemas else None
+
+
+def _command_vars(commands: Sequence[Any], where: str) -> dict[str, Any]:
+    """The `--vars` of a dbt task's commands (the template's `dbt run --vars "{ dev_schema: ... }"`),
+    merged in order: the project is parsed and built with them, as those commands would."""
+    merged: dict[str, Any] = {}
+    for command in commands:
+        try:
+            words = shlex.split(str(command))
+        except ValueError as exc:
+            raise BundleError(f"{where}.commands: {command!r} does not parse as a command line ({exc}).") from None
+        for i, word in enumerate(words):
+            text = words[i + 1] if word == "--vars" and i + 1 < len(words) else None
+            if word.startswith("--vars="):
+                text = word.removeprefix("--vars=")
+            if text is None:
+                continue
+            try:
+                value = yaml.safe_load(text)
+            except yaml.YAMLError:
+                value = None
+            if not isinstance(value, dict):
+                raise BundleError(f"{where}.commands: --vars {text!r} of {command!r} is not a YAML mapping.")
+            merged.update(value)
+    return merged
+
+
+# folders `databricks bundle deploy` would sync but that hold no code a task imports (build output,
+# virtualenvs, dbt's own output)
+_NOT_SYNCED = frozenset({"dist", "build", "target", "logs", "dbt_packages", "node_modules", "venv", "fixtures"})
+
+
+def _synced_python(root: Path) -> list[str]:
+    """Globs of the bundle's Python modules, which the CLI syncs to the workspace with its notebooks (a
+    template's notebook does `sys.path.append("../src")` and imports the project's package)."""
+    return [
+        f"{child.name}/**/*.py"
+        for child in sorted(root.iterdir())
+        if child.is_dir() and not child.name.startswith((".", "_")) and child.name not in _NOT_SYNCED
+    ]
 
 
 def _depend_on(dbt: Any, upstream: Sequence[str]) -> None:

@@ -23,9 +23,12 @@ import os
 import shlex
 import subprocess
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 logger = logging.getLogger(__name__)
 
@@ -52,13 +55,21 @@ class LoadedManifest:
     data: dict[str, Any]
 
 
-def prepare_command(project_dir: Path, *, target: str | None = None, profiles_dir: Path | None = None) -> str:
+def prepare_command(
+    project_dir: Path,
+    *,
+    target: str | None = None,
+    profiles_dir: Path | None = None,
+    dbt_vars: Mapping[str, Any] | None = None,
+) -> str:
     """The exact command a user runs to (re)build the manifest."""
     parts = ["python", "-m", CLI_MODULE, "prepare", "--project-dir", str(project_dir)]
     if target:
         parts += ["--target", target]
     if profiles_dir:
         parts += ["--profiles-dir", str(profiles_dir)]
+    if dbt_vars:
+        parts += ["--vars", json.dumps(dict(dbt_vars), sort_keys=True)]
     return shlex.join(parts)
 
 
@@ -100,11 +111,18 @@ def manifest_is_current(project_dir: Path) -> bool:
     )
 
 
-def prepare(project_dir: Path, *, target: str | None = None, profiles_dir: Path | None = None) -> Path:
+def prepare(
+    project_dir: Path,
+    *,
+    target: str | None = None,
+    profiles_dir: Path | None = None,
+    dbt_vars: Mapping[str, Any] | None = None,
+) -> Path:
     """Run `dbt parse` in this process (dbt's programmatic runner) and record the fingerprint.
 
     target: the profile target to parse with (None: the profile's default target).
     profiles_dir: where profiles.yml is (None: the project directory, as dagster-dbt assumes).
+    dbt_vars: dbt's `--vars` (a profile or model reading `var('x')` without a default needs them to parse).
     """
     project_dir = project_dir.resolve()
     if not (project_dir / "dbt_project.yml").exists():
@@ -117,6 +135,8 @@ def prepare(project_dir: Path, *, target: str | None = None, profiles_dir: Path 
     args = ["parse", "--project-dir", str(project_dir), "--profiles-dir", str(profiles_dir or project_dir), "--quiet"]
     if target:
         args += ["--target", target]
+    if dbt_vars:
+        args += ["--vars", json.dumps(dict(dbt_vars), sort_keys=True)]
     (project_dir / TARGET_DIR).mkdir(exist_ok=True)
     with open(project_dir / TARGET_DIR / ".prepare.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # two code servers reloading at once parse once each, not interleaved
@@ -132,15 +152,18 @@ def prepare(project_dir: Path, *, target: str | None = None, profiles_dir: Path 
     return manifest_path(project_dir)
 
 
-def _prepare_in_subprocess(project_dir: Path, *, target: str | None, profiles_dir: Path | None) -> None:
+def _prepare_in_subprocess(
+    project_dir: Path, *, target: str | None, profiles_dir: Path | None, dbt_vars: Mapping[str, Any] | None
+) -> None:
     """Re-parse without loading dbt into this (long-lived code server) process."""
-    command = shlex.split(prepare_command(project_dir, target=target, profiles_dir=profiles_dir))
+    command = shlex.split(prepare_command(project_dir, target=target, profiles_dir=profiles_dir, dbt_vars=dbt_vars))
     proc = subprocess.run([sys.executable, *command[1:]], capture_output=True, text=True)
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
         raise DbtManifestError(
             f"Preparing the dbt manifest of {project_dir} failed: {tail[0]}. "
-            f"Run `{prepare_command(project_dir, target=target, profiles_dir=profiles_dir)}` to see dbt's output."
+            f"Run `{prepare_command(project_dir, target=target, profiles_dir=profiles_dir, dbt_vars=dbt_vars)}` "
+            "to see dbt's output."
         )
 
 
@@ -150,19 +173,25 @@ def read_manifest(path: Path) -> LoadedManifest:
     return LoadedManifest(path=path, sha256=hashlib.sha256(raw).hexdigest(), data=json.loads(raw))
 
 
-def load_manifest(project_dir: Path, *, target: str | None = None, profiles_dir: Path | None = None) -> LoadedManifest:
+def load_manifest(
+    project_dir: Path,
+    *,
+    target: str | None = None,
+    profiles_dir: Path | None = None,
+    dbt_vars: Mapping[str, Any] | None = None,
+) -> LoadedManifest:
     """The project's manifest, re-parsed first only under `dagster dev` when missing or stale."""
     from dagster_dbt import DbtProject  # callers (the code location) have imported dagster-dbt already
 
     project = DbtProject(project_dir, target_path=TARGET_DIR, target=target, profiles_dir=profiles_dir)
     path = project.manifest_path
     current = manifest_is_current(project.project_dir)
-    command = prepare_command(project.project_dir, target=target, profiles_dir=profiles_dir)
+    command = prepare_command(project.project_dir, target=target, profiles_dir=profiles_dir, dbt_vars=dbt_vars)
     # dagster-dbt's own "am I under `dagster dev`" (its default preparer would re-parse on every
     # load; we re-parse only when the files changed, and in a subprocess so dbt stays out of here)
     if not current and project.preparer.using_dagster_dev():
         logger.info("dbt manifest of %s is missing or stale; running dbt parse (dagster dev).", project.project_dir)
-        _prepare_in_subprocess(project.project_dir, target=target, profiles_dir=profiles_dir)
+        _prepare_in_subprocess(project.project_dir, target=target, profiles_dir=profiles_dir, dbt_vars=dbt_vars)
     elif not path.exists():
         raise DbtManifestError(f"dbt manifest not found at {path}. Run `{command}` to build it.")
     elif not current:
@@ -186,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--profiles-dir", type=Path, default=None, help="directory of profiles.yml (default: the project directory)"
     )
+    p.add_argument("--vars", default=None, help="dbt's --vars, a YAML or JSON mapping, for parsing")
     p.add_argument("--if-stale", action="store_true", help="do nothing when the manifest matches the project files")
     args = parser.parse_args(argv)
     project_dir = args.project_dir.resolve()
@@ -193,7 +223,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dbt manifest is current: {manifest_path(project_dir)}")
         return 0
     try:
-        path = prepare(project_dir, target=args.target, profiles_dir=args.profiles_dir)
+        dbt_vars = yaml.safe_load(args.vars) if args.vars else None
+        path = prepare(project_dir, target=args.target, profiles_dir=args.profiles_dir, dbt_vars=dbt_vars)
     except DbtManifestError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

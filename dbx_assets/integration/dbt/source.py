@@ -74,6 +74,7 @@ class DbtProjectTasks:
     job_cluster: which of the workflow's job clusters runs dbt (default: the workflow's default compute)
     environment: which of the workflow's serverless environments runs dbt instead (not with job_cluster);
                  the pinned dbt-databricks then goes into that environment's dependencies
+    dbt_vars:    dbt's `--vars` for parsing and every build (the run's job parameters are added over them)
     """
 
     needs_sql_warehouse = True
@@ -88,7 +89,9 @@ class DbtProjectTasks:
         task_key: str = DEFAULT_TASK_KEY,
         job_cluster: str | None = None,
         environment: str | None = None,
+        dbt_vars: Mapping[str, Any] | None = None,
     ):
+        self.dbt_vars: dict[str, Any] = dict(dbt_vars or {})
         if dagster_dbt_translator is not None and not isinstance(dagster_dbt_translator, DagsterDbtTranslator):
             raise WorkflowDefinitionError(
                 "DbtProjectTasks(dagster_dbt_translator=...) takes a dagster_dbt.DagsterDbtTranslator (or a subclass) "
@@ -127,7 +130,7 @@ class DbtProjectTasks:
     def _load_manifest(self) -> dbt_manifest.LoadedManifest:
         project = self.dbt_project
         if project is None:
-            return dbt_manifest.load_manifest(self.project_dir)
+            return dbt_manifest.load_manifest(self.project_dir, dbt_vars=self.dbt_vars)
         expected = self.project_dir / dbt_manifest.TARGET_DIR / dbt_manifest.MANIFEST_NAME
         if Path(project.manifest_path).resolve() != expected:
             raise dbt_manifest.DbtManifestError(
@@ -145,6 +148,7 @@ class DbtProjectTasks:
             self.project_dir,
             target=project.target,
             profiles_dir=None if profiles_dir == self.project_dir else profiles_dir,
+            dbt_vars=self.dbt_vars,
         )
 
     @staticmethod
@@ -253,7 +257,7 @@ class DbtProjectTasks:
         checks = selection.checks & self.check_keys()
         if not models and not checks:
             return None
-        return self.build_command(models, checks, vars=selection.parameters)
+        return self.build_command(models, checks, vars={**self.dbt_vars, **selection.parameters})
 
     def select_args(self, selected: Iterable[dg.AssetKey]) -> list[str]:
         """dbt node selectors (`fqn:...`) for exactly these models, sorted."""
@@ -268,7 +272,7 @@ class DbtProjectTasks:
         selected_models: Iterable[dg.AssetKey],
         selected_checks: Iterable[dg.AssetCheckKey],
         *,
-        vars: Mapping[str, str],
+        vars: Mapping[str, Any],
     ) -> str:
         """`dbt build` of exactly these models and tests.
 

@@ -188,11 +188,15 @@ class NotebookTasks:
         notebooks_dir: Path | str,
         pipes_root: str = DEFAULT_PIPES_ROOT,
         translator: NotebookTranslator | None = None,
+        include: Sequence[str] = (),
     ):
         """pipes_root: where pipes-enabled notebooks' channels live, `dbfs:/...` or
         `/Volumes/<catalog>/<schema>/<volume>/...` (one folder per Dagster run and task below it).
         translator: how each declaration becomes an asset spec (default: `NotebookTranslator()`, the
-        declaration's own fields)."""
+        declaration's own fields).
+        include: more files of the folder (globs, e.g. "src/**/*.py") deployed as workspace files at the
+        same relative paths next to the notebooks, so a notebook importing its project's modules (through
+        its working directory, the notebook's folder, as on Databricks) finds them."""
         if translator is not None and not isinstance(translator, NotebookTranslator):
             raise WorkflowDefinitionError(
                 f"NotebookTasks(translator=...) takes a NotebookTranslator (or a subclass) instance, "
@@ -210,6 +214,17 @@ class NotebookTasks:
                     "set pipes=True and report them with pipes.report_asset_check(...)."
                 )
         self._notebooks = [self._load(d) for d in declarations]
+        declared = {nb.declaration.notebook for nb in self._notebooks}
+        self._included: dict[str, bytes] = {}
+        self._included_version = ""
+        for pattern in include:
+            for path in sorted(self.notebooks_dir.glob(pattern)):
+                rel = path.relative_to(self.notebooks_dir).as_posix()
+                if path.is_file() and rel not in declared and "__pycache__" not in path.parts:
+                    self._included[rel] = path.read_bytes()
+        if self._included:  # a notebook's code version also changes when a module it may import does
+            listing = "".join(f"{rel}\0{hashlib.sha256(c).hexdigest()}\n" for rel, c in sorted(self._included.items()))
+            self._included_version = hashlib.sha256(listing.encode()).hexdigest()[:16]
         seen: dict[dg.AssetKey, str] = {}
         for loaded in self._notebooks:
             if loaded.asset_key in seen:
@@ -310,6 +325,9 @@ class NotebookTasks:
             for rel, helper in nb.helpers.items():
                 path = posixpath.join("notebooks", posixpath.splitext(rel)[0])
                 files.setdefault(path, _workspace_file(path, helper))
+        for rel, content in self._included.items():
+            path = posixpath.join("notebooks", rel)
+            files.setdefault(path, WorkspaceFile(path, content))
         return files
 
     def _repo_path(self, declaration: NotebookAsset) -> str:
@@ -382,7 +400,11 @@ class NotebookTasks:
             group_name=nb.group,
             owners=list(nb.owners),
             description=nb.description,
-            code_version=nb.code_version,
+            code_version=(
+                hashlib.sha256(f"{nb.code_version}:{self._included_version}".encode()).hexdigest()[:16]
+                if self._included_version
+                else nb.code_version
+            ),
             kinds={"databricks", "notebook"},
             tags=dict(nb.tags),
             skippable=True,

@@ -2,7 +2,7 @@
 dynamic value references become a TaskInvocation (runtime/contract.py).
 
 One builder per task kind, registered in TASK_KINDS under the task settings field that declares
-it (`notebook_task`, `spark_python_task`, `python_wheel_task`, `dbt_task`); a task is built by the
+it (`notebook_task`, `spark_python_task`, `python_wheel_task`, `dbt_task`, `sql_task`); a task is built by the
 first kind it has.
 A new kind of task is one function and one entry in the table. A task that cannot be built
 (missing notebook, bad path, unknown warehouse) raises TaskSetupError: it fails, the run goes on.
@@ -355,12 +355,66 @@ def dbt_invocation(b: TaskInvocations, t: TaskToBuild) -> TaskInvocation:
     )
 
 
+_SQL_PARAMETER = re.compile(r"\{\{\s*([A-Za-z_][\w.]*)\s*\}\}")
+
+
+def sql_file_invocation(b: TaskInvocations, t: TaskToBuild) -> TaskInvocation:
+    """A SQL file task (`sql_task.file`): the file's statements, separated by `;`, run in order as a
+    SQL notebook would on the run's serverless compute (the local warehouse has no Spark). Its
+    `{{name}}` parameters are the task's `parameters` over the job's, each written as a SQL string
+    literal. Queries, dashboards and alerts are workspace objects the local workspace does not hold."""
+    st = t.spec["sql_task"]
+    file = st.get("file") or {}
+    if not file.get("path"):
+        other = next((k for k in ("query", "dashboard", "alert") if st.get(k)), "query")
+        raise TaskSetupError(
+            f"Task {t.key}: sql_task.{other} is not supported locally (the local workspace has no SQL queries, "
+            "dashboards or alerts); use sql_task.file with a .sql file."
+        )
+    path = str(file["path"])
+    if b.uses_git(file, t.git_source, t.key):
+        found = repo_file(b.git_checkout(t.run), path, ("",))
+        if found is None:
+            raise TaskSetupError(f"SQL file not found: {path} in the Git repository {t.git_url}.")
+        local = found
+    else:
+        if not path.startswith("/"):
+            raise TaskSetupError(f"Task {t.key}: sql_task.file.path must be an absolute workspace path, got {path!r}.")
+        local = b.resolvers.workspace_local(path)
+        if not local.is_file():
+            raise TaskSetupError(f"SQL file not found: {path}. Upload it to the workspace first.")
+    if st.get("warehouse_id") and b.warehouses is not None:  # the warehouse must exist; a stopped one starts
+        try:
+            b.warehouses.ensure_started(str(st["warehouse_id"]))
+        except WarehouseNotFound as e:
+            raise TaskSetupError(e.message) from None
+    values = {k: str(v) for k, v in t.job_params.items()}
+    values.update({k: substitute(str(v), t.refs) for k, v in (st.get("parameters") or {}).items()})
+    t.task["resolved_values"] = {"sql_task": {"parameters": dict(values)}}
+
+    def literal(m: re.Match[str]) -> str:
+        name = m.group(1)
+        if name not in values:
+            return m.group(0)  # a dynamic value reference or a typo: left for Spark to reject, naming it
+        return "'" + values[name].replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+    text = _SQL_PARAMETER.sub(literal, local.read_text(encoding="utf-8"))
+    return TaskInvocation(
+        kind="notebook",
+        notebook_path=path,
+        notebook_source="-- Databricks notebook source\n" + text,
+        notebook_language="SQL",
+        **t.common,
+    )
+
+
 # The task settings field that declares a kind of task -> its builder; a task is built by the first it has.
 TASK_KINDS: dict[str, Callable[[TaskInvocations, TaskToBuild], TaskInvocation]] = {
     "notebook_task": notebook_invocation,
     "spark_python_task": spark_python_invocation,
     "python_wheel_task": python_wheel_invocation,
     "dbt_task": dbt_invocation,
+    "sql_task": sql_file_invocation,
 }
 
 

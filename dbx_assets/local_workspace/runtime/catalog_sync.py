@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .sample_data import CATALOG as SAMPLES_CATALOG
 from .uc_catalogs import registry_dir
 
 _SIGNATURE_CONF = "spark.dbx.local.tableSignature."
@@ -166,7 +167,7 @@ def _sync_external_tables(spark: Any, warehouse: Path, databases: set[str]) -> l
     external = spark._jsparkSession.sharedState().externalCatalog()
     for (db, name), record in records.items():
         key = f"{_EXTERNAL_CONF}{db}.{name}"
-        if conf.get(key, None) == record.get("location"):
+        if conf.get(key, None) == record.get("location") or _is_sample_database(db):
             continue
         if not external.databaseExists(db):
             spark.sql(f"CREATE DATABASE IF NOT EXISTS {_quote(db)}")
@@ -192,11 +193,17 @@ def _sync_external_tables(spark: Any, warehouse: Path, databases: set[str]) -> l
     return warnings
 
 
+def _is_sample_database(db: str) -> bool:
+    """The `samples` catalog's databases: every cluster registers their tables itself, with their
+    schemas (sample_data.register); a bare record here would register them schemaless first."""
+    return db.lower().startswith(f"{SAMPLES_CATALOG}__")
+
+
 def _external_tables_here(spark: Any, db: str, warehouse: Path) -> dict[str, tuple[str, str]]:
     """name -> (location, provider) of this catalog's external tables in `db` outside the warehouse."""
     external = spark._jsparkSession.sharedState().externalCatalog()
     out: dict[str, tuple[str, str]] = {}
-    if not external.databaseExists(db):
+    if not external.databaseExists(db) or _is_sample_database(db):
         return out
     tables = external.getTablesByName(db, external.listTables(db))
     for i in range(tables.size()):

@@ -1,4 +1,5 @@
-"""`read_files(...)`, `STREAM read_files(...)`, `CREATE [OR REFRESH] STREAMING TABLE ... AS` and
+"""`read_files(...)`, `STREAM read_files(...)`, `STREAM table`, streaming tables and materialized views
+(`CREATE [OR REFRESH] STREAMING TABLE ... AS`, `CREATE [OR REPLACE] MATERIALIZED VIEW ... AS`, `REFRESH ...`) and
 `COPY INTO` in `spark.sql`, rewritten onto Spark's own readers in the task process.
 
 Each `read_files('path', format => 'json', ...)` call in a statement becomes a temporary view over
@@ -223,17 +224,99 @@ _SCHEMALESS_TABLE = re.compile(
 
 # --- CREATE STREAMING TABLE -----------------------------------------------------------------------
 
-_STREAMING_TABLE = re.compile(
-    r"^\s*CREATE\s+(?:OR\s+REFRESH\s+)?STREAMING\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?"
-    r"(?P<table>(?:`[^`]+`|[\w]+)(?:\s*\.\s*(?:`[^`]+`|[\w]+))*)"
-    r"(?:\s*\([^)]*\))?(?:\s+(?:COMMENT\s+'(?:[^']|'')*'|TBLPROPERTIES\s*\([^)]*\)))*\s+AS\s+(?P<query>.*?);?\s*$",
-    re.I | re.S,
+_LEADING_COMMENTS = re.compile(r"^\s*(?:/\*.*?\*/\s*|--[^\n]*(?:\n|$)\s*)*", re.S)
+_NAME = r"(?P<table>(?:`[^`]+`|[\w]+)(?:\s*\.\s*(?:`[^`]+`|[\w]+))*)"
+_CREATE_HEAD = re.compile(
+    r"CREATE\s+(?P<how>OR\s+REFRESH\s+|OR\s+REPLACE\s+)?(?P<kind>STREAMING\s+TABLE|MATERIALIZED\s+VIEW)\s+"
+    r"(?:IF\s+NOT\s+EXISTS\s+)?" + _NAME,
+    re.I,
+)
+_REFRESH = re.compile(
+    r"REFRESH\s+(?P<kind>STREAMING\s+TABLE|MATERIALIZED\s+VIEW)\s+" + _NAME + r"(?:\s+(?:FULL|SYNC|ASYNC))*\s*;?\s*$",
+    re.I,
 )
 
 
+@dataclass(frozen=True)
+class PipelineTable:
+    """`CREATE [OR REFRESH|OR REPLACE] STREAMING TABLE|MATERIALIZED VIEW name [(columns)] [clauses] AS
+    query`, or `REFRESH STREAMING TABLE|MATERIALIZED VIEW name` (query None)."""
+
+    kind: str  # "streaming_table" | "materialized_view"
+    table: str
+    query: str | None
+
+
+def _top_level_as(text: str, i: int) -> int | None:
+    """Index of the first ` AS ` keyword at parenthesis depth 0 from `i`, outside quotes and comments."""
+    depth, quote = 0, None
+    while i < len(text):
+        ch = text[i]
+        if quote:
+            if ch == quote:
+                quote = None
+        elif ch in "'\"`":
+            quote = ch
+        elif ch == "-" and text.startswith("--", i):
+            i = text.find("\n", i)
+            if i < 0:
+                return None
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        elif depth == 0 and text[i : i + 2].upper() == "AS" and not _word(text, i - 1) and not _word(text, i + 2):
+            return i
+        i += 1
+    return None
+
+
+def _word(text: str, i: int) -> bool:
+    return 0 <= i < len(text) and (text[i].isalnum() or text[i] == "_")
+
+
+def parse_pipeline_table(text: str) -> PipelineTable | None:
+    """A streaming table or materialized view statement (leading comments allowed), or None."""
+    body = _LEADING_COMMENTS.sub("", text)
+    refresh = _REFRESH.match(body)
+    if refresh:
+        kind = "streaming_table" if refresh.group("kind").upper().startswith("STREAMING") else "materialized_view"
+        return PipelineTable(kind, refresh.group("table"), None)
+    head = _CREATE_HEAD.match(body)
+    if not head:
+        return None
+    at = _top_level_as(body, head.end())
+    if at is None:
+        return None
+    query = body[at + 2 :].strip().rstrip(";").strip()
+    kind = "streaming_table" if head.group("kind").upper().startswith("STREAMING") else "materialized_view"
+    return PipelineTable(kind, head.group("table"), query)
+
+
+_PART = r"(?:`[^`]+`|[A-Za-z_]\w*)"
+_STREAM_TABLE = re.compile(
+    rf"\bSTREAM\s*(?:\(\s*(?P<inner>{_PART}(?:\s*\.\s*{_PART})*)\s*\)|\s(?P<bare>{_PART}(?:\s*\.\s*{_PART})*))",
+    re.I,
+)
+
+
+def find_stream_tables(text: str) -> list[tuple[int, int, str]]:
+    """`STREAM table` / `STREAM(table)` (a streaming read of a Delta table): (start, end, name) each,
+    `STREAM read_files(...)` left to find_calls."""
+    found = []
+    for m in _STREAM_TABLE.finditer(text):
+        name = m.group("inner") or m.group("bare")
+        if name.lower() == "read_files" or (m.group("bare") and re.match(r"\s*\(", text[m.end() :])):
+            continue
+        found.append((m.start(), m.end(), name))
+    return found
+
+
 def parse_streaming_table(text: str) -> tuple[str, str] | None:
-    m = _STREAMING_TABLE.match(text)
-    return (m.group("table"), m.group("query")) if m else None
+    parsed = parse_pipeline_table(text)
+    if parsed is None or parsed.kind != "streaming_table" or parsed.query is None:
+        return None
+    return parsed.table, parsed.query
 
 
 # --- the pyspark patch --------------------------------------------------------------------------------
@@ -254,7 +337,7 @@ def install_read_files_patches(spark: Any, mapper: Any, warehouse: Path) -> None
 
             refuse_writes(sqlQuery)
         if not isinstance(sqlQuery, str) or not re.search(
-            r"read_files|COPY\s+INTO|STREAMING\s+TABLE|CREATE\s+TABLE", sqlQuery, re.I
+            r"read_files|COPY\s+INTO|STREAMING\s+TABLE|MATERIALIZED\s+VIEW|CREATE\s+TABLE", sqlQuery, re.I
         ):
             return orig_sql(self, sqlQuery, *args, **kwargs)
         placeholder = _SCHEMALESS_TABLE.match(sqlQuery)
@@ -265,9 +348,9 @@ def install_read_files_patches(spark: Any, mapper: Any, warehouse: Path) -> None
         copy = parse_copy_into(sqlQuery)
         if copy is not None:
             return _copy_into(self, copy)
-        streaming = parse_streaming_table(sqlQuery)
-        if streaming is not None:
-            return _streaming_table(self, *streaming)
+        pipeline_table = parse_pipeline_table(sqlQuery)
+        if pipeline_table is not None:
+            return _pipeline_table(self, pipeline_table)
         return orig_sql(self, _with_views(self, sqlQuery), *args, **kwargs)
 
     def _with_views(spark: Any, text: str) -> str:
@@ -346,9 +429,39 @@ def install_read_files_patches(spark: Any, mapper: Any, warehouse: Path) -> None
         _write_log(log_path, log)
         return spark.createDataFrame([(rows, rows)], "num_affected_rows BIGINT, num_inserted_rows BIGINT")
 
+    def _pipeline_table(spark: Any, statement: PipelineTable) -> Any:
+        """A streaming table or materialized view is a Delta table here, its defining query kept
+        next to the warehouse so `REFRESH ...` runs it again: a streaming table ingests what is new
+        since its checkpoint, a materialized view is recomputed in full (no incremental refresh)."""
+        definition = (
+            warehouse
+            / "_pipeline_tables"
+            / (hashlib.sha1(_table_key(spark, statement.table).encode()).hexdigest()[:16] + ".json")
+        )
+        query = statement.query
+        if query is None:
+            kept = _read_log(definition)
+            if kept.get("kind") != statement.kind or not spark.catalog.tableExists(statement.table):
+                what = statement.kind.replace("_", " ")
+                raise ReadFilesError(
+                    f"REFRESH {what.upper()} {statement.table}: there is no {what} {statement.table} on this "
+                    f"workspace; create it first with CREATE {what.upper()} ... AS <query>."
+                )
+            query = str(kept["query"])
+        else:
+            _write_log(definition, {"kind": statement.kind, "query": query})
+        if statement.kind == "streaming_table":
+            return _streaming_table(spark, statement.table, query)
+        orig_sql(spark, _with_views(spark, f"CREATE OR REPLACE TABLE {statement.table} USING DELTA AS {query}"))
+        return spark.createDataFrame([], "x STRING").select()
+
     def _streaming_table(spark: Any, table: str, query: str) -> Any:
         """A streaming table locally: the query's stream written to the table with availableNow,
         its checkpoint under the warehouse; a refresh (the same statement again) ingests only new data."""
+        for start, end, name in reversed(find_stream_tables(query)):  # a Delta source, read as a stream
+            view = f"__stream_{next(_VIEW_COUNTER)}"
+            spark.readStream.table(name).createOrReplaceTempView(view)
+            query = query[:start] + view + query[end:]
         df = spark.sql(query)
         key = hashlib.sha1(_table_key(spark, table).encode()).hexdigest()[:16]
         checkpoint = warehouse / "_streaming_checkpoints" / key

@@ -12,6 +12,7 @@ import importlib
 import importlib.util
 import json
 import os
+import posixpath
 import runpy
 import signal
 import sys
@@ -230,6 +231,7 @@ def _run_notebook(invocation: TaskInvocation, cells: list, spark: Any, mapper: A
     from .notebook import CellFailed, run_cells
 
     namespace = user_namespace(invocation, invocation.widgets, spark, mapper, paths)
+    _enter_notebook_folder(invocation, paths)
     dbutils = namespace["dbutils"]
     magics = NotebookSession(invocation, _cluster, paths, dbutils, namespace, spark, display)
     try:
@@ -245,6 +247,19 @@ def _run_notebook(invocation: TaskInvocation, cells: list, spark: Any, mapper: A
 
         return TaskOutcome("FAILED", state_message=str(failed), error=one_line(failed.exc), error_trace=failed.trace)
     return TaskOutcome("SUCCESS")
+
+
+def _enter_notebook_folder(invocation: TaskInvocation, paths: StoragePaths) -> None:
+    """A workspace (or Git) notebook runs in its own folder, first on sys.path, as on Databricks (DBR
+    14+), so relative paths and `sys.path.append("../src")` reach the files deployed next to it."""
+    path = (invocation.notebook_path or "").removeprefix("/Workspace")
+    if not path:
+        return
+    root = invocation.source_root if invocation.source_root is not None else paths.workspace
+    folder = root / posixpath.dirname(path.lstrip("/"))
+    if folder.is_dir():
+        os.chdir(folder)
+        sys.path.insert(0, str(folder))
 
 
 def _run_python_file(invocation: TaskInvocation, paths: StoragePaths) -> TaskOutcome:

@@ -1,3 +1,12 @@
-select 'alice' as customer_name, date'2026-01-01' as order_date, 1 as order_number
-union all
-select 'bob', date'2026-01-02', 2
+-- Sales orders from Databricks' sample data, ingested as a streaming table.
+{{ config(materialized = 'streaming_table') }}
+
+select
+  customer_name,
+  date(timestamp(from_unixtime(try_cast(order_datetime as bigint)))) as order_date,
+  order_number
+from stream read_files(
+  "/databricks-datasets/retail-org/sales_orders/",
+  format => "json",
+  header => true
+)
