@@ -159,7 +159,8 @@ def test_three_level_names_in_notebooks_dbt_and_the_unity_catalog_api(workspace,
             catalog=catalog,
             warehouse_id="4c0a1d5e7b9f2a63",
         )
-        run(cluster, kind="dbt", dbt=dbt)
+        # what the engine injects for a warehouse task: the principal's token, read by the generated profile
+        run(cluster, kind="dbt", dbt=dbt, env={"DBT_ACCESS_TOKEN": workspace.token})
     read = notebook(
         cluster,
         """
