@@ -216,6 +216,16 @@ class TaskInvocations:
             "file (/Workspace/...), a volume file (/Volumes/...) or DBFS (dbfs:/...)."
         )
 
+    def git_file(self, t: TaskToBuild, block: dict, path: str, what: str) -> Path | None:
+        """The task's file in its Git checkout when `block` takes it from Git; None when it comes
+        from the workspace or DBFS instead."""
+        if not self.uses_git(block, t.git_source, t.key):
+            return None
+        found = repo_file(self.git_checkout(t.run), path, ("",))
+        if found is None:
+            raise TaskSetupError(f"{what} not found: {path} in the Git repository {t.git_url}.")
+        return found
+
     def local_file(self, file: str, key: str) -> Path:
         if file.startswith("dbfs:/"):
             p = self.resolvers.dbfs_local(file)
@@ -271,13 +281,7 @@ def notebook_invocation(b: TaskInvocations, t: TaskToBuild) -> TaskInvocation:
 def spark_python_invocation(b: TaskInvocations, t: TaskToBuild) -> TaskInvocation:
     pt = t.spec["spark_python_task"]
     file = pt.get("python_file") or ""
-    if b.uses_git(pt, t.git_source, t.key):
-        found = repo_file(b.git_checkout(t.run), file, ("",))
-        if found is None:
-            raise TaskSetupError(f"Python file not found: {file} in the Git repository {t.git_url}.")
-        local = found
-    else:
-        local = b.local_file(file, t.key)
+    local = b.git_file(t, pt, file, "Python file") or b.local_file(file, t.key)
     args = t.params.get("python_params")
     if args is None:
         args = [substitute(str(a), t.refs) for a in pt.get("parameters") or []]
@@ -372,12 +376,8 @@ def sql_file_invocation(b: TaskInvocations, t: TaskToBuild) -> TaskInvocation:
             "dashboards or alerts); use sql_task.file with a .sql file."
         )
     path = str(file["path"])
-    if b.uses_git(file, t.git_source, t.key):
-        found = repo_file(b.git_checkout(t.run), path, ("",))
-        if found is None:
-            raise TaskSetupError(f"SQL file not found: {path} in the Git repository {t.git_url}.")
-        local = found
-    else:
+    local = b.git_file(t, file, path, "SQL file")
+    if local is None:
         if not path.startswith("/"):
             raise TaskSetupError(f"Task {t.key}: sql_task.file.path must be an absolute workspace path, got {path!r}.")
         local = b.resolvers.workspace_local(path)
